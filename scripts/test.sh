@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test. Installs what the tests need (real etcd + etcdctl from Debian) first.
+# Usage: scripts/test.sh [extra dotnet test args]   e.g. --filter "Category!=Soak"
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  echo "[test.sh] installing etcd-server and etcd-client from Debian"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server etcd-client >/dev/null
+fi
+# Debian's etcd package may start a system etcd on 2379; tests use their own ports, but stop it
+# so that nothing answers on etcd's default port by accident.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
+
+dotnet build Arbiter.slnx -c Release -warnaserror
+# Soak tests are tagged Category=Soak and left out of the default run (see docs/operations.md).
+dotnet test Arbiter.slnx -c Release --no-build --filter "Category!=Soak" "$@"

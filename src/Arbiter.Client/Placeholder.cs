@@ -1,0 +1,5 @@
+namespace Arbiter.Client;
+
+internal static class Placeholder
+{
+}

@@ -1,0 +1,34 @@
+namespace Arbiter.Core;
+
+/// <summary>
+/// Every limit the core enforces, in one place. Defaults match etcd's where etcd has one.
+/// </summary>
+public sealed record CoreLimits
+{
+    /// <summary>Largest request accepted, in bytes (etcd: 1.5 MiB).</summary>
+    public int RequestSizeBytesMax { get; init; } = 1536 * 1024;
+
+    /// <summary>Most operations in one txn branch, and most compares (etcd: 128).</summary>
+    public int TxnOpsMax { get; init; } = 128;
+
+    /// <summary>Largest key, in bytes. etcd bounds keys only by request size; so do we by default.</summary>
+    public int KeySizeBytesMax { get; init; } = 1536 * 1024;
+
+    /// <summary>Largest value, in bytes. etcd bounds values only by request size; so do we by default.</summary>
+    public int ValueSizeBytesMax { get; init; } = 1536 * 1024;
+
+    /// <summary>Smallest effective lease TTL in seconds; shorter requests are raised to it (etcd: ⌈1.5 × election timeout⌉ = 2).</summary>
+    public long LeaseTtlSecondsMin { get; init; } = 2;
+
+    /// <summary>Largest lease TTL in seconds (etcd: 9,000,000,000).</summary>
+    public long LeaseTtlSecondsMax { get; init; } = 9_000_000_000;
+
+    /// <summary>Most leases expired by one <c>LeaseExpire</c> command.</summary>
+    public int LeasesExpiredPerCommandMax { get; init; } = 1000;
+
+    /// <summary>How many recent request ids (and their results) the core remembers for deduplication.</summary>
+    public int RequestIdsRememberedMax { get; init; } = 10_000;
+
+    /// <summary>Space quota for the keyspace, in bytes (etcd: 2 GiB); writes past it fail with NOSPACE.</summary>
+    public long QuotaBytes { get; init; } = 2L * 1024 * 1024 * 1024;
+}

@@ -1,0 +1,86 @@
+namespace Arbiter.Core;
+
+/// <summary>gRPC status codes the core reports (numbers match grpc's <c>StatusCode</c>).</summary>
+public enum ErrorStatusCode
+{
+    /// <summary>Canceled (1).</summary>
+    Canceled = 1,
+    /// <summary>InvalidArgument (3).</summary>
+    InvalidArgument = 3,
+    /// <summary>DeadlineExceeded (4).</summary>
+    DeadlineExceeded = 4,
+    /// <summary>NotFound (5).</summary>
+    NotFound = 5,
+    /// <summary>PermissionDenied (7).</summary>
+    PermissionDenied = 7,
+    /// <summary>ResourceExhausted (8).</summary>
+    ResourceExhausted = 8,
+    /// <summary>FailedPrecondition (9).</summary>
+    FailedPrecondition = 9,
+    /// <summary>OutOfRange (11).</summary>
+    OutOfRange = 11,
+    /// <summary>Unimplemented (12).</summary>
+    Unimplemented = 12,
+    /// <summary>Internal (13).</summary>
+    Internal = 13,
+    /// <summary>Unavailable (14).</summary>
+    Unavailable = 14,
+    /// <summary>DataLoss (15).</summary>
+    DataLoss = 15,
+}
+
+/// <summary>An error with etcd's exact status code and text (clients match on both).</summary>
+/// <param name="StatusCode">The gRPC status code.</param>
+/// <param name="Message">The exact message text etcd sends.</param>
+public sealed record EtcdError(ErrorStatusCode StatusCode, string Message)
+{
+    /// <summary>Empty key in a request.</summary>
+    public static readonly EtcdError EmptyKey = new(ErrorStatusCode.InvalidArgument, "etcdserver: key is not provided");
+    /// <summary>ignore_value/ignore_lease on a key that does not exist.</summary>
+    public static readonly EtcdError KeyNotFound = new(ErrorStatusCode.InvalidArgument, "etcdserver: key not found");
+    /// <summary>ignore_value with a value.</summary>
+    public static readonly EtcdError ValueProvided = new(ErrorStatusCode.InvalidArgument, "etcdserver: value is provided");
+    /// <summary>ignore_lease with a lease.</summary>
+    public static readonly EtcdError LeaseProvided = new(ErrorStatusCode.InvalidArgument, "etcdserver: lease is provided");
+    /// <summary>More than the allowed operations in one txn branch.</summary>
+    public static readonly EtcdError TooManyOps = new(ErrorStatusCode.InvalidArgument, "etcdserver: too many operations in txn request");
+    /// <summary>A txn writes the same key twice.</summary>
+    public static readonly EtcdError DuplicateKey = new(ErrorStatusCode.InvalidArgument, "etcdserver: duplicate key given in txn request");
+    /// <summary>A read below the compacted revision.</summary>
+    public static readonly EtcdError Compacted = new(ErrorStatusCode.OutOfRange, "etcdserver: mvcc: required revision has been compacted");
+    /// <summary>A read or compaction above the current revision.</summary>
+    public static readonly EtcdError FutureRevision = new(ErrorStatusCode.OutOfRange, "etcdserver: mvcc: required revision is a future revision");
+    /// <summary>The space quota is exhausted.</summary>
+    public static readonly EtcdError NoSpace = new(ErrorStatusCode.ResourceExhausted, "etcdserver: mvcc: database space exceeded");
+    /// <summary>The lease does not exist.</summary>
+    public static readonly EtcdError LeaseNotFound = new(ErrorStatusCode.NotFound, "etcdserver: requested lease not found");
+    /// <summary>A client-chosen lease id is taken.</summary>
+    public static readonly EtcdError LeaseExists = new(ErrorStatusCode.FailedPrecondition, "etcdserver: lease already exists");
+    /// <summary>The requested TTL is above the maximum.</summary>
+    public static readonly EtcdError LeaseTtlTooLarge = new(ErrorStatusCode.OutOfRange, "etcdserver: too large lease TTL");
+    /// <summary>The request is larger than the request size limit.</summary>
+    public static readonly EtcdError RequestTooLarge = new(ErrorStatusCode.InvalidArgument, "etcdserver: request is too large");
+    /// <summary>Too many requests in flight.</summary>
+    public static readonly EtcdError TooManyRequests = new(ErrorStatusCode.ResourceExhausted, "etcdserver: too many requests");
+    /// <summary>No leader (cluster) or the node is not serving.</summary>
+    public static readonly EtcdError NoLeader = new(ErrorStatusCode.Unavailable, "etcdserver: no leader");
+    /// <summary>The server is shutting down.</summary>
+    public static readonly EtcdError Stopped = new(ErrorStatusCode.Unavailable, "etcdserver: server stopped");
+    /// <summary>The request did not complete in time.</summary>
+    public static readonly EtcdError Timeout = new(ErrorStatusCode.Unavailable, "etcdserver: request timed out");
+    /// <summary>The member was not found.</summary>
+    public static readonly EtcdError MemberNotFound = new(ErrorStatusCode.NotFound, "etcdserver: member not found");
+    /// <summary>The watch was canceled.</summary>
+    public static readonly EtcdError WatchCanceled = new(ErrorStatusCode.Canceled, "etcdserver: watch canceled");
+}
+
+/// <summary>Thrown by read paths of the core with an etcd-identical error.</summary>
+public sealed class EtcdException : Exception
+{
+    /// <summary>Creates the exception for <paramref name="error"/>.</summary>
+    public EtcdException(EtcdError error)
+        : base(error.Message) => Error = error;
+
+    /// <summary>The error carried.</summary>
+    public EtcdError Error { get; }
+}

@@ -1,0 +1,5 @@
+namespace Arbiter.Node;
+
+internal static class Placeholder
+{
+}

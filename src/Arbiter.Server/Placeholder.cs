@@ -1,0 +1,5 @@
+namespace Arbiter.Server;
+
+internal static class Placeholder
+{
+}

@@ -1,0 +1,5 @@
+namespace Arbiter.Compatibility.Tests;
+
+internal static class Placeholder
+{
+}

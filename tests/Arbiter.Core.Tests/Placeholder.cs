@@ -1,0 +1,5 @@
+namespace Arbiter.Core.Tests;
+
+internal static class Placeholder
+{
+}

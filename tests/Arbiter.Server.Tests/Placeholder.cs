@@ -1,0 +1,5 @@
+namespace Arbiter.Server.Tests;
+
+internal static class Placeholder
+{
+}

@@ -1,0 +1,5 @@
+namespace Arbiter.Storage.Tests;
+
+internal static class Placeholder
+{
+}
