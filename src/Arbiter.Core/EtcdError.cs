@@ -5,6 +5,8 @@ public enum ErrorStatusCode
 {
     /// <summary>Canceled (1).</summary>
     Canceled = 1,
+    /// <summary>Unknown (2): what gRPC reports for a plain error (etcd's election errors).</summary>
+    Unknown = 2,
     /// <summary>InvalidArgument (3).</summary>
     InvalidArgument = 3,
     /// <summary>DeadlineExceeded (4).</summary>

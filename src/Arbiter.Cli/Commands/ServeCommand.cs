@@ -1,0 +1,110 @@
+using System.CommandLine;
+using Arbiter.Core;
+using Arbiter.Node;
+using Arbiter.Server;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Cli.Commands;
+
+/// <summary><c>arbiter serve</c>: run a member, with etcd's flag names where they mean the same.</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var name = new Option<string>("--name") { Description = "Member name.", DefaultValueFactory = _ => "default" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Data directory (default: ./data/<name>)." };
+        var inMemory = new Option<bool>("--in-memory") { Description = "Keep everything in memory; nothing survives a restart." };
+        var listenClient = new Option<string>("--listen-client-urls") { Description = "Comma-separated URLs to serve clients on.", DefaultValueFactory = _ => "http://127.0.0.1:2379" };
+        var advertiseClient = new Option<string?>("--advertise-client-urls") { Description = "Client URLs to advertise (default: the listen URLs)." };
+        var advertisePeer = new Option<string>("--initial-advertise-peer-urls") { Description = "Peer URLs to advertise.", DefaultValueFactory = _ => "http://127.0.0.1:2380" };
+        var clusterToken = new Option<string>("--initial-cluster-token") { Description = "Cluster token (mixed into member and cluster ids).", DefaultValueFactory = _ => "arbiter-cluster" };
+        var logLevel = new Option<LogLevel>("--log-level") { Description = "Logging level: Trace, Debug, Information, Warning, Error.", DefaultValueFactory = _ => LogLevel.Information };
+        var maxRequestBytes = new Option<int>("--max-request-bytes") { Description = "Largest client request, in bytes.", DefaultValueFactory = _ => new CoreLimits().RequestSizeBytesMax };
+        var maxTxnOps = new Option<int>("--max-txn-ops") { Description = "Most operations in one txn.", DefaultValueFactory = _ => new CoreLimits().TxnOpsMax };
+        var quotaBytes = new Option<long>("--quota-backend-bytes") { Description = "Space quota; writes past it raise NOSPACE.", DefaultValueFactory = _ => new CoreLimits().QuotaBytes };
+        var unsafeNoFsync = new Option<bool>("--unsafe-no-fsync") { Description = "Do not fsync (unsafe: acknowledged writes can be lost on a crash)." };
+
+        var command = new Command("serve", "Run an Arbiter member (single node) serving the etcd v3 API.")
+        {
+            name, dataDir, inMemory, listenClient, advertiseClient, advertisePeer, clusterToken, logLevel,
+            maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
+        };
+
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var memberName = result.GetValue(name)!;
+            var listenUrls = Split(result.GetValue(listenClient)!);
+            var limits = new CoreLimits
+            {
+                RequestSizeBytesMax = result.GetValue(maxRequestBytes),
+                TxnOpsMax = result.GetValue(maxTxnOps),
+                QuotaBytes = result.GetValue(quotaBytes),
+            };
+            var options = new NodeOptions
+            {
+                Name = memberName,
+                DataDirectory = result.GetValue(inMemory) ? null : Path.GetFullPath(result.GetValue(dataDir) ?? Path.Combine("data", memberName)),
+                AdvertiseClientUrls = result.GetValue(advertiseClient) is { } advertised ? Split(advertised) : listenUrls,
+                AdvertisePeerUrls = Split(result.GetValue(advertisePeer)!),
+                ClusterToken = result.GetValue(clusterToken)!,
+                Limits = limits,
+                FsyncEnabled = !result.GetValue(unsafeNoFsync),
+            };
+            return await RunAsync(options, new ServerOptions { ListenClientUrls = listenUrls }, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(NodeOptions options, ServerOptions serverOptions, LogLevel level, CancellationToken cancellationToken)
+    {
+        using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(c =>
+        {
+            c.SingleLine = true;
+            c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            c.UseUtcTimestamp = true;
+        }).SetMinimumLevel(level));
+        var logger = loggerFactory.CreateLogger("arbiter");
+
+        ArbiterNode node;
+        try
+        {
+            node = await ArbiterNode.StartAsync(options, loggerFactory, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            logger.LogCritical("Cannot open data directory {DataDirectory}: {Message}", options.DataDirectory, e.Message);
+            return 1;
+        }
+
+        await using (node.ConfigureAwait(false))
+        {
+            var app = ArbiterServer.Build(node, serverOptions, logging =>
+            {
+                logging.AddSimpleConsole(c =>
+                {
+                    c.SingleLine = true;
+                    c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                    c.UseUtcTimestamp = true;
+                });
+                logging.SetMinimumLevel(level);
+                logging.AddFilter("Microsoft.AspNetCore", level < LogLevel.Warning ? LogLevel.Warning : level);
+            });
+            await using (app.ConfigureAwait(false))
+            {
+                await app.StartAsync(cancellationToken).ConfigureAwait(false);
+                logger.LogInformation(
+                    "arbiter serving the etcd v3 API on {Urls} — member {Name} ({MemberId:x16}), data {DataDirectory}, revision {Revision}",
+                    string.Join(",", serverOptions.ListenClientUrls), options.Name, node.MemberId, options.DataDirectory ?? "(in memory)", node.Revision);
+                await app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+                logger.LogInformation("arbiter shutting down");
+            }
+        }
+
+        return 0;
+    }
+
+    private static string[] Split(string urls) =>
+        urls.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+}

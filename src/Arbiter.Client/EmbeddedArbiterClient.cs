@@ -1,0 +1,144 @@
+using System.Runtime.CompilerServices;
+using Arbiter.Core;
+using Arbiter.Node;
+using Arbiter.Node.Watch;
+using Arbiter.Protocol.Etcd;
+using Grpc.Core;
+
+namespace Arbiter.Client;
+
+/// <summary>
+/// <see cref="IArbiterClient"/> over an in-process <see cref="ArbiterNode"/>: no network hop, same
+/// semantics and the same exceptions as over gRPC.
+/// </summary>
+public sealed class EmbeddedArbiterClient : IArbiterClient
+{
+    private readonly ArbiterNode _node;
+    private readonly bool _ownsNode;
+
+    /// <summary>Wraps <paramref name="node"/>; when <paramref name="ownsNode"/> the node is stopped with the client.</summary>
+    public EmbeddedArbiterClient(ArbiterNode node, bool ownsNode = false)
+    {
+        _node = node ?? throw new ArgumentNullException(nameof(node));
+        _ownsNode = ownsNode;
+    }
+
+    /// <summary>Starts an embedded node and returns a client that owns it.</summary>
+    public static async Task<EmbeddedArbiterClient> StartAsync(NodeOptions options, CancellationToken cancellationToken = default)
+    {
+        var node = await ArbiterNode.StartAsync(options, cancellationToken: cancellationToken).ConfigureAwait(false);
+        return new EmbeddedArbiterClient(node, ownsNode: true);
+    }
+
+    /// <summary>The node this client talks to.</summary>
+    public ArbiterNode Node => _node;
+
+    /// <inheritdoc />
+    public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.RangeAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.PutAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.DeleteRangeAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.CompactAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<LeaseGrantResponse> LeaseGrantAsync(LeaseGrantRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.LeaseGrantAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<LeaseRevokeResponse> LeaseRevokeAsync(LeaseRevokeRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.LeaseRevokeAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<LeaseKeepAliveResponse> LeaseKeepAliveOnceAsync(LeaseKeepAliveRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.LeaseKeepAliveAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<LeaseTimeToLiveResponse> LeaseTimeToLiveAsync(LeaseTimeToLiveRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.LeaseTimeToLiveAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<LeaseLeasesResponse> LeaseLeasesAsync(CancellationToken cancellationToken = default) =>
+        Call(() => _node.LeaseLeasesAsync(new LeaseLeasesRequest(), cancellationToken));
+
+    /// <inheritdoc />
+    public Task<StatusResponse> StatusAsync(CancellationToken cancellationToken = default) =>
+        Call(() => _node.StatusAsync(new StatusRequest(), cancellationToken));
+
+    /// <inheritdoc />
+    public IWatchSession OpenWatch() => new EmbeddedWatchSession(_node.OpenWatchStream());
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_ownsNode)
+        {
+            await _node.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Maps node errors to the RpcException a gRPC client would see, and hands out a deep copy:
+    /// the node's responses share key-value objects with the store, which callers must not mutate.
+    /// </summary>
+    private static async Task<T> Call<T>(Func<Task<T>> call)
+        where T : Google.Protobuf.IDeepCloneable<T>
+    {
+        try
+        {
+            var response = await call().ConfigureAwait(false);
+            return response.Clone();
+        }
+        catch (EtcdException e)
+        {
+            throw new RpcException(new Status((StatusCode)(int)e.Error.StatusCode, e.Error.Message));
+        }
+    }
+
+    private sealed class EmbeddedWatchSession(WatchStream stream) : IWatchSession
+    {
+        public ValueTask CreateAsync(WatchCreateRequest request, CancellationToken cancellationToken = default)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            stream.Create(request);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask CancelAsync(long watchId, CancellationToken cancellationToken = default)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            stream.Cancel(watchId);
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask RequestProgressAsync(CancellationToken cancellationToken = default)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            stream.RequestProgress();
+            return ValueTask.CompletedTask;
+        }
+
+        public async IAsyncEnumerable<WatchResponse> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
+        {
+            await foreach (var response in stream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // Hand out copies: the node shares event objects between watchers.
+                yield return response.Clone();
+            }
+        }
+
+        public ValueTask DisposeAsync() => stream.DisposeAsync();
+    }
+}

@@ -1,5 +1,0 @@
-namespace Arbiter.Client;
-
-internal static class Placeholder
-{
-}

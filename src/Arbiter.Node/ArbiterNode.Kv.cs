@@ -1,0 +1,69 @@
+using Arbiter.Core;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Internal;
+
+namespace Arbiter.Node;
+
+public sealed partial class ArbiterNode
+{
+    /// <summary>
+    /// Range. On a single node every read is linearizable: writes are applied before they are
+    /// acknowledged, so the state read here includes every acknowledged write.
+    /// </summary>
+    public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        var response = _host.Read(s => s.Range(request));
+        FillHeader(response.Header);
+        return Task.FromResult(response);
+    }
+
+    /// <summary>Put.</summary>
+    public async Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        var result = await ProposeAsync(new Command { Put = request }, cancellationToken).ConfigureAwait(false);
+        FillHeader(result.Put.Header);
+        return result.Put;
+    }
+
+    /// <summary>DeleteRange.</summary>
+    public async Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        var result = await ProposeAsync(new Command { DeleteRange = request }, cancellationToken).ConfigureAwait(false);
+        FillHeader(result.DeleteRange.Header);
+        return result.DeleteRange;
+    }
+
+    /// <summary>Txn (one revision for all its writes; none if it writes nothing).</summary>
+    public async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        var result = await ProposeAsync(new Command { Txn = request }, cancellationToken).ConfigureAwait(false);
+        FillHeader(result.Txn.Header);
+        return result.Txn;
+    }
+
+    /// <summary>Compact the history up to a revision (a command like any other write).</summary>
+    public async Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var result = await ProposeAsync(new Command { Compaction = request }, cancellationToken).ConfigureAwait(false);
+        FillHeader(result.Compaction.Header);
+        return result.Compaction;
+    }
+
+    private static void ThrowIfInvalid(EtcdError? error)
+    {
+        if (error is not null)
+        {
+            throw new EtcdException(error);
+        }
+    }
+}

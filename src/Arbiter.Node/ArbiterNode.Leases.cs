@@ -1,0 +1,134 @@
+using System.Security.Cryptography;
+using Arbiter.Core;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Internal;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Node;
+
+public sealed partial class ArbiterNode
+{
+    private const int LeaseIdAttemptsMax = 8;
+
+    /// <summary>Grants a lease; ID 0 lets the node choose a random positive id.</summary>
+    public async Task<LeaseGrantResponse> LeaseGrantAsync(LeaseGrantRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        if (request.ID != 0)
+        {
+            return await GrantAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        // The id is chosen here, at the edge, so that the command the core applies is deterministic.
+        for (var attempt = 1; ; attempt++)
+        {
+            var chosen = new LeaseGrantRequest { TTL = request.TTL, ID = RandomNumberGenerator.GetInt32(1, int.MaxValue) * (long)RandomNumberGenerator.GetInt32(1, int.MaxValue) };
+            try
+            {
+                return await GrantAsync(chosen, cancellationToken).ConfigureAwait(false);
+            }
+            catch (EtcdException e) when (e.Error == EtcdError.LeaseExists && attempt < LeaseIdAttemptsMax)
+            {
+            }
+        }
+    }
+
+    private async Task<LeaseGrantResponse> GrantAsync(LeaseGrantRequest request, CancellationToken cancellationToken)
+    {
+        var result = await ProposeAsync(new Command { LeaseGrant = request }, cancellationToken).ConfigureAwait(false);
+        FillHeader(result.LeaseGrant.Header);
+        return result.LeaseGrant;
+    }
+
+    /// <summary>Revokes a lease, deleting its keys in one revision.</summary>
+    public async Task<LeaseRevokeResponse> LeaseRevokeAsync(LeaseRevokeRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var result = await ProposeAsync(new Command { LeaseRevoke = request }, cancellationToken).ConfigureAwait(false);
+        FillHeader(result.LeaseRevoke.Header);
+        return result.LeaseRevoke;
+    }
+
+    /// <summary>Renews a lease to its full TTL. An unknown lease answers TTL = 0, as etcd does.</summary>
+    public async Task<LeaseKeepAliveResponse> LeaseKeepAliveAsync(LeaseKeepAliveRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        try
+        {
+            var result = await ProposeAsync(new Command { LeaseKeepAlive = request }, cancellationToken).ConfigureAwait(false);
+            FillHeader(result.LeaseKeepAlive.Header);
+            return result.LeaseKeepAlive;
+        }
+        catch (EtcdException e) when (e.Error == EtcdError.LeaseNotFound)
+        {
+            return new LeaseKeepAliveResponse { Header = NewHeader(Revision), ID = request.ID, TTL = 0 };
+        }
+    }
+
+    /// <summary>Remaining and granted TTL of a lease (TTL = -1 when it does not exist).</summary>
+    public Task<LeaseTimeToLiveResponse> LeaseTimeToLiveAsync(LeaseTimeToLiveRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var nowMs = Options.Clock.NowMs;
+        var response = _host.Read(s => s.LeaseTimeToLive(request, nowMs));
+        FillHeader(response.Header);
+        return Task.FromResult(response);
+    }
+
+    /// <summary>Every live lease.</summary>
+    public Task<LeaseLeasesResponse> LeaseLeasesAsync(LeaseLeasesRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var response = _host.Read(s => s.LeaseLeases());
+        FillHeader(response.Header);
+        return Task.FromResult(response);
+    }
+
+    /// <summary>
+    /// Proposes expiry when the earliest lease deadline has passed on this node's monotonic clock.
+    /// Expiry is a command like any other, so every replica deletes the same keys at the same revision.
+    /// </summary>
+    private async Task LeaseExpiryLoopAsync()
+    {
+        var token = _stopping.Token;
+        while (!token.IsCancellationRequested)
+        {
+            var nowMs = Options.Clock.NowMs;
+            var nextDeadlineMs = _host.Read(s => s.NextLeaseDeadlineMs);
+            if (nextDeadlineMs is { } deadline && deadline <= nowMs)
+            {
+                try
+                {
+                    var result = await ProposeAsync(new Command { LeaseExpire = new LeaseExpire() }, token).ConfigureAwait(false);
+                    if (result.LeaseExpire.ExpiredLeaseIds.Count > 0)
+                    {
+                        _logger.LogDebug("Expired {Count} lease(s)", result.LeaseExpire.ExpiredLeaseIds.Count);
+                    }
+
+                    continue;
+                }
+                catch (OperationCanceledException) when (token.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (EtcdException e)
+                {
+                    _logger.LogWarning("Lease expiry failed: {Message}", e.Message);
+                }
+            }
+
+            var waitMs = nextDeadlineMs is { } d ? Math.Clamp(d - nowMs, 1, Options.LeaseCheckIntervalMsMax) : Options.LeaseCheckIntervalMsMax;
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(waitMs), token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+using System.Buffers.Binary;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Internal;
+
+namespace Arbiter.Node;
+
+public sealed partial class ArbiterNode
+{
+    /// <summary>etcdctl's snapshot save requires (size mod 512) == 32: blocks of 512 bytes plus a SHA-256.</summary>
+    public const int SnapshotBlockSizeBytes = 512;
+
+    private static ReadOnlySpan<byte> SnapshotMagic => "ARBSNAP1"u8;
+
+    /// <summary>Member status, as etcd's Maintenance.Status reports it.</summary>
+    public async Task<StatusResponse> StatusAsync(StatusRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var alarms = await AlarmAsync(new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Get }, cancellationToken).ConfigureAwait(false);
+        var (revision, sizeBytes) = _host.Read(s => (s.Revision, s.SizeBytes));
+        var applied = (ulong)_log.AppliedIndex;
+        var response = new StatusResponse
+        {
+            Header = NewHeader(revision),
+            Version = EtcdApiVersion,
+            DbSize = _wal?.SizeBytes ?? sizeBytes,
+            DbSizeInUse = sizeBytes,
+            Leader = HasLeader ? MemberId : 0,
+            RaftIndex = applied,
+            RaftTerm = _log.Term,
+            RaftAppliedIndex = applied,
+        };
+        foreach (var alarm in alarms.Alarms)
+        {
+            response.Errors.Add($"alarm:{alarm.Alarm}");
+        }
+
+        return response;
+    }
+
+    /// <summary>Lists, raises or clears alarms (a command, so every replica agrees).</summary>
+    public async Task<AlarmResponse> AlarmAsync(AlarmRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Action != AlarmRequest.Types.AlarmAction.Get && request.MemberID == 0)
+        {
+            request = new AlarmRequest(request) { MemberID = MemberId };
+        }
+
+        var result = await ProposeAsync(new Command { Alarm = request }, cancellationToken).ConfigureAwait(false);
+        FillHeader(result.Alarm.Header);
+        return result.Alarm;
+    }
+
+    /// <summary>Hash of the whole state.</summary>
+    public Task<HashResponse> HashAsync(HashRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var (hash, revision) = _host.Read(s => (s.Hash(), s.Revision));
+        return Task.FromResult(new HashResponse { Header = NewHeader(revision), Hash = hash });
+    }
+
+    /// <summary>Hash of the key-value history up to a revision (0 = current).</summary>
+    public Task<HashKVResponse> HashKvAsync(HashKVRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        cancellationToken.ThrowIfCancellationRequested();
+        var (hash, current) = _host.Read(s => (s.HashKv(request.Revision), s.Revision));
+        return Task.FromResult(new HashKVResponse { Header = NewHeader(current), Hash = hash.Hash, CompactRevision = hash.CompactRevision });
+    }
+
+    /// <summary>
+    /// Defragment: there is no B-tree file to rewrite; instead a snapshot is written so that the
+    /// log segments before it are deleted, which is what frees disk here.
+    /// </summary>
+    public async Task<DefragmentResponse> DefragmentAsync(DefragmentRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        await _log.SnapshotAsync(cancellationToken).ConfigureAwait(false);
+        return new DefragmentResponse { Header = NewHeader(Revision) };
+    }
+
+    /// <summary>
+    /// Writes a consistent snapshot of the whole state: "ARBSNAP1", the payload length (8 bytes,
+    /// little-endian), the payload, zero padding to a multiple of 512 bytes. The gRPC layer sends a
+    /// SHA-256 of these bytes after them, as etcd does.
+    /// </summary>
+    public byte[] CreateSnapshot()
+    {
+        using var payload = new MemoryStream();
+        _host.Read(s =>
+        {
+            s.WriteSnapshot(payload);
+            return 0;
+        });
+        var headerSize = SnapshotMagic.Length + sizeof(long);
+        var total = headerSize + payload.Length;
+        var padded = (total + SnapshotBlockSizeBytes - 1) / SnapshotBlockSizeBytes * SnapshotBlockSizeBytes;
+        var bytes = new byte[padded];
+        SnapshotMagic.CopyTo(bytes);
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(SnapshotMagic.Length), payload.Length);
+        payload.GetBuffer().AsSpan(0, (int)payload.Length).CopyTo(bytes.AsSpan(headerSize));
+        return bytes;
+    }
+
+    /// <summary>The members of the cluster (one, on a single node).</summary>
+    public MemberListResponse MemberList()
+    {
+        var response = new MemberListResponse { Header = NewHeader(Revision) };
+        response.Members.Add(Self());
+        return response;
+    }
+
+    /// <summary>This member as etcd's Member message.</summary>
+    public Member Self()
+    {
+        var member = new Member { ID = MemberId, Name = Options.Name };
+        member.PeerURLs.AddRange(Options.AdvertisePeerUrls);
+        member.ClientURLs.AddRange(Options.AdvertiseClientUrls);
+        return member;
+    }
+}

@@ -1,0 +1,229 @@
+using System.Security.Cryptography;
+using System.Text;
+using Arbiter.Core;
+using Arbiter.Node.Log;
+using Arbiter.Node.Watch;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Internal;
+using Arbiter.Storage;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Arbiter.Node;
+
+/// <summary>
+/// One Arbiter member, in-process: the state machine, its log, lease expiry and watches, with
+/// the etcd v3 operations as async methods. The gRPC server is a thin layer over this class, and
+/// an application can host it directly (embedded mode) with no network at all.
+/// Errors are thrown as <see cref="EtcdException"/> carrying etcd's status code and text.
+/// </summary>
+public sealed partial class ArbiterNode : IAsyncDisposable
+{
+    /// <summary>The etcd API version reported by Status: clients gate features on it.</summary>
+    public const string EtcdApiVersion = "3.4.23";
+
+    private readonly StateHost _host;
+    private readonly LocalCommandLog _log;
+    private readonly WriteAheadLog? _wal;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ulong _requestIdPrefix;
+    private Task _leaseLoop = Task.CompletedTask;
+    private long _requestIdCounter;
+    private int _disposed;
+
+    private ArbiterNode(NodeOptions options, StateHost host, LocalCommandLog log, WriteAheadLog? wal, ILogger logger)
+    {
+        Options = options;
+        _host = host;
+        _log = log;
+        _wal = wal;
+        _logger = logger;
+        (ClusterId, MemberId) = ComputeIds(options);
+
+        // Request ids need only be unique per node lifetime; a random prefix keeps them unique
+        // across restarts too (they are remembered in snapshots for deduplication).
+        _requestIdPrefix = (ulong)RandomNumberGenerator.GetInt32(1, int.MaxValue) << 32;
+    }
+
+    /// <summary>The options this node runs with.</summary>
+    public NodeOptions Options { get; }
+
+    /// <summary>This member's id (derived from name, peer URLs and cluster token, as stable as etcd's).</summary>
+    public ulong MemberId { get; private set; }
+
+    /// <summary>The cluster's id.</summary>
+    public ulong ClusterId { get; private set; }
+
+    /// <summary>The member name.</summary>
+    public string Name => Options.Name;
+
+    /// <summary>The current store revision.</summary>
+    public long Revision => _host.Read(s => s.Revision);
+
+    /// <summary>Index of the last applied command.</summary>
+    public long AppliedIndex => _log.AppliedIndex;
+
+    /// <summary>Whether the member knows a leader (a single node is its own leader while healthy).</summary>
+    public bool HasLeader => _log.HasLeader;
+
+    /// <summary>
+    /// Starts a node: opens (or creates) the data directory, restores the latest snapshot, replays
+    /// the log after it, and renews every lease to its full TTL (the clock that measured them is gone).
+    /// </summary>
+    public static async Task<ArbiterNode> StartAsync(NodeOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Arbiter.Node");
+        WriteAheadLog? wal = null;
+        StateMachine state;
+        if (options.DataDirectory is null)
+        {
+            state = new StateMachine(options.Limits);
+        }
+        else
+        {
+            var walDirectory = Path.Combine(options.DataDirectory, "member", "wal");
+            wal = WriteAheadLog.Open(new WalOptions { DirectoryPath = walDirectory, FsyncEnabled = options.FsyncEnabled });
+            try
+            {
+                state = Recover(wal, options, logger);
+            }
+            catch
+            {
+                wal.Dispose();
+                throw;
+            }
+        }
+
+        ArbiterNode? node = null;
+        var hub = new WatchHub(options, () => node!.NewHeader());
+        var host = new StateHost(state, hub);
+        hub.Host = host;
+        var log = new LocalCommandLog(host, wal, state.AppliedIndex, options, logger);
+        node = new ArbiterNode(options, host, log, wal, logger);
+
+        await node.ProposeAsync(new Command { LeasePromote = new LeasePromote() }, cancellationToken).ConfigureAwait(false);
+        node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
+        logger.LogInformation(
+            "Arbiter member {Name} ({MemberId:x16}) ready at revision {Revision}, applied index {Index}, data {DataDirectory}",
+            options.Name, node.MemberId, node.Revision, node.AppliedIndex, options.DataDirectory ?? "(in memory)");
+        return node;
+    }
+
+    private static StateMachine Recover(WriteAheadLog wal, NodeOptions options, ILogger logger)
+    {
+        StateMachine state;
+        if (wal.LatestSnapshot is { } snapshot)
+        {
+            using var stream = wal.OpenSnapshot(snapshot);
+            state = StateMachine.ReadSnapshot(stream, options.Limits);
+            logger.LogInformation("Restored snapshot at index {Index} ({SizeBytes} bytes)", snapshot.Index, snapshot.SizeBytes);
+        }
+        else
+        {
+            state = new StateMachine(options.Limits);
+        }
+
+        var replayed = 0;
+        foreach (var record in wal.ReadFrom(state.AppliedIndex))
+        {
+            var command = Command.Parser.ParseFrom(record.Payload.Span);
+            state.Apply(record.Index, command);
+            replayed++;
+        }
+
+        if (replayed > 0)
+        {
+            logger.LogInformation("Replayed {Count} log records up to index {Index}", replayed, state.AppliedIndex);
+        }
+
+        return state;
+    }
+
+    /// <summary>Opens a watch stream (many watches multiplexed, as one etcd Watch RPC).</summary>
+    public WatchStream OpenWatchStream() => new(_host.Watches);
+
+    /// <summary>A response header with this member's ids, the current term and the given revision.</summary>
+    public ResponseHeader NewHeader(long revision = 0) => new()
+    {
+        ClusterId = ClusterId,
+        MemberId = MemberId,
+        RaftTerm = _log.Term,
+        Revision = revision,
+    };
+
+    /// <summary>Stops the node: no new requests, pending ones finish, the log is flushed and closed.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _leaseLoop.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await _log.DisposeAsync().ConfigureAwait(false);
+        _host.Watches.Dispose();
+        _wal?.Dispose();
+        _host.Dispose();
+        _stopping.Dispose();
+        _logger.LogInformation("Arbiter member {Name} stopped", Options.Name);
+    }
+
+    private async Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            throw new EtcdException(EtcdError.Stopped);
+        }
+
+        command.RequestId = _requestIdPrefix | (ulong)Interlocked.Increment(ref _requestIdCounter);
+        command.TimeMs = Options.Clock.NowMs;
+
+        // etcd measures the marshalled request against --max-request-bytes.
+        if (command.CalculateSize() > Options.Limits.RequestSizeBytesMax)
+        {
+            throw new EtcdException(EtcdError.RequestTooLarge);
+        }
+
+        var result = await _log.ProposeAsync(command, cancellationToken).ConfigureAwait(false);
+        if (result.ResultCase == CommandResult.ResultOneofCase.Error)
+        {
+            throw new EtcdException(new EtcdError((ErrorStatusCode)result.Error.StatusCode, result.Error.Message));
+        }
+
+        return result;
+    }
+
+    private void FillHeader(ResponseHeader? header)
+    {
+        if (header is null)
+        {
+            return;
+        }
+
+        header.ClusterId = ClusterId;
+        header.MemberId = MemberId;
+        header.RaftTerm = _log.Term;
+    }
+
+    private static (ulong ClusterId, ulong MemberId) ComputeIds(NodeOptions options)
+    {
+        // Like etcd: member id from the peer URLs and cluster token (plus name, as names are unique
+        // here); cluster id from the member ids. Stable across restarts of the same configuration.
+        var memberSeed = string.Join(",", options.AdvertisePeerUrls.Order(StringComparer.Ordinal)) + "|" + options.ClusterToken + "|" + options.Name;
+        var memberId = BitConverter.ToUInt64(SHA256.HashData(Encoding.UTF8.GetBytes(memberSeed)), 0);
+        var clusterSeed = memberId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture) + "|" + options.ClusterToken;
+        var clusterId = BitConverter.ToUInt64(SHA256.HashData(Encoding.UTF8.GetBytes(clusterSeed)), 0);
+        return (clusterId, memberId);
+    }
+}

@@ -1,0 +1,49 @@
+using Arbiter.Core;
+
+namespace Arbiter.Node;
+
+/// <summary>How an <see cref="ArbiterNode"/> runs. Defaults give a single durable node like etcd's.</summary>
+public sealed record NodeOptions
+{
+    /// <summary>Member name (etcd's <c>--name</c>).</summary>
+    public string Name { get; init; } = "default";
+
+    /// <summary>Directory for the write-ahead log and snapshots; null keeps everything in memory (nothing survives the process).</summary>
+    public string? DataDirectory { get; init; }
+
+    /// <summary>Client URLs this member advertises (MemberList, Status).</summary>
+    public IReadOnlyList<string> AdvertiseClientUrls { get; init; } = ["http://127.0.0.1:2379"];
+
+    /// <summary>Peer URLs this member advertises.</summary>
+    public IReadOnlyList<string> AdvertisePeerUrls { get; init; } = ["http://127.0.0.1:2380"];
+
+    /// <summary>Cluster token mixed into the cluster and member ids (etcd's <c>--initial-cluster-token</c>).</summary>
+    public string ClusterToken { get; init; } = "arbiter-cluster";
+
+    /// <summary>Limits the core and the API edge enforce.</summary>
+    public CoreLimits Limits { get; init; } = new();
+
+    /// <summary>Whether the log fsyncs before acknowledging. Turn off only for throwaway tests.</summary>
+    public bool FsyncEnabled { get; init; } = true;
+
+    /// <summary>Most commands made durable by one fsync (group commit).</summary>
+    public int BatchCommandsMax { get; init; } = 4096;
+
+    /// <summary>Take a snapshot (and drop older log segments) after this many applied commands.</summary>
+    public int SnapshotEveryEntries { get; init; } = 20_000;
+
+    /// <summary>Longest the lease expiry loop sleeps between checks, in ms.</summary>
+    public int LeaseCheckIntervalMsMax { get; init; } = 250;
+
+    /// <summary>Interval of progress notifications for watches that ask for them, in ms (etcd: 10 minutes).</summary>
+    public int WatchProgressNotifyIntervalMs { get; init; } = 10 * 60 * 1000;
+
+    /// <summary>Responses queued on one watch stream before its watchers fall back to catching up from history.</summary>
+    public int WatchStreamPendingResponsesMax { get; init; } = 1024;
+
+    /// <summary>Events read from history per catch-up step of a watcher.</summary>
+    public int WatchCatchUpEventsMax { get; init; } = 1000;
+
+    /// <summary>The clock leases are measured by; the default is the machine's monotonic clock.</summary>
+    public IMonotonicClock Clock { get; init; } = SystemMonotonicClock.Instance;
+}

@@ -1,5 +1,0 @@
-namespace Arbiter.Node;
-
-internal static class Placeholder
-{
-}

@@ -1,0 +1,72 @@
+using Arbiter.Core;
+using Arbiter.Node.Watch;
+using Arbiter.Protocol.Internal;
+
+namespace Arbiter.Node;
+
+/// <summary>
+/// Owns the state machine and serializes access to it: many concurrent readers, one applier.
+/// Watch events are published while the write lock is held, so a reader that registers a
+/// watcher under the read lock can never miss or double-see a revision.
+/// </summary>
+internal sealed class StateHost : IDisposable
+{
+    private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
+    private StateMachine _state;
+
+    public StateHost(StateMachine state, WatchHub watches)
+    {
+        _state = state;
+        Watches = watches;
+    }
+
+    public WatchHub Watches { get; }
+
+    public T Read<T>(Func<StateMachine, T> read)
+    {
+        _lock.EnterReadLock();
+        try
+        {
+            return read(_state);
+        }
+        finally
+        {
+            _lock.ExitReadLock();
+        }
+    }
+
+    public ApplyOutcome Apply(long index, Command command)
+    {
+        _lock.EnterWriteLock();
+        try
+        {
+            var outcome = _state.Apply(index, command);
+            if (outcome.Events.Count > 0 || command.OpCase == Command.OpOneofCase.Compaction)
+            {
+                Watches.Publish(outcome.Events, _state.Revision, _state.CompactRevision);
+            }
+
+            return outcome;
+        }
+        finally
+        {
+            _lock.ExitWriteLock();
+        }
+    }
+
+    /// <summary>Replaces the whole state (snapshot install); watchers are re-synced by the caller.</summary>
+    public void Replace(StateMachine state)
+    {
+        _lock.EnterWriteLock();
+        try
+        {
+            _state = state;
+        }
+        finally
+        {
+            _lock.ExitWriteLock();
+        }
+    }
+
+    public void Dispose() => _lock.Dispose();
+}

@@ -1,0 +1,86 @@
+using System.Net;
+using Arbiter.Node;
+using Arbiter.Server.Concurrency;
+using Arbiter.Server.Services;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Server;
+
+/// <summary>Serves an <see cref="ArbiterNode"/> over the etcd v3 gRPC protocol.</summary>
+public static class ArbiterServer
+{
+    /// <summary>
+    /// Builds the web application: Kestrel on the client URLs (HTTP/2 without TLS, as etcd's
+    /// plain client port), the etcd services, v3lock, v3election and grpc.health.v1.
+    /// </summary>
+    public static WebApplication Build(ArbiterNode node, ServerOptions options, Action<ILoggingBuilder>? configureLogging = null)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(options);
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        configureLogging?.Invoke(builder.Logging);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.Limits.MaxRequestBodySize = null;
+            kestrel.Limits.Http2.MaxStreamsPerConnection = 10_000;
+            foreach (var url in options.ListenClientUrls)
+            {
+                var endpoint = ParseEndpoint(url);
+                kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+            }
+        });
+
+        builder.Services.AddSingleton(node);
+        builder.Services.AddSingleton<NodeRecipes>();
+        builder.Services.AddSingleton<EtcdErrorInterceptor>();
+        builder.Services.AddGrpc(grpc =>
+        {
+            grpc.MaxReceiveMessageSize = node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes;
+            grpc.MaxSendMessageSize = null;
+            grpc.EnableDetailedErrors = false;
+            grpc.Interceptors.Add<EtcdErrorInterceptor>();
+        });
+        builder.Services.AddGrpcHealthChecks().AddCheck("arbiter", () => node.HasLeader
+            ? Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy()
+            : Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy("no leader"));
+
+        var app = builder.Build();
+        app.MapGrpcService<KvService>();
+        app.MapGrpcService<WatchService>();
+        app.MapGrpcService<LeaseService>();
+        app.MapGrpcService<MaintenanceService>();
+        app.MapGrpcService<ClusterService>();
+        app.MapGrpcService<LockService>();
+        app.MapGrpcService<ElectionService>();
+        app.MapGrpcHealthChecksService();
+        return app;
+    }
+
+    /// <summary>Parses <c>http://host:port</c> into an endpoint; only plain HTTP is served for now.</summary>
+    public static IPEndPoint ParseEndpoint(string url)
+    {
+        ArgumentNullException.ThrowIfNull(url);
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
+        {
+            throw new ArgumentException($"'{url}' is not a listen URL of the form http://<ip>:<port> (TLS is not supported yet)", nameof(url));
+        }
+
+        var port = uri.IsDefaultPort ? 2379 : uri.Port;
+        if (uri.Host is "localhost")
+        {
+            return new IPEndPoint(IPAddress.Loopback, port);
+        }
+
+        if (!IPAddress.TryParse(uri.Host.Trim('[', ']'), out var address))
+        {
+            throw new ArgumentException($"'{url}': listen URLs need an IP address (or localhost), as etcd's do", nameof(url));
+        }
+
+        return new IPEndPoint(address, port);
+    }
+}

@@ -1,5 +1,0 @@
-namespace Arbiter.Server;
-
-internal static class Placeholder
-{
-}

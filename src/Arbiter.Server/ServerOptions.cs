@@ -1,0 +1,11 @@
+namespace Arbiter.Server;
+
+/// <summary>How the gRPC server listens.</summary>
+public sealed record ServerOptions
+{
+    /// <summary>URLs to listen on for clients (etcd's <c>--listen-client-urls</c>); plain HTTP/2 (h2c).</summary>
+    public IReadOnlyList<string> ListenClientUrls { get; init; } = ["http://127.0.0.1:2379"];
+
+    /// <summary>Extra bytes of gRPC framing allowed over the request limit (etcd: 512 KiB).</summary>
+    public int GrpcOverheadBytes { get; init; } = 512 * 1024;
+}
