@@ -1,5 +1,0 @@
-namespace Arbiter.Server.Tests;
-
-internal static class Placeholder
-{
-}
