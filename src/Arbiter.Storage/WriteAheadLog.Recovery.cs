@@ -110,7 +110,7 @@ public sealed partial class WriteAheadLog
             {
                 stream.ReadExactly(recordHeader);
                 (uint length, long index) = WalFormat.ReadRecordHeader(recordHeader);
-                if (length > fileLength - offset - WalFormat.RecordHeaderSizeBytes)
+                if (length > fileLength - offset - WalFormat.RecordHeaderSizeBytes || length > int.MaxValue - WalFormat.RecordHeaderSizeBytes)
                 {
                     problem = $"record length {length} runs past the end of the file";
                 }

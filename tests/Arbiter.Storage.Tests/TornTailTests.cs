@@ -75,6 +75,42 @@ public sealed class TornTailTests(ITestOutputHelper output)
         }
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(13)]
+    [InlineData(23)]
+    public void A_segment_torn_while_being_created_is_removed(int headerBytesKept)
+    {
+        using var dir = new TempDirectory();
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 2048)))
+        {
+            Records.AppendRange(wal, 100);
+        }
+
+        string[] segments = dir.Segments();
+        long lastOfPrevious = long.Parse(Path.GetFileName(segments[^1])[4..24], CultureInfo.InvariantCulture) - 1;
+        using (var file = new FileStream(segments[^1], FileMode.Open, FileAccess.ReadWrite))
+        {
+            file.SetLength(headerBytesKept);
+        }
+
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 2048)))
+        {
+            Assert.Equal(lastOfPrevious, wal.LastIndex);
+            Assert.Equal(headerBytesKept, wal.RecoveredTailBytesTruncated);
+            Assert.False(File.Exists(segments[^1]));
+            Records.AssertIntact(wal, 0);
+            Records.AppendRange(wal, 50);
+        }
+
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 2048)))
+        {
+            Assert.Equal(lastOfPrevious + 50, wal.LastIndex);
+            Records.AssertIntact(wal, 0);
+        }
+    }
+
     /// <summary>Offsets just past each record of the segment starting at <paramref name="firstIndex"/> (first entry: the header end).</summary>
     private static List<long> RecordEnds(long firstIndex, long lastIndex)
     {
