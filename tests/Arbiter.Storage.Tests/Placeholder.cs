@@ -1,5 +1,0 @@
-namespace Arbiter.Storage.Tests;
-
-internal static class Placeholder
-{
-}
