@@ -1,0 +1,251 @@
+using Arbiter.Core.Mvcc;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Mvcc;
+
+namespace Arbiter.Core;
+
+public sealed partial class StateMachine
+{
+    // Events of every revision ≥ the compact revision, oldest first (revision 1 has none).
+    private readonly List<RevisionEntry> _history = [];
+
+    /// <summary>
+    /// Events with revision ≥ <paramref name="fromRevision"/>, at most about <paramref name="eventsMax"/>
+    /// (whole revisions: a revision is never split, and at least one is returned when there is one).
+    /// Follows etcd's watch rule: only a start below the compact revision is compacted; a start
+    /// equal to it is served. (etcd has lost the deletions made at that revision by then; we still
+    /// have them and return them.) A start ≤ 0 is read as 1.
+    /// </summary>
+    public EventHistorySlice ReadEvents(long fromRevision, int eventsMax)
+    {
+        if (fromRevision < _compactMainRev)
+        {
+            throw new EtcdException(EtcdError.Compacted);
+        }
+
+        fromRevision = Math.Max(1, fromRevision);
+        if (fromRevision > _revision)
+        {
+            return new EventHistorySlice([], fromRevision);
+        }
+
+        var start = FirstHistoryIndexAtOrAfter(fromRevision);
+        var events = new List<Event>();
+        var next = _revision + 1;
+        for (var i = start; i < _history.Count; i++)
+        {
+            if (events.Count > 0 && events.Count + _history[i].Events.Length > eventsMax)
+            {
+                next = _history[i].Revision;
+                break;
+            }
+
+            foreach (var e in _history[i].Events)
+            {
+                events.Add(new Event { Type = e.Type, Kv = e.Kv, PrevKv = e.PrevKv });
+            }
+        }
+
+        return new EventHistorySlice(events, next);
+    }
+
+    /// <summary>Hash of the key-value history up to <paramref name="revision"/> (0 = current). Throws Compacted/FutureRevision.</summary>
+    public KvHash HashKv(long revision)
+    {
+        if (revision > 0 && revision <= _compactMainRev)
+        {
+            throw new EtcdException(EtcdError.Compacted);
+        }
+
+        if (revision > _revision)
+        {
+            throw new EtcdException(EtcdError.FutureRevision);
+        }
+
+        if (revision <= 0)
+        {
+            revision = _revision;
+        }
+
+        var h = Fnv1a.Create();
+        HashKeys(ref h, revision);
+        return new KvHash(h.Value, CompactRevision, revision);
+    }
+
+    /// <summary>Hash of the whole state (keys, history, leases, alarms, revisions).</summary>
+    public uint Hash()
+    {
+        var h = Fnv1a.Create();
+        h.Add(_revision);
+        h.Add(_compactMainRev);
+        HashKeys(ref h, _revision);
+        h.Add(_leases.Count);
+        foreach (var lease in _leases.Values)
+        {
+            h.Add(lease.Id);
+            h.Add(lease.TtlSeconds);
+            h.Add(lease.DeadlineMs);
+            h.Add(lease.Keys.Count);
+            foreach (var record in lease.Keys)
+            {
+                h.AddBytes(record.Key.Span);
+            }
+        }
+
+        h.Add(_alarms.Count);
+        foreach (var (type, member) in _alarms)
+        {
+            h.Add((long)type);
+            h.Add((long)member);
+        }
+
+        return h.Value;
+    }
+
+    private void HashKeys(ref Fnv1a h, long revision)
+    {
+        foreach (var record in _index.Range(Google.Protobuf.ByteString.Empty, null))
+        {
+            foreach (var entry in record.History)
+            {
+                if (entry.Main > revision)
+                {
+                    break;
+                }
+
+                h.AddBytes(record.Key.Span);
+                h.Add(entry.Main);
+                h.Add(entry.Sub);
+                if (entry.Kv is { } kv)
+                {
+                    h.Add(1);
+                    h.Add(kv.CreateRevision);
+                    h.Add(kv.Version);
+                    h.Add(kv.Lease);
+                    h.AddBytes(kv.Value.Span);
+                }
+                else
+                {
+                    h.Add(0);
+                }
+            }
+        }
+    }
+
+    private int FirstHistoryIndexAtOrAfter(long revision)
+    {
+        int lo = 0, hi = _history.Count;
+        while (lo < hi)
+        {
+            var mid = lo + ((hi - lo) >> 1);
+            if (_history[mid].Revision < revision)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+
+        return lo;
+    }
+
+    private void AppendHistory(RevisionEntry entry)
+    {
+        if (_history.Count > 0 && _history[^1].Revision >= entry.Revision)
+        {
+            throw new InvalidOperationException("History revisions must increase.");
+        }
+
+        _history.Add(entry);
+    }
+
+    private CompactionResponse ApplyCompaction(CompactionRequest request)
+    {
+        ThrowIfCorrupt();
+        if (request.Revision <= _compactMainRev)
+        {
+            throw new EtcdException(EtcdError.Compacted);
+        }
+
+        if (request.Revision > _revision)
+        {
+            throw new EtcdException(EtcdError.FutureRevision);
+        }
+
+        Compact(request.Revision);
+        return new CompactionResponse { Header = Header(_revision) };
+    }
+
+    /// <summary>
+    /// Keeps, for each key, the newest version at or below <paramref name="revision"/> (dropped if it
+    /// is a tombstone) and everything after. Only keys changed since the last compaction can have
+    /// anything to drop, and the history lists exactly those, so this costs O(changes compacted).
+    /// </summary>
+    private void Compact(long revision)
+    {
+        var end = FirstHistoryIndexAtOrAfter(revision + 1);
+        var touched = new HashSet<KeyRecord>(ReferenceEqualityComparer.Instance);
+        for (var i = 0; i < end; i++)
+        {
+            foreach (var record in _history[i].Records)
+            {
+                touched.Add(record);
+            }
+        }
+
+        foreach (var record in touched)
+        {
+            CompactRecord(record, revision);
+        }
+
+        // Keep the entry at the compact revision itself: watches may start there (etcd's rule).
+        var drop = FirstHistoryIndexAtOrAfter(revision);
+        _history.RemoveRange(0, drop);
+        _compactMainRev = revision;
+    }
+
+    private void CompactRecord(KeyRecord record, long revision)
+    {
+        var history = record.History;
+        var keepFrom = -1;
+        for (var i = history.Count - 1; i >= 0; i--)
+        {
+            if (history[i].Main <= revision)
+            {
+                keepFrom = i;
+                break;
+            }
+        }
+
+        if (keepFrom < 0)
+        {
+            return;
+        }
+
+        if (history[keepFrom].Kv == null)
+        {
+            keepFrom++;
+        }
+
+        for (var i = 0; i < keepFrom; i++)
+        {
+            _sizeBytes -= history[i].Kv is { } kv ? VersionSize(record.Key, kv) : TombstoneSize(record.Key);
+        }
+
+        history.RemoveRange(0, keepFrom);
+        if (history.Count == 0)
+        {
+            if (record.LeaseId != 0)
+            {
+                throw new InvalidOperationException("A compacted-away key is still attached to a lease.");
+            }
+
+            _index.Remove(record);
+        }
+    }
+
+    /// <summary>One revision of history: its events and the records they changed (for compaction).</summary>
+    private sealed record RevisionEntry(long Revision, Event[] Events, KeyRecord[] Records);
+}

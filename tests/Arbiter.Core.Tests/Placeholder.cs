@@ -1,5 +1,0 @@
-namespace Arbiter.Core.Tests;
-
-internal static class Placeholder
-{
-}
