@@ -1,0 +1,38 @@
+namespace Arbiter.Compatibility.Tests.Fixtures;
+
+/// <summary>
+/// The Arbiter server (<c>arbiter.dll serve</c>) built next to this test assembly, same configuration.
+/// </summary>
+public sealed class ArbiterProcess(string name = "arbiter-compat") : ServerProcess(name)
+{
+    protected override string FileName => "dotnet";
+
+    protected override IEnumerable<string> Arguments(bool isRestart) =>
+    [
+        DllPath,
+        "serve",
+        "--name", Name,
+        "--data-dir", DataDir,
+        "--listen-client-urls", Endpoint,
+        "--advertise-client-urls", Endpoint,
+        "--log-level", "info",
+    ];
+
+    /// <summary>
+    /// tests/Arbiter.Compatibility.Tests/bin/{Configuration}/net10.0/ → src/Arbiter.Cli/bin/{Configuration}/net10.0/arbiter.dll.
+    /// </summary>
+    public static string DllPath
+    {
+        get
+        {
+            var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+            var framework = testDir.Name;
+            var configuration = testDir.Parent!.Name;
+            var repoRoot = testDir.Parent.Parent!.Parent!.Parent!.Parent!.FullName;
+            var path = Path.Combine(repoRoot, "src", "Arbiter.Cli", "bin", configuration, framework, "arbiter.dll");
+            return File.Exists(path)
+                ? path
+                : throw new FileNotFoundException($"arbiter.dll not found at {path}; build src/Arbiter.Cli in {configuration}", path);
+        }
+    }
+}

@@ -1,5 +1,0 @@
-namespace Arbiter.Compatibility.Tests;
-
-internal static class Placeholder
-{
-}
