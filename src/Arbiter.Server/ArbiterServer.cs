@@ -36,11 +36,12 @@ public static class ArbiterServer
         });
 
         builder.Services.AddSingleton(node);
+        builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<NodeRecipes>();
         builder.Services.AddSingleton<EtcdErrorInterceptor>();
         builder.Services.AddGrpc(grpc =>
         {
-            grpc.MaxReceiveMessageSize = node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes;
+            grpc.MaxReceiveMessageSize = Math.Max(options.MessageSizeBytesCap, node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes);
             grpc.MaxSendMessageSize = null;
             grpc.EnableDetailedErrors = false;
             grpc.Interceptors.Add<EtcdErrorInterceptor>();

@@ -10,8 +10,11 @@ namespace Arbiter.Server;
 /// the <c>hasleader</c> metadata: a client that requires a leader gets <c>etcdserver: no leader</c>
 /// from a member that has none.
 /// </summary>
-public sealed class EtcdErrorInterceptor(ArbiterNode node) : Interceptor
+public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options) : Interceptor
 {
+    /// <summary>gRPC's receive limit as etcd sets it: the request limit plus framing overhead.</summary>
+    private int ReceiveSizeBytesMax => node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes;
+
     /// <summary>Maps an etcd error to the RpcException clients expect.</summary>
     public static RpcException ToRpcException(EtcdError error) =>
         new(new Status((StatusCode)(int)error.StatusCode, error.Message));
@@ -22,6 +25,7 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node) : Interceptor
     {
         ArgumentNullException.ThrowIfNull(continuation);
         CheckLeader(context);
+        CheckReceiveSize(request);
         try
         {
             return await continuation(request, context).ConfigureAwait(false);
@@ -61,6 +65,24 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node) : Interceptor
         catch (EtcdException e)
         {
             throw ToRpcException(e.Error);
+        }
+    }
+
+    /// <summary>
+    /// Refuses a message over gRPC's receive limit with grpc-go's exact text, as etcd answers.
+    /// (grpc-dotnet's own limit is set higher, as a hard cap, so that this check gets to run.)
+    /// </summary>
+    private void CheckReceiveSize<TRequest>(TRequest request)
+    {
+        if (request is Google.Protobuf.IMessage message)
+        {
+            var sizeBytes = message.CalculateSize();
+            if (sizeBytes > ReceiveSizeBytesMax)
+            {
+                throw new RpcException(new Status(
+                    StatusCode.ResourceExhausted,
+                    $"grpc: received message larger than max ({sizeBytes} vs. {ReceiveSizeBytesMax})"));
+            }
         }
     }
 

@@ -8,4 +8,10 @@ public sealed record ServerOptions
 
     /// <summary>Extra bytes of gRPC framing allowed over the request limit (etcd: 512 KiB).</summary>
     public int GrpcOverheadBytes { get; init; } = 512 * 1024;
+
+    /// <summary>
+    /// Hard cap on one gRPC message, in bytes. Messages between etcd's receive limit and this cap
+    /// are refused with etcd's exact error text; past the cap, grpc-dotnet refuses them itself.
+    /// </summary>
+    public int MessageSizeBytesCap { get; init; } = 64 * 1024 * 1024;
 }

@@ -20,7 +20,12 @@ internal static class ServeCommand
         var advertiseClient = new Option<string?>("--advertise-client-urls") { Description = "Client URLs to advertise (default: the listen URLs)." };
         var advertisePeer = new Option<string>("--initial-advertise-peer-urls") { Description = "Peer URLs to advertise.", DefaultValueFactory = _ => "http://127.0.0.1:2380" };
         var clusterToken = new Option<string>("--initial-cluster-token") { Description = "Cluster token (mixed into member and cluster ids).", DefaultValueFactory = _ => "arbiter-cluster" };
-        var logLevel = new Option<LogLevel>("--log-level") { Description = "Logging level: Trace, Debug, Information, Warning, Error.", DefaultValueFactory = _ => LogLevel.Information };
+        var logLevel = new Option<LogLevel>("--log-level")
+        {
+            Description = "Logging level: debug, info, warn, error (etcd's names) or trace, critical.",
+            DefaultValueFactory = _ => LogLevel.Information,
+            CustomParser = arg => ParseLogLevel(arg.Tokens.Single().Value, arg),
+        };
         var maxRequestBytes = new Option<int>("--max-request-bytes") { Description = "Largest client request, in bytes.", DefaultValueFactory = _ => new CoreLimits().RequestSizeBytesMax };
         var maxTxnOps = new Option<int>("--max-txn-ops") { Description = "Most operations in one txn.", DefaultValueFactory = _ => new CoreLimits().TxnOpsMax };
         var quotaBytes = new Option<long>("--quota-backend-bytes") { Description = "Space quota; writes past it raise NOSPACE.", DefaultValueFactory = _ => new CoreLimits().QuotaBytes };
@@ -103,6 +108,23 @@ internal static class ServeCommand
         }
 
         return 0;
+    }
+
+    /// <summary>Accepts etcd's level names (debug, info, warn, error, panic, fatal) and .NET's.</summary>
+    private static LogLevel ParseLogLevel(string text, System.CommandLine.Parsing.ArgumentResult result)
+    {
+        switch (text.ToUpperInvariant())
+        {
+            case "TRACE": return LogLevel.Trace;
+            case "DEBUG": return LogLevel.Debug;
+            case "INFO" or "INFORMATION": return LogLevel.Information;
+            case "WARN" or "WARNING": return LogLevel.Warning;
+            case "ERROR": return LogLevel.Error;
+            case "PANIC" or "FATAL" or "CRITICAL": return LogLevel.Critical;
+            default:
+                result.AddError($"Unknown log level '{text}': use debug, info, warn or error.");
+                return LogLevel.Information;
+        }
     }
 
     private static string[] Split(string urls) =>
