@@ -14,7 +14,8 @@ public abstract class WatchContractTests(bool overGrpc) : IAsyncLifetime
 
     private IArbiterClient Client => _backend.Client;
 
-    public async Task InitializeAsync() => _backend = await Backend.StartAsync(overGrpc);
+    public async Task InitializeAsync() =>
+        _backend = await Backend.StartAsync(overGrpc, new Node.NodeOptions { WatchProgressNotifyIntervalMs = 200 });
 
     public async Task DisposeAsync() => await _backend.DisposeAsync();
 
@@ -162,6 +163,22 @@ public abstract class WatchContractTests(bool overGrpc) : IAsyncLifetime
         Assert.Equal(-1, seen[0].WatchId);
         Assert.Empty(seen[0].Events);
         Assert.Equal(put.Header.Revision, seen[0].Header.Revision);
+    }
+
+    [Fact]
+    public async Task ProgressNotifyArrivesForAnIdleWatcherThatAskedForIt()
+    {
+        var put = await Put("pn/x", "1");
+        await using var session = Client.OpenWatch();
+        await using var responses = session.ReadAllAsync().GetAsyncEnumerator();
+        await session.CreateAsync(new WatchCreateRequest { Key = B("pn/y"), ProgressNotify = true });
+        await session.CreateAsync(new WatchCreateRequest { Key = B("pn/z") });
+        var seen = await ReadUntil(responses, r => r.Any(x => !x.Created));
+
+        var progress = seen.First(x => !x.Created);
+        Assert.Equal(0, progress.WatchId);
+        Assert.Empty(progress.Events);
+        Assert.Equal(put.Header.Revision, progress.Header.Revision);
     }
 
     [Fact]
