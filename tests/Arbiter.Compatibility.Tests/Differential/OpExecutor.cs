@@ -1,0 +1,65 @@
+using Arbiter.Protocol.Etcd;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace Arbiter.Compatibility.Tests.Differential;
+
+/// <summary>One server's answer to an op: a normalized response or a gRPC error (code and text).</summary>
+public sealed record OpOutcome(IMessage? Response, StatusCode? Code, string? Detail)
+{
+    public bool IsError => Code != null;
+
+    /// <summary>Comparable text: errors by code and exact message, responses as normalized JSON.</summary>
+    public string Text => IsError ? $"error {Code}: {Detail}" : Normalizer.ToJson(Response!);
+}
+
+/// <summary>Sends differential ops to one server over gRPC.</summary>
+public sealed class OpExecutor(GrpcChannel channel)
+{
+    private static readonly TimeSpan _callTimeout = TimeSpan.FromSeconds(20);
+    private readonly KV.KVClient _kv = new(channel);
+    private readonly Lease.LeaseClient _lease = new(channel);
+
+    public async Task<OpOutcome> ExecuteAsync(IMessage request)
+    {
+        var deadline = DateTime.UtcNow + _callTimeout;
+        try
+        {
+            IMessage response = request switch
+            {
+                RangeRequest r => await _kv.RangeAsync(r, deadline: deadline),
+                PutRequest r => await _kv.PutAsync(r, deadline: deadline),
+                DeleteRangeRequest r => await _kv.DeleteRangeAsync(r, deadline: deadline),
+                TxnRequest r => await _kv.TxnAsync(r, deadline: deadline),
+                CompactionRequest r => await _kv.CompactAsync(r, deadline: deadline),
+                LeaseGrantRequest r => await _lease.LeaseGrantAsync(r, deadline: deadline),
+                LeaseRevokeRequest r => await _lease.LeaseRevokeAsync(r, deadline: deadline),
+                LeaseTimeToLiveRequest r => await _lease.LeaseTimeToLiveAsync(r, deadline: deadline),
+                LeaseLeasesRequest r => await _lease.LeaseLeasesAsync(r, deadline: deadline),
+                LeaseKeepAliveRequest r => await KeepAliveOnceAsync(r, deadline),
+                _ => throw new ArgumentException($"unsupported op {request.Descriptor.Name}", nameof(request)),
+            };
+            return new OpOutcome(Normalizer.Normalize(response), null, null);
+        }
+        catch (RpcException e) when (e.StatusCode != StatusCode.DeadlineExceeded)
+        {
+            return new OpOutcome(null, e.StatusCode, e.Status.Detail);
+        }
+    }
+
+    /// <summary>One request and one answer over the bidirectional keep-alive stream.</summary>
+    private async Task<IMessage> KeepAliveOnceAsync(LeaseKeepAliveRequest request, DateTime deadline)
+    {
+        using var stream = _lease.LeaseKeepAlive(deadline: deadline);
+        await stream.RequestStream.WriteAsync(request);
+        if (!await stream.ResponseStream.MoveNext(CancellationToken.None))
+        {
+            throw new InvalidOperationException("keep-alive stream ended without an answer");
+        }
+
+        var response = stream.ResponseStream.Current;
+        await stream.RequestStream.CompleteAsync();
+        return response;
+    }
+}
