@@ -236,8 +236,24 @@ public sealed partial class StateMachine
     /// <summary>Active alarms, ordered by type then member id.</summary>
     public IReadOnlyList<AlarmMember> Alarms => [.. _alarms.Select(a => new AlarmMember { Alarm = a.Type, MemberID = a.MemberId })];
 
-    private bool IsAlarmActive(AlarmType type) =>
-        _alarms.GetViewBetween((type, ulong.MinValue), (type, ulong.MaxValue)).Count > 0;
+    // Alarms are few; a linear scan without allocation is cheaper than a tree view on every write.
+    private bool IsAlarmActive(AlarmType type)
+    {
+        if (_alarms.Count == 0)
+        {
+            return false;
+        }
+
+        foreach (var (t, _) in _alarms)
+        {
+            if (t == type)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     private void ThrowIfCorrupt()
     {

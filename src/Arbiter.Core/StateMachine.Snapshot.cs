@@ -124,13 +124,13 @@ public sealed partial class StateMachine
             _sizeBytes = r.ReadInt64(),
         };
 
-        var recordCount = r.ReadInt32();
+        var recordCount = ReadCount(r);
         var records = new List<KeyRecord>(recordCount);
         for (var i = 0; i < recordCount; i++)
         {
             var record = sm._index.GetOrAdd(ByteString.CopyFrom(ReadBytes(r)));
             record.LeaseId = r.ReadInt64();
-            var historyCount = r.ReadInt32();
+            var historyCount = ReadCount(r);
             for (var j = 0; j < historyCount; j++)
             {
                 var main = r.ReadInt64();
@@ -142,13 +142,13 @@ public sealed partial class StateMachine
             records.Add(record);
         }
 
-        var compactEvents = new Event[r.ReadInt32()];
+        var compactEvents = new Event[ReadCount(r)];
         for (var i = 0; i < compactEvents.Length; i++)
         {
             compactEvents[i] = ReadMessage(r, Event.Parser);
         }
 
-        var leaseCount = r.ReadInt32();
+        var leaseCount = ReadCount(r);
         for (var i = 0; i < leaseCount; i++)
         {
             var lease = new Lease(r.ReadInt64(), r.ReadInt64());
@@ -169,14 +169,14 @@ public sealed partial class StateMachine
             }
         }
 
-        var alarmCount = r.ReadInt32();
+        var alarmCount = ReadCount(r);
         for (var i = 0; i < alarmCount; i++)
         {
             var type = (AlarmType)r.ReadInt32();
             sm._alarms.Add((type, r.ReadUInt64()));
         }
 
-        var rememberedCount = r.ReadInt32();
+        var rememberedCount = ReadCount(r);
         for (var i = 0; i < rememberedCount; i++)
         {
             var id = r.ReadUInt64();
@@ -253,13 +253,15 @@ public sealed partial class StateMachine
         w.Write(bytes);
     }
 
+    private static int ReadCount(BinaryReader r)
+    {
+        var count = r.ReadInt32();
+        return count >= 0 ? count : throw new InvalidDataException("Negative count in snapshot.");
+    }
+
     private static byte[] ReadBytes(BinaryReader r)
     {
-        var length = r.ReadInt32();
-        if (length < 0)
-        {
-            throw new InvalidDataException("Negative length in snapshot.");
-        }
+        var length = ReadCount(r);
 
         var bytes = r.ReadBytes(length);
         return bytes.Length == length ? bytes : throw new EndOfStreamException();

@@ -22,7 +22,7 @@ public sealed partial class StateMachine
     /// <summary>Bytes charged per lease (etcd's quota uses 64).</summary>
     internal const long LeaseOverheadBytes = 64;
 
-    private static readonly IReadOnlyList<Event> NoEvents = [];
+    private static readonly IReadOnlyList<Event> _noEvents = [];
 
     private readonly KeyIndex _index = new();
     private readonly Dictionary<ulong, CommandResult> _rememberedResults = [];
@@ -75,7 +75,7 @@ public sealed partial class StateMachine
         if (command.RequestId != 0 && _rememberedResults.TryGetValue(command.RequestId, out var remembered))
         {
             _appliedIndex = index;
-            return new ApplyOutcome(remembered.Clone(), NoEvents);
+            return new ApplyOutcome(remembered.Clone(), _noEvents);
         }
 
         var revisionBefore = _revision;
@@ -103,7 +103,7 @@ public sealed partial class StateMachine
         }
 
         _appliedIndex = index;
-        return new ApplyOutcome(result, events.Count == 0 ? NoEvents : events);
+        return new ApplyOutcome(result, events.Count == 0 ? _noEvents : events);
     }
 
     /// <summary>Serves a Range (outer header's revision filled). Throws <see cref="EtcdException"/>.</summary>

@@ -153,3 +153,23 @@ public class RangeTests
         Assert.Equal(2, h.Get("a", "z").Count);
     }
 }
+
+public class RangeQuirkTests
+{
+    [Fact]
+    public void NonKeyTargetWithOrderNoneSortsOnlyTheFirstLimitPlusOneKeys()
+    {
+        // etcd 3.4 decides "fetch everything" from the request's sort_order (NONE here) before it
+        // defaults the order to ASCEND for a non-KEY target: it fetches limit+1 keys in key order,
+        // sorts those, then cuts to the limit.
+        var h = new Harness();
+        h.Put("c", "1"); // mod 2
+        h.Put("b", "1"); // mod 3
+        h.Put("a", "1"); // mod 4
+        var r = h.Sm.Range(new RangeRequest { Key = Harness.B("a"), RangeEnd = Harness.B("z"), Limit = 1, SortTarget = RangeRequest.Types.SortTarget.Mod });
+        Assert.Equal("b", Harness.S(r.Kvs.Single().Key)); // of {a, b}, b has the lower mod; c (mod 2) is never seen
+        Assert.True(r.More);
+        r = h.Sm.Range(new RangeRequest { Key = Harness.B("a"), RangeEnd = Harness.B("z"), Limit = 1, SortTarget = RangeRequest.Types.SortTarget.Mod, SortOrder = RangeRequest.Types.SortOrder.Ascend });
+        Assert.Equal("c", Harness.S(r.Kvs.Single().Key));
+    }
+}
