@@ -82,6 +82,7 @@ public class ModelTests(ITestOutputHelper output)
                 sm.WriteSnapshot(stream);
                 stream.Position = 0;
                 sm = StateMachine.ReadSnapshot(stream);
+                sm.VerifyIntegrity();
                 Assert.Equal(hash, sm.Hash());
                 Assert.Equal(index, sm.AppliedIndex);
                 continue;
@@ -118,9 +119,11 @@ public class ModelTests(ITestOutputHelper output)
                 sent.Add((cmd, outcome.Result));
             }
 
-            if (step % 500 == 0)
+            if (step % 100 == 0)
             {
                 Assert.Equal(twin.Hash(), sm.Hash());
+                sm.VerifyIntegrity();
+                twin.VerifyIntegrity();
             }
         }
 
