@@ -296,7 +296,12 @@ public class ModelTests(ITestOutputHelper output)
             return new Command { LeaseKeepAlive = new LeaseKeepAliveRequest { ID = rng.Next(1, 7) } };
         }
 
-        return new Command { LeaseExpire = new LeaseExpire() };
+        if (roll < 99)
+        {
+            return new Command { LeaseExpire = new LeaseExpire { LeasesMax = rng.Next(0, 3) } };
+        }
+
+        return new Command { LeasePromote = new LeasePromote() };
     }
 
     /// <summary>A valid txn: put keys never repeat across the whole txn and never fall inside a delete.</summary>
