@@ -186,3 +186,19 @@ public class CorruptReadOnlyTxnTests
         Harness.AssertError(CoreErrors.Corrupt, h.Error(new Command { Txn = write }));
     }
 }
+
+public class CompactRevisionEventsTests
+{
+    [Fact]
+    public void EventsAtTheCompactRevisionIncludeItsDeletes()
+    {
+        var h = new Harness();
+        h.Put("a", "1"); // 2
+        h.Delete("a");   // 3
+        h.Compact(3);
+        var events = h.Sm.ReadEvents(3, 10).Events;
+        var e = Assert.Single(events);
+        Assert.Equal(Protocol.Mvcc.Event.Types.EventType.Delete, e.Type);
+        Assert.Equal("1", Harness.S(e.PrevKv.Value));
+    }
+}
