@@ -102,18 +102,33 @@ public sealed partial class StateMachine
 
         var kvs = new List<KeyValue>();
         long count = 0;
-        foreach (var record in RecordsInRange(r.Key, r.RangeEnd))
+        if (r.RangeEnd.IsEmpty)
         {
-            var kv = record.At(rev);
-            if (kv == null)
+            // Point read: the common case, without an enumerator.
+            if (_index.Get(r.Key)?.At(rev) is { } kv)
             {
-                continue;
+                count = 1;
+                if (!r.CountOnly)
+                {
+                    kvs.Add(kv);
+                }
             }
-
-            count++;
-            if (!r.CountOnly && (fetchMax == 0 || kvs.Count < fetchMax))
+        }
+        else
+        {
+            foreach (var record in RecordsInRange(r.Key, r.RangeEnd))
             {
-                kvs.Add(kv);
+                var kv = record.At(rev);
+                if (kv == null)
+                {
+                    continue;
+                }
+
+                count++;
+                if (!r.CountOnly && (fetchMax == 0 || kvs.Count < fetchMax))
+                {
+                    kvs.Add(kv);
+                }
             }
         }
 

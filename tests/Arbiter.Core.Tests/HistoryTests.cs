@@ -169,3 +169,36 @@ public class AlarmAndDedupTests
         Assert.Empty(h.Get("b").Kvs); // reads still work, as in etcd
     }
 }
+
+public class CorruptReadOnlyTxnTests
+{
+    [Fact]
+    public void ReadOnlyTxnStillServedUnderCorrupt()
+    {
+        var h = new Harness();
+        h.Put("a", "1");
+        h.Apply(new Command { Alarm = new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Activate, Alarm = AlarmType.Corrupt } });
+        var read = new TxnRequest();
+        read.Success.Add(Harness.OpGet("a"));
+        Assert.Equal("1", Harness.S(h.Txn(read).Responses[0].ResponseRange.Kvs[0].Value));
+        var write = new TxnRequest();
+        write.Success.Add(Harness.OpPut("a", "2"));
+        Harness.AssertError(CoreErrors.Corrupt, h.Error(new Command { Txn = write }));
+    }
+}
+
+public class CompactRevisionEventsTests
+{
+    [Fact]
+    public void EventsAtTheCompactRevisionIncludeItsDeletes()
+    {
+        var h = new Harness();
+        h.Put("a", "1"); // 2
+        h.Delete("a");   // 3
+        h.Compact(3);
+        var events = h.Sm.ReadEvents(3, 10).Events;
+        var e = Assert.Single(events);
+        Assert.Equal(Protocol.Mvcc.Event.Types.EventType.Delete, e.Type);
+        Assert.Equal("1", Harness.S(e.PrevKv.Value));
+    }
+}

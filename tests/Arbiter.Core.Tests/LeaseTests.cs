@@ -148,3 +148,20 @@ public class LeaseTests
         Assert.Equal(50, h.Sm.LeaseTimeToLive(new LeaseTimeToLiveRequest { ID = 2 }, 1_000_000).TTL);
     }
 }
+
+public class LeaseIdChoiceTests
+{
+    [Fact]
+    public void IdZeroProbesPastTakenIds()
+    {
+        var probe = new Harness();
+        probe.Apply(new Command { Put = new PutRequest { Key = B("x") } }); // index 1
+        var wouldGet = probe.Grant(10).ID;                                     // index 2
+
+        var h = new Harness();
+        h.Grant(10, wouldGet); // index 1 takes the id index 2 would choose
+        var chosen = h.Grant(10).ID;
+        Assert.NotEqual(wouldGet, chosen);
+        Assert.True(chosen > 0);
+    }
+}

@@ -82,6 +82,7 @@ public class ModelTests(ITestOutputHelper output)
                 sm.WriteSnapshot(stream);
                 stream.Position = 0;
                 sm = StateMachine.ReadSnapshot(stream);
+                sm.VerifyIntegrity();
                 Assert.Equal(hash, sm.Hash());
                 Assert.Equal(index, sm.AppliedIndex);
                 continue;
@@ -118,9 +119,11 @@ public class ModelTests(ITestOutputHelper output)
                 sent.Add((cmd, outcome.Result));
             }
 
-            if (step % 500 == 0)
+            if (step % 100 == 0)
             {
                 Assert.Equal(twin.Hash(), sm.Hash());
+                sm.VerifyIntegrity();
+                twin.VerifyIntegrity();
             }
         }
 
@@ -293,7 +296,12 @@ public class ModelTests(ITestOutputHelper output)
             return new Command { LeaseKeepAlive = new LeaseKeepAliveRequest { ID = rng.Next(1, 7) } };
         }
 
-        return new Command { LeaseExpire = new LeaseExpire() };
+        if (roll < 99)
+        {
+            return new Command { LeaseExpire = new LeaseExpire { LeasesMax = rng.Next(0, 3) } };
+        }
+
+        return new Command { LeasePromote = new LeasePromote() };
     }
 
     /// <summary>A valid txn: put keys never repeat across the whole txn and never fall inside a delete.</summary>

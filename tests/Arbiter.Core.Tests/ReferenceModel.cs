@@ -158,7 +158,8 @@ internal sealed class ReferenceModel
             Command.OpOneofCase.LeaseGrant => Grant(c.LeaseGrant, c.TimeMs),
             Command.OpOneofCase.LeaseRevoke => RevokeCommand(c.LeaseRevoke.ID),
             Command.OpOneofCase.LeaseKeepAlive => KeepAlive(c.LeaseKeepAlive.ID, c.TimeMs),
-            Command.OpOneofCase.LeaseExpire => Expire(c.TimeMs),
+            Command.OpOneofCase.LeaseExpire => Expire(c.TimeMs, c.LeaseExpire.LeasesMax),
+            Command.OpOneofCase.LeasePromote => Promote(c.TimeMs),
             _ => throw new NotSupportedException(),
         };
         return result;
@@ -481,10 +482,20 @@ internal sealed class ReferenceModel
         return new CommandResult { LeaseKeepAlive = new LeaseKeepAliveResponse { Header = new ResponseHeader { Revision = Revision }, ID = id, TTL = lease.Ttl } };
     }
 
-    private CommandResult Expire(long timeMs)
+    private CommandResult Promote(long timeMs)
+    {
+        foreach (var id in _leases.Keys.ToList())
+        {
+            _leases[id] = (_leases[id].Ttl, timeMs + (_leases[id].Ttl * 1000));
+        }
+
+        return new CommandResult { LeasePromote = new LeasePromoteResult { LeasesRenewed = _leases.Count } };
+    }
+
+    private CommandResult Expire(long timeMs, int max)
     {
         var due = _leases.Where(l => l.Value.DeadlineMs <= timeMs).OrderBy(l => l.Value.DeadlineMs).ThenBy(l => l.Key)
-            .Take(Limits.LeasesExpiredPerCommandMax).Select(l => l.Key).Order().ToList();
+            .Take(max > 0 ? Math.Min(max, Limits.LeasesExpiredPerCommandMax) : Limits.LeasesExpiredPerCommandMax).Select(l => l.Key).Order().ToList();
         var result = new LeaseExpireResult();
         foreach (var id in due)
         {
