@@ -268,7 +268,7 @@ public sealed partial class StateMachine
         record.History.Add(new KeyRevision(rev, ctx.Changes++, kv));
         _sizeBytes += VersionSize(record.Key, kv);
         ctx.Records.Add(record);
-        ctx.Events.Add(new Event { Type = Event.Types.EventType.Put, Kv = kv, PrevKv = prev });
+        ctx.Events.Add(new Event { Type = Event.Types.EventType.Put, Kv = kv, PrevKv = WatchPrevKv(record, kv, ctx.BeginRevision) });
 
         DetachLease(record);
         if (leaseId != 0)
@@ -324,11 +324,18 @@ public sealed partial class StateMachine
         {
             Type = Event.Types.EventType.Delete,
             Kv = new KeyValue { Key = record.Key, ModRevision = rev },
-            PrevKv = prev,
+            PrevKv = WatchPrevKv(record, null, ctx.BeginRevision),
         });
         DetachLease(record);
         return prev;
     }
+
+    /// <summary>
+    /// The prev_kv a watch event carries, as etcd computes it: the key as of the revision before
+    /// the write (not an earlier change inside the same txn), and none for a creation (version 1).
+    /// </summary>
+    private static KeyValue? WatchPrevKv(KeyRecord record, KeyValue? put, long revisionBefore) =>
+        put is { Version: 1 } ? null : record.At(revisionBefore);
 
     private static long VersionSize(ByteString key, KeyValue kv) => KvOverheadBytes + key.Length + kv.Value.Length;
 

@@ -235,7 +235,7 @@ public sealed partial class StateMachine
             {
                 var (main, _, record, index) = changes[i];
                 var entry = record.History[index];
-                var prev = index > 0 ? record.History[index - 1].Kv : null;
+                var prev = WatchPrevKv(record, entry.Kv, main - 1);
                 events[i - start] = entry.Kv != null
                     ? new Event { Type = Event.Types.EventType.Put, Kv = entry.Kv, PrevKv = prev }
                     : new Event { Type = Event.Types.EventType.Delete, Kv = new KeyValue { Key = record.Key, ModRevision = main }, PrevKv = prev };

@@ -202,3 +202,37 @@ public class CompactRevisionEventsTests
         Assert.Equal("1", Harness.S(e.PrevKv.Value));
     }
 }
+
+public class WatchPrevKvTests
+{
+    /// <summary>
+    /// etcd fills a watch event's prev_kv from the store at the revision before the write, and
+    /// leaves it empty for a creation — not from an earlier change inside the same txn.
+    /// </summary>
+    [Fact]
+    public void PrevKvIsTheStateBeforeTheTxnAndAbsentForCreations()
+    {
+        var h = new Harness();
+        h.Put("k", "1"); // 2
+        h.Put("k", "2"); // 3
+        // A "\0" range_end delete escapes etcd's duplicate-key check, so put-then-delete of one key
+        // in one txn is possible (the differential test against etcd found this case).
+        var txn = new TxnRequest();
+        txn.Success.Add(OpPut("k", "3"));
+        txn.Success.Add(OpDelete("k", "\0"));
+        var error = RequestValidator.Validate(txn, new CoreLimits());
+        Assert.Null(error);
+        h.Txn(txn); // 4: put k=3 (version 3), then delete k
+
+        var events = h.Sm.ReadEvents(4, 10).Events;
+        Assert.Equal([Event.Types.EventType.Put, Event.Types.EventType.Delete], events.Select(e => e.Type));
+        Assert.Equal("2", S(events[0].PrevKv.Value));
+        Assert.Equal(3, events[1].PrevKv.ModRevision); // the version before the txn, not the txn's own put
+        Assert.Equal("2", S(events[1].PrevKv.Value));
+
+        h.Put("k", "4"); // 5: a creation again (version 1): no prev_kv
+        var create = h.Sm.ReadEvents(5, 10).Events.Single();
+        Assert.Equal(1, create.Kv.Version);
+        Assert.Null(create.PrevKv);
+    }
+}
