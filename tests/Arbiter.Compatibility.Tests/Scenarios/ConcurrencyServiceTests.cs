@@ -15,9 +15,9 @@ public abstract class ConcurrencyServiceTests(ServerFixture target, ITestOutputH
     private static readonly Marshaller<byte[]> _bytes = Marshallers.Create(b => b, b => b);
     private static long _nextLeaseId = 0x6000_0000;
 
-    private Arbiter.Protocol.Lock.Lock.LockClient Locks => new(Target.Channel);
+    private Arbiter.Protocol.Lock.Lock.LockClient Locks => new(Target.Invoker);
 
-    private Arbiter.Protocol.Election.Election.ElectionClient Elections => new(Target.Channel);
+    private Arbiter.Protocol.Election.Election.ElectionClient Elections => new(Target.Invoker);
 
     [Fact]
     public Task LockIsExclusiveAndPassesToTheNextWaiter() => Guard(async () =>

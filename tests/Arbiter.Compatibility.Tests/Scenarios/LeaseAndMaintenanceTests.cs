@@ -75,7 +75,7 @@ public abstract class LeaseAndMaintenanceTests(ServerFixture target, ITestOutput
         Assert.False(status.IsLearner);
         Assert.Empty(status.Errors);
 
-        var members = await new Cluster.ClusterClient(Target.Channel).MemberListAsync(new MemberListRequest());
+        var members = await new Cluster.ClusterClient(Target.Invoker).MemberListAsync(new MemberListRequest());
         var member = Assert.Single(members.Members);
         Assert.Equal((status.Header.MemberId, Target.Server.Name, false), (member.ID, member.Name, member.IsLearner));
         Assert.Equal([Target.Endpoint], member.ClientURLs);
