@@ -1,4 +1,6 @@
 using Arbiter.Protocol.Etcd;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 
 namespace Arbiter.Compatibility.Tests.Fixtures;
@@ -25,6 +27,7 @@ public interface ITarget
 public abstract class ServerFixture : ITarget, IAsyncLifetime
 {
     private GrpcChannel? _channel;
+    private CallInvoker? _invoker;
 
     protected ServerFixture(ServerProcess server) => Server = server;
 
@@ -38,16 +41,20 @@ public abstract class ServerFixture : ITarget, IAsyncLifetime
 
     public string Log => Server.Log;
 
-    public KV.KVClient Kv => new(Channel);
+    /// <summary>The channel with a default deadline on unary calls; clients should be built on this.</summary>
+    public CallInvoker Invoker => _invoker ?? throw new InvalidOperationException("fixture not started");
 
-    public Lease.LeaseClient Lease => new(Channel);
+    public KV.KVClient Kv => new(Invoker);
 
-    public Maintenance.MaintenanceClient Maintenance => new(Channel);
+    public Lease.LeaseClient Lease => new(Invoker);
+
+    public Maintenance.MaintenanceClient Maintenance => new(Invoker);
 
     public async Task InitializeAsync()
     {
         await Server.StartAsync().ConfigureAwait(false);
         _channel = GrpcChannel.ForAddress(Server.Endpoint, ChannelOptions);
+        _invoker = _channel.Intercept(new DefaultDeadlineInterceptor(TimeSpan.FromSeconds(30)));
     }
 
     public async Task DisposeAsync()

@@ -118,6 +118,43 @@ public abstract class EtcdctlScenarios(ServerFixture target, ITestOutputHelper o
     });
 
     [Fact]
+    public Task PutFlagsAndDeleteFromKey() => Guard(async () =>
+    {
+        var key = Prefix + "p";
+        (await Etcdctl.RunAsync("put", key, "v1")).EnsureSuccess();
+        Assert.Equal(["OK", key, "v1"], (await Etcdctl.RunAsync("put", key, "v2", "--prev-kv")).EnsureSuccess().Lines);
+
+        var lease = ParseLeaseId((await Etcdctl.RunAsync("lease", "grant", "600")).EnsureSuccess().Stdout);
+        (await Etcdctl.RunAsync("put", key, "--ignore-value", $"--lease={lease}")).EnsureSuccess();
+        var leased = Assert.Single(EtcdctlJson.Kvs((await Etcdctl.RunAsync("get", key, "-w", "json")).EnsureSuccess().Stdout));
+        Assert.Equal(("v2", Convert.ToInt64(lease, 16)), (leased.Value, leased.Lease));
+
+        (await Etcdctl.RunAsync("put", key, "v3", "--ignore-lease")).EnsureSuccess();
+        var kept = Assert.Single(EtcdctlJson.Kvs((await Etcdctl.RunAsync("get", key, "-w", "json")).EnsureSuccess().Stdout));
+        Assert.Equal(("v3", Convert.ToInt64(lease, 16)), (kept.Value, kept.Lease));
+
+        var missing = await Etcdctl.RunAsync("put", Prefix + "missing", "--ignore-value");
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("Error: etcdserver: key not found", missing.Stderr, StringComparison.Ordinal);
+
+        (await Etcdctl.RunAsync("put", Prefix + "q", "v")).EnsureSuccess();
+        (await Etcdctl.RunAsync("put", Prefix + "r", "v")).EnsureSuccess();
+        // --from-key deletes every key >= the given one, including keys of other tests: bound it with a range end instead.
+        Assert.Equal(["2"], (await Etcdctl.RunAsync("del", Prefix + "q", Prefix + "~")).EnsureSuccess().Lines);
+        Assert.Equal($"lease {lease} revoked", (await Etcdctl.RunAsync("lease", "revoke", lease)).EnsureSuccess().Stdout.Trim());
+        Assert.Empty((await Etcdctl.RunAsync("get", "--prefix", Prefix)).EnsureSuccess().Lines);
+    });
+
+    [Fact]
+    public Task DefragAndAlarmList() => Guard(async () =>
+    {
+        var defrag = (await Etcdctl.RunAsync("defrag")).EnsureSuccess();
+        Assert.Equal($"Finished defragmenting etcd member[{Target.Endpoint}]", defrag.Stdout.Trim());
+        var alarms = (await Etcdctl.RunAsync("alarm", "list")).EnsureSuccess();
+        Assert.Empty(alarms.Lines);
+    });
+
+    [Fact]
     public Task TxnInteractiveSuccessAndFailureBranches() => Guard(async () =>
     {
         var key = Prefix + "k";
