@@ -192,21 +192,29 @@ public abstract class MalformedRequestTests(ServerFixture target, ITestOutputHel
         await Kv.PutAsync(Put("e/a", "1"));
         var state = await StoreState.ReadAsync(Kv);
 
-        // etcd does not validate sort_order: an unknown order with target KEY leaves key order.
-        var sorted = await Kv.RangeAsync(new RangeRequest { Key = Key("e/"), RangeEnd = Key("e0"), SortOrder = (RangeRequest.Types.SortOrder)99 });
-        Assert.Equal([Prefix + "e/a", Prefix + "e/b"], sorted.Kvs.Select(kv => kv.Key.ToStringUtf8()));
-
-        // An unknown compare result counts as true; an unknown target compares as equal.
+        var unknownOrder = new RangeRequest { Key = Key("e/"), RangeEnd = Key("e0"), SortOrder = (RangeRequest.Types.SortOrder)99 };
         var unknownResult = new TxnRequest();
         unknownResult.Compare.Add(new Compare { Key = Key("e/a"), Target = Compare.Types.CompareTarget.Value, Value = ByteString.CopyFromUtf8("nope"), Result = (Compare.Types.CompareResult)42 });
-        unknownResult.Success.Add(new RequestOp { RequestRange = new RangeRequest { Key = Key("e/a") } });
-        var resultTxn = await Kv.TxnAsync(unknownResult);
-        Assert.True(resultTxn.Succeeded);
-
+        unknownResult.Success.Add(new RequestOp { RequestPut = Put("e/written", "x") });
         var unknownTarget = new TxnRequest();
         unknownTarget.Compare.Add(new Compare { Key = Key("e/a"), Target = (Compare.Types.CompareTarget)42, Result = Compare.Types.CompareResult.Equal });
-        var targetTxn = await Kv.TxnAsync(unknownTarget);
-        Assert.True(targetTxn.Succeeded);
+
+        if (Target.TargetName == "etcd")
+        {
+            // etcd does not validate enums: an unknown sort order leaves key order, an unknown
+            // compare result counts as true (so the put happens), an unknown target compares equal.
+            var sorted = await Kv.RangeAsync(unknownOrder);
+            Assert.Equal([Prefix + "e/a", Prefix + "e/b"], sorted.Kvs.Select(kv => kv.Key.ToStringUtf8()));
+            Assert.True((await Kv.TxnAsync(unknownResult)).Succeeded);
+            Assert.True((await Kv.TxnAsync(unknownTarget)).Succeeded);
+            return;
+        }
+
+        // Arbiter refuses them on purpose (docs/api.md): a compare that silently passes can make a
+        // write happen that should not.
+        await ExpectRejectedAsync(() => Kv.RangeAsync(unknownOrder).ResponseAsync, StatusCode.InvalidArgument, "etcdserver: invalid sort order in range request");
+        await ExpectRejectedAsync(() => Kv.TxnAsync(unknownResult).ResponseAsync, StatusCode.InvalidArgument, "etcdserver: invalid compare result in txn request");
+        await ExpectRejectedAsync(() => Kv.TxnAsync(unknownTarget).ResponseAsync, StatusCode.InvalidArgument, "etcdserver: invalid compare target in txn request");
 
         await ExpectAliveAndUnchangedAsync(state);
     });
