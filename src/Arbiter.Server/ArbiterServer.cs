@@ -46,9 +46,6 @@ public static class ArbiterServer
             grpc.EnableDetailedErrors = false;
             grpc.Interceptors.Add<EtcdErrorInterceptor>();
         });
-        builder.Services.AddGrpcHealthChecks().AddCheck("arbiter", () => node.HasLeader
-            ? Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Healthy()
-            : Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy("no leader"));
 
         var app = builder.Build();
         app.MapGrpcService<KvService>();
@@ -58,7 +55,7 @@ public static class ArbiterServer
         app.MapGrpcService<ClusterService>();
         app.MapGrpcService<LockService>();
         app.MapGrpcService<ElectionService>();
-        app.MapGrpcHealthChecksService();
+        app.MapGrpcService<HealthService>();
         return app;
     }
 
