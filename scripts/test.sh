@@ -15,5 +15,7 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
 
 dotnet build Arbiter.slnx -c Release -warnaserror
+# Formatting is part of the build's contract (CI fails on drift; run `dotnet format Arbiter.slnx` to fix).
+dotnet format Arbiter.slnx --verify-no-changes --no-restore
 # Soak tests are tagged Category=Soak and left out of the default run (see docs/operations.md).
 dotnet test Arbiter.slnx -c Release --no-build --filter "Category!=Soak" "$@"

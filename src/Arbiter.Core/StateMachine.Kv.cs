@@ -7,7 +7,7 @@ namespace Arbiter.Core;
 
 public sealed partial class StateMachine
 {
-    private static readonly ByteString _gteRangeEnd = ByteString.CopyFrom(0);
+    private static readonly ByteString GteRangeEnd = ByteString.CopyFrom(0);
 
     /// <summary>Records within one revision being written (a put, a delete, a txn, one lease revoke).</summary>
     private sealed class WriteContext(long beginRevision, List<Event> events)
@@ -70,7 +70,7 @@ public sealed partial class StateMachine
             return single == null ? [] : [single];
         }
 
-        return rangeEnd.Equals(_gteRangeEnd) ? _index.Range(key, null) : _index.Range(key, rangeEnd);
+        return rangeEnd.Equals(GteRangeEnd) ? _index.Range(key, null) : _index.Range(key, rangeEnd);
     }
 
     private RangeResponse RangeAt(RangeRequest r, long currentRevision)

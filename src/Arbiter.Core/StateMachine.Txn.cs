@@ -172,13 +172,13 @@ public sealed partial class StateMachine
 
         if (!any)
         {
-            return c.Target != Compare.Types.CompareTarget.Value && CompareKv(c, _zeroKv);
+            return c.Target != Compare.Types.CompareTarget.Value && CompareKv(c, ZeroKv);
         }
 
         return true;
     }
 
-    private static readonly KeyValue _zeroKv = new();
+    private static readonly KeyValue ZeroKv = new();
 
     private static bool CompareKv(Compare c, KeyValue kv)
     {
@@ -255,7 +255,7 @@ public sealed partial class StateMachine
             return start.Equals(key);
         }
 
-        return KeyComparer.CompareKeys(start, key) <= 0 && (end.Equals(_gteRangeEnd) || KeyComparer.CompareKeys(key, end) < 0);
+        return KeyComparer.CompareKeys(start, key) <= 0 && (end.Equals(GteRangeEnd) || KeyComparer.CompareKeys(key, end) < 0);
     }
 
     /// <summary>etcd's checkRequestRange: revision 0 is fine; above current is future; below the first revision is compacted.</summary>

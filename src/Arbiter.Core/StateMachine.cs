@@ -22,7 +22,7 @@ public sealed partial class StateMachine
     /// <summary>Bytes charged per lease (etcd's quota uses 64).</summary>
     internal const long LeaseOverheadBytes = 64;
 
-    private static readonly IReadOnlyList<Event> _noEvents = [];
+    private static readonly IReadOnlyList<Event> NoEvents = [];
 
     private readonly KeyIndex _index = new();
     private readonly Dictionary<ulong, CommandResult> _rememberedResults = [];
@@ -75,7 +75,7 @@ public sealed partial class StateMachine
         if (command.RequestId != 0 && _rememberedResults.TryGetValue(command.RequestId, out var remembered))
         {
             _appliedIndex = index;
-            return new ApplyOutcome(remembered.Clone(), _noEvents);
+            return new ApplyOutcome(remembered.Clone(), NoEvents);
         }
 
         var revisionBefore = _revision;
@@ -103,7 +103,7 @@ public sealed partial class StateMachine
         }
 
         _appliedIndex = index;
-        return new ApplyOutcome(result, events.Count == 0 ? _noEvents : events);
+        return new ApplyOutcome(result, events.Count == 0 ? NoEvents : events);
     }
 
     /// <summary>Serves a Range (outer header's revision filled). Throws <see cref="EtcdException"/>.</summary>

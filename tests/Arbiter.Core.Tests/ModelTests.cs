@@ -16,8 +16,8 @@ public class ModelTests(ITestOutputHelper output)
 {
     private const int OpsPerSeed = 3000;
 
-    private static readonly string[] _keyPool = ["a", "aa", "ab", "b", "ba", "c", "d", "e\u00ff"];
-    private static readonly string[] _valuePool = ["", "x", "y", "z", "xx"];
+    private static readonly string[] KeyPool = ["a", "aa", "ab", "b", "ba", "c", "d", "e\u00ff"];
+    private static readonly string[] ValuePool = ["", "x", "y", "z", "xx"];
 
     public static TheoryData<int> Seeds()
     {
@@ -170,9 +170,9 @@ public class ModelTests(ITestOutputHelper output)
         Assert.Equal(model.Events, events);
     }
 
-    private static ByteString Key(Random rng) => Bytes(_keyPool[rng.Next(_keyPool.Length)]);
+    private static ByteString Key(Random rng) => Bytes(KeyPool[rng.Next(KeyPool.Length)]);
 
-    private static ByteString Value(Random rng) => Bytes(_valuePool[rng.Next(_valuePool.Length)]);
+    private static ByteString Value(Random rng) => Bytes(ValuePool[rng.Next(ValuePool.Length)]);
 
     private static (ByteString Key, ByteString End) GenInterval(Random rng)
     {
@@ -358,7 +358,7 @@ public class ModelTests(ITestOutputHelper output)
             {
                 case 0:
                 case 1:
-                    var key = _keyPool[rng.Next(_keyPool.Length)];
+                    var key = KeyPool[rng.Next(KeyPool.Length)];
                     if (usedPuts.Add(key))
                     {
                         ops.Add(new RequestOp { RequestPut = new PutRequest { Key = Bytes(key), Value = Value(rng), Lease = RandomLease(rng, model), PrevKv = rng.Next(2) == 0 } });

@@ -13,7 +13,7 @@ namespace Arbiter.Compatibility.Tests.Differential;
 public sealed class DifferentialRun(int seed, int opCount, ITestOutputHelper output)
 {
     public const string SeedVariable = "ARBITER_TEST_SEED";
-    private static readonly TimeSpan _watchTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan WatchTimeout = TimeSpan.FromSeconds(30);
     private readonly Queue<string> _recent = new();
     private readonly SortedDictionary<string, int> _outcomeCounts = new(StringComparer.Ordinal);
 
@@ -63,13 +63,13 @@ public sealed class DifferentialRun(int seed, int opCount, ITestOutputHelper out
 
         var watchPrefix = OpGenerator.Key(string.Empty);
         WatchCreateRequest Create(long startRevision) => new() { Key = watchPrefix, RangeEnd = OpGenerator.PrefixEnd(watchPrefix), PrevKv = true, StartRevision = startRevision };
-        await using var referenceFromStart = await WatchRecorder.StartAsync(referenceChannel, Create(1), _watchTimeout);
-        await using var candidateFromStart = await WatchRecorder.StartAsync(candidateChannel, Create(1), _watchTimeout);
-        await using var referenceFromNow = await WatchRecorder.StartAsync(referenceChannel, Create(0), _watchTimeout);
-        await using var candidateFromNow = await WatchRecorder.StartAsync(candidateChannel, Create(0), _watchTimeout);
+        await using var referenceFromStart = await WatchRecorder.StartAsync(referenceChannel, Create(1), WatchTimeout);
+        await using var candidateFromStart = await WatchRecorder.StartAsync(candidateChannel, Create(1), WatchTimeout);
+        await using var referenceFromNow = await WatchRecorder.StartAsync(referenceChannel, Create(0), WatchTimeout);
+        await using var candidateFromNow = await WatchRecorder.StartAsync(candidateChannel, Create(0), WatchTimeout);
 
         // History replay must be through before any compaction could cancel a slow watch.
-        await Task.WhenAll(referenceFromStart.WaitForRevisionAsync(state.Revision, _watchTimeout), candidateFromStart.WaitForRevisionAsync(state.Revision, _watchTimeout));
+        await Task.WhenAll(referenceFromStart.WaitForRevisionAsync(state.Revision, WatchTimeout), candidateFromStart.WaitForRevisionAsync(state.Revision, WatchTimeout));
 
         var generator = new OpGenerator(seed);
         while (index < opCount)
@@ -82,10 +82,10 @@ public sealed class DifferentialRun(int seed, int opCount, ITestOutputHelper out
         await StepAsync(index, all, referenceOps, candidateOps, state);
 
         await Task.WhenAll(
-            referenceFromStart.WaitForRevisionAsync(state.Revision, _watchTimeout),
-            candidateFromStart.WaitForRevisionAsync(state.Revision, _watchTimeout),
-            referenceFromNow.WaitForRevisionAsync(state.Revision, _watchTimeout),
-            candidateFromNow.WaitForRevisionAsync(state.Revision, _watchTimeout));
+            referenceFromStart.WaitForRevisionAsync(state.Revision, WatchTimeout),
+            candidateFromStart.WaitForRevisionAsync(state.Revision, WatchTimeout),
+            referenceFromNow.WaitForRevisionAsync(state.Revision, WatchTimeout),
+            candidateFromNow.WaitForRevisionAsync(state.Revision, WatchTimeout));
         CompareWatch("watch from revision 1", referenceFromStart.Entries, candidateFromStart.Entries);
         CompareWatch("watch from now", referenceFromNow.Entries, candidateFromNow.Entries);
         output.WriteLine($"seed {seed}: {opCount} ops and {referenceFromStart.Entries.Count} watch events identical; final revision {state.Revision}");

@@ -10,9 +10,9 @@ namespace Arbiter.Compatibility.Tests.Differential;
 /// </summary>
 public static class Normalizer
 {
-    private static readonly JsonFormatter _formatter = JsonFormatter.Default;
+    private static readonly JsonFormatter Formatter = JsonFormatter.Default;
 
-    public static string ToJson(IMessage message) => _formatter.Format(message);
+    public static string ToJson(IMessage message) => Formatter.Format(message);
 
     /// <summary>A normalized deep copy of <paramref name="message"/>.</summary>
     public static IMessage Normalize(IMessage message)

@@ -17,13 +17,13 @@ public sealed record OpOutcome(IMessage? Response, StatusCode? Code, string? Det
 /// <summary>Sends differential ops to one server over gRPC.</summary>
 public sealed class OpExecutor(GrpcChannel channel)
 {
-    private static readonly TimeSpan _callTimeout = TimeSpan.FromSeconds(20);
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(20);
     private readonly KV.KVClient _kv = new(channel);
     private readonly Lease.LeaseClient _lease = new(channel);
 
     public async Task<OpOutcome> ExecuteAsync(IMessage request)
     {
-        var deadline = DateTime.UtcNow + _callTimeout;
+        var deadline = DateTime.UtcNow + CallTimeout;
         try
         {
             IMessage response = request switch

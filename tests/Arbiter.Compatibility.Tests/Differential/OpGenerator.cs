@@ -23,8 +23,8 @@ public sealed class OpGenerator(int seed)
     /// <summary>Client-chosen lease ids, so both servers name leases alike. TTLs are long: nothing expires mid-run.</summary>
     public static readonly long[] LeaseIds = [1, 2, 3, 0x7000, 0x1234_5678_9abc];
 
-    private static readonly string[] _keys = ["a", "aa", "ab", "b", "b/1", "b/2", "c", "c/x", "d", "e"];
-    private static readonly string[] _values = ["", "0", "1", "10", "2", "v", "vv", "x", "y", "zzz"];
+    private static readonly string[] Keys = ["a", "aa", "ab", "b", "b/1", "b/2", "c", "c/x", "d", "e"];
+    private static readonly string[] Values = ["", "0", "1", "10", "2", "v", "vv", "x", "y", "zzz"];
     private readonly Random _random = new(seed);
 
     /// <summary>Compactions only after the watches have certainly caught up with the setup history.</summary>
@@ -108,7 +108,7 @@ public sealed class OpGenerator(int seed)
 
     private PutRequest NextPut(string? keyName = null)
     {
-        var request = new PutRequest { Key = Key(keyName ?? Pick(_keys)), Value = ByteString.CopyFromUtf8(Pick(_values)), PrevKv = Chance(50) };
+        var request = new PutRequest { Key = Key(keyName ?? Pick(Keys)), Value = ByteString.CopyFromUtf8(Pick(Values)), PrevKv = Chance(50) };
         if (Chance(25))
         {
             // Mostly ids from the pool (which may or may not exist right now), sometimes one never granted.
@@ -190,7 +190,7 @@ public sealed class OpGenerator(int seed)
     {
         // Puts mostly go to distinct keys so that not every txn is a duplicate-key error.
         var distinct = Chance(75);
-        var unused = _keys.OrderBy(_ => _random.Next()).ToList();
+        var unused = Keys.OrderBy(_ => _random.Next()).ToList();
         var count = _random.Next(0, 5);
         var ops = new List<RequestOp>();
         for (var i = 0; i < count; i++)
@@ -238,7 +238,7 @@ public sealed class OpGenerator(int seed)
     {
         var compare = new Compare
         {
-            Key = Key(Pick(_keys)),
+            Key = Key(Pick(Keys)),
             Result = (Compare.Types.CompareResult)_random.Next(4),
             Target = (Compare.Types.CompareTarget)_random.Next(5),
         };
@@ -259,7 +259,7 @@ public sealed class OpGenerator(int seed)
                 compare.ModRevision = _random.Next(0, (int)state.Revision + 2);
                 break;
             case Compare.Types.CompareTarget.Value:
-                compare.Value = ByteString.CopyFromUtf8(Pick(_values));
+                compare.Value = ByteString.CopyFromUtf8(Pick(Values));
                 break;
             default:
                 compare.Lease = Chance(30) ? 0 : Pick(LeaseIds);
@@ -301,7 +301,7 @@ public sealed class OpGenerator(int seed)
     private void SetInterval(out ByteString key, out ByteString rangeEnd, bool allowAll)
     {
         var roll = _random.Next(100);
-        key = Key(Pick(_keys));
+        key = Key(Pick(Keys));
         rangeEnd = ByteString.Empty;
         if (roll < 40)
         {
@@ -314,7 +314,7 @@ public sealed class OpGenerator(int seed)
         }
         else if (roll < 85)
         {
-            rangeEnd = Key(Pick(_keys));
+            rangeEnd = Key(Pick(Keys));
         }
         else if (roll < 93 || !allowAll)
         {

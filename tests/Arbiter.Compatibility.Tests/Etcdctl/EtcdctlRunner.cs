@@ -26,8 +26,8 @@ public sealed record EtcdctlResult(string Arguments, int ExitCode, string Stdout
 public sealed class EtcdctlRunner(string endpoint)
 {
     public const string BinaryPath = "/usr/bin/etcdctl";
-    private static readonly TimeSpan _defaultTimeout = TimeSpan.FromSeconds(30);
-    private static readonly Dictionary<string, string> _environment = new() { ["ETCDCTL_API"] = "3" };
+    private static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(30);
+    private static readonly Dictionary<string, string> EtcdctlEnvironment = new() { ["ETCDCTL_API"] = "3" };
     private readonly StringBuilder _transcript = new();
 
     public string Transcript
@@ -41,12 +41,12 @@ public sealed class EtcdctlRunner(string endpoint)
         }
     }
 
-    public Task<EtcdctlResult> RunAsync(params string[] arguments) => RunAsync(arguments, stdin: null, _defaultTimeout);
+    public Task<EtcdctlResult> RunAsync(params string[] arguments) => RunAsync(arguments, stdin: null, DefaultTimeout);
 
     /// <summary>Runs to completion; kills it and throws when <paramref name="timeout"/> passes.</summary>
     public async Task<EtcdctlResult> RunAsync(IReadOnlyList<string> arguments, string? stdin, TimeSpan timeout)
     {
-        await using var process = ManagedProcess.Start(BinaryPath, AllArguments(arguments), "etcdctl", _environment, redirectStdin: stdin != null);
+        await using var process = ManagedProcess.Start(BinaryPath, AllArguments(arguments), "etcdctl", EtcdctlEnvironment, redirectStdin: stdin != null);
         if (stdin != null)
         {
             await process.WriteStdinAndCloseAsync(stdin).ConfigureAwait(false);
@@ -69,7 +69,7 @@ public sealed class EtcdctlRunner(string endpoint)
     public EtcdctlHandle Start(params string[] arguments)
     {
         Record($"etcdctl {string.Join(' ', arguments)} (started)");
-        var process = ManagedProcess.Start(BinaryPath, AllArguments(arguments), "etcdctl", _environment);
+        var process = ManagedProcess.Start(BinaryPath, AllArguments(arguments), "etcdctl", EtcdctlEnvironment);
         return new EtcdctlHandle(process, string.Join(' ', arguments), Record);
     }
 

@@ -6,7 +6,7 @@ namespace Arbiter.Compatibility.Tests.Fixtures;
 /// <summary>Hands out loopback ports the OS reports free (never etcd's defaults 2379/2380).</summary>
 public static class PortAllocator
 {
-    private static readonly HashSet<int> _handed = [];
+    private static readonly HashSet<int> Handed = [];
 
     public static int FreePort()
     {
@@ -16,10 +16,10 @@ public static class PortAllocator
             listener.Start();
             var port = ((IPEndPoint)listener.LocalEndpoint).Port;
             listener.Stop();
-            lock (_handed)
+            lock (Handed)
             {
                 // Two fixtures starting at once must not get the same port before either binds it.
-                if (port is not 2379 and not 2380 && _handed.Add(port))
+                if (port is not 2379 and not 2380 && Handed.Add(port))
                 {
                     return port;
                 }

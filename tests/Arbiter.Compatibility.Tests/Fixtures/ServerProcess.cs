@@ -11,7 +11,7 @@ namespace Arbiter.Compatibility.Tests.Fixtures;
 /// </summary>
 public abstract class ServerProcess : IAsyncDisposable
 {
-    private static readonly TimeSpan _readyTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(60);
     private readonly StringBuilder _previousLogs = new();
     private ManagedProcess? _process;
 
@@ -157,7 +157,7 @@ public abstract class ServerProcess : IAsyncDisposable
     {
         using var channel = GrpcChannel.ForAddress(Endpoint);
         var maintenance = new Maintenance.MaintenanceClient(channel);
-        var deadline = DateTime.UtcNow + _readyTimeout;
+        var deadline = DateTime.UtcNow + ReadyTimeout;
         while (true)
         {
             if (_process!.HasExited)

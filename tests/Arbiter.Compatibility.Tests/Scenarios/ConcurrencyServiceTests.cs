@@ -12,7 +12,7 @@ namespace Arbiter.Compatibility.Tests.Scenarios;
 /// </summary>
 public abstract class ConcurrencyServiceTests(ServerFixture target, ITestOutputHelper output) : ScenarioBase(target, output)
 {
-    private static readonly Marshaller<byte[]> _bytes = Marshallers.Create(b => b, b => b);
+    private static readonly Marshaller<byte[]> Bytes = Marshallers.Create(b => b, b => b);
     private static long _nextLeaseId = 0x6000_0000;
 
     private Arbiter.Protocol.Lock.Lock.LockClient Locks => new(Target.Invoker);
@@ -102,7 +102,7 @@ public abstract class ConcurrencyServiceTests(ServerFixture target, ITestOutputH
     {
         // grpc.health.v1 by hand (no health client package here): HealthCheckRequest{service=""} is empty,
         // HealthCheckResponse{status=SERVING} is field 1 = 1.
-        var method = new Method<byte[], byte[]>(MethodType.Unary, "grpc.health.v1.Health", "Check", _bytes, _bytes);
+        var method = new Method<byte[], byte[]>(MethodType.Unary, "grpc.health.v1.Health", "Check", Bytes, Bytes);
         var serving = await Target.Channel.CreateCallInvoker().AsyncUnaryCall(method, null, new CallOptions(deadline: Soon()), []);
         Assert.Equal(new byte[] { 0x08, 0x01 }, serving);
 

@@ -18,7 +18,7 @@ public abstract class CrashSafetyTests(ITestOutputHelper output)
     private const int RoundCount = 4;
     private const int WriterCount = 4;
     private const int AcksBeforeKillMin = 20;
-    private static readonly TimeSpan _deadline = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(60);
 
     [Fact]
     public async Task AcknowledgedWritesSurviveSigkill()
@@ -96,7 +96,7 @@ public abstract class CrashSafetyTests(ITestOutputHelper output)
     {
         var all = await kv.RangeAsync(
             new RangeRequest { Key = ByteString.CopyFrom(0), RangeEnd = ByteString.CopyFrom(0) },
-            deadline: DateTime.UtcNow.Add(_deadline));
+            deadline: DateTime.UtcNow.Add(Deadline));
         var stored = all.Kvs.ToDictionary(k => k.Key.ToStringUtf8(), k => k.Value.ToStringUtf8(), StringComparer.Ordinal);
         var lost = acknowledged.Where(a => !stored.TryGetValue(a.Key, out var value) || value != a.Value).Take(10).ToList();
         Assert.True(lost.Count == 0, $"round {round}: acknowledged writes lost or changed, e.g. {string.Join(", ", lost.Select(l => $"{l.Key}={l.Value} (now {(stored.TryGetValue(l.Key, out var v) ? v : "missing")})"))}");
@@ -137,9 +137,9 @@ public abstract class CrashSafetyTests(ITestOutputHelper output)
         var started = DateTime.UtcNow;
         while (Volatile.Read(ref acks) < AcksBeforeKillMin || DateTime.UtcNow - started < killAfter)
         {
-            if (DateTime.UtcNow - started > _deadline)
+            if (DateTime.UtcNow - started > Deadline)
             {
-                throw new TimeoutException($"only {acks} writes acknowledged within {_deadline}");
+                throw new TimeoutException($"only {acks} writes acknowledged within {Deadline}");
             }
 
             await Task.Delay(10);
@@ -147,7 +147,7 @@ public abstract class CrashSafetyTests(ITestOutputHelper output)
 
         await server.KillAsync();
         await stop.CancelAsync();
-        await Task.WhenAll(writers).WaitAsync(_deadline);
+        await Task.WhenAll(writers).WaitAsync(Deadline);
         return Interlocked.Read(ref maxRevision);
     }
 

@@ -10,7 +10,7 @@ namespace Arbiter.Compatibility.Tests.Scenarios;
 /// </summary>
 public abstract class EtcdctlScenarios(ServerFixture target, ITestOutputHelper output) : ScenarioBase(target, output)
 {
-    private static readonly string[] _deleteKeys = ["x/1", "x/2", "y"];
+    private static readonly string[] DeleteKeys = ["x/1", "x/2", "y"];
 
     [Fact]
     public Task PutGetPrefixLimitKeysOnlyCountOnlyPrintValueOnly() => Guard(async () =>
@@ -100,7 +100,7 @@ public abstract class EtcdctlScenarios(ServerFixture target, ITestOutputHelper o
     [Fact]
     public Task DeletePrefixWithPrevKv() => Guard(async () =>
     {
-        foreach (var key in _deleteKeys)
+        foreach (var key in DeleteKeys)
         {
             (await Etcdctl.RunAsync("put", Prefix + key, "v-" + key)).EnsureSuccess();
         }

@@ -7,14 +7,14 @@ namespace Arbiter.Compatibility.Tests.Scenarios;
 /// <summary>Range details clients depend on (Kubernetes paging among them) that the proto does not say.</summary>
 public abstract class RangeTests(ServerFixture target, ITestOutputHelper output) : ScenarioBase(target, output)
 {
-    private static readonly string[] _putOrder = ["b", "c", "b", "c", "b", "a"];
+    private static readonly string[] PutOrder = ["b", "c", "b", "c", "b", "a"];
 
     [Fact]
     public Task CountLimitMoreFiltersAndDefaultSortOrder() => Guard(async () =>
     {
         // versions: a=1, b=3, c=2; create order b, c, a.
         var revisions = new Dictionary<string, long>();
-        foreach (var key in _putOrder)
+        foreach (var key in PutOrder)
         {
             revisions[key] = (await Target.Kv.PutAsync(new PutRequest { Key = Key(key), Value = ByteString.CopyFromUtf8("v") })).Header.Revision;
         }
