@@ -69,6 +69,9 @@ internal static class HpackHuffman
     // entry is the child node, a negative one is a leaf holding ~symbol, 0 means no child.
     private static readonly short[] Tree = BuildTree();
 
+    /// <summary>Code of <paramref name="symbol"/> (0..256), right-aligned, and its length.</summary>
+    public static (uint Code, int LengthBits) GetCode(int symbol) => (Codes[symbol], LengthsBits[symbol]);
+
     /// <summary>Longest output a Huffman string of <paramref name="encodedLengthBytes"/> can decode to (shortest code: 5 bits).</summary>
     public static int MaxDecodedLengthBytes(int encodedLengthBytes) => (int)(((long)encodedLengthBytes * 8 / 5) + 1);
 
