@@ -27,7 +27,7 @@ public sealed class EtcdctlHttpEndpointTests
         Assert.Contains(endpoint, await RunAsync(endpoint, "endpoint", "status", "-w", "json"), StringComparison.Ordinal);
     }
 
-    private static async Task<string> RunAsync(string endpoint, params string[] command)
+    internal static async Task<string> RunAsync(string endpoint, params string[] command)
     {
         var start = new ProcessStartInfo(Etcdctl)
         {
