@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
 using Arbiter.Server.Tests.Infrastructure;
 
 namespace Arbiter.Server.Tests.Http2;
@@ -24,7 +26,11 @@ public sealed class EtcdctlHttpEndpointTests
         Assert.Contains(endpoint, await RunAsync(endpoint, "endpoint", "status"), StringComparison.Ordinal);
         Assert.Contains(endpoint, await RunAsync(endpoint, "endpoint", "hashkv"), StringComparison.Ordinal);
         Assert.Contains("Finished defragmenting", await RunAsync(endpoint, "defrag"), StringComparison.Ordinal);
-        Assert.Contains(endpoint, await RunAsync(endpoint, "endpoint", "status", "-w", "json"), StringComparison.Ordinal);
+
+        // move-leader to the only member: a no-op transfer that must reach the server.
+        using var status = JsonDocument.Parse(await RunAsync(endpoint, "endpoint", "status", "-w", "json"));
+        var memberId = status.RootElement[0].GetProperty("Status").GetProperty("header").GetProperty("member_id").GetUInt64();
+        Assert.Contains("Leadership transferred", await RunAsync(endpoint, "move-leader", memberId.ToString("x", CultureInfo.InvariantCulture)), StringComparison.Ordinal);
     }
 
     internal static async Task<string> RunAsync(string endpoint, params string[] command)
