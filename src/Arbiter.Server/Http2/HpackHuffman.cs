@@ -65,9 +65,17 @@ internal static class HpackHuffman
         30,
     ];
 
-    // Binary decoding tree: node n's children at [2n] (bit 0) and [2n + 1] (bit 1); a positive
-    // entry is the child node, a negative one is a leaf holding ~symbol, 0 means no child.
-    private static readonly short[] Tree = BuildTree();
+    // Decoding walks 4 bits at a time over the code tree's 256 inner nodes. Entry
+    // [node * 16 + nibble]: bits 0-7 the node reached, 8-15 the symbol completed on the way
+    // (at most one: no code is shorter than 5 bits), EmitFlag when there is one, FailFlag when
+    // the bits reach EOS.
+    private const int EmitFlag = 1 << 16;
+    private const int FailFlag = 1 << 17;
+    private static readonly int[] NibbleTransitions;
+
+    // Whether decoding may stop at a node: it is at most 7 bits deep and its path is all ones,
+    // i.e. the padding is a prefix of EOS (RFC 7541 5.2).
+    private static readonly bool[] ValidEnd;
 
     /// <summary>Code of <paramref name="symbol"/> (0..256), right-aligned, and its length.</summary>
     public static (uint Code, int LengthBits) GetCode(int symbol) => (Codes[symbol], LengthsBits[symbol]);
@@ -83,44 +91,95 @@ internal static class HpackHuffman
     {
         writtenBytes = 0;
         var node = 0;
-        var pendingBits = 0;
-        var pendingAllOnes = true;
         foreach (var octet in source)
         {
-            for (var shift = 7; shift >= 0; shift--)
+            var high = NibbleTransitions[(node << 4) | (octet >> 4)];
+            var low = NibbleTransitions[((high & 0xFF) << 4) | (octet & 0xF)];
+            if (((high | low) & FailFlag) != 0)
             {
-                var bit = (octet >> shift) & 1;
-                var next = Tree[(node * 2) + bit];
-                pendingBits++;
-                pendingAllOnes &= bit == 1;
-                if (next < 0)
-                {
-                    var symbol = ~next;
-                    if (symbol == EndOfStringSymbol || writtenBytes == destination.Length)
-                    {
-                        return false;
-                    }
+                return false;
+            }
 
-                    destination[writtenBytes++] = (byte)symbol;
-                    node = 0;
-                    pendingBits = 0;
-                    pendingAllOnes = true;
-                }
-                else if (next == 0)
+            if ((high & EmitFlag) != 0)
+            {
+                if (writtenBytes == destination.Length)
                 {
                     return false;
                 }
-                else
+
+                destination[writtenBytes++] = (byte)(high >> 8);
+            }
+
+            if ((low & EmitFlag) != 0)
+            {
+                if (writtenBytes == destination.Length)
                 {
-                    node = next;
+                    return false;
+                }
+
+                destination[writtenBytes++] = (byte)(low >> 8);
+            }
+
+            node = low & 0xFF;
+        }
+
+        return ValidEnd[node];
+    }
+
+    static HpackHuffman()
+    {
+        var tree = BuildTree();
+        var depth = new int[256];
+        var allOnes = new bool[256];
+        ValidEnd = new bool[256];
+        allOnes[0] = true;
+        ValidEnd[0] = true;
+
+        // Children always get higher numbers than their parent, so one pass in order works.
+        for (var node = 0; node < 256; node++)
+        {
+            for (var bit = 0; bit < 2; bit++)
+            {
+                var child = tree[(node * 2) + bit];
+                if (child > 0)
+                {
+                    depth[child] = depth[node] + 1;
+                    allOnes[child] = allOnes[node] && bit == 1;
+                    ValidEnd[child] = depth[child] <= 7 && allOnes[child];
                 }
             }
         }
 
-        // RFC 7541 5.2: padding is the most significant bits of EOS (all ones), at most 7 bits.
-        return pendingBits <= 7 && pendingAllOnes;
+        NibbleTransitions = new int[256 * 16];
+        for (var node = 0; node < 256; node++)
+        {
+            for (var nibble = 0; nibble < 16; nibble++)
+            {
+                var current = node;
+                var entry = 0;
+                for (var shift = 3; shift >= 0; shift--)
+                {
+                    var next = tree[(current * 2) + ((nibble >> shift) & 1)];
+                    if (next < 0)
+                    {
+                        var symbol = ~next;
+                        entry |= symbol == EndOfStringSymbol ? FailFlag : EmitFlag | (symbol << 8);
+                        current = 0;
+                    }
+                    else
+                    {
+                        current = next;
+                    }
+                }
+
+                NibbleTransitions[(node << 4) | nibble] = entry | current;
+            }
+        }
     }
 
+    // Binary tree: node n's children at [2n] (bit 0) and [2n + 1] (bit 1); a positive entry is
+    // the child node, a negative one a leaf holding ~symbol. The code is complete, so no
+    // entry stays empty.
     private static short[] BuildTree()
     {
         // 257 leaves need 256 inner nodes; node 0 is the root.
