@@ -52,6 +52,7 @@ internal sealed class Http2AuthorityRewriter : IHpackHeaderSink, IDisposable
     private int _blockStreamId;
     private byte _blockFlags;
     private bool _blockNeedsRewrite;
+    private bool _encodingSkipped;
 
     /// <summary>Creates a rewriter for a server that advertised these HTTP/2 settings.</summary>
     /// <param name="frameSizeBytesMax">The server's SETTINGS_MAX_FRAME_SIZE: the largest frame it accepts.</param>
@@ -181,6 +182,19 @@ internal sealed class Http2AuthorityRewriter : IHpackHeaderSink, IDisposable
 
     void IHpackHeaderSink.OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, bool neverIndexed)
     {
+        if (!Rewriting && !_blockNeedsRewrite && !name.StartsWith((byte)':'))
+        {
+            // Pseudo-headers come first (RFC 9113 8.3), so this block will be forwarded as it
+            // is: encoding the rest would be wasted work.
+            _encodingSkipped = true;
+        }
+
+        if (_encodingSkipped)
+        {
+            // An :authority after a regular header is malformed anyway; Kestrel rejects it.
+            return;
+        }
+
         if (name.SequenceEqual(":authority"u8) && AuthorityNormalizer.TryNormalize(value, out var normalized))
         {
             value = normalized;
@@ -284,6 +298,7 @@ internal sealed class Http2AuthorityRewriter : IHpackHeaderSink, IDisposable
     {
         _encoded.Reset();
         _blockNeedsRewrite = false;
+        _encodingSkipped = false;
         var decoded = _decoder.TryDecode(block, this);
         if (!decoded || (_encoded.Overflowed && (Rewriting || _blockNeedsRewrite)))
         {

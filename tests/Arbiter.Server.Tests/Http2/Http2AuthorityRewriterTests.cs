@@ -72,6 +72,18 @@ public sealed class Http2AuthorityRewriterTests
     }
 
     [Fact]
+    public void AuthorityAfterARegularHeaderIsLeftForKestrelToReject()
+    {
+        byte[] block = [0x82, 0x86, 0x84, 0x7a, .. Str("grpc-go/1.2"), 0x41, .. Str("http://127.0.0.1:1234")];
+        byte[] input = [.. Preface, .. Frame(Headers, EndHeaders, 1, block), .. Frame(Headers, EndHeaders, 3, [0x82, 0x86, 0x84, 0xbf])];
+
+        using var rewriter = new Http2AuthorityRewriter();
+        Assert.Equal(input, Run(rewriter, input, int.MaxValue));
+        Assert.False(rewriter.Rewriting);
+        Assert.False(rewriter.PassingThrough);
+    }
+
+    [Fact]
     public void HandlesPaddingPriorityAndContinuationAndSplitsLargeBlocks()
     {
         var big = new string('x', 20_000);
