@@ -1,6 +1,7 @@
 using System.Net;
 using Arbiter.Node;
 using Arbiter.Server.Concurrency;
+using Arbiter.Server.Http2;
 using Arbiter.Server.Services;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -31,7 +32,11 @@ public static class ArbiterServer
             foreach (var url in options.ListenClientUrls)
             {
                 var endpoint = ParseEndpoint(url);
-                kestrel.Listen(endpoint, listen => listen.Protocols = HttpProtocols.Http2);
+                kestrel.Listen(endpoint, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http2;
+                    listen.UseAuthorityNormalization();
+                });
             }
         });
 
