@@ -18,4 +18,13 @@ dotnet build Arbiter.slnx -c Release -warnaserror
 # Formatting is part of the build's contract (CI fails on drift; run `dotnet format Arbiter.slnx` to fix).
 dotnet format Arbiter.slnx --verify-no-changes --no-restore
 # Soak tests are tagged Category=Soak and left out of the default run (see docs/operations.md).
-dotnet test Arbiter.slnx -c Release --no-build --filter "Category!=Soak" "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+dotnet test Arbiter.slnx -c Release --no-build --filter "Category!=Soak" "$@" 2>&1 | tee "$log" || status=$?
+
+# One closing line over all test projects: "N passed, N failed".
+passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+failed=$(grep -oE 'Failed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
+echo "${passed} passed, ${failed} failed"
+exit "$status"
