@@ -40,11 +40,22 @@ public sealed partial class ArbiterNode
         return result.DeleteRange;
     }
 
-    /// <summary>Txn (one revision for all its writes; none if it writes nothing).</summary>
+    /// <summary>
+    /// Txn (one revision for all its writes; none if it writes nothing). A txn without writes is
+    /// served from the state like a Range, as etcd does: on a single node that is linearizable.
+    /// </summary>
     public async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        if (StateMachine.IsReadOnlyTxn(request))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var read = _host.Read(s => s.ReadOnlyTxn(request));
+            FillHeader(read.Header);
+            return read;
+        }
+
         var result = await ProposeAsync(new Command { Txn = request }, cancellationToken).ConfigureAwait(false);
         FillHeader(result.Txn.Header);
         return result.Txn;

@@ -37,10 +37,19 @@ public sealed partial class ArbiterNode
         return response;
     }
 
-    /// <summary>Lists, raises or clears alarms (a command, so every replica agrees).</summary>
+    /// <summary>Lists alarms (from the state), or raises/clears one (a command, so every replica agrees).</summary>
     public async Task<AlarmResponse> AlarmAsync(AlarmRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (request.Action == AlarmRequest.Types.AlarmAction.Get)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var (alarms, revision) = _host.Read(s => (s.Alarms, s.Revision));
+            var listed = new AlarmResponse { Header = NewHeader(revision) };
+            listed.Alarms.AddRange(alarms.Where(a => request.Alarm == AlarmType.None || a.Alarm == request.Alarm));
+            return listed;
+        }
+
         if (request.Action != AlarmRequest.Types.AlarmAction.Get && request.MemberID == 0)
         {
             request = new AlarmRequest(request) { MemberID = MemberId };
