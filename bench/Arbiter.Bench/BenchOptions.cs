@@ -56,6 +56,9 @@ public sealed record BenchOptions
     /// <summary>Smoke mode: every workload, a few hundred operations each, no warm-up.</summary>
     public bool Smoke { get; init; }
 
+    /// <summary>Process id of the server under test (same machine): its CPU time over the measured window is recorded.</summary>
+    public int ServerPid { get; init; }
+
     /// <summary>Print a progress line every second.</summary>
     public bool ProgressEnabled { get; init; } = true;
 
@@ -85,6 +88,7 @@ public sealed record BenchOptions
           --out FILE              write the JSON result file
           --smoke                 every workload, a few hundred ops each (for tests)
           --quiet                 no progress lines
+          --server-pid PID        record this local server's CPU time and RSS over the window
         """;
 
     /// <summary>Parses <c>run</c> options; throws <see cref="ArgumentException"/> on bad input.</summary>
@@ -115,6 +119,7 @@ public sealed record BenchOptions
                 "--out" => options with { OutPath = Value() },
                 "--smoke" => options with { Smoke = true },
                 "--quiet" => options with { ProgressEnabled = false },
+                "--server-pid" => options with { ServerPid = PositiveInt(name, Value()) },
                 _ => throw new ArgumentException($"unknown option '{name}'"),
             };
         }

@@ -16,12 +16,44 @@ public sealed class Measurement
     private long _ops;
     private long _errorCount;
     private volatile bool _recording;
+    private double _serverCpuStartS = double.NaN;
+
+    /// <summary>Creates a measurement; with <paramref name="serverPid"/> &gt; 0 it also tracks that process's CPU time.</summary>
+    public Measurement(int serverPid = 0) => ServerPid = serverPid;
+
+    /// <summary>Server process watched for CPU time (0: none).</summary>
+    public int ServerPid { get; }
+
+    /// <summary>Server CPU seconds (user + system) over the measured window, or NaN.</summary>
+    public double ServerCpuS { get; private set; } = double.NaN;
+
+    /// <summary>Server resident set size at the end of the window, or NaN.</summary>
+    public double ServerRssMiB { get; private set; } = double.NaN;
 
     /// <summary>Whether completions are counted (off during warm-up and after the deadline).</summary>
     public bool Recording
     {
         get => _recording;
-        set => _recording = value;
+        set
+        {
+            if (value == _recording)
+            {
+                return;
+            }
+
+            // The window's edges are where the server's CPU time is sampled.
+            if (value)
+            {
+                _serverCpuStartS = ProcessStats.CpuSeconds(ServerPid);
+            }
+            else
+            {
+                ServerCpuS = ProcessStats.CpuSeconds(ServerPid) - _serverCpuStartS;
+                ServerRssMiB = ProcessStats.RssMiB(ServerPid);
+            }
+
+            _recording = value;
+        }
     }
 
     /// <summary>Operations recorded so far.</summary>

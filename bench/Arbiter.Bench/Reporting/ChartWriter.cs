@@ -42,7 +42,7 @@ public static class ChartWriter
         plot.Title($"{candidate} relative to {baseline} (throughput: higher is better; p99: lower is better)");
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "throughput ratio", FillColor = throughputColor });
         plot.Legend.ManualItems.Add(new LegendItem { LabelText = "p99 latency ratio", FillColor = p99Color });
-        plot.Legend.Alignment = Alignment.UpperRight;
+        plot.ShowLegend(Edge.Right);
         plot.Axes.Margins(bottom: 0);
         plot.SavePng(path, Math.Max(900, rows.Count * 60), 650);
     }

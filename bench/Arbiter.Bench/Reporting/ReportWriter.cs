@@ -100,19 +100,22 @@ public static class ReportWriter
             md.AppendLine(machine.TrimEnd()).AppendLine();
         }
 
-        md.AppendLine(inv, $"Ratios are {candidate}/{baseline}: throughput > 1 means {candidate} is faster; p99 < 1 means {candidate} has the lower tail. Latencies in ms. For `watch`, \"clients\" is the number of watchers and ops/s counts delivered events; latency is put-start to event received.").AppendLine();
-        md.AppendLine(inv, $"| workload | clients | {baseline} ops/s | {candidate} ops/s | throughput ratio | {baseline} p50 | {candidate} p50 | {baseline} p99 | {candidate} p99 | p99 ratio | errors ({baseline}/{candidate}) | load avg ({baseline}/{candidate}) |");
-        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
+        md.AppendLine(inv, $"Ratios are {candidate}/{baseline}: throughput > 1 means {candidate} is faster; p99 < 1 means {candidate} has the lower tail. Latencies in ms. Server CPU is user+system time of the server process over the measured window divided by operations (both servers may use both cores). For `watch`, \"clients\" is the number of watchers and ops/s counts delivered events; latency is put-start to event received.").AppendLine();
+        md.AppendLine(inv, $"| workload | clients | {baseline} ops/s | {candidate} ops/s | throughput ratio | {baseline} p50 | {candidate} p50 | {baseline} p99 | {candidate} p99 | p99 ratio | server CPU µs/op ({baseline}/{candidate}) | errors ({baseline}/{candidate}) | load avg ({baseline}/{candidate}) |");
+        md.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
         foreach (var row in rows)
         {
             md.AppendLine(inv,
-                $"| {row.Workload} | {row.Clients} | {F(row.Baseline?.OpsPerSecond, "F0")} | {F(row.Candidate?.OpsPerSecond, "F0")} | {F(row.ThroughputRatio, "F2")} | {F(row.Baseline?.LatencyMs.P50, "F2")} | {F(row.Candidate?.LatencyMs.P50, "F2")} | {F(row.Baseline?.LatencyMs.P99, "F2")} | {F(row.Candidate?.LatencyMs.P99, "F2")} | {F(row.P99Ratio, "F2")} | {row.Baseline?.ErrorCount.ToString(inv) ?? "–"}/{row.Candidate?.ErrorCount.ToString(inv) ?? "–"} | {row.Baseline?.LoadAverage.Split(' ')[0] ?? "–"}/{row.Candidate?.LoadAverage.Split(' ')[0] ?? "–"} |");
+                $"| {row.Workload} | {row.Clients} | {F(row.Baseline?.OpsPerSecond, "F0")} | {F(row.Candidate?.OpsPerSecond, "F0")} | {F(row.ThroughputRatio, "F2")} | {F(row.Baseline?.LatencyMs.P50, "F2")} | {F(row.Candidate?.LatencyMs.P50, "F2")} | {F(row.Baseline?.LatencyMs.P99, "F2")} | {F(row.Candidate?.LatencyMs.P99, "F2")} | {F(row.P99Ratio, "F2")} | {Cpu(row.Baseline)}/{Cpu(row.Candidate)} | {row.Baseline?.ErrorCount.ToString(inv) ?? "–"}/{row.Candidate?.ErrorCount.ToString(inv) ?? "–"} | {row.Baseline?.LoadAverage.Split(' ')[0] ?? "–"}/{row.Candidate?.LoadAverage.Split(' ')[0] ?? "–"} |");
         }
 
         md.AppendLine().AppendLine("![Arbiter/etcd ratios](chart.png)").AppendLine();
         md.AppendLine("Raw results: `raw/*.json` (one file per cell; every percentile, errors by status code, extras such as txn conflicts).");
         return md.ToString();
     }
+
+    private static string Cpu(WorkloadResult? result) =>
+        F(result?.Extra.GetValueOrDefault("serverCpuUsPerOp", double.NaN), "F0");
 
     private static string F(double? value, string format) =>
         value is { } v && !double.IsNaN(v) && !double.IsInfinity(v) ? v.ToString(format, CultureInfo.InvariantCulture) : "–";

@@ -14,6 +14,7 @@ public sealed class WorkloadContext
         Connections = connections ?? throw new ArgumentNullException(nameof(connections));
         KeyPrefix = keyPrefix;
         _progress = progress;
+        Measurement = new Measurement(options.ServerPid);
     }
 
     /// <summary>Run options.</summary>
@@ -26,7 +27,7 @@ public sealed class WorkloadContext
     public string KeyPrefix { get; }
 
     /// <summary>Latency, ops and errors of this run.</summary>
-    public Measurement Measurement { get; } = new();
+    public Measurement Measurement { get; }
 
     /// <summary>A client on the channel its index maps to.</summary>
     public BenchClient NewClient(int index) =>
@@ -62,6 +63,14 @@ public sealed class WorkloadContext
     public WorkloadResult Result(string workload, Measurement measurement, double measuredS, DateTime startedUtc, IReadOnlyDictionary<string, double> extra)
     {
         ArgumentNullException.ThrowIfNull(measurement);
+        var allExtra = extra.ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal);
+        if (!double.IsNaN(measurement.ServerCpuS))
+        {
+            allExtra["serverCpuS"] = Math.Round(measurement.ServerCpuS, 3);
+            allExtra["serverCpuUsPerOp"] = measurement.Ops > 0 ? Math.Round(measurement.ServerCpuS * 1e6 / measurement.Ops, 1) : 0;
+            allExtra["serverRssMiB"] = Math.Round(measurement.ServerRssMiB, 1);
+        }
+
         return new WorkloadResult
         {
             Workload = workload,
@@ -80,7 +89,7 @@ public sealed class WorkloadContext
             ErrorCount = measurement.ErrorCount,
             Errors = new SortedDictionary<string, long>(measurement.Errors.ToDictionary(e => e.Key, e => e.Value), StringComparer.Ordinal),
             LatencyMs = LatencySummary.From(measurement.Histogram),
-            Extra = new SortedDictionary<string, double>(extra.ToDictionary(e => e.Key, e => e.Value), StringComparer.Ordinal),
+            Extra = new SortedDictionary<string, double>(allExtra, StringComparer.Ordinal),
             StartedUtc = startedUtc.ToString("O", CultureInfo.InvariantCulture),
             LoadAverage = ReadLoadAverage(),
         };
