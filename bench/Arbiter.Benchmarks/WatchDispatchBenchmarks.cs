@@ -10,7 +10,11 @@ namespace Arbiter.Benchmarks;
 /// Watch event dispatch through an in-memory node: one Put, then wait until each of
 /// <see cref="WatcherCount"/> watch streams (all on the key's prefix) has read the event — the
 /// propose/apply path plus WatchHub publish and per-stream delivery.
+/// Noisy by nature (thread hand-offs), so the iteration budget is fixed rather than adaptive.
 /// </summary>
+[WarmupCount(3)]
+[IterationCount(10)]
+[InvocationCount(1024)]
 public class WatchDispatchBenchmarks : IDisposable
 {
     private readonly List<WatchStream> _streams = [];
