@@ -114,7 +114,8 @@ public static class MachineProbe
         await echo;
         var us = LatencySummary.From(histogram);
         // LatencySummary divides by 1000 (µs→ms); the histogram held 0.1 µs units, so divide by 10 more.
-        return new LatencySummary { P50 = us.P50 / 10, P90 = us.P90 / 10, P99 = us.P99 / 10, P999 = us.P999 / 10, Max = us.Max / 10, Mean = us.Mean / 10 };
+        static double Tenth(double ms) => Math.Round(ms / 10, 4);
+        return new LatencySummary { P50 = Tenth(us.P50), P90 = Tenth(us.P90), P99 = Tenth(us.P99), P999 = Tenth(us.P999), Max = Tenth(us.Max), Mean = Tenth(us.Mean) };
     }
 }
 
