@@ -53,10 +53,10 @@ free_port() {
 
 if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
   log "installing etcd-server and etcd-client from Debian"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server etcd-client >/dev/null
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq etcd-server etcd-client >/dev/null
 fi
 
 log "building Arbiter and the load generator (Release)"
@@ -84,8 +84,8 @@ dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$AR
 ARBITER_PID=$!
 
 wait_ready() {
-  local url=$1 pid=$2 i
-  for i in $(seq 1 100); do
+  local url=$1 pid=$2
+  for _ in $(seq 1 100); do
     if ! kill -0 "$pid" 2>/dev/null; then
       log "server for $url exited; see its log in $OUT"
       return 1

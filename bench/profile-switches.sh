@@ -27,10 +27,16 @@ dotnet build bench/Arbiter.Bench -c Release -nologo -v q >/dev/null
 BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
 mkdir -p "$OUT"
 
-port() { echo $((20000 + RANDOM % 20000)); }
+port() {
+  local p
+  while true; do
+    p=$((20000 + RANDOM % 20000))
+    if ! ss -ltn "( sport = :$p )" 2>/dev/null | grep -q ":$p"; then echo "$p"; return; fi
+  done
+}
 wait_ready() {
-  local url=$1 i
-  for i in $(seq 1 100); do
+  local url=$1
+  for _ in $(seq 1 100); do
     if ETCDCTL_API=3 etcdctl --endpoints="$url" --command-timeout=2s get /ready >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
@@ -40,19 +46,19 @@ wait_ready() {
 switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {s += $2} END {print s}'
 }
-threads() { ls /proc/"$1"/task | wc -l; }
+threads() { find /proc/"$1"/task -mindepth 1 -maxdepth 1 | wc -l; }
 
 P=$(port); PP=$(port)
 etcd --name p --data-dir "$WORK/etcd" --listen-client-urls "http://127.0.0.1:$P" --advertise-client-urls "http://127.0.0.1:$P" \
   --listen-peer-urls "http://127.0.0.1:$PP" --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
   --initial-cluster "p=http://127.0.0.1:$PP" >"$OUT/etcd.log" 2>&1 &
-PIDS+=($!); ETCD_PID=$!; ETCD_URL=http://127.0.0.1:$P
+PIDS+=("$!"); ETCD_PID=$!; ETCD_URL=http://127.0.0.1:$P
 A=$(port)
 dotnet src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll serve --data-dir "$WORK/arbiter" --listen-client-urls "http://127.0.0.1:$A" --log-level warn >"$OUT/arbiter.log" 2>&1 &
-PIDS+=($!); ARB_PID=$!; ARB_URL=http://127.0.0.1:$A
+PIDS+=("$!"); ARB_PID=$!; ARB_URL=http://127.0.0.1:$A
 N=$(port)
 dotnet src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll serve --data-dir "$WORK/arbiter-nofsync" --unsafe-no-fsync --listen-client-urls "http://127.0.0.1:$N" --log-level warn >"$OUT/arbiter-nofsync.log" 2>&1 &
-PIDS+=($!); NOF_PID=$!; NOF_URL=http://127.0.0.1:$N
+PIDS+=("$!"); NOF_PID=$!; NOF_URL=http://127.0.0.1:$N
 wait_ready "$ETCD_URL"; wait_ready "$ARB_URL"; wait_ready "$NOF_URL"
 
 echo "| workload | system | ops/s | p50 ms | p90 ms | p99 ms | server CPU µs/op | context switches/op | threads |" >"$OUT/switches.md"
