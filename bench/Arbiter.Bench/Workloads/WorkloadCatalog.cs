@@ -1,0 +1,26 @@
+namespace Arbiter.Bench.Workloads;
+
+/// <summary>Every workload by name.</summary>
+public static class WorkloadCatalog
+{
+    /// <summary>Workload names, in the order <c>all</c> runs them.</summary>
+    public static IReadOnlyList<string> Names { get; } =
+    [
+        "put", "range-linearizable", "range-serializable", "txn", "mixed", "lock-service", "lock-recipe", "watch", "lease",
+    ];
+
+    /// <summary>A fresh instance of workload <paramref name="name"/>.</summary>
+    public static Workload Create(string name) => name switch
+    {
+        "put" => new PutWorkload(),
+        "range" or "range-linearizable" => new RangeWorkload(serializable: false),
+        "range-serializable" => new RangeWorkload(serializable: true),
+        "txn" => new TxnWorkload(),
+        "mixed" => new MixedWorkload(),
+        "lock-service" => new LockServiceWorkload(),
+        "lock-recipe" => new LockRecipeWorkload(),
+        "watch" => new WatchWorkload(),
+        "lease" => new LeaseWorkload(),
+        _ => throw new ArgumentException($"unknown workload '{name}'", nameof(name)),
+    };
+}

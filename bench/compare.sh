@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Runs the load generator against etcd 3.4 and Arbiter on this machine, side by side, and writes
+# bench/results/<timestamp>/{results.md,chart.png,machine.md,raw/*.json}.
+#
+# Both servers run at the same time on loopback (free ports, not 2379/2380), data on the same disk,
+# both fsyncing before they acknowledge (etcd always fsyncs its WAL; Arbiter does by default).
+# Every cell (workload x clients) runs etcd then Arbiter, alternating, so drift hits both.
+#
+# Usage: bench/compare.sh                     (all workloads x 1/16/64 clients, 8 s + 1 s warm-up each)
+#   DURATION_S=10 CLIENT_COUNTS="1 16" WORKLOADS="put txn" bench/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION_S=${DURATION_S:-8}
+WARMUP_S=${WARMUP_S:-1}
+CLIENT_COUNTS=${CLIENT_COUNTS:-"1 16 64"}
+WORKLOADS=${WORKLOADS:-"put range-linearizable range-serializable txn mixed lock-service lock-recipe watch lease"}
+KEY_SPACE=${KEY_SPACE:-1000}
+LOCK_KEY_SPACE=${LOCK_KEY_SPACE:-8}
+VALUE_SIZE=${VALUE_SIZE:-256}
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+OUT=${OUT:-$ROOT/bench/results/$STAMP}
+# Server data lives on the repository's disk (not a tmpfs), so fsync costs what it costs here.
+WORK=$(mktemp -d "$ROOT/bench/.work-XXXXXX")
+
+ETCD_PID=""
+ARBITER_PID=""
+cleanup() {
+  local pid
+  for pid in "$ETCD_PID" "$ARBITER_PID"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+log() { echo "[compare] $*" >&2; }
+
+free_port() {
+  local port
+  while true; do
+    port=$((20000 + RANDOM % 20000))
+    if ! ss -ltn "( sport = :$port )" 2>/dev/null | grep -q ":$port"; then
+      echo "$port"
+      return
+    fi
+  done
+}
+
+if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
+  log "installing etcd-server and etcd-client from Debian"
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
+  "${SUDO[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq etcd-server etcd-client >/dev/null
+fi
+
+log "building Arbiter and the load generator (Release)"
+dotnet build src/Arbiter.Cli -c Release -nologo -v q >/dev/null
+dotnet build bench/Arbiter.Bench -c Release -nologo -v q >/dev/null
+ARBITER_DLL=$ROOT/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll
+BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
+
+mkdir -p "$OUT/raw"
+ETCD_PORT=$(free_port)
+ETCD_PEER_PORT=$(free_port)
+ARBITER_PORT=$(free_port)
+ETCD_URL=http://127.0.0.1:$ETCD_PORT
+ARBITER_URL=http://127.0.0.1:$ARBITER_PORT
+
+log "starting etcd on $ETCD_URL and Arbiter on $ARBITER_URL (data in $WORK)"
+etcd --name bench --data-dir "$WORK/etcd" \
+  --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" >"$OUT/etcd.log" 2>&1 &
+ETCD_PID=$!
+dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$ARBITER_URL" \
+  --log-level warn >"$OUT/arbiter.log" 2>&1 &
+ARBITER_PID=$!
+
+wait_ready() {
+  local url=$1 pid=$2
+  for _ in $(seq 1 100); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "server for $url exited; see its log in $OUT"
+      return 1
+    fi
+    if ETCDCTL_API=3 etcdctl --endpoints="$url" --command-timeout=2s get /bench-ready >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "server for $url did not become ready"
+  return 1
+}
+wait_ready "$ETCD_URL" "$ETCD_PID"
+wait_ready "$ARBITER_URL" "$ARBITER_PID"
+
+log "probing the machine"
+dotnet "$BENCH_DLL" probe --dir "$WORK" --out "$OUT/probe.json" >/dev/null
+probe() { # probe.json field, e.g. fsyncMs p50
+  python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]][sys.argv[3]])" "$OUT/probe.json" "$1" "$2"
+}
+DISK_DEV=$(df --output=source "$WORK" | tail -1)
+{
+  echo "## Machine and run"
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| date (UTC) | $(date -u +%Y-%m-%dT%H:%M:%SZ) |"
+  echo "| commit | $(git rev-parse --short HEAD) |"
+  echo "| CPU | $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores available |"
+  echo "| memory | $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) |"
+  echo "| disk | $DISK_DEV ($(df -h --output=fstype,size "$WORK" | tail -1 | xargs)), rotational=$(cat "/sys/block/$(basename "$DISK_DEV")/queue/rotational" 2>/dev/null || echo "?") |"
+  echo "| kernel | $(uname -r) |"
+  echo "| etcd | $(etcd --version | head -1) |"
+  echo "| .NET | $(dotnet --version) |"
+  echo "| fsync (4 KiB append + fsync) | p50 $(probe fsyncMs p50) ms, p99 $(probe fsyncMs p99) ms |"
+  echo "| loopback TCP RTT | p50 $(probe loopbackRttMs p50) ms, p99 $(probe loopbackRttMs p99) ms |"
+  echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
+  echo "| cell | ${WARMUP_S} s warm-up + ${DURATION_S} s measured; key space $KEY_SPACE (locks: $LOCK_KEY_SPACE names), values $VALUE_SIZE B |"
+} >"$OUT/machine.md"
+
+run_cell() { # system url pid workload clients
+  local system=$1 url=$2 pid=$3 workload=$4 clients=$5
+  local args=(--workload "$workload" --duration "$DURATION_S" --warmup "$WARMUP_S" --value-size "$VALUE_SIZE"
+    --endpoints "$url" --label "$system" --server-pid "$pid" --out "$OUT/raw/$workload-c$clients-$system.json")
+  local connections=$((clients < 4 ? clients : 4))
+  case "$workload" in
+    watch) args+=(--clients 1 --watchers "$clients" --connections "$connections" --key-space "$KEY_SPACE") ;;
+    lock-*) args+=(--clients "$clients" --connections "$connections" --key-space "$LOCK_KEY_SPACE") ;;
+    *) args+=(--clients "$clients" --connections "$connections" --key-space "$KEY_SPACE") ;;
+  esac
+  if ! dotnet "$BENCH_DLL" run "${args[@]}"; then
+    log "$system $workload c=$clients reported errors (kept in the results)"
+  fi
+}
+
+for workload in $WORKLOADS; do
+  for clients in $CLIENT_COUNTS; do
+    run_cell etcd "$ETCD_URL" "$ETCD_PID" "$workload" "$clients"
+    run_cell arbiter "$ARBITER_URL" "$ARBITER_PID" "$workload" "$clients"
+  done
+done
+
+echo "| load average at end | $(cut -d' ' -f1-3 /proc/loadavg) |" >>"$OUT/machine.md"
+echo "| server RSS at end | etcd $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$ETCD_PID/status"), arbiter $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$ARBITER_PID/status") |" >>"$OUT/machine.md"
+dotnet "$BENCH_DLL" report --in "$OUT"
+log "done: $OUT/results.md"
