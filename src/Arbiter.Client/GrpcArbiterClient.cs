@@ -48,31 +48,31 @@ public sealed class GrpcArbiterClient : IArbiterClient
 
     /// <inheritdoc />
     public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Kv.PutAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Kv.PutAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Kv.DeleteRangeAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Kv.DeleteRangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Kv.TxnAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Kv.TxnAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Kv.CompactAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Kv.CompactAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseGrantResponse> LeaseGrantAsync(LeaseGrantRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Lease.LeaseGrantAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Lease.LeaseGrantAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseRevokeResponse> LeaseRevokeAsync(LeaseRevokeRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Lease.LeaseRevokeAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Lease.LeaseRevokeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseKeepAliveResponse> LeaseKeepAliveOnceAsync(LeaseKeepAliveRequest request, CancellationToken cancellationToken = default) =>
@@ -87,19 +87,20 @@ public sealed class GrpcArbiterClient : IArbiterClient
             }
 
             return call.ResponseStream.Current;
-        });
+        },
+        cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseTimeToLiveResponse> LeaseTimeToLiveAsync(LeaseTimeToLiveRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Lease.LeaseTimeToLiveAsync(request, cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Lease.LeaseTimeToLiveAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseLeasesResponse> LeaseLeasesAsync(CancellationToken cancellationToken = default) =>
-        Call(e => e.Lease.LeaseLeasesAsync(new LeaseLeasesRequest(), cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Lease.LeaseLeasesAsync(new LeaseLeasesRequest(), cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<StatusResponse> StatusAsync(CancellationToken cancellationToken = default) =>
-        Call(e => e.Maintenance.StatusAsync(new StatusRequest(), cancellationToken: cancellationToken).ResponseAsync);
+        Call(e => e.Maintenance.StatusAsync(new StatusRequest(), cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public IWatchSession OpenWatch()
@@ -119,7 +120,7 @@ public sealed class GrpcArbiterClient : IArbiterClient
         return ValueTask.CompletedTask;
     }
 
-    private async Task<T> Call<T>(Func<Endpoint, Task<T>> call)
+    private async Task<T> Call<T>(Func<Endpoint, Task<T>> call, CancellationToken cancellationToken)
     {
         var endpoint = Current;
         try
@@ -130,6 +131,11 @@ public sealed class GrpcArbiterClient : IArbiterClient
         {
             Advance(endpoint);
             throw;
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+        {
+            // Same as the embedded client: the caller's cancellation surfaces as OperationCanceledException.
+            throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
         }
     }
 
@@ -195,6 +201,10 @@ public sealed class GrpcArbiterClient : IArbiterClient
                 onUnavailable();
                 throw;
             }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
+            }
         }
 
         private async ValueTask WriteAsync(WatchRequest request, CancellationToken cancellationToken)
@@ -209,6 +219,10 @@ public sealed class GrpcArbiterClient : IArbiterClient
             {
                 onUnavailable();
                 throw;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
             }
             finally
             {
