@@ -132,14 +132,55 @@ public abstract class ProcessSuite : IAsyncLifetime
             await candidate.ExpectLineAsync("RESIGNED");
         }
 
-        await TestSupport.EventuallyAsync(() => Task.FromResult(Volatile.Read(ref seen).Count >= 3), TestSupport.Deadline, "observer saw three leaders");
+        await TestSupport.EventuallyAsync(
+            () =>
+            {
+                lock (seen)
+                {
+                    return Task.FromResult(seen.Count >= 3);
+                }
+            },
+            TestSupport.Deadline,
+            "observer saw three leaders: " + string.Join(", ", seen));
         await stop.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => observer);
         lock (seen)
         {
+            Output.WriteLine("observed: " + string.Join(", ", seen));
             Assert.Equal(3, seen.Select(l => l.Value).Distinct().Count());
             Assert.Equal(seen.Select(l => l.Revision).Order(), seen.Select(l => l.Revision));
         }
+    }
+
+    [Fact]
+    public async Task Mutex_and_etcdctl_lock_exclude_each_other()
+    {
+        var name = Prefix + "shared";
+        await using var etcdctl = ManagedProcess.Start(
+            "/usr/bin/etcdctl",
+            ["--endpoints", Backend.Endpoint!, "lock", name],
+            "etcdctl-lock",
+            new Dictionary<string, string> { ["ETCDCTL_API"] = "3" });
+        var etcdctlKey = await etcdctl.ExpectLineAsync(name + "/");
+        Assert.Matches("^" + System.Text.RegularExpressions.Regex.Escape(name) + "/[0-9a-f]+$", etcdctlKey);
+        Assert.Null(await new DistributedMutex(Client, name).TryAcquireAsync(TimeSpan.FromMilliseconds(300)));
+
+        // Our waiter queues behind etcdctl's key and gets the lock once etcdctl releases on SIGINT.
+        var waiting = new DistributedMutex(Client, name).AcquireAsync(TestSupport.Deadline);
+        await TestSupport.EventuallyAsync(async () => (await Client.GetPrefixAsync(name + "/")).Count == 2, TestSupport.Deadline, "our waiter queued");
+        etcdctl.Signal("INT");
+        await using var ours = await waiting.Within();
+
+        // And the other way round: etcdctl waits for us.
+        await using var second = ManagedProcess.Start(
+            "/usr/bin/etcdctl",
+            ["--endpoints", Backend.Endpoint!, "lock", name],
+            "etcdctl-lock-2",
+            new Dictionary<string, string> { ["ETCDCTL_API"] = "3" });
+        await TestSupport.EventuallyAsync(async () => (await Client.GetPrefixAsync(name + "/")).Count == 2, TestSupport.Deadline, "etcdctl queued");
+        await ours.DisposeAsync();
+        await second.ExpectLineAsync(name + "/");
+        second.Signal("INT");
     }
 
     private ManagedProcess Start(string name, params string[] arguments)
