@@ -94,20 +94,37 @@ public sealed class LeaderElection
     }
 
     /// <summary>
-    /// Streams the leader: the current one first (once there is one), then every change of leader or
-    /// of its proclaimed value, in order. Between two leaders nothing is yielded.
+    /// Streams the leader: the current one first (once there is one), then every later leader and
+    /// every value it proclaims, in order. Successors are read at the revision where their
+    /// predecessor's key was deleted, so an observer that falls behind still sees every term (as
+    /// long as that history is not compacted; then it continues from the current leader).
     /// </summary>
     public async IAsyncEnumerable<LeaderInfo> ObserveAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         var prefix = Name + "/";
+        long at = 0;
         while (true)
         {
-            var (leader, revision) = await ReadLeaderAsync(cancellationToken).ConfigureAwait(false);
+            KeyValue? leader;
+            long revision;
+            try
+            {
+                (leader, revision) = await ReadLeaderAsync(cancellationToken, at).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.OutOfRange && at != 0)
+            {
+                // That history is compacted: continue from the present.
+                at = 0;
+                continue;
+            }
+
             if (leader == null)
             {
-                // Wait for the first candidate to appear; it leads at once (nobody is ahead).
+                // No candidate at that revision: the first one to appear leads at once.
+                at = 0;
                 await foreach (var e in _client.WatchAsync(prefix, new WatchOptions { Prefix = true, StartRevision = revision + 1, NoDelete = true }, cancellationToken).ConfigureAwait(false))
                 {
+                    at = e.Revision;
                     break;
                 }
 
@@ -115,11 +132,12 @@ public sealed class LeaderElection
             }
 
             yield return ToInfo(leader);
-            var watch = _client.WatchAsync(leader.Key, new WatchOptions { StartRevision = revision + 1 }, cancellationToken);
-            await foreach (var e in watch.ConfigureAwait(false))
+            at = 0;
+            await foreach (var e in _client.WatchAsync(leader.Key, new WatchOptions { StartRevision = revision + 1 }, cancellationToken).ConfigureAwait(false))
             {
                 if (e.Kind == WatchEventKind.Delete)
                 {
+                    at = e.Revision;
                     break;
                 }
 
@@ -128,7 +146,7 @@ public sealed class LeaderElection
         }
     }
 
-    private async Task<(KeyValue? Leader, long Revision)> ReadLeaderAsync(CancellationToken cancellationToken)
+    private async Task<(KeyValue? Leader, long Revision)> ReadLeaderAsync(CancellationToken cancellationToken, long atRevision = 0)
     {
         var response = await _client.RangeAsync(
             new RangeRequest
@@ -138,9 +156,10 @@ public sealed class LeaderElection
                 SortTarget = RangeRequest.Types.SortTarget.Create,
                 SortOrder = RangeRequest.Types.SortOrder.Ascend,
                 Limit = 1,
+                Revision = atRevision,
             },
             cancellationToken).ConfigureAwait(false);
-        return (response.Kvs.Count == 0 ? null : response.Kvs[0], response.Header.Revision);
+        return (response.Kvs.Count == 0 ? null : response.Kvs[0], atRevision != 0 ? atRevision : response.Header.Revision);
     }
 
     private static LeaderInfo ToInfo(KeyValue kv) => new(kv.Key.ToStringUtf8(), kv.Value.ToStringUtf8(), kv.CreateRevision);

@@ -43,6 +43,26 @@ public abstract partial class ContractSuite
     }
 
     [Fact]
+    public async Task Election_slow_observer_still_sees_every_term_in_order()
+    {
+        var name = Prefix + "e";
+        var a = await new LeaderElection(NewClient(), name).CampaignAsync("a", TestSupport.Deadline);
+        await using var observer = new LeaderElection(NewClient(), name).ObserveAsync().Within().GetAsyncEnumerator();
+        Assert.True(await observer.MoveNextAsync());
+        Assert.Equal("a", observer.Current.Value);
+
+        // Terms b and c start and end while the observer is not reading.
+        await a.ResignAsync();
+        var b = await new LeaderElection(NewClient(), name).CampaignAsync("b", TestSupport.Deadline);
+        await b.ResignAsync();
+        await using var c = await new LeaderElection(NewClient(), name).CampaignAsync("c", TestSupport.Deadline);
+        Assert.True(await observer.MoveNextAsync());
+        Assert.Equal(("b", b.Revision), (observer.Current.Value, observer.Current.Revision));
+        Assert.True(await observer.MoveNextAsync());
+        Assert.Equal(("c", c.Revision), (observer.Current.Value, observer.Current.Revision));
+    }
+
+    [Fact]
     public async Task Election_leadership_lost_token_fires_when_the_leader_key_goes()
     {
         var leadership = await new LeaderElection(NewClient(), Prefix + "e").CampaignAsync("x", TestSupport.Deadline);
