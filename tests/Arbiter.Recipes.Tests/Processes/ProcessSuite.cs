@@ -183,6 +183,59 @@ public abstract class ProcessSuite : IAsyncLifetime
         second.Signal("INT");
     }
 
+    [Fact]
+    public async Task Client_fails_over_from_a_dead_endpoint_for_reads_and_unsent_writes()
+    {
+        var dead = $"http://127.0.0.1:{PortAllocator.FreePort()}";
+        await using var client = ArbiterClient.Connect(dead, Backend.Endpoint!);
+
+        // Connection refused proves the put was never sent: it is retried on the next endpoint.
+        await client.PutAsync(Prefix + "failover", "1");
+        Assert.Equal("1", await client.GetStringAsync(Prefix + "failover"));
+        await using var other = ArbiterClient.Connect(dead, Backend.Endpoint!);
+        Assert.Equal("1", await other.GetStringAsync(Prefix + "failover"));
+    }
+
+    [Fact]
+    public async Task Watch_resumes_after_the_server_is_killed_and_restarted_without_loss_or_repeats()
+    {
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        var events = System.Threading.Channels.Channel.CreateUnbounded<WatchEvent>();
+        var watcher = Task.Run(async () =>
+        {
+            await foreach (var e in Client.WatchAsync(Prefix + "w/", new WatchOptions { Prefix = true, ReconnectDelayMs = 100 }, stop.Token))
+            {
+                await events.Writer.WriteAsync(e);
+            }
+        });
+        await TestSupport.EventuallyAsync(
+            async () =>
+            {
+                await Client.PutAsync(Prefix + "w/probe", "x");
+                return events.Reader.TryRead(out _);
+            },
+            TestSupport.Deadline,
+            "watch established");
+        while (events.Reader.TryRead(out _))
+        {
+        }
+
+        await Client.PutAsync(Prefix + "w/before", "1");
+        Assert.Equal("before", (await events.Reader.ReadAsync().AsTask().Within()).Key[(Prefix.Length + 2)..]);
+
+        // SIGKILL, not SIGTERM: Arbiter's graceful stop currently waits for open watch streams.
+        await Backend.Fixture.Server.KillAsync();
+        await Backend.Fixture.Server.StartAsync(isRestart: true);
+        await using var writer = Backend.NewClient();
+        await writer.PutAsync(Prefix + "w/after1", "2");
+        await writer.PutAsync(Prefix + "w/after2", "3");
+        Assert.Equal("after1", (await events.Reader.ReadAsync().AsTask().Within(TimeSpan.FromSeconds(60))).Key[(Prefix.Length + 2)..]);
+        Assert.Equal("after2", (await events.Reader.ReadAsync().AsTask().Within()).Key[(Prefix.Length + 2)..]);
+        Assert.False(events.Reader.TryRead(out _));
+        await stop.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => watcher);
+    }
+
     private ManagedProcess Start(string name, params string[] arguments)
     {
         var child = HostProcess.Start(name, arguments);
