@@ -78,8 +78,8 @@ public sealed class Session : IAsyncDisposable
             }
         }
 
+        // _lost stays undisposed on purpose: handles keep reading LostToken after the session ends.
         _stop.Dispose();
-        _lost.Dispose();
     }
 
     private async Task KeepAliveLoopAsync()
