@@ -93,7 +93,8 @@ public abstract partial class ContractSuite
     [Fact]
     public async Task Fenced_write_of_a_holder_whose_lease_is_gone_is_rejected_and_new_token_is_larger()
     {
-        var stale = await new DistributedMutex(NewClient(), Prefix + "f").AcquireAsync(TestSupport.Deadline);
+        // A short TTL so the keep-alive (every TTL/3) notices the loss quickly.
+        var stale = await new DistributedMutex(NewClient(), Prefix + "f", new RecipeOptions { SessionTtlSeconds = 3 }).AcquireAsync(TestSupport.Deadline);
         Assert.True(await stale.FencedPutAsync(Prefix + "data", "v1"));
 
         // Simulate expiry of the holder's lease (what a long pause causes), then a new holder.
