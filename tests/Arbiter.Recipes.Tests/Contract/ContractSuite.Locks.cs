@@ -48,6 +48,27 @@ public abstract partial class ContractSuite
     }
 
     [Fact]
+    public async Task Semaphore_and_rwlock_cancelled_or_timed_out_waits_leave_no_waiter_keys()
+    {
+        await using var permit = await new DistributedSemaphore(NewClient(), Prefix + "s", 1).AcquireAsync(TestSupport.Deadline);
+        Assert.Null(await new DistributedSemaphore(NewClient(), Prefix + "s", 1).TryAcquireAsync(TimeSpan.FromMilliseconds(200)));
+        using (var cts = new CancellationTokenSource())
+        {
+            var waiting = new DistributedSemaphore(NewClient(), Prefix + "s", 1).AcquireAsync(cancellationToken: cts.Token);
+            await TestSupport.EventuallyAsync(async () => await CountKeysAsync(Prefix + "s/") == 2, TestSupport.Deadline, "semaphore waiter queued");
+            await cts.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting.Within());
+        }
+
+        Assert.Equal(1, await CountKeysAsync(Prefix + "s/"));
+
+        await using var writer = await new DistributedReaderWriterLock(NewClient(), Prefix + "rw").AcquireWriteLockAsync(TestSupport.Deadline);
+        Assert.Null(await new DistributedReaderWriterLock(NewClient(), Prefix + "rw").TryAcquireReadLockAsync(TimeSpan.FromMilliseconds(200)));
+        Assert.Null(await new DistributedReaderWriterLock(NewClient(), Prefix + "rw").TryAcquireWriteLockAsync(TimeSpan.FromMilliseconds(200)));
+        Assert.Equal(1, await CountKeysAsync(Prefix + "rw/"));
+    }
+
+    [Fact]
     public async Task Mutex_grants_in_fifo_order_of_arrival()
     {
         var name = Prefix + "fifo";

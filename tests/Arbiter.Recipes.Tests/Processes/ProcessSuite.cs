@@ -236,6 +236,28 @@ public abstract class ProcessSuite : IAsyncLifetime
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => watcher);
     }
 
+    [Fact]
+    public async Task Session_is_lost_when_keep_alives_fail_for_a_whole_ttl()
+    {
+        await using var client = Backend.NewClient();
+        var session = await client.CreateSessionAsync(TimeSpan.FromSeconds(2));
+        var lost = new TaskCompletionSource();
+        session.LostToken.Register(() => lost.TrySetResult());
+        await Backend.Fixture.Server.KillAsync();
+        try
+        {
+            await lost.Task.Within();
+            Output.WriteLine($"lost: {session.LostReason}");
+            Assert.True(session.IsLost);
+        }
+        finally
+        {
+            await Backend.Fixture.Server.StartAsync(isRestart: true);
+        }
+
+        await session.DisposeAsync();
+    }
+
     private ManagedProcess Start(string name, params string[] arguments)
     {
         var child = HostProcess.Start(name, arguments);
