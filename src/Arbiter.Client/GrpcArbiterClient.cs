@@ -5,96 +5,164 @@ using Grpc.Net.Client;
 
 namespace Arbiter.Client;
 
-/// <summary><see cref="IArbiterClient"/> over gRPC: talks to an Arbiter server or a real etcd.</summary>
+/// <summary>
+/// <see cref="IArbiterClient"/> over gRPC: talks to an Arbiter server or a real etcd. With several
+/// endpoints it fails over: a call that fails with Unavailable moves the client to the next
+/// endpoint for the calls that follow (the failed call itself is not repeated here; see
+/// <see cref="ArbiterClient"/> for the retry policy).
+/// </summary>
 public sealed class GrpcArbiterClient : IArbiterClient
 {
-    private readonly GrpcChannel _channel;
-    private readonly KV.KVClient _kv;
-    private readonly Lease.LeaseClient _lease;
-    private readonly Watch.WatchClient _watch;
-    private readonly Maintenance.MaintenanceClient _maintenance;
+    private readonly Endpoint[] _endpoints;
+    private int _current;
 
     /// <summary>Connects to <paramref name="endpoint"/>, e.g. <c>http://127.0.0.1:2379</c>.</summary>
     public GrpcArbiterClient(string endpoint)
-        : this(GrpcChannel.ForAddress(endpoint, new GrpcChannelOptions { MaxReceiveMessageSize = null, MaxSendMessageSize = null }))
+        : this([endpoint])
     {
+    }
+
+    /// <summary>Connects to the first of <paramref name="endpoints"/> and fails over to the others in turn.</summary>
+    public GrpcArbiterClient(IReadOnlyList<string> endpoints)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        if (endpoints.Count == 0)
+        {
+            throw new ArgumentException("at least one endpoint is needed", nameof(endpoints));
+        }
+
+        _endpoints = [.. endpoints.Select(e => new Endpoint(GrpcChannel.ForAddress(e, new GrpcChannelOptions { MaxReceiveMessageSize = null, MaxSendMessageSize = null })))];
     }
 
     /// <summary>Uses an existing channel (it is disposed with the client).</summary>
     public GrpcArbiterClient(GrpcChannel channel)
     {
-        _channel = channel ?? throw new ArgumentNullException(nameof(channel));
-        _kv = new KV.KVClient(channel);
-        _lease = new Lease.LeaseClient(channel);
-        _watch = new Watch.WatchClient(channel);
-        _maintenance = new Maintenance.MaintenanceClient(channel);
+        ArgumentNullException.ThrowIfNull(channel);
+        _endpoints = [new Endpoint(channel)];
     }
+
+    /// <summary>The address calls currently go to.</summary>
+    public string CurrentEndpoint => Current.Channel.Target;
+
+    private Endpoint Current => _endpoints[Volatile.Read(ref _current) % _endpoints.Length];
 
     /// <inheritdoc />
     public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default) =>
-        _kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default) =>
-        _kv.PutAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Kv.PutAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default) =>
-        _kv.DeleteRangeAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Kv.DeleteRangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
-        _kv.TxnAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Kv.TxnAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default) =>
-        _kv.CompactAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Kv.CompactAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseGrantResponse> LeaseGrantAsync(LeaseGrantRequest request, CancellationToken cancellationToken = default) =>
-        _lease.LeaseGrantAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Lease.LeaseGrantAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseRevokeResponse> LeaseRevokeAsync(LeaseRevokeRequest request, CancellationToken cancellationToken = default) =>
-        _lease.LeaseRevokeAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Lease.LeaseRevokeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
-    public async Task<LeaseKeepAliveResponse> LeaseKeepAliveOnceAsync(LeaseKeepAliveRequest request, CancellationToken cancellationToken = default)
-    {
-        using var call = _lease.LeaseKeepAlive(cancellationToken: cancellationToken);
-        await call.RequestStream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
-        await call.RequestStream.CompleteAsync().ConfigureAwait(false);
-        if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+    public Task<LeaseKeepAliveResponse> LeaseKeepAliveOnceAsync(LeaseKeepAliveRequest request, CancellationToken cancellationToken = default) =>
+        Call(async e =>
         {
-            throw new RpcException(new Status(StatusCode.Unavailable, "keep-alive stream closed without a response"));
-        }
+            using var call = e.Lease.LeaseKeepAlive(cancellationToken: cancellationToken);
+            await call.RequestStream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+            await call.RequestStream.CompleteAsync().ConfigureAwait(false);
+            if (!await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, "keep-alive stream closed without a response"));
+            }
 
-        return call.ResponseStream.Current;
-    }
+            return call.ResponseStream.Current;
+        },
+        cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseTimeToLiveResponse> LeaseTimeToLiveAsync(LeaseTimeToLiveRequest request, CancellationToken cancellationToken = default) =>
-        _lease.LeaseTimeToLiveAsync(request, cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Lease.LeaseTimeToLiveAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<LeaseLeasesResponse> LeaseLeasesAsync(CancellationToken cancellationToken = default) =>
-        _lease.LeaseLeasesAsync(new LeaseLeasesRequest(), cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Lease.LeaseLeasesAsync(new LeaseLeasesRequest(), cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<StatusResponse> StatusAsync(CancellationToken cancellationToken = default) =>
-        _maintenance.StatusAsync(new StatusRequest(), cancellationToken: cancellationToken).ResponseAsync;
+        Call(e => e.Maintenance.StatusAsync(new StatusRequest(), cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
-    public IWatchSession OpenWatch() => new GrpcWatchSession(_watch.Watch());
+    public IWatchSession OpenWatch()
+    {
+        var endpoint = Current;
+        return new GrpcWatchSession(endpoint.Watch.Watch(), () => Advance(endpoint));
+    }
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()
     {
-        _channel.Dispose();
+        foreach (var endpoint in _endpoints)
+        {
+            endpoint.Channel.Dispose();
+        }
+
         return ValueTask.CompletedTask;
     }
 
-    private sealed class GrpcWatchSession(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call) : IWatchSession
+    private async Task<T> Call<T>(Func<Endpoint, Task<T>> call, CancellationToken cancellationToken)
+    {
+        var endpoint = Current;
+        try
+        {
+            return await call(endpoint).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+        {
+            Advance(endpoint);
+            throw;
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+        {
+            // Same as the embedded client: the caller's cancellation surfaces as OperationCanceledException.
+            throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
+        }
+    }
+
+    /// <summary>Moves on from <paramref name="failed"/> unless another caller already did.</summary>
+    private void Advance(Endpoint failed)
+    {
+        var index = Volatile.Read(ref _current);
+        if (ReferenceEquals(_endpoints[index % _endpoints.Length], failed))
+        {
+            Interlocked.CompareExchange(ref _current, (index + 1) % _endpoints.Length, index);
+        }
+    }
+
+    private sealed class Endpoint(GrpcChannel channel)
+    {
+        public GrpcChannel Channel { get; } = channel;
+
+        public KV.KVClient Kv { get; } = new(channel);
+
+        public Lease.LeaseClient Lease { get; } = new(channel);
+
+        public Watch.WatchClient Watch { get; } = new(channel);
+
+        public Maintenance.MaintenanceClient Maintenance { get; } = new(channel);
+    }
+
+    private sealed class GrpcWatchSession(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call, Action onUnavailable) : IWatchSession
     {
         private readonly SemaphoreSlim _writeGate = new(1, 1);
 
@@ -109,7 +177,7 @@ public sealed class GrpcArbiterClient : IArbiterClient
 
         public async IAsyncEnumerable<WatchResponse> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
         {
-            while (await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+            while (await MoveNextAsync(cancellationToken).ConfigureAwait(false))
             {
                 yield return call.ResponseStream.Current;
             }
@@ -122,6 +190,23 @@ public sealed class GrpcArbiterClient : IArbiterClient
             return ValueTask.CompletedTask;
         }
 
+        private async Task<bool> MoveNextAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                onUnavailable();
+                throw;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
+            }
+        }
+
         private async ValueTask WriteAsync(WatchRequest request, CancellationToken cancellationToken)
         {
             // gRPC allows one pending write per stream.
@@ -129,6 +214,15 @@ public sealed class GrpcArbiterClient : IArbiterClient
             try
             {
                 await call.RequestStream.WriteAsync(request, cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                onUnavailable();
+                throw;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
             }
             finally
             {

@@ -1,0 +1,318 @@
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Arbiter.Node;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Mvcc;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Arbiter.Client;
+
+/// <summary>
+/// The typed client: string or byte keys, transactions, resumable watches, leases and sessions,
+/// per-call deadlines and safe retries, over any <see cref="IArbiterClient"/> (gRPC to Arbiter or
+/// etcd, or an embedded node). Thread-safe; share one per process.
+/// </summary>
+public sealed class ArbiterClient : IAsyncDisposable
+{
+    private readonly bool _ownsRaw;
+
+    /// <summary>Wraps <paramref name="raw"/>; disposes it with this client when <paramref name="ownsRaw"/>.</summary>
+    public ArbiterClient(IArbiterClient raw, ArbiterClientOptions? options = null, bool ownsRaw = true)
+    {
+        Raw = raw ?? throw new ArgumentNullException(nameof(raw));
+        Options = options ?? new ArbiterClientOptions();
+        _ownsRaw = ownsRaw;
+    }
+
+    /// <summary>The protocol-level client underneath.</summary>
+    public IArbiterClient Raw { get; }
+
+    /// <summary>Deadlines, retries and session defaults.</summary>
+    public ArbiterClientOptions Options { get; }
+
+    /// <summary>Connects over gRPC to <paramref name="options"/>' endpoints (failover in order).</summary>
+    public static ArbiterClient Connect(ArbiterClientOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints]), options);
+    }
+
+    /// <summary>Connects over gRPC to <paramref name="endpoints"/> with default options.</summary>
+    public static ArbiterClient Connect(params string[] endpoints)
+    {
+        var options = new ArbiterClientOptions();
+        foreach (var endpoint in endpoints)
+        {
+            options.Endpoints.Add(endpoint);
+        }
+
+        return Connect(options);
+    }
+
+    /// <summary>A client for an in-process node (the node is not disposed with the client).</summary>
+    public static ArbiterClient ForNode(ArbiterNode node, ArbiterClientOptions? options = null) =>
+        new(new EmbeddedArbiterClient(node), options);
+
+    /// <summary>The key-value of <paramref name="key"/>, or null.</summary>
+    public async Task<KeyValue?> GetAsync(string key, CancellationToken cancellationToken = default)
+    {
+        var response = await RangeAsync(new RangeRequest { Key = Keys.From(key) }, cancellationToken).ConfigureAwait(false);
+        return response.Kvs.Count == 0 ? null : response.Kvs[0];
+    }
+
+    /// <summary>The key-value of <paramref name="key"/>, or null.</summary>
+    public async Task<KeyValue?> GetAsync(ByteString key, CancellationToken cancellationToken = default)
+    {
+        var response = await RangeAsync(new RangeRequest { Key = key }, cancellationToken).ConfigureAwait(false);
+        return response.Kvs.Count == 0 ? null : response.Kvs[0];
+    }
+
+    /// <summary>The value of <paramref name="key"/> as UTF-8, or null when absent.</summary>
+    public async Task<string?> GetStringAsync(string key, CancellationToken cancellationToken = default) =>
+        (await GetAsync(key, cancellationToken).ConfigureAwait(false))?.Value.ToStringUtf8();
+
+    /// <summary>Every key under <paramref name="prefix"/>, in key order.</summary>
+    public async Task<IReadOnlyList<KeyValue>> GetPrefixAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        var response = await RangeAsync(new RangeRequest { Key = Keys.From(prefix), RangeEnd = Keys.PrefixEnd(prefix) }, cancellationToken).ConfigureAwait(false);
+        return response.Kvs;
+    }
+
+    /// <summary>Any range request; retried on failure (reads are safe to repeat).</summary>
+    public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default) =>
+        RunAsync(ct => Raw.RangeAsync(request, ct), isIdempotent: true, cancellationToken);
+
+    /// <summary>Puts a UTF-8 value, optionally under a lease.</summary>
+    public Task<PutResponse> PutAsync(string key, string value, long leaseId = 0, CancellationToken cancellationToken = default) =>
+        PutAsync(new PutRequest { Key = Keys.From(key), Value = Keys.From(value), Lease = leaseId }, cancellationToken);
+
+    /// <summary>Puts raw bytes, optionally under a lease.</summary>
+    public Task<PutResponse> PutAsync(ByteString key, ByteString value, long leaseId = 0, CancellationToken cancellationToken = default) =>
+        PutAsync(new PutRequest { Key = key, Value = value, Lease = leaseId }, cancellationToken);
+
+    /// <summary>Any put; retried only when the failure proves it was not sent.</summary>
+    public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default) =>
+        RunAsync(ct => Raw.PutAsync(request, ct), isIdempotent: false, cancellationToken);
+
+    /// <summary>Deletes <paramref name="key"/>; returns how many keys were deleted (0 or 1).</summary>
+    public async Task<long> DeleteAsync(string key, CancellationToken cancellationToken = default) =>
+        (await DeleteRangeAsync(new DeleteRangeRequest { Key = Keys.From(key) }, cancellationToken).ConfigureAwait(false)).Deleted;
+
+    /// <summary>Deletes every key under <paramref name="prefix"/>; returns how many.</summary>
+    public async Task<long> DeletePrefixAsync(string prefix, CancellationToken cancellationToken = default) =>
+        (await DeleteRangeAsync(new DeleteRangeRequest { Key = Keys.From(prefix), RangeEnd = Keys.PrefixEnd(prefix) }, cancellationToken).ConfigureAwait(false)).Deleted;
+
+    /// <summary>Any delete; retried only when the failure proves it was not sent.</summary>
+    public Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default) =>
+        RunAsync(ct => Raw.DeleteRangeAsync(request, ct), isIdempotent: false, cancellationToken);
+
+    /// <summary>Starts a transaction: <c>Txn().If(Cmp.Version("k") == 0).Then(Op.Put("k", "v")).CommitAsync()</c>.</summary>
+    public TxnBuilder Txn() => new(this);
+
+    /// <summary>Any transaction; retried only when the failure proves it was not sent.</summary>
+    public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
+        RunAsync(ct => Raw.TxnAsync(request, ct), isIdempotent: false, cancellationToken);
+
+    /// <summary>Compacts history up to <paramref name="revision"/>.</summary>
+    public Task<CompactionResponse> CompactAsync(long revision, CancellationToken cancellationToken = default) =>
+        RunAsync(ct => Raw.CompactAsync(new CompactionRequest { Revision = revision }, ct), isIdempotent: false, cancellationToken);
+
+    /// <summary>The store's current revision.</summary>
+    public async Task<long> GetRevisionAsync(CancellationToken cancellationToken = default) =>
+        (await RangeAsync(new RangeRequest { Key = Keys.From("\0"), CountOnly = true }, cancellationToken).ConfigureAwait(false)).Header.Revision;
+
+    /// <summary>Grants a lease of <paramref name="ttl"/> (whole seconds, at least 1); returns its id.</summary>
+    public async Task<long> GrantLeaseAsync(TimeSpan ttl, CancellationToken cancellationToken = default)
+    {
+        var seconds = Math.Max(1, (long)Math.Ceiling(ttl.TotalSeconds));
+        var response = await RunAsync(ct => Raw.LeaseGrantAsync(new LeaseGrantRequest { TTL = seconds }, ct), isIdempotent: false, cancellationToken).ConfigureAwait(false);
+        return response.ID;
+    }
+
+    /// <summary>Revokes a lease, deleting its keys. A lease already gone is not an error.</summary>
+    public async Task RevokeLeaseAsync(long leaseId, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await RunAsync(ct => Raw.LeaseRevokeAsync(new LeaseRevokeRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            // Expired or revoked already: the goal (lease gone) holds.
+        }
+    }
+
+    /// <summary>Renews a lease once; returns the TTL left in seconds, 0 when the lease is gone.</summary>
+    public async Task<long> KeepAliveOnceAsync(long leaseId, CancellationToken cancellationToken = default) =>
+        (await RunAsync(ct => Raw.LeaseKeepAliveOnceAsync(new LeaseKeepAliveRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false)).TTL;
+
+    /// <summary>Seconds left on a lease, -1 when it does not exist.</summary>
+    public async Task<long> TimeToLiveAsync(long leaseId, CancellationToken cancellationToken = default) =>
+        (await RunAsync(ct => Raw.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false)).TTL;
+
+    /// <summary>Grants a lease and keeps it alive in the background until the session is disposed or lost.</summary>
+    public Task<Session> CreateSessionAsync(TimeSpan? ttl = null, CancellationToken cancellationToken = default) =>
+        Session.CreateAsync(this, ttl ?? TimeSpan.FromSeconds(Options.SessionTtlSeconds), cancellationToken);
+
+    /// <summary>
+    /// Watches <paramref name="key"/> (or a prefix) as a stream of events. When the stream breaks the
+    /// watch is re-created from the revision after the last event seen, so nothing is missed or
+    /// repeated; if that revision was compacted meanwhile, <see cref="WatchCompactedException"/> is thrown.
+    /// </summary>
+    public IAsyncEnumerable<WatchEvent> WatchAsync(string key, WatchOptions? options = null, CancellationToken cancellationToken = default) =>
+        WatchAsync(Keys.From(key), options ?? new WatchOptions(), cancellationToken);
+
+    /// <summary>Watches raw key bytes; see <see cref="WatchAsync(string, WatchOptions?, CancellationToken)"/>.</summary>
+    public async IAsyncEnumerable<WatchEvent> WatchAsync(ByteString key, WatchOptions options, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var next = options.StartRevision;
+        var rangeEnd = options.Prefix ? Keys.PrefixEnd(key) : ByteString.Empty;
+        while (true)
+        {
+            var session = Raw.OpenWatch();
+            await using (session.ConfigureAwait(false))
+            {
+                var create = new WatchCreateRequest { Key = key, RangeEnd = rangeEnd, StartRevision = next, PrevKv = options.PrevKv };
+                if (options.NoPut)
+                {
+                    create.Filters.Add(WatchCreateRequest.Types.FilterType.Noput);
+                }
+
+                if (options.NoDelete)
+                {
+                    create.Filters.Add(WatchCreateRequest.Types.FilterType.Nodelete);
+                }
+
+                var broken = false;
+                IAsyncEnumerator<WatchResponse>? responses = null;
+                try
+                {
+                    await session.CreateAsync(create, cancellationToken).ConfigureAwait(false);
+                    responses = session.ReadAllAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
+                }
+                catch (RpcException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    broken = true;
+                }
+
+                while (!broken)
+                {
+                    WatchResponse response;
+                    try
+                    {
+                        if (!await responses!.MoveNextAsync().ConfigureAwait(false))
+                        {
+                            break;
+                        }
+
+                        response = responses.Current;
+                    }
+                    catch (RpcException) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        break;
+                    }
+
+                    if (response.CompactRevision > 0)
+                    {
+                        throw new WatchCompactedException(next, response.CompactRevision);
+                    }
+
+                    if (response.Canceled)
+                    {
+                        throw new RpcException(new Status(StatusCode.Cancelled, $"watch canceled by the server: {response.CancelReason}"));
+                    }
+
+                    if (response.Created && next == 0)
+                    {
+                        // "From now" means after the revision current at creation; a resume must start there.
+                        next = response.Header.Revision + 1;
+                    }
+
+                    foreach (var e in response.Events)
+                    {
+                        next = e.Kv.ModRevision + 1;
+                        yield return new WatchEvent(
+                            e.Type == Event.Types.EventType.Put ? WatchEventKind.Put : WatchEventKind.Delete,
+                            e.Kv,
+                            e.PrevKv);
+                    }
+
+                    if (response.Events.Count == 0 && !response.Created && response.Header.Revision >= next)
+                    {
+                        // A progress notification: everything up to the header revision was delivered.
+                        next = response.Header.Revision + 1;
+                    }
+                }
+
+                if (responses != null)
+                {
+                    await responses.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            await Task.Delay(options.ReconnectDelayMs, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_ownsRaw)
+        {
+            await Raw.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>True when <paramref name="e"/> shows the request never reached a server (safe to send again).</summary>
+    public static bool ProvesNotSent(RpcException e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        if (e.StatusCode != StatusCode.Unavailable)
+        {
+            return false;
+        }
+
+        for (Exception? inner = e.InnerException ?? e.Status.DebugException; inner != null; inner = inner.InnerException)
+        {
+            if (inner is SocketException { SocketErrorCode: SocketError.ConnectionRefused or SocketError.HostNotFound or SocketError.NetworkUnreachable or SocketError.HostUnreachable })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Applies the per-call deadline and the retry policy to one call.</summary>
+    private async Task<T> RunAsync<T>(Func<CancellationToken, Task<T>> call, bool isIdempotent, CancellationToken cancellationToken)
+    {
+        var delayMs = Options.RetryDelayMs;
+        for (var attempt = 0; ; attempt++)
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            if (Options.CallTimeoutMs > 0)
+            {
+                deadline.CancelAfter(Options.CallTimeoutMs);
+            }
+
+            try
+            {
+                return await call(deadline.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested && e is OperationCanceledException or RpcException)
+            {
+                throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"call did not finish within {Options.CallTimeoutMs} ms"));
+            }
+            catch (RpcException e) when (attempt < Options.RetryAttemptsMax
+                && !cancellationToken.IsCancellationRequested
+                && (isIdempotent ? e.StatusCode is StatusCode.Unavailable : ProvesNotSent(e)))
+            {
+                await Task.Delay(delayMs, cancellationToken).ConfigureAwait(false);
+                delayMs *= 2;
+            }
+        }
+    }
+}

@@ -1,0 +1,20 @@
+namespace Arbiter.Client;
+
+/// <summary>How an <see cref="ArbiterClient"/> connects and retries (bindable from configuration).</summary>
+public sealed class ArbiterClientOptions
+{
+    /// <summary>gRPC endpoints, e.g. <c>http://127.0.0.1:2379</c>; tried in order on failure.</summary>
+    public IList<string> Endpoints { get; } = [];
+
+    /// <summary>Deadline of each call in ms unless the caller's token ends it first; 0 = none.</summary>
+    public int CallTimeoutMs { get; set; } = 10_000;
+
+    /// <summary>Extra attempts for a failed read (and for a write whose failure proves it was not sent).</summary>
+    public int RetryAttemptsMax { get; set; } = 3;
+
+    /// <summary>Pause before the first retry in ms; doubles per attempt.</summary>
+    public int RetryDelayMs { get; set; } = 100;
+
+    /// <summary>Default TTL of sessions (and so of locks and registrations) in seconds; etcd's default is 60.</summary>
+    public int SessionTtlSeconds { get; set; } = 60;
+}

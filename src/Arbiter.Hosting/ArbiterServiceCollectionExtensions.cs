@@ -1,0 +1,128 @@
+using Arbiter.Client;
+using Arbiter.Recipes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+
+namespace Arbiter.Hosting;
+
+/// <summary>Registers Arbiter with dependency injection.</summary>
+public static class ArbiterServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers a singleton <see cref="ArbiterClient"/> (gRPC, options bound from
+    /// <paramref name="configuration"/>, e.g. the "Arbiter" section: <c>Endpoints</c>, <c>CallTimeoutMs</c>,
+    /// <c>RetryAttemptsMax</c>, <c>SessionTtlSeconds</c>), and <see cref="IDistributedLockProvider"/>.
+    /// </summary>
+    public static IServiceCollection AddArbiter(this IServiceCollection services, IConfiguration configuration, Action<ArbiterClientOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configuration);
+        services.AddOptions<ArbiterClientOptions>()
+            .Configure(o =>
+            {
+                // IList<string> is get-only: bind the endpoints explicitly.
+                foreach (var endpoint in configuration.GetSection(nameof(ArbiterClientOptions.Endpoints)).GetChildren().Select(c => c.Value).OfType<string>())
+                {
+                    o.Endpoints.Add(endpoint);
+                }
+
+                o.CallTimeoutMs = configuration.GetValue(nameof(ArbiterClientOptions.CallTimeoutMs), o.CallTimeoutMs);
+                o.RetryAttemptsMax = configuration.GetValue(nameof(ArbiterClientOptions.RetryAttemptsMax), o.RetryAttemptsMax);
+                o.RetryDelayMs = configuration.GetValue(nameof(ArbiterClientOptions.RetryDelayMs), o.RetryDelayMs);
+                o.SessionTtlSeconds = configuration.GetValue(nameof(ArbiterClientOptions.SessionTtlSeconds), o.SessionTtlSeconds);
+                configure?.Invoke(o);
+            });
+        return services.AddArbiterCore(sp => ArbiterClient.Connect(sp.GetRequiredService<IOptions<ArbiterClientOptions>>().Value));
+    }
+
+    /// <summary>Registers <paramref name="client"/> (e.g. an embedded node's) as the singleton client.</summary>
+    public static IServiceCollection AddArbiter(this IServiceCollection services, ArbiterClient client)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        return services.AddArbiterCore(_ => client);
+    }
+
+    /// <summary>Adds a health check that asks the server for its status within <paramref name="timeout"/>.</summary>
+    public static IHealthChecksBuilder AddArbiter(this IHealthChecksBuilder builder, string name = "arbiter", TimeSpan? timeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.Add(new HealthCheckRegistration(
+            name,
+            sp => new ArbiterHealthCheck(sp.GetRequiredService<ArbiterClient>(), timeout ?? TimeSpan.FromSeconds(5)),
+            HealthStatus.Unhealthy,
+            ["arbiter"]));
+    }
+
+    /// <summary>Runs <paramref name="work"/> only while this process leads <paramref name="electionName"/> (see <see cref="LeaderBackgroundService"/>).</summary>
+    public static IServiceCollection AddLeaderService(this IServiceCollection services, string electionName, string candidateValue, Func<IServiceProvider, CancellationToken, Task> work)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        return services.AddSingleton<Microsoft.Extensions.Hosting.IHostedService>(sp => new DelegateLeaderService(sp, electionName, candidateValue, work));
+    }
+
+    private static IServiceCollection AddArbiterCore(this IServiceCollection services, Func<IServiceProvider, ArbiterClient> factory)
+    {
+        services.TryAddSingleton(factory);
+        services.TryAddSingleton<IDistributedLockProvider, ArbiterLockProvider>();
+        return services;
+    }
+
+    private sealed class DelegateLeaderService(IServiceProvider services, string electionName, string candidateValue, Func<IServiceProvider, CancellationToken, Task> work)
+        : LeaderBackgroundService(services.GetRequiredService<ArbiterClient>(), electionName, candidateValue)
+    {
+        protected override Task ExecuteAsLeaderAsync(CancellationToken leadershipToken) => work(services, leadershipToken);
+    }
+}
+
+/// <summary>Creates named locks (the DistributedLock library's provider pattern), for injection.</summary>
+public interface IDistributedLockProvider
+{
+    /// <summary>A mutex named <paramref name="name"/>.</summary>
+    DistributedMutex CreateLock(string name);
+
+    /// <summary>A reader-writer lock named <paramref name="name"/>.</summary>
+    DistributedReaderWriterLock CreateReaderWriterLock(string name);
+
+    /// <summary>A semaphore named <paramref name="name"/> with <paramref name="maxCount"/> permits.</summary>
+    DistributedSemaphore CreateSemaphore(string name, int maxCount);
+}
+
+/// <summary>The <see cref="IDistributedLockProvider"/> over the registered client; session TTL from the client options.</summary>
+public sealed class ArbiterLockProvider(ArbiterClient client) : IDistributedLockProvider
+{
+    private RecipeOptions Options => new() { SessionTtlSeconds = client.Options.SessionTtlSeconds };
+
+    /// <inheritdoc />
+    public DistributedMutex CreateLock(string name) => new(client, name, Options);
+
+    /// <inheritdoc />
+    public DistributedReaderWriterLock CreateReaderWriterLock(string name) => new(client, name, Options);
+
+    /// <inheritdoc />
+    public DistributedSemaphore CreateSemaphore(string name, int maxCount) => new(client, name, maxCount, Options);
+}
+
+/// <summary>Healthy when the server answers a status request in time.</summary>
+public sealed class ArbiterHealthCheck(ArbiterClient client, TimeSpan timeout) : IHealthCheck
+{
+    /// <inheritdoc />
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        try
+        {
+            var status = await client.Raw.StatusAsync(deadline.Token).ConfigureAwait(false);
+            return status.Errors.Count == 0
+                ? HealthCheckResult.Healthy($"version {status.Version}, revision {status.Header.Revision}")
+                : HealthCheckResult.Degraded(string.Join("; ", status.Errors));
+        }
+        catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException)
+        {
+            return HealthCheckResult.Unhealthy("Arbiter did not answer", e);
+        }
+    }
+}

@@ -1,0 +1,48 @@
+using Arbiter.Client;
+
+namespace Arbiter.Recipes;
+
+/// <summary>
+/// A fair reader-writer lock. Readers and writers queue by create revision under <c>name/read/</c>
+/// and <c>name/write/</c>; a reader waits only for earlier writers, a writer for every earlier key.
+/// A reader that arrives after a waiting writer queues behind it, so writers are never starved.
+/// </summary>
+public sealed class DistributedReaderWriterLock
+{
+    private readonly ArbiterClient _client;
+    private readonly RecipeOptions _options;
+
+    /// <summary>A lock named <paramref name="name"/>.</summary>
+    public DistributedReaderWriterLock(ArbiterClient client, string name, RecipeOptions? options = null)
+    {
+        _client = client ?? throw new ArgumentNullException(nameof(client));
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        Name = name;
+        _options = options ?? new RecipeOptions();
+    }
+
+    /// <summary>The lock name (key prefix).</summary>
+    public string Name { get; }
+
+    /// <summary>Shared (read) lock, or null on timeout.</summary>
+    public Task<DistributedLockHandle?> TryAcquireReadLockAsync(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
+        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/read/", WaitForWriters, timeout, cancellationToken);
+
+    /// <summary>Shared (read) lock; throws <see cref="TimeoutException"/>.</summary>
+    public Task<DistributedLockHandle> AcquireReadLockAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        LockAcquirer.AcquireAsync(_client, _options, Name + "/read/", WaitForWriters, timeout, cancellationToken);
+
+    /// <summary>Exclusive (write) lock, or null on timeout.</summary>
+    public Task<DistributedLockHandle?> TryAcquireWriteLockAsync(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
+        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/write/", WaitForAll, timeout, cancellationToken);
+
+    /// <summary>Exclusive (write) lock; throws <see cref="TimeoutException"/>.</summary>
+    public Task<DistributedLockHandle> AcquireWriteLockAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        LockAcquirer.AcquireAsync(_client, _options, Name + "/write/", WaitForAll, timeout, cancellationToken);
+
+    private Task<bool> WaitForWriters(ArbiterClient client, long myRevision, TimeSpan timeout, CancellationToken cancellationToken) =>
+        WaitQueue.WaitForPredecessorsAsync(client, Name + "/write/", myRevision, timeout, cancellationToken);
+
+    private Task<bool> WaitForAll(ArbiterClient client, long myRevision, TimeSpan timeout, CancellationToken cancellationToken) =>
+        WaitQueue.WaitForPredecessorsAsync(client, Name + "/", myRevision, timeout, cancellationToken);
+}
