@@ -14,6 +14,9 @@ namespace Arbiter.Server;
 /// <summary>Serves an <see cref="ArbiterNode"/> over the etcd v3 gRPC protocol.</summary>
 public static class ArbiterServer
 {
+    /// <summary>Longest a stop waits for open calls before closing their connections.</summary>
+    public static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(3);
+
     /// <summary>
     /// Builds the web application: Kestrel on the client URLs (HTTP/2 without TLS, as etcd's
     /// plain client port), the etcd services, v3lock, v3election and grpc.health.v1.
@@ -43,6 +46,11 @@ public static class ArbiterServer
         builder.Services.AddSingleton(node);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<NodeRecipes>();
+        builder.Services.AddSingleton<ServerShutdown>();
+
+        // Long-running calls end as soon as stopping begins (ServerShutdown); this bounds whatever
+        // a client keeps open beyond that (e.g. a request stream it never completes).
+        builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(host => host.ShutdownTimeout = ShutdownTimeout);
         builder.Services.AddSingleton<EtcdErrorInterceptor>();
         builder.Services.AddGrpc(grpc =>
         {

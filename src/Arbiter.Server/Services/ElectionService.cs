@@ -14,7 +14,7 @@ namespace Arbiter.Server.Services;
 /// v3electionpb.Election: etcd's election recipe run server-side. Candidates queue under
 /// <c>name/&lt;lease hex&gt;</c>; the earliest created key is the leader.
 /// </summary>
-public sealed class ElectionService(NodeRecipes recipes) : Election.ElectionBase
+public sealed class ElectionService(NodeRecipes recipes, ServerShutdown shutdown) : Election.ElectionBase
 {
     private static readonly EtcdError MissingLeaderKey = new(ErrorStatusCode.Unknown, "\"leader\" field must be provided");
     private static readonly EtcdError NotLeader = new(ErrorStatusCode.Unknown, "election: not leader");
@@ -26,7 +26,8 @@ public sealed class ElectionService(NodeRecipes recipes) : Election.ElectionBase
     public override async Task<CampaignResponse> Campaign(CampaignRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var token = context.CancellationToken;
+        using var lifetime = shutdown.Link(context);
+        var token = lifetime.Token;
         var prefix = Prefix(request.Name);
         var key = ByteString.CopyFrom([.. prefix.Span, .. Encoding.ASCII.GetBytes(KeyRanges.LeaseHex(request.Lease))]);
 
@@ -57,6 +58,7 @@ public sealed class ElectionService(NodeRecipes recipes) : Election.ElectionBase
         catch (OperationCanceledException)
         {
             await ResignAsync(key, revision, CancellationToken.None).ConfigureAwait(false);
+            shutdown.ThrowIfStopping();
             throw;
         }
 
@@ -103,7 +105,8 @@ public sealed class ElectionService(NodeRecipes recipes) : Election.ElectionBase
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(responseStream);
-        var token = context.CancellationToken;
+        using var lifetime = shutdown.Link(context);
+        var token = lifetime.Token;
         var prefix = Prefix(request.Name);
         try
         {
@@ -127,6 +130,7 @@ public sealed class ElectionService(NodeRecipes recipes) : Election.ElectionBase
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
+            shutdown.ThrowIfStopping();
         }
     }
 

@@ -9,7 +9,7 @@ namespace Arbiter.Server.Services;
 /// is known, anything else is <c>NotFound "unknown service"</c>. "" is SERVING while the member
 /// has a leader, so load balancers stop sending to a member that cannot answer.
 /// </summary>
-public sealed class HealthService(ArbiterNode node) : Health.HealthBase
+public sealed class HealthService(ArbiterNode node, ServerShutdown shutdown) : Health.HealthBase
 {
     /// <inheritdoc />
     public override Task<HealthCheckResponse> Check(HealthCheckRequest request, ServerCallContext context)
@@ -28,7 +28,8 @@ public sealed class HealthService(ArbiterNode node) : Health.HealthBase
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(responseStream);
-        var token = context.CancellationToken;
+        using var lifetime = shutdown.Link(context);
+        var token = lifetime.Token;
         if (request.Service.Length != 0)
         {
             await responseStream.WriteAsync(new HealthCheckResponse { Status = HealthCheckResponse.Types.ServingStatus.ServiceUnknown }, token).ConfigureAwait(false);

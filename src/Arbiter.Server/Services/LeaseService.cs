@@ -5,7 +5,7 @@ using Grpc.Core;
 namespace Arbiter.Server.Services;
 
 /// <summary>etcdserverpb.Lease over the node.</summary>
-public sealed class LeaseService(ArbiterNode node) : Lease.LeaseBase
+public sealed class LeaseService(ArbiterNode node, ServerShutdown shutdown) : Lease.LeaseBase
 {
     /// <inheritdoc />
     public override Task<LeaseGrantResponse> LeaseGrant(LeaseGrantRequest request, ServerCallContext context) =>
@@ -28,18 +28,21 @@ public sealed class LeaseService(ArbiterNode node) : Lease.LeaseBase
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(responseStream);
-        var token = context.CancellationToken;
+        using var lifetime = shutdown.Link(context);
+        var token = lifetime.Token;
         try
         {
-            await foreach (var request in requestStream.ReadAllAsync(token).ConfigureAwait(false))
+            // WaitAsync: a pending read on the request stream does not observe cancellation by itself.
+            while (await requestStream.MoveNext(CancellationToken.None).WaitAsync(token).ConfigureAwait(false))
             {
-                var response = await node.LeaseKeepAliveAsync(request, token).ConfigureAwait(false);
+                var response = await node.LeaseKeepAliveAsync(requestStream.Current, token).ConfigureAwait(false);
                 await responseStream.WriteAsync(response, token).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
-            // The client went away.
+            // The client went away, or the server is stopping.
+            shutdown.ThrowIfStopping();
         }
     }
 }

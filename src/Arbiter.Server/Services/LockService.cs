@@ -15,7 +15,7 @@ namespace Arbiter.Server.Services;
 /// Unlike etcd 3.4, a waiter whose lease expired while waiting is told so instead of being
 /// handed a lock it no longer holds.
 /// </summary>
-public sealed class LockService(NodeRecipes recipes) : Protocol.Lock.Lock.LockBase
+public sealed class LockService(NodeRecipes recipes, ServerShutdown shutdown) : Protocol.Lock.Lock.LockBase
 {
     private ArbiterNode Node => recipes.Node;
 
@@ -23,7 +23,8 @@ public sealed class LockService(NodeRecipes recipes) : Protocol.Lock.Lock.LockBa
     public override async Task<LockResponse> Lock(LockRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var token = context.CancellationToken;
+        using var lifetime = shutdown.Link(context);
+        var token = lifetime.Token;
         var prefix = ByteString.CopyFrom([.. request.Name.Span, (byte)'/']);
         var myKey = ByteString.CopyFrom([.. prefix.Span, .. Encoding.ASCII.GetBytes(KeyRanges.LeaseHex(request.Lease))]);
 
@@ -52,6 +53,7 @@ public sealed class LockService(NodeRecipes recipes) : Protocol.Lock.Lock.LockBa
             {
                 // Leave no orphaned waiter key behind (guarded: never delete a newer holder's key).
                 await DeleteIfOwnedAsync(myKey, myRevision).ConfigureAwait(false);
+                shutdown.ThrowIfStopping();
                 throw;
             }
         }

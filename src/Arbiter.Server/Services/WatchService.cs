@@ -5,14 +5,15 @@ using Grpc.Core;
 namespace Arbiter.Server.Services;
 
 /// <summary>etcdserverpb.Watch: one node watch stream per gRPC stream.</summary>
-public sealed class WatchService(ArbiterNode node) : Watch.WatchBase
+public sealed class WatchService(ArbiterNode node, ServerShutdown shutdown) : Watch.WatchBase
 {
     /// <inheritdoc />
     public override async Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponse> responseStream, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(requestStream);
         ArgumentNullException.ThrowIfNull(responseStream);
-        var token = context.CancellationToken;
+        using var lifetime = shutdown.Link(context);
+        var token = lifetime.Token;
         var stream = node.OpenWatchStream();
         var sending = SendAsync(stream, responseStream, token);
         try
@@ -50,6 +51,8 @@ public sealed class WatchService(ArbiterNode node) : Watch.WatchBase
             await stream.DisposeAsync().ConfigureAwait(false);
             await sending.ConfigureAwait(false);
         }
+
+        shutdown.ThrowIfStopping();
     }
 
     private static async Task SendAsync(Arbiter.Node.Watch.WatchStream stream, IServerStreamWriter<WatchResponse> responseStream, CancellationToken token)
