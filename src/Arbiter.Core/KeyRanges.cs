@@ -1,8 +1,8 @@
 using Google.Protobuf;
 
-namespace Arbiter.Server.Concurrency;
+namespace Arbiter.Core;
 
-/// <summary>Key arithmetic shared by the server-side recipes.</summary>
+/// <summary>Key arithmetic shared by the server-side recipes and the client SDK.</summary>
 public static class KeyRanges
 {
     /// <summary>The range_end that selects every key with <paramref name="prefix"/> (etcd's GetPrefixRangeEnd).</summary>
