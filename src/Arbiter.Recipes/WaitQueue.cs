@@ -7,7 +7,7 @@ namespace Arbiter.Recipes;
 /// <summary>
 /// The queue every lock-like recipe stands in (etcd's concurrency algorithm): a waiter owns one key
 /// whose create revision is its place in line; it waits for the deletion of only the key just ahead
-/// of it, so a release wakes one waiter, not all.
+/// of it (or, with N slots, of the N keys just ahead), so a release wakes one waiter (at most N), not all.
 /// </summary>
 internal static class WaitQueue
 {
@@ -23,15 +23,22 @@ internal static class WaitQueue
     }
 
     /// <summary>
-    /// Waits until no key under <paramref name="prefix"/> has a create revision below
-    /// <paramref name="myRevision"/>. Returns false when <paramref name="timeout"/> passes first.
+    /// Waits until fewer than <paramref name="slots"/> keys under <paramref name="prefix"/> have a
+    /// create revision below <paramref name="myRevision"/> (1 slot: a mutex; N: a semaphore).
+    /// Returns false when <paramref name="timeout"/> passes first.
     /// </summary>
-    public static async Task<bool> WaitForPredecessorsAsync(ArbiterClient client, string prefix, long myRevision, TimeSpan timeout, CancellationToken cancellationToken)
+    /// <remarks>
+    /// The waiter watches only the <paramref name="slots"/> keys just ahead of it. That is enough:
+    /// while it is not admitted, exactly that many keys separate it from the head, and a key leaving
+    /// from further ahead leaves the window unchanged; only a departure inside the window can admit
+    /// it. So a release wakes at most <paramref name="slots"/> waiters, never the whole line.
+    /// </remarks>
+    public static async Task<bool> WaitForPredecessorsAsync(ArbiterClient client, string prefix, long myRevision, TimeSpan timeout, CancellationToken cancellationToken, int slots = 1)
     {
         using var deadline = Timeouts.Linked(timeout, cancellationToken);
         while (true)
         {
-            var last = await client.RangeAsync(
+            var window = await client.RangeAsync(
                 new RangeRequest
                 {
                     Key = Keys.From(prefix),
@@ -39,10 +46,11 @@ internal static class WaitQueue
                     MaxCreateRevision = myRevision - 1,
                     SortTarget = RangeRequest.Types.SortTarget.Create,
                     SortOrder = RangeRequest.Types.SortOrder.Descend,
-                    Limit = 1,
+                    Limit = slots,
+                    KeysOnly = true,
                 },
                 cancellationToken).ConfigureAwait(false);
-            if (last.Kvs.Count == 0)
+            if (window.Kvs.Count < slots)
             {
                 return true;
             }
@@ -54,13 +62,36 @@ internal static class WaitQueue
 
             try
             {
-                await WaitDeletedAsync(client, last.Kvs[0].Key, last.Header.Revision, deadline.Token).ConfigureAwait(false);
+                await WaitAnyDeletedAsync(client, window.Kvs.Select(kv => kv.Key), window.Header.Revision, deadline.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
                 return false;
             }
         }
+    }
+
+    /// <summary>Returns once any of <paramref name="keys"/> is deleted after <paramref name="revision"/>.</summary>
+    private static async Task WaitAnyDeletedAsync(ArbiterClient client, IEnumerable<ByteString> keys, long revision, CancellationToken cancellationToken)
+    {
+        using var stopOthers = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var waits = keys.Select(key => WaitDeletedAsync(client, key, revision, stopOthers.Token)).ToList();
+        var first = await Task.WhenAny(waits).ConfigureAwait(false);
+        await stopOthers.CancelAsync().ConfigureAwait(false);
+        foreach (var wait in waits.Where(w => w != first))
+        {
+            try
+            {
+                await wait.ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or Grpc.Core.RpcException)
+            {
+                // Stopped on purpose (a canceled gRPC watch may end as an aborted call).
+            }
+        }
+
+        // Surfaces the caller's cancellation or timeout if that is what ended the first wait.
+        await first.ConfigureAwait(false);
     }
 
     /// <summary>Returns once <paramref name="key"/> is deleted after <paramref name="revision"/> (or history was compacted: re-check).</summary>

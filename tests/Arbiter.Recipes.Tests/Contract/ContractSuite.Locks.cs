@@ -162,6 +162,34 @@ public abstract partial class ContractSuite
     }
 
     [Fact]
+    public async Task Semaphore_admits_in_order_when_permits_are_released_out_of_order()
+    {
+        // Waiters watch only the MaxCount keys just ahead of them: check that departures from
+        // further ahead, and from inside that window, each admit exactly the right waiter.
+        const int Permits = 2;
+        DistributedSemaphore Make() => new(NewClient(), Prefix + "win", Permits);
+        var h0 = await Make().AcquireAsync(TestSupport.Deadline);
+        var h1 = await Make().AcquireAsync(TestSupport.Deadline);
+        var w2 = Make().AcquireAsync(TestSupport.Deadline);
+        await TestSupport.EventuallyAsync(async () => await CountKeysAsync(Prefix + "win/") == 3, TestSupport.Deadline, "w2 queued");
+        var w3 = Make().AcquireAsync(TestSupport.Deadline);
+        await TestSupport.EventuallyAsync(async () => await CountKeysAsync(Prefix + "win/") == 4, TestSupport.Deadline, "w3 queued");
+        Assert.False(w2.IsCompleted);
+        Assert.False(w3.IsCompleted);
+
+        await h0.DisposeAsync(); // outside w3's window: admits w2 only
+        var p2 = await w2.Within();
+        Assert.True(p2.FencingToken > h1.FencingToken);
+        Assert.False(w3.IsCompleted);
+
+        await p2.DisposeAsync(); // inside w3's window while h1 stays: admits w3
+        await using var p3 = await w3.Within();
+        Assert.True(p3.FencingToken > p2.FencingToken);
+        Assert.Equal(2, await CountKeysAsync(Prefix + "win/"));
+        await h1.DisposeAsync();
+    }
+
+    [Fact]
     public async Task Semaphore_permit_of_a_lost_holder_returns()
     {
         var semaphore = new DistributedSemaphore(NewClient(), Prefix + "sem", 1);
