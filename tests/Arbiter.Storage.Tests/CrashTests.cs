@@ -6,7 +6,9 @@ namespace Arbiter.Storage.Tests;
 /// <summary>Kills a real process writing the log with SIGKILL and checks every acknowledged record survives.</summary>
 public sealed class CrashTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(60);
+    private const int StepTimeoutMs = 60_000;
+
+    private static TimeSpan StepTimeout => TimeSpan.FromMilliseconds(StepTimeoutMs);
 
     [Fact]
     public void Acknowledged_records_survive_SIGKILL_across_rounds()
