@@ -18,7 +18,7 @@ public sealed class CrashTests(ITestOutputHelper output)
         using var dir = new TempDirectory();
         long ackedMax = 0;
         long snapshotMax = 0;
-        const int Rounds = 6;
+        const int Rounds = 10;
         for (int round = 0; round < Rounds; round++)
         {
             int acksBeforeKill = random.Next(0, 60);
