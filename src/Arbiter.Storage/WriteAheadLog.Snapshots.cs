@@ -12,7 +12,6 @@ public sealed partial class WriteAheadLog
     /// </summary>
     /// <param name="index">Last index the snapshot covers; at most <see cref="DurableIndex"/> and above the latest snapshot's.</param>
     /// <param name="writePayload">Writes the payload to the given stream (write-only; do not dispose it).</param>
-    /// <returns>Nothing; the new snapshot is <see cref="LatestSnapshot"/> afterwards.</returns>
     public void WriteSnapshot(long index, Action<Stream> writePayload)
     {
         ArgumentNullException.ThrowIfNull(writePayload);

@@ -116,7 +116,18 @@ public sealed partial class WriteAheadLog : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(options.PendingSizeBytesMax);
 
         string directoryPath = Path.GetFullPath(options.DirectoryPath);
-        Directory.CreateDirectory(directoryPath);
+        if (!Directory.Exists(directoryPath))
+        {
+            Directory.CreateDirectory(directoryPath);
+
+            // The new directory's own entry must be durable too, or the whole log can vanish.
+            string? parent = Path.GetDirectoryName(directoryPath);
+            if (options.FsyncEnabled && parent is not null)
+            {
+                DirectorySync.Fsync(parent);
+            }
+        }
+
         FileStream lockFile = AcquireLock(directoryPath);
         var log = new WriteAheadLog(options, directoryPath, lockFile);
         try

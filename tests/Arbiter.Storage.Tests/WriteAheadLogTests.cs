@@ -150,6 +150,26 @@ public sealed class WriteAheadLogTests
     }
 
     [Fact]
+    public void Large_batches_spill_to_the_file_early_but_become_durable_only_on_flush()
+    {
+        using var dir = new TempDirectory();
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 16 * 1024) with { PendingSizeBytesMax = 2048 }))
+        {
+            Records.AppendRange(wal, 200);
+            Assert.NotEmpty(dir.Segments());
+            Assert.Equal(0, wal.DurableIndex);
+            wal.Flush();
+            Assert.Equal(200, wal.DurableIndex);
+        }
+
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 16 * 1024)))
+        {
+            Assert.Equal(200, wal.LastIndex);
+            Records.AssertIntact(wal, 0);
+        }
+    }
+
+    [Fact]
     public void Oversized_payload_is_refused_and_the_log_stays_usable()
     {
         using var dir = new TempDirectory();
