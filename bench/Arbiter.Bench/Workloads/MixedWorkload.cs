@@ -3,7 +3,7 @@ using Arbiter.Protocol.Etcd;
 namespace Arbiter.Bench.Workloads;
 
 /// <summary><c>mixed</c>: a linearizable single-key Range with probability <c>--read-ratio</c>, else a Put.</summary>
-public sealed class MixedWorkload : Workload
+public sealed class MixedWorkload : ValueWritingWorkload
 {
     /// <inheritdoc />
     public override string Name => "mixed";
@@ -11,15 +11,6 @@ public sealed class MixedWorkload : Workload
     /// <inheritdoc />
     public override Task SetupAsync(WorkloadContext context, CancellationToken cancellationToken) =>
         PreloadAsync(context, context.KeyPrefix, cancellationToken);
-
-    /// <inheritdoc />
-    public override Task SetupClientAsync(WorkloadContext context, BenchClient client, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(client);
-        client.State = Value(context.Options.ValueSizeBytes, client.Index);
-        return Task.CompletedTask;
-    }
 
     /// <inheritdoc />
     public override async Task ExecuteAsync(WorkloadContext context, BenchClient client, CancellationToken cancellationToken)

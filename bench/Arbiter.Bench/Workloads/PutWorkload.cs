@@ -3,19 +3,10 @@ using Arbiter.Protocol.Etcd;
 namespace Arbiter.Bench.Workloads;
 
 /// <summary><c>put</c>: one Put of a random key among <c>--key-space</c>, value of <c>--value-size</c> bytes.</summary>
-public sealed class PutWorkload : Workload
+public sealed class PutWorkload : ValueWritingWorkload
 {
     /// <inheritdoc />
     public override string Name => "put";
-
-    /// <inheritdoc />
-    public override Task SetupClientAsync(WorkloadContext context, BenchClient client, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(client);
-        client.State = Value(context.Options.ValueSizeBytes, client.Index);
-        return Task.CompletedTask;
-    }
 
     /// <inheritdoc />
     public override async Task ExecuteAsync(WorkloadContext context, BenchClient client, CancellationToken cancellationToken)

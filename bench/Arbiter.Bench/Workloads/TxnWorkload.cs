@@ -7,7 +7,7 @@ namespace Arbiter.Bench.Workloads;
 /// Else range). One round trip per attempt; a lost race counts as a conflict (an operation, not an
 /// error) and refreshes the revision the client believes.
 /// </summary>
-public sealed class TxnWorkload : Workload
+public sealed class TxnWorkload : ValueWritingWorkload
 {
     private long[] _modRevisions = [];
     private long _conflicts;
@@ -22,15 +22,6 @@ public sealed class TxnWorkload : Workload
         await PreloadAsync(context, context.KeyPrefix, cancellationToken);
         // Unknown revisions start at 0: the first attempt on each key conflicts and learns it.
         _modRevisions = new long[context.Options.KeySpace];
-    }
-
-    /// <inheritdoc />
-    public override Task SetupClientAsync(WorkloadContext context, BenchClient client, CancellationToken cancellationToken)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        ArgumentNullException.ThrowIfNull(client);
-        client.State = Value(context.Options.ValueSizeBytes, client.Index);
-        return Task.CompletedTask;
     }
 
     /// <inheritdoc />
