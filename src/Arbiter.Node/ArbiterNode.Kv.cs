@@ -25,9 +25,7 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
-        var result = await ProposeAsync(new Command { Put = request }, cancellationToken).ConfigureAwait(false);
-        FillHeader(result.Put.Header);
-        return result.Put;
+        return await ProposeAsync(new Command { Put = request }, r => r.Put, r => r.Header, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>DeleteRange.</summary>
@@ -35,9 +33,7 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
-        var result = await ProposeAsync(new Command { DeleteRange = request }, cancellationToken).ConfigureAwait(false);
-        FillHeader(result.DeleteRange.Header);
-        return result.DeleteRange;
+        return await ProposeAsync(new Command { DeleteRange = request }, r => r.DeleteRange, r => r.Header, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -56,18 +52,14 @@ public sealed partial class ArbiterNode
             return read;
         }
 
-        var result = await ProposeAsync(new Command { Txn = request }, cancellationToken).ConfigureAwait(false);
-        FillHeader(result.Txn.Header);
-        return result.Txn;
+        return await ProposeAsync(new Command { Txn = request }, r => r.Txn, r => r.Header, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Compact the history up to a revision (a command like any other write).</summary>
     public async Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var result = await ProposeAsync(new Command { Compaction = request }, cancellationToken).ConfigureAwait(false);
-        FillHeader(result.Compaction.Header);
-        return result.Compaction;
+        return await ProposeAsync(new Command { Compaction = request }, r => r.Compaction, r => r.Header, cancellationToken).ConfigureAwait(false);
     }
 
     private static void ThrowIfInvalid(EtcdError? error)

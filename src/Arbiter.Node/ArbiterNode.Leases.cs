@@ -36,18 +36,14 @@ public sealed partial class ArbiterNode
 
     private async Task<LeaseGrantResponse> GrantAsync(LeaseGrantRequest request, CancellationToken cancellationToken)
     {
-        var result = await ProposeAsync(new Command { LeaseGrant = request }, cancellationToken).ConfigureAwait(false);
-        FillHeader(result.LeaseGrant.Header);
-        return result.LeaseGrant;
+        return await ProposeAsync(new Command { LeaseGrant = request }, r => r.LeaseGrant, r => r.Header, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Revokes a lease, deleting its keys in one revision.</summary>
     public async Task<LeaseRevokeResponse> LeaseRevokeAsync(LeaseRevokeRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        var result = await ProposeAsync(new Command { LeaseRevoke = request }, cancellationToken).ConfigureAwait(false);
-        FillHeader(result.LeaseRevoke.Header);
-        return result.LeaseRevoke;
+        return await ProposeAsync(new Command { LeaseRevoke = request }, r => r.LeaseRevoke, r => r.Header, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Renews a lease to its full TTL. An unknown lease answers TTL = 0, as etcd does.</summary>
@@ -56,9 +52,7 @@ public sealed partial class ArbiterNode
         ArgumentNullException.ThrowIfNull(request);
         try
         {
-            var result = await ProposeAsync(new Command { LeaseKeepAlive = request }, cancellationToken).ConfigureAwait(false);
-            FillHeader(result.LeaseKeepAlive.Header);
-            return result.LeaseKeepAlive;
+            return await ProposeAsync(new Command { LeaseKeepAlive = request }, r => r.LeaseKeepAlive, r => r.Header, cancellationToken).ConfigureAwait(false);
         }
         catch (EtcdException e) when (e.Error == EtcdError.LeaseNotFound)
         {

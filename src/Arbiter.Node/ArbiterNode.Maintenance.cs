@@ -55,9 +55,7 @@ public sealed partial class ArbiterNode
             request = new AlarmRequest(request) { MemberID = MemberId };
         }
 
-        var result = await ProposeAsync(new Command { Alarm = request }, cancellationToken).ConfigureAwait(false);
-        FillHeader(result.Alarm.Header);
-        return result.Alarm;
+        return await ProposeAsync(new Command { Alarm = request }, r => r.Alarm, r => r.Header, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Hash of the whole state.</summary>

@@ -204,6 +204,14 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         return result;
     }
 
+    /// <summary>Proposes <paramref name="command"/> and returns its response with this member's header fields filled.</summary>
+    private async Task<T> ProposeAsync<T>(Command command, Func<CommandResult, T> response, Func<T, ResponseHeader?> header, CancellationToken cancellationToken)
+    {
+        var result = response(await ProposeAsync(command, cancellationToken).ConfigureAwait(false));
+        FillHeader(header(result));
+        return result;
+    }
+
     private void FillHeader(ResponseHeader? header)
     {
         if (header is null)

@@ -23,7 +23,7 @@ public sealed class DistributedCounter
     public async Task<long> GetAsync(CancellationToken cancellationToken = default)
     {
         var kv = await _client.GetAsync(Key, cancellationToken).ConfigureAwait(false);
-        return kv == null ? 0 : long.Parse(kv.Value.ToStringUtf8(), CultureInfo.InvariantCulture);
+        return ValueOf(kv);
     }
 
     /// <summary>Adds <paramref name="delta"/> atomically; returns the new value.</summary>
@@ -32,7 +32,7 @@ public sealed class DistributedCounter
         while (true)
         {
             var kv = await _client.GetAsync(Key, cancellationToken).ConfigureAwait(false);
-            var current = kv == null ? 0 : long.Parse(kv.Value.ToStringUtf8(), CultureInfo.InvariantCulture);
+            var current = ValueOf(kv);
             var next = checked(current + delta);
             var response = await _client.Txn()
                 .If(Cmp.ModRevision(Key) == (kv?.ModRevision ?? 0))
@@ -47,6 +47,9 @@ public sealed class DistributedCounter
 
     /// <summary>Adds one; returns the new value.</summary>
     public Task<long> IncrementAsync(CancellationToken cancellationToken = default) => AddAsync(1, cancellationToken);
+
+    private static long ValueOf(Arbiter.Protocol.Mvcc.KeyValue? kv) =>
+        kv == null ? 0 : long.Parse(kv.Value.ToStringUtf8(), CultureInfo.InvariantCulture);
 }
 
 /// <summary>A value with its version (mod revision), for optimistic compare-and-set.</summary>
