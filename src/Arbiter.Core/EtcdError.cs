@@ -72,6 +72,22 @@ public sealed record EtcdError(ErrorStatusCode StatusCode, string Message)
     public static readonly EtcdError Timeout = new(ErrorStatusCode.Unavailable, "etcdserver: request timed out");
     /// <summary>The member was not found.</summary>
     public static readonly EtcdError MemberNotFound = new(ErrorStatusCode.NotFound, "etcdserver: member not found");
+    /// <summary>The request needs the leader and this member is not it (e.g. MoveLeader on a follower).</summary>
+    public static readonly EtcdError NotLeader = new(ErrorStatusCode.FailedPrecondition, "etcdserver: not leader");
+    /// <summary>Leadership moved while the request was in flight.</summary>
+    public static readonly EtcdError LeaderChanged = new(ErrorStatusCode.Unavailable, "etcdserver: leader changed");
+    /// <summary>A member with these peer URLs already exists.</summary>
+    public static readonly EtcdError PeerUrlExists = new(ErrorStatusCode.FailedPrecondition, "etcdserver: Peer URLs already exists");
+    /// <summary>Member URLs that do not parse.</summary>
+    public static readonly EtcdError MemberBadUrls = new(ErrorStatusCode.InvalidArgument, "etcdserver: given member URLs are invalid");
+    /// <summary>MoveLeader to a member that cannot lead (unknown, or not a voting member).</summary>
+    public static readonly EtcdError BadLeaderTransferee = new(ErrorStatusCode.FailedPrecondition, "etcdserver: bad leader transferee");
+    /// <summary>A membership change while another is still in progress (Raft changes one member at a time).</summary>
+    public static readonly EtcdError Unhealthy = new(ErrorStatusCode.Unavailable, "etcdserver: unhealthy cluster");
+    /// <summary>Learner promotion: Arbiter has no learners.</summary>
+    public static readonly EtcdError MemberNotLearner = new(ErrorStatusCode.FailedPrecondition, "etcdserver: can only promote a learner member");
+    /// <summary>The leader stepped down but the target did not win in time.</summary>
+    public static readonly EtcdError LeaderTransferTimeout = new(ErrorStatusCode.Unavailable, "etcdserver: request timed out, leader transfer took too long");
     /// <summary>The watch was canceled.</summary>
     public static readonly EtcdError WatchCanceled = new(ErrorStatusCode.Canceled, "etcdserver: watch canceled");
 }

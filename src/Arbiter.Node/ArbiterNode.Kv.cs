@@ -8,16 +8,31 @@ public sealed partial class ArbiterNode
 {
     /// <summary>
     /// Range. On a single node every read is linearizable: writes are applied before they are
-    /// acknowledged, so the state read here includes every acknowledged write.
+    /// acknowledged, so the state read here includes every acknowledged write. In a cluster a
+    /// linearizable read first waits for the leader's read index; a serializable one reads this
+    /// member's state as it is (possibly stale).
     /// </summary>
     public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        if (_raft is not null && !request.Serializable)
+        {
+            return RangeLinearizableAsync(request, cancellationToken);
+        }
+
         var response = _host.Read(s => s.Range(request));
         FillHeader(response.Header);
         return Task.FromResult(response);
+    }
+
+    private async Task<RangeResponse> RangeLinearizableAsync(RangeRequest request, CancellationToken cancellationToken)
+    {
+        await _log.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
+        var response = _host.Read(s => s.Range(request));
+        FillHeader(response.Header);
+        return response;
     }
 
     /// <summary>Put.</summary>
@@ -47,6 +62,11 @@ public sealed partial class ArbiterNode
         if (StateMachine.IsReadOnlyTxn(request))
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (_raft is not null && !IsSerializableTxn(request))
+            {
+                await _log.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             var read = _host.Read(s => s.ReadOnlyTxn(request));
             FillHeader(read.Header);
             return read;
@@ -60,6 +80,17 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         return await ProposeAsync(new Command { Compaction = request }, r => r.Compaction, r => r.Header, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A read-only txn is served like a serializable range only when every range in it asks for that.</summary>
+    private static bool IsSerializableTxn(TxnRequest request)
+    {
+        return request.Success.Concat(request.Failure).All(op => op.RequestCase switch
+        {
+            RequestOp.RequestOneofCase.RequestRange => op.RequestRange.Serializable,
+            RequestOp.RequestOneofCase.RequestTxn => IsSerializableTxn(op.RequestTxn),
+            _ => true,
+        }) && request.Compare.Count == 0;
     }
 
     private static void ThrowIfInvalid(EtcdError? error)

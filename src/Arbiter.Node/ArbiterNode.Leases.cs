@@ -61,24 +61,78 @@ public sealed partial class ArbiterNode
     }
 
     /// <summary>Remaining and granted TTL of a lease (TTL = -1 when it does not exist).</summary>
-    public Task<LeaseTimeToLiveResponse> LeaseTimeToLiveAsync(LeaseTimeToLiveRequest request, CancellationToken cancellationToken = default)
+    public async Task<LeaseTimeToLiveResponse> LeaseTimeToLiveAsync(LeaseTimeToLiveRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
+        if (_raft is not null && !_raft.IsLeader)
+        {
+            // Remaining TTL is measured on the leader's clock: ask the leader, as etcd does.
+            var url = await _raft.LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
+            if (url is not null)
+            {
+                var forwarded = await new Protocol.Internal.Peer.PeerClient(_raft.ChannelTo(url))
+                    .LeaseTimeToLiveAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+                FillHeader(forwarded.Header);
+                return forwarded;
+            }
+        }
+
+        return LeaseTimeToLiveHere(request);
+    }
+
+    /// <summary>TimeToLive from this member's state and clock (the leader's side of a forwarded call).</summary>
+    public LeaseTimeToLiveResponse LeaseTimeToLiveHere(LeaseTimeToLiveRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
         var nowMs = Options.Clock.NowMs;
         var response = _host.Read(s => s.LeaseTimeToLive(request, nowMs));
         FillHeader(response.Header);
-        return Task.FromResult(response);
+        return response;
     }
 
     /// <summary>Every live lease.</summary>
-    public Task<LeaseLeasesResponse> LeaseLeasesAsync(LeaseLeasesRequest request, CancellationToken cancellationToken = default)
+    public async Task<LeaseLeasesResponse> LeaseLeasesAsync(LeaseLeasesRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
+        await _log.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
         var response = _host.Read(s => s.LeaseLeases());
         FillHeader(response.Header);
-        return Task.FromResult(response);
+        return response;
+    }
+
+    /// <summary>
+    /// Only the leader expires leases, and only after renewing every lease to its full TTL in its
+    /// term (its clock did not measure them). False (after a pause) while that is not the case.
+    /// </summary>
+    private async Task<bool> EnsureLeasesPromotedAsync(CancellationToken token)
+    {
+        var term = _log.Term;
+        if (_log.IsLeader && _leasesPromotedTerm == term)
+        {
+            return true;
+        }
+
+        try
+        {
+            if (_log.IsLeader)
+            {
+                await ProposeAsync(new Command { LeasePromote = new LeasePromote() }, token).ConfigureAwait(false);
+                _leasesPromotedTerm = term;
+                _logger.LogInformation("Leases renewed to their full TTL for term {Term}", term);
+                return false;
+            }
+
+            await Task.Delay(Options.LeaseCheckIntervalMsMax, token).ConfigureAwait(false);
+        }
+        catch (EtcdException e)
+        {
+            _logger.LogWarning("Renewing leases for term {Term} failed: {Message}", term, e.Message);
+            await Task.Delay(Options.LeaseCheckIntervalMsMax, token).ConfigureAwait(false);
+        }
+
+        return false;
     }
 
     /// <summary>
@@ -90,6 +144,11 @@ public sealed partial class ArbiterNode
         var token = _stopping.Token;
         while (!token.IsCancellationRequested)
         {
+            if (!await EnsureLeasesPromotedAsync(token).ConfigureAwait(false))
+            {
+                continue;
+            }
+
             var nowMs = Options.Clock.NowMs;
             var nextDeadlineMs = _host.Read(s => s.NextLeaseDeadlineMs);
             if (nextDeadlineMs is { } deadline && deadline <= nowMs)

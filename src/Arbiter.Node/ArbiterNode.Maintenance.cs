@@ -17,17 +17,16 @@ public sealed partial class ArbiterNode
         ArgumentNullException.ThrowIfNull(request);
         var alarms = await AlarmAsync(new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Get }, cancellationToken).ConfigureAwait(false);
         var (revision, sizeBytes) = _host.Read(s => (s.Revision, s.SizeBytes));
-        var applied = (ulong)_log.AppliedIndex;
         var response = new StatusResponse
         {
             Header = NewHeader(revision),
             Version = EtcdApiVersion,
             DbSize = _wal?.SizeBytes ?? sizeBytes,
             DbSizeInUse = sizeBytes,
-            Leader = HasLeader ? MemberId : 0,
-            RaftIndex = applied,
+            Leader = HasLeader ? _log.LeaderId : 0,
+            RaftIndex = (ulong)_log.CommittedIndex,
             RaftTerm = _log.Term,
-            RaftAppliedIndex = applied,
+            RaftAppliedIndex = (ulong)_log.AppliedIndex,
         };
         foreach (var alarm in alarms.Alarms)
         {
@@ -108,14 +107,6 @@ public sealed partial class ArbiterNode
         BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(SnapshotMagic.Length), payload.Length);
         payload.GetBuffer().AsSpan(0, (int)payload.Length).CopyTo(bytes.AsSpan(headerSize));
         return bytes;
-    }
-
-    /// <summary>The members of the cluster (one, on a single node).</summary>
-    public MemberListResponse MemberList()
-    {
-        var response = new MemberListResponse { Header = NewHeader(Revision) };
-        response.Members.Add(Self());
-        return response;
     }
 
     /// <summary>This member as etcd's Member message.</summary>

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Arbiter.Core;
+using Arbiter.Node.Cluster;
 using Arbiter.Node.Log;
 using Arbiter.Node.Watch;
 using Arbiter.Protocol.Etcd;
@@ -24,23 +25,31 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     public const string EtcdApiVersion = "3.4.23";
 
     private readonly StateHost _host;
-    private readonly LocalCommandLog _log;
+    private readonly ICommandLog _log;
+    private readonly RaftCommandLog? _raft;
     private readonly WriteAheadLog? _wal;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ulong _requestIdPrefix;
     private Task _leaseLoop = Task.CompletedTask;
+    private ulong _leasesPromotedTerm;
     private long _requestIdCounter;
     private int _disposed;
+    private ulong _singleClusterId;
 
-    private ArbiterNode(NodeOptions options, StateHost host, LocalCommandLog log, WriteAheadLog? wal, ILogger logger)
+    private ArbiterNode(NodeOptions options, StateHost host, ICommandLog log, WriteAheadLog? wal, ILogger logger)
     {
         Options = options;
         _host = host;
         _log = log;
         _wal = wal;
         _logger = logger;
+        _raft = log as RaftCommandLog;
         (ClusterId, MemberId) = ComputeIds(options);
+        if (log is LocalCommandLog local)
+        {
+            local.LeaderId = MemberId;
+        }
 
         // Request ids need only be unique per node lifetime; a random prefix keeps them unique
         // across restarts too (they are remembered in snapshots for deduplication).
@@ -50,11 +59,27 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>The options this node runs with.</summary>
     public NodeOptions Options { get; }
 
-    /// <summary>This member's id (derived from name, peer URLs and cluster token, as stable as etcd's).</summary>
+    /// <summary>This member's id (derived from its peer URL and the cluster token, as stable as etcd's).</summary>
     public ulong MemberId { get; private set; }
 
-    /// <summary>The cluster's id.</summary>
-    public ulong ClusterId { get; private set; }
+    /// <summary>The cluster's id (0 on a member that joined and has not yet heard from the leader).</summary>
+    public ulong ClusterId
+    {
+        get => _raft?.ClusterId ?? _singleClusterId;
+        private set => _singleClusterId = value;
+    }
+
+    /// <summary>Whether this node is a Raft cluster member (false: a single node with its local log).</summary>
+    public bool IsClustered => _raft is not null;
+
+    /// <summary>Whether this member is the leader (a single node always is).</summary>
+    public bool IsLeader => _log.IsLeader;
+
+    /// <summary>The leader's member id, 0 when none is known.</summary>
+    public ulong LeaderId => _log.LeaderId;
+
+    /// <summary>The current Raft term (1 on a single node).</summary>
+    public ulong Term => _log.Term;
 
     /// <summary>The member name.</summary>
     public string Name => Options.Name;
@@ -76,6 +101,11 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Arbiter.Node");
+        if (options.Cluster is not null)
+        {
+            return await StartMemberAsync(options, loggerFactory ?? NullLoggerFactory.Instance, logger, cancellationToken).ConfigureAwait(false);
+        }
+
         WriteAheadLog? wal = null;
         StateMachine state;
         if (options.DataDirectory is null)
@@ -105,10 +135,34 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         node = new ArbiterNode(options, host, log, wal, logger);
 
         await node.ProposeAsync(new Command { LeasePromote = new LeasePromote() }, cancellationToken).ConfigureAwait(false);
+        node._leasesPromotedTerm = log.Term;
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
         logger.LogInformation(
             "Arbiter member {Name} ({MemberId:x16}) ready at revision {Revision}, applied index {Index}, data {DataDirectory}",
             options.Name, node.MemberId, node.Revision, node.AppliedIndex, options.DataDirectory ?? "(in memory)");
+        return node;
+    }
+
+    /// <summary>Starts a Raft cluster member: the log (DotNext) owns durability, snapshots and membership.</summary>
+    private static async Task<ArbiterNode> StartMemberAsync(NodeOptions options, ILoggerFactory loggerFactory, ILogger logger, CancellationToken cancellationToken)
+    {
+        if (options.DataDirectory is null)
+        {
+            throw new ArgumentException("A cluster member needs a data directory.", nameof(options));
+        }
+
+        ArbiterNode? node = null;
+        var hub = new WatchHub(options, () => node!.NewHeader());
+        var host = new StateHost(new StateMachine(options.Limits), hub);
+        hub.Host = host;
+        var log = await RaftCommandLog.StartAsync(host, options, loggerFactory, cancellationToken).ConfigureAwait(false);
+        node = new ArbiterNode(options, host, log, wal: null, logger);
+
+        // Leases are promoted by whichever member leads, once per term, before it expires any.
+        node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
+        logger.LogInformation(
+            "Arbiter member {Name} ({MemberId:x16}) of cluster {ClusterId:x16} ready at revision {Revision}, applied index {Index}, data {DataDirectory}",
+            options.Name, node.MemberId, node.ClusterId, node.Revision, node.AppliedIndex, options.DataDirectory);
         return node;
     }
 
@@ -226,6 +280,12 @@ public sealed partial class ArbiterNode : IAsyncDisposable
 
     private static (ulong ClusterId, ulong MemberId) ComputeIds(NodeOptions options)
     {
+        if (options.Cluster is not null)
+        {
+            // Every member computes every other member's id from its peer URL alone.
+            return (0, PeerAddress.MemberId(PeerAddress.Parse(options.AdvertisePeerUrls[0]), options.ClusterToken));
+        }
+
         // Like etcd: member id from the peer URLs and cluster token (plus name, as names are unique
         // here); cluster id from the member ids. Stable across restarts of the same configuration.
         var memberSeed = string.Join(",", options.AdvertisePeerUrls.Order(StringComparer.Ordinal)) + "|" + options.ClusterToken + "|" + options.Name;

@@ -1,4 +1,5 @@
 using Arbiter.Core;
+using Arbiter.Node.Cluster;
 
 namespace Arbiter.Node;
 
@@ -43,6 +44,9 @@ public sealed record NodeOptions
 
     /// <summary>Events read from history per catch-up step of a watcher.</summary>
     public int WatchCatchUpEventsMax { get; init; } = 1000;
+
+    /// <summary>Raft cluster membership; null runs a single node with its local log.</summary>
+    public ClusterOptions? Cluster { get; init; }
 
     /// <summary>The clock leases are measured by; the default is the machine's monotonic clock.</summary>
     public IMonotonicClock Clock { get; init; } = SystemMonotonicClock.Instance;

@@ -54,13 +54,17 @@ internal sealed class StateHost : IDisposable
         }
     }
 
-    /// <summary>Replaces the whole state (snapshot install); watchers are re-synced by the caller.</summary>
+    /// <summary>
+    /// Replaces the whole state (a snapshot installed from the leader). Watchers in sync fall back
+    /// to catching up from the new state's history, so they neither miss nor repeat a revision.
+    /// </summary>
     public void Replace(StateMachine state)
     {
         _lock.EnterWriteLock();
         try
         {
             _state = state;
+            Watches.ResyncAll();
         }
         finally
         {

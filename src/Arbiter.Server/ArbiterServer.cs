@@ -69,6 +69,7 @@ public static class ArbiterServer
         app.MapGrpcService<LockService>();
         app.MapGrpcService<ElectionService>();
         app.MapGrpcService<HealthService>();
+        app.MapGrpcService<PeerService>();
         return app;
     }
 

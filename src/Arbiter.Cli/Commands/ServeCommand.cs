@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Node.Cluster;
 using Arbiter.Server;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
@@ -30,11 +31,22 @@ internal static class ServeCommand
         var maxTxnOps = new Option<int>("--max-txn-ops") { Description = "Most operations in one txn.", DefaultValueFactory = _ => new CoreLimits().TxnOpsMax };
         var quotaBytes = new Option<long>("--quota-backend-bytes") { Description = "Space quota; writes past it raise NOSPACE.", DefaultValueFactory = _ => new CoreLimits().QuotaBytes };
         var unsafeNoFsync = new Option<bool>("--unsafe-no-fsync") { Description = "Do not fsync (unsafe: acknowledged writes can be lost on a crash)." };
+        var listenPeer = new Option<string?>("--listen-peer-urls") { Description = "URL to listen on for Raft traffic from other members (default: the advertised peer URL)." };
+        var initialCluster = new Option<string?>("--initial-cluster") { Description = "Founding members as name=peerURL,… (given: run as a Raft cluster member, even of one)." };
+        var initialClusterState = new Option<string>("--initial-cluster-state")
+        {
+            Description = "new: found the cluster with --initial-cluster; existing: join a running cluster (after `member add`).",
+            DefaultValueFactory = _ => "new",
+        };
+        initialClusterState.AcceptOnlyFromAmong("new", "existing");
+        var heartbeatMs = new Option<int>("--heartbeat-interval") { Description = "Leader heartbeat interval, in ms.", DefaultValueFactory = _ => 100 };
+        var electionMs = new Option<int>("--election-timeout") { Description = "Election timeout, in ms.", DefaultValueFactory = _ => 1000 };
 
-        var command = new Command("serve", "Run an Arbiter member (single node) serving the etcd v3 API.")
+        var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
             name, dataDir, inMemory, listenClient, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
+            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs,
         };
 
         command.SetAction(async (result, cancellationToken) =>
@@ -57,6 +69,35 @@ internal static class ServeCommand
                 Limits = limits,
                 FsyncEnabled = !result.GetValue(unsafeNoFsync),
             };
+            var joinExisting = result.GetValue(initialClusterState) == "existing";
+            if (result.GetValue(initialCluster) is { } members || joinExisting)
+            {
+                if (options.DataDirectory is null)
+                {
+                    Console.Error.WriteLine("error: a cluster member needs a data directory (--in-memory is for a single node)");
+                    return 2;
+                }
+
+                var founding = ParseInitialCluster(result.GetValue(initialCluster) ?? $"{memberName}={options.AdvertisePeerUrls[0]}");
+                if (founding is null || (!joinExisting && (!founding.TryGetValue(memberName, out var own) || !SamePeer(own, options.AdvertisePeerUrls[0]))))
+                {
+                    Console.Error.WriteLine($"error: --initial-cluster must list this member as {memberName}={options.AdvertisePeerUrls[0]} (name=peerURL,…)");
+                    return 2;
+                }
+
+                options = options with
+                {
+                    Cluster = new ClusterOptions
+                    {
+                        ListenPeerUrl = result.GetValue(listenPeer) is { } listen ? Split(listen)[0] : options.AdvertisePeerUrls[0],
+                        InitialCluster = founding,
+                        JoinExisting = joinExisting,
+                        HeartbeatIntervalMs = result.GetValue(heartbeatMs),
+                        ElectionTimeoutMs = result.GetValue(electionMs),
+                    },
+                };
+            }
+
             return await RunAsync(options, new ServerOptions { ListenClientUrls = listenUrls }, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
         });
         return command;
@@ -124,6 +165,34 @@ internal static class ServeCommand
             default:
                 result.AddError($"Unknown log level '{text}': use debug, info, warn or error.");
                 return LogLevel.Information;
+        }
+    }
+
+    /// <summary>Parses etcd's <c>name=peerURL,name=peerURL</c>; null when malformed.</summary>
+    internal static Dictionary<string, string>? ParseInitialCluster(string text)
+    {
+        var members = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var entry in Split(text))
+        {
+            var parts = entry.Split('=', 2, StringSplitOptions.TrimEntries);
+            if (parts.Length != 2 || parts[0].Length == 0 || !Uri.TryCreate(parts[1], UriKind.Absolute, out _) || !members.TryAdd(parts[0], parts[1]))
+            {
+                return null;
+            }
+        }
+
+        return members.Count > 0 ? members : null;
+    }
+
+    private static bool SamePeer(string a, string b)
+    {
+        try
+        {
+            return PeerAddress.Parse(a).Equals(PeerAddress.Parse(b));
+        }
+        catch (ArgumentException)
+        {
+            return false;
         }
     }
 

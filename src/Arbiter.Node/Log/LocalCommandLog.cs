@@ -38,9 +38,18 @@ internal sealed class LocalCommandLog : ICommandLog
 
     public long AppliedIndex => Volatile.Read(ref _appliedIndex);
 
+    public long CommittedIndex => AppliedIndex;
+
     public bool HasLeader => _failure is null;
 
+    public bool IsLeader => true;
+
+    /// <summary>Set by the node: a single node leads itself.</summary>
+    public ulong LeaderId { get; set; }
+
     public ulong Term => 1;
+
+    public ValueTask WaitLinearizableAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
     public Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken)
     {

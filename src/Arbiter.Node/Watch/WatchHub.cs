@@ -145,6 +145,21 @@ public sealed class WatchHub : IDisposable
         }
     }
 
+    /// <summary>Sends every synced watcher to catch up from history (the state was replaced under them).</summary>
+    internal void ResyncAll()
+    {
+        lock (_gate)
+        {
+            foreach (var watcher in _synced)
+            {
+                watcher.Synced = false;
+                watcher.Stream.ScheduleCatchUp(watcher);
+            }
+
+            _synced.Clear();
+        }
+    }
+
     private void NotifyProgress()
     {
         List<Watcher> due;

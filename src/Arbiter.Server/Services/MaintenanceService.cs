@@ -33,17 +33,9 @@ public sealed class MaintenanceService(ArbiterNode node) : Maintenance.Maintenan
     public override Task<DefragmentResponse> Defragment(DefragmentRequest request, ServerCallContext context) =>
         node.DefragmentAsync(request, context.CancellationToken);
 
-    /// <summary>A single node is always the leader; moving leadership needs a cluster.</summary>
-    public override Task<MoveLeaderResponse> MoveLeader(MoveLeaderRequest request, ServerCallContext context)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        if (request.TargetID == node.MemberId)
-        {
-            return Task.FromResult(new MoveLeaderResponse { Header = node.NewHeader(node.Revision) });
-        }
-
-        throw EtcdErrorInterceptor.ToRpcException(new EtcdError(ErrorStatusCode.FailedPrecondition, "etcdserver: bad leader transferee"));
-    }
+    /// <summary>Moves leadership (a cluster leader steps down until the target wins).</summary>
+    public override Task<MoveLeaderResponse> MoveLeader(MoveLeaderRequest request, ServerCallContext context) =>
+        node.MoveLeaderAsync(request, context.CancellationToken);
 
     /// <summary>Streams a consistent snapshot in chunks, then its SHA-256, as etcd does.</summary>
     public override async Task Snapshot(SnapshotRequest request, IServerStreamWriter<SnapshotResponse> responseStream, ServerCallContext context)

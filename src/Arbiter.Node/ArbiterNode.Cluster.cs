@@ -1,0 +1,155 @@
+using Arbiter.Core;
+using Arbiter.Node.Cluster;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Internal;
+using Grpc.Net.Client;
+
+namespace Arbiter.Node;
+
+public sealed partial class ArbiterNode
+{
+    private static readonly EtcdError SingleNode = new(
+        ErrorStatusCode.FailedPrecondition,
+        "arbiter: membership changes need a cluster; this member runs as a single node");
+
+    private static readonly EtcdError NoLearners = new(
+        ErrorStatusCode.InvalidArgument,
+        "arbiter: learner members are not supported; add a voting member");
+
+    private static readonly EtcdError NoPeerUrlUpdate = new(
+        ErrorStatusCode.FailedPrecondition,
+        "arbiter: a member's peer URLs cannot change; remove the member and add it with the new URL");
+
+    /// <summary>The members of the cluster (one, on a single node).</summary>
+    public async Task<MemberListResponse> MemberListAsync(CancellationToken cancellationToken = default)
+    {
+        var response = new MemberListResponse { Header = NewHeader(Revision) };
+        if (_raft is null)
+        {
+            response.Members.Add(Self());
+            return response;
+        }
+
+        response.Members.AddRange(await _raft.ListMembersAsync(cancellationToken).ConfigureAwait(false));
+        return response;
+    }
+
+    /// <summary>Adds a voting member (on the leader; a follower forwards). The new member may be started before or after.</summary>
+    public async Task<MemberAddResponse> MemberAddAsync(MemberAddRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var raft = _raft ?? throw new EtcdException(SingleNode);
+        if (request.IsLearner)
+        {
+            throw new EtcdException(NoLearners);
+        }
+
+        if (request.PeerURLs.Count != 1)
+        {
+            throw new EtcdException(EtcdError.MemberBadUrls);
+        }
+
+        return await OnLeaderAsync(
+            async () =>
+            {
+                var added = raft.AddMember(request.PeerURLs[0]);
+                var response = new MemberAddResponse { Header = NewHeader(Revision), Member = added };
+                response.Members.AddRange(await raft.ListMembersAsync(cancellationToken).ConfigureAwait(false));
+                return response;
+            },
+            channel => new Protocol.Etcd.Cluster.ClusterClient(channel).MemberAddAsync(request, cancellationToken: cancellationToken).ResponseAsync,
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Removes a member (on the leader; a follower forwards).</summary>
+    public async Task<MemberRemoveResponse> MemberRemoveAsync(MemberRemoveRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var raft = _raft ?? throw new EtcdException(request.ID == MemberId ? SingleNode : EtcdError.MemberNotFound);
+        return await OnLeaderAsync(
+            async () =>
+            {
+                await raft.RemoveMemberAsync(request.ID, cancellationToken).ConfigureAwait(false);
+                var response = new MemberRemoveResponse { Header = NewHeader(Revision) };
+                response.Members.AddRange(await raft.ListMembersAsync(cancellationToken).ConfigureAwait(false));
+                return response;
+            },
+            channel => new Protocol.Etcd.Cluster.ClusterClient(channel).MemberRemoveAsync(request, cancellationToken: cancellationToken).ResponseAsync,
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Peer URL updates are refused (the peer URL is the member's identity in the Raft configuration).</summary>
+    public async Task<MemberUpdateResponse> MemberUpdateAsync(MemberUpdateRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_raft is null)
+        {
+            throw new EtcdException(request.ID == MemberId ? SingleNode : EtcdError.MemberNotFound);
+        }
+
+        var members = await _raft.ListMembersAsync(cancellationToken).ConfigureAwait(false);
+        throw new EtcdException(members.Any(m => m.ID == request.ID) ? NoPeerUrlUpdate : EtcdError.MemberNotFound);
+    }
+
+    /// <summary>There are no learners to promote.</summary>
+    public async Task<MemberPromoteResponse> MemberPromoteAsync(MemberPromoteRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var members = (await MemberListAsync(cancellationToken).ConfigureAwait(false)).Members;
+        throw new EtcdException(members.Any(m => m.ID == request.ID) ? EtcdError.MemberNotLearner : EtcdError.MemberNotFound);
+    }
+
+    /// <summary>
+    /// Moves leadership to <see cref="MoveLeaderRequest.TargetID"/>. Must be sent to the leader, as
+    /// in etcd. There is no targeted transfer in DotNext: the leader steps down until the target wins.
+    /// </summary>
+    public async Task<MoveLeaderResponse> MoveLeaderAsync(MoveLeaderRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_raft is null)
+        {
+            return request.TargetID == MemberId
+                ? new MoveLeaderResponse { Header = NewHeader(Revision) }
+                : throw new EtcdException(EtcdError.BadLeaderTransferee);
+        }
+
+        if (!_raft.IsLeader)
+        {
+            throw new EtcdException(EtcdError.NotLeader);
+        }
+
+        await _raft.MoveLeaderAsync(request.TargetID, cancellationToken).ConfigureAwait(false);
+        return new MoveLeaderResponse { Header = NewHeader(Revision) };
+    }
+
+    /// <summary>The leader's side of <c>Peer.Propose</c>: a follower's client write.</summary>
+    public async Task<ForwardedResult> ProposeForwardedAsync(Command command, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var raft = _raft ?? throw new EtcdException(SingleNode);
+        var (result, raftIndex) = await raft.ProposeForwardedAsync(command, cancellationToken).ConfigureAwait(false);
+        return new ForwardedResult { Result = result, RaftIndex = raftIndex };
+    }
+
+    /// <summary>The leader's side of <c>Peer.ReadIndex</c>: confirms leadership, returns the index a linearizable read must see.</summary>
+    public async Task<ReadIndexResponse> ReadIndexForwardedAsync(CancellationToken cancellationToken = default)
+    {
+        var raft = _raft ?? throw new EtcdException(SingleNode);
+        return new ReadIndexResponse { RaftIndex = await raft.ReadIndexForwardedAsync(cancellationToken).ConfigureAwait(false) };
+    }
+
+    /// <summary>Runs <paramref name="here"/> on the leader, or sends the request to the leader's client URL.</summary>
+    private async Task<T> OnLeaderAsync<T>(Func<Task<T>> here, Func<GrpcChannel, Task<T>> remote, CancellationToken cancellationToken)
+    {
+        var raft = _raft!;
+        if (raft.IsLeader)
+        {
+            return await here().ConfigureAwait(false);
+        }
+
+        var url = await raft.LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
+        return url is null
+            ? await here().ConfigureAwait(false)
+            : await remote(raft.ChannelTo(url)).ConfigureAwait(false);
+    }
+}

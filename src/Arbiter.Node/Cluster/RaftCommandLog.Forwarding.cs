@@ -1,0 +1,132 @@
+using System.Collections.Concurrent;
+using Arbiter.Core;
+using Arbiter.Protocol.Internal;
+using DotNext.Net.Cluster.Consensus.Raft;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Node.Cluster;
+
+internal sealed partial class RaftCommandLog
+{
+    /// <summary>Pause before retrying after a leader change or an unreachable leader.</summary>
+    private const int RetryDelayMs = 25;
+
+    /// <summary>What a member that is not the leader answers to a forwarded call.</summary>
+    internal static readonly EtcdError NotLeader = EtcdError.LeaderChanged;
+
+    private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
+
+    /// <summary>The leader's client URL, or null when this member leads. Waits for a leader up to <see cref="ClusterOptions.LeaderWaitTimeoutMs"/>.</summary>
+    public async Task<string?> LeaderClientUrlAsync(CancellationToken cancellationToken)
+    {
+        var leader = _raft.Leader;
+        if (leader is null)
+        {
+            try
+            {
+                leader = await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.LeaderWaitTimeoutMs), cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                throw new EtcdException(EtcdError.NoLeader);
+            }
+        }
+
+        if (!leader.IsRemote)
+        {
+            return null;
+        }
+
+        var metadata = await leader.GetMetadataAsync(refresh: false, cancellationToken).ConfigureAwait(false);
+        if (ClusterId == 0 && metadata.TryGetValue(MetadataClusterId, out var clusterId))
+        {
+            AdoptClusterId(clusterId);
+        }
+
+        return metadata.TryGetValue(MetadataClientUrls, out var urls) && urls.Split(',', StringSplitOptions.RemoveEmptyEntries) is [var first, ..]
+            ? first
+            : throw new EtcdException(EtcdError.NoLeader);
+    }
+
+    /// <summary>A gRPC channel to another member's client URL (kept open, one per URL).</summary>
+    public GrpcChannel ChannelTo(string clientUrl) => _channels.GetOrAdd(clientUrl, static url => GrpcChannel.ForAddress(url, new GrpcChannelOptions
+    {
+        HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, ConnectTimeout = TimeSpan.FromSeconds(2) },
+        MaxReceiveMessageSize = null,
+        MaxSendMessageSize = null,
+    }));
+
+    private async Task<(CommandResult Result, long RaftIndex)?> TryForwardAsync(Command command, CancellationToken cancellationToken)
+    {
+        var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
+        if (url is null)
+        {
+            return null; // this member became the leader meanwhile
+        }
+
+        try
+        {
+            var reply = await new Peer.PeerClient(ChannelTo(url)).ProposeAsync(command, cancellationToken: cancellationToken).ConfigureAwait(false);
+            return (reply.Result, reply.RaftIndex);
+        }
+        catch (RpcException e) when (IsRetryable(e, cancellationToken))
+        {
+            _logger.LogDebug("Forwarding to {Url} failed ({Status}); retrying", url, e.Status.Detail);
+            await Task.Delay(RetryDelayMs, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+    }
+
+    private async Task<long?> TryForwardReadIndexAsync(CancellationToken cancellationToken)
+    {
+        var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
+        if (url is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            var reply = await new Peer.PeerClient(ChannelTo(url)).ReadIndexAsync(new ReadIndexRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
+            return reply.RaftIndex;
+        }
+        catch (RpcException e) when (IsRetryable(e, cancellationToken))
+        {
+            await Task.Delay(RetryDelayMs, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+    }
+
+    /// <summary>Transport failures and "not leader" are retried (the leader may have moved); the caller's deadline bounds it.</summary>
+    private static bool IsRetryable(RpcException e, CancellationToken cancellationToken)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        return e.StatusCode is StatusCode.Unavailable or StatusCode.Internal or StatusCode.Unknown or StatusCode.Cancelled or StatusCode.DeadlineExceeded;
+    }
+
+    private void AdoptClusterId(string hex)
+    {
+        if (ulong.TryParse(hex, System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture, out var id) && id != 0)
+        {
+            ClusterId = id;
+            SaveClusterId(Path.Combine(_options.DataDirectory!, "member"), id);
+            _logger.LogInformation("Joined cluster {ClusterId:x16}", id);
+        }
+    }
+
+    private void DisposeForwarding()
+    {
+        foreach (var channel in _channels.Values)
+        {
+            channel.Dispose();
+        }
+
+        _channels.Clear();
+    }
+}

@@ -1,0 +1,214 @@
+using System.Collections.Concurrent;
+using System.Net;
+using Arbiter.Core;
+using Arbiter.Protocol.Etcd;
+using DotNext.Net.Cluster;
+using DotNext.Net.Cluster.Consensus.Raft;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Node.Cluster;
+
+internal sealed partial class RaftCommandLog
+{
+    /// <summary>How long MemberList waits for a member's name and client URLs before listing it without them.</summary>
+    private const int MetadataTimeoutMs = 500;
+
+    /// <summary>Pause between attempts to add a member that is not answering yet.</summary>
+    private const int MemberAddRetryDelayMs = 500;
+
+    private readonly SemaphoreSlim _membershipChange = new(1, 1);
+    private readonly ConcurrentDictionary<string, ulong> _pendingAdds = new(StringComparer.Ordinal);
+
+    /// <summary>Every member (voting, from the Raft configuration), plus members added but not yet started.</summary>
+    public async Task<IReadOnlyList<Member>> ListMembersAsync(CancellationToken cancellationToken)
+    {
+        var members = new List<Member>();
+        foreach (var raftMember in _raft.Members)
+        {
+            var peerUrl = PeerAddress.ToUrl(raftMember.EndPoint);
+            var member = new Member { ID = PeerAddress.MemberId(raftMember.EndPoint, _options.ClusterToken) };
+            member.PeerURLs.Add(peerUrl);
+            if (await TryGetMetadataAsync(raftMember, cancellationToken).ConfigureAwait(false) is { } metadata)
+            {
+                member.Name = metadata.GetValueOrDefault(MetadataName, string.Empty);
+                member.ClientURLs.AddRange(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries));
+            }
+
+            members.Add(member);
+        }
+
+        foreach (var (peerUrl, id) in _pendingAdds)
+        {
+            if (members.TrueForAll(m => m.ID != id))
+            {
+                // etcd lists an added member that has not started with an empty name and no client URLs.
+                var member = new Member { ID = id };
+                member.PeerURLs.Add(peerUrl);
+                members.Add(member);
+            }
+        }
+
+        return members;
+    }
+
+    private static async Task<IReadOnlyDictionary<string, string>?> TryGetMetadataAsync(DotNext.Net.Cluster.Consensus.Raft.RaftClusterMember member, CancellationToken cancellationToken)
+    {
+        if (member.Status == ClusterMemberStatus.Unavailable)
+        {
+            return null;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(MetadataTimeoutMs);
+        try
+        {
+            return await member.GetMetadataAsync(refresh: false, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or MemberUnavailableException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// Adds a member (leader only). As in etcd, the member may start afterwards: the leader keeps
+    /// trying to bring it in (catch-up, then the configuration change) until it answers or
+    /// <see cref="ClusterOptions.MemberAddTimeoutMs"/> passes. One change at a time.
+    /// </summary>
+    public Member AddMember(string peerUrl)
+    {
+        IPEndPoint endPoint;
+        try
+        {
+            endPoint = PeerAddress.Parse(peerUrl);
+        }
+        catch (ArgumentException)
+        {
+            throw new EtcdException(EtcdError.MemberBadUrls);
+        }
+
+        var canonical = PeerAddress.ToUrl(endPoint);
+        if (_raft.Members.Any(m => PeerAddress.ToUrl(m.EndPoint) == canonical))
+        {
+            throw new EtcdException(EtcdError.PeerUrlExists);
+        }
+
+        if (!_membershipChange.Wait(0))
+        {
+            throw new EtcdException(EtcdError.Unhealthy);
+        }
+
+        var id = PeerAddress.MemberId(endPoint, _options.ClusterToken);
+        _pendingAdds[canonical] = id;
+        _ = Task.Run(() => BringInAsync(endPoint, canonical), CancellationToken.None);
+        var member = new Member { ID = id };
+        member.PeerURLs.Add(canonical);
+        return member;
+    }
+
+    private async Task BringInAsync(IPEndPoint endPoint, string canonical)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        timeout.CancelAfter(_cluster.MemberAddTimeoutMs);
+        try
+        {
+            while (!timeout.IsCancellationRequested && IsLeader)
+            {
+                try
+                {
+                    if (await _raft.AddMemberAsync(endPoint, timeout.Token).ConfigureAwait(false))
+                    {
+                        _logger.LogInformation("Member {PeerUrl} added", canonical);
+                        return;
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    _logger.LogDebug("Adding member {PeerUrl} failed ({Message}); retrying", canonical, e.Message);
+                }
+
+                await Task.Delay(MemberAddRetryDelayMs, timeout.Token).ConfigureAwait(false);
+            }
+
+            _logger.LogWarning("Member {PeerUrl} was not added (leadership lost or it never answered)", canonical);
+        }
+        catch (OperationCanceledException)
+        {
+            _logger.LogWarning("Member {PeerUrl} was not added within {TimeoutMs} ms", canonical, _cluster.MemberAddTimeoutMs);
+        }
+        finally
+        {
+            _pendingAdds.TryRemove(canonical, out _);
+            _membershipChange.Release();
+        }
+    }
+
+    /// <summary>Removes a member by id (leader only).</summary>
+    public async Task RemoveMemberAsync(ulong memberId, CancellationToken cancellationToken)
+    {
+        var target = _raft.Members.FirstOrDefault(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) == memberId)
+            ?? throw new EtcdException(EtcdError.MemberNotFound);
+        if (!await _membershipChange.WaitAsync(0, cancellationToken).ConfigureAwait(false))
+        {
+            throw new EtcdException(EtcdError.Unhealthy);
+        }
+
+        try
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+            deadline.CancelAfter(_cluster.RequestTimeoutMs);
+            if (!await _raft.RemoveMemberAsync(target.EndPoint, deadline.Token).ConfigureAwait(false))
+            {
+                throw new EtcdException(EtcdError.Unhealthy);
+            }
+
+            _logger.LogInformation("Member {PeerUrl} removed", PeerAddress.ToUrl(target.EndPoint));
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new EtcdException(EtcdError.Timeout);
+        }
+        finally
+        {
+            _membershipChange.Release();
+        }
+    }
+
+    /// <summary>
+    /// Moves leadership. DotNext has no targeted transfer: the leader steps down (asked over the
+    /// peer connection when it is another member) and a normal election follows; this repeats
+    /// until the target wins or the request times out.
+    /// </summary>
+    public async Task MoveLeaderAsync(ulong targetId, CancellationToken cancellationToken)
+    {
+        if (_raft.Members.All(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) != targetId))
+        {
+            throw new EtcdException(EtcdError.BadLeaderTransferee);
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        try
+        {
+            while (true)
+            {
+                var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.RequestTimeoutMs), deadline.Token).ConfigureAwait(false);
+                if (PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) == targetId)
+                {
+                    return;
+                }
+
+                var term = _raft.Term;
+                await leader.ResignAsync(deadline.Token).ConfigureAwait(false);
+                while (_raft.Term == term || _raft.Leader is null)
+                {
+                    await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException or MemberUnavailableException && !cancellationToken.IsCancellationRequested)
+        {
+            throw new EtcdException(EtcdError.LeaderTransferTimeout);
+        }
+    }
+}

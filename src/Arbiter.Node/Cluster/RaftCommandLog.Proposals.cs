@@ -1,0 +1,252 @@
+using Arbiter.Core;
+using Arbiter.Protocol.Internal;
+using DotNext.Net.Cluster.Consensus.Raft;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Node.Cluster;
+
+internal sealed partial class RaftCommandLog
+{
+    /// <summary>Upper bound on one Raft entry's payload; the rest of the queue waits for the next entry.</summary>
+    private const int BatchSizeBytesMax = 1024 * 1024;
+
+    public async Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken)
+    {
+        var (result, _) = await ProposeCoreAsync(command, allowForwarding: true, cancellationToken).ConfigureAwait(false);
+        return result;
+    }
+
+    /// <summary>
+    /// A command forwarded by a follower: proposed here only if this member leads; otherwise the
+    /// follower gets "not leader" (Unavailable) and tries the leader it sees next.
+    /// </summary>
+    public Task<(CommandResult Result, long RaftIndex)> ProposeForwardedAsync(Command command, CancellationToken cancellationToken)
+        => ProposeCoreAsync(command, allowForwarding: false, cancellationToken);
+
+    private async Task<(CommandResult Result, long RaftIndex)> ProposeCoreAsync(Command command, bool allowForwarding, CancellationToken cancellationToken)
+    {
+        if (command.RequestId == 0)
+        {
+            throw new ArgumentException("Cluster proposals need a request id (retries rely on it).", nameof(command));
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        try
+        {
+            while (true)
+            {
+                if (_stateMachine.Failed)
+                {
+                    throw new EtcdException(EtcdError.Stopped);
+                }
+
+                if (IsLeader)
+                {
+                    var applied = await TryProposeOnLeaderAsync(command, deadline.Token).ConfigureAwait(false);
+                    if (applied is { } done)
+                    {
+                        return done;
+                    }
+
+                    continue;
+                }
+
+                if (!allowForwarding)
+                {
+                    throw new EtcdException(NotLeader);
+                }
+
+                var forwarded = await TryForwardAsync(command, deadline.Token).ConfigureAwait(false);
+                if (forwarded is { } answer)
+                {
+                    // Wait until this member has applied it too, so the client's next serializable
+                    // read or watch here sees its own write.
+                    await WaitAppliedAsync(answer.RaftIndex, deadline.Token).ConfigureAwait(false);
+                    return answer;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new EtcdException(_stopping.IsCancellationRequested ? EtcdError.Stopped : HasLeader ? EtcdError.Timeout : EtcdError.NoLeader);
+        }
+    }
+
+    /// <summary>Queues the command for the next Raft entry; null if leadership was lost before it committed (the caller retries, same request id).</summary>
+    private async Task<(CommandResult Result, long RaftIndex)?> TryProposeOnLeaderAsync(Command command, CancellationToken cancellationToken)
+    {
+        // Lease time is the leader's clock, whoever received the request.
+        command.TimeMs = _options.Clock.NowMs;
+        var proposal = new Proposal(command);
+        var waiting = _waiting.GetOrAdd(command.RequestId, proposal);
+        if (!_leaderQueue.Writer.TryWrite(proposal))
+        {
+            throw new EtcdException(EtcdError.Stopped);
+        }
+
+        try
+        {
+            // A retry of a request id already in flight here shares its outcome; proposing it
+            // again is harmless as the core applies each id once.
+            return await waiting.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (NotLeaderException)
+        {
+            _waiting.TryRemove(new KeyValuePair<ulong, Proposal>(command.RequestId, waiting));
+            return null;
+        }
+        catch (OperationCanceledException)
+        {
+            _waiting.TryRemove(new KeyValuePair<ulong, Proposal>(command.RequestId, waiting));
+            throw;
+        }
+    }
+
+    private async Task BatchLoopAsync()
+    {
+        var reader = _leaderQueue.Reader;
+        var token = _stopping.Token;
+        while (await reader.WaitToReadAsync(token).ConfigureAwait(false))
+        {
+            await _replicationSlots.WaitAsync(token).ConfigureAwait(false);
+            var batch = new List<Proposal>();
+            var sizeBytes = 0;
+            while (batch.Count < _options.BatchCommandsMax && sizeBytes < BatchSizeBytesMax && reader.TryRead(out var proposal))
+            {
+                batch.Add(proposal);
+                sizeBytes += proposal.Command.CalculateSize();
+            }
+
+            if (batch.Count == 0)
+            {
+                _replicationSlots.Release();
+                continue;
+            }
+
+            _ = ReplicateAsync(batch);
+        }
+    }
+
+    private async Task ReplicateAsync(List<Proposal> batch)
+    {
+        try
+        {
+            var entry = new CommandBatch();
+            foreach (var proposal in batch)
+            {
+                entry.Commands.Add(proposal.Command);
+            }
+
+            // Returns once a quorum has the entry (the leader flushed it) and it is applied here;
+            // the apply completed every proposal of the batch (OnApplied).
+            await _raft.ReplicateAsync(new BinaryLogEntry { Content = entry.ToByteArray(), Term = _raft.Term }, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (NotLeaderException e)
+        {
+            // The entry may still commit under the next leader: its request ids make a retry safe.
+            FailAll(batch, e);
+        }
+        catch (InvalidOperationException e) when (!IsLeader)
+        {
+            FailAll(batch, new NotLeaderException(e));
+        }
+        catch (OperationCanceledException)
+        {
+            FailAll(batch, new EtcdException(EtcdError.Stopped));
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "Replicating a batch of {Count} command(s) failed", batch.Count);
+            FailAll(batch, new EtcdException(EtcdError.Stopped));
+        }
+        finally
+        {
+            _replicationSlots.Release();
+        }
+    }
+
+    private static void FailAll(List<Proposal> batch, Exception error)
+    {
+        foreach (var proposal in batch)
+        {
+            proposal.Fail(error);
+        }
+    }
+
+    /// <summary>Called by the state machine for every applied command, on every member.</summary>
+    private void OnApplied(Command command, CommandResult result, long raftIndex)
+    {
+        if (command.RequestId != 0 && _waiting.TryRemove(command.RequestId, out var proposal))
+        {
+            proposal.Complete(result, raftIndex);
+        }
+    }
+
+    private async Task WaitAppliedAsync(long raftIndex, CancellationToken cancellationToken)
+    {
+        if (AppliedIndex < raftIndex)
+        {
+            await _wal.WaitForApplyAsync(raftIndex, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask WaitLinearizableAsync(CancellationToken cancellationToken)
+    {
+        await ReadIndexCoreAsync(allowForwarding: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The leader's side of a follower's ReadIndex: confirm leadership with a quorum, return the applied index.</summary>
+    public Task<long> ReadIndexForwardedAsync(CancellationToken cancellationToken)
+        => ReadIndexCoreAsync(allowForwarding: false, cancellationToken);
+
+    private async Task<long> ReadIndexCoreAsync(bool allowForwarding, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        try
+        {
+            while (true)
+            {
+                if (IsLeader)
+                {
+                    try
+                    {
+                        // A quorum round that started after this call, then apply up to the log's end
+                        // as it was: the state then holds every write acknowledged before the read.
+                        await _raft.ApplyReadBarrierAsync(ReadBarrierType.Strong, deadline.Token).ConfigureAwait(false);
+                        return AppliedIndex;
+                    }
+                    catch (Exception e) when (e is NotLeaderException or QuorumUnreachableException)
+                    {
+                        await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
+                        continue;
+                    }
+                }
+
+                if (!allowForwarding)
+                {
+                    throw new EtcdException(NotLeader);
+                }
+
+                if (await TryForwardReadIndexAsync(deadline.Token).ConfigureAwait(false) is { } index)
+                {
+                    await WaitAppliedAsync(index, deadline.Token).ConfigureAwait(false);
+                    return index;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new EtcdException(_stopping.IsCancellationRequested ? EtcdError.Stopped : HasLeader ? EtcdError.Timeout : EtcdError.NoLeader);
+        }
+    }
+
+    /// <summary>Snapshots are taken by the state machine every <see cref="NodeOptions.SnapshotEveryEntries"/> entries; Defragment asks for one at the next entry.</summary>
+    public Task SnapshotAsync(CancellationToken cancellationToken)
+    {
+        _stateMachine.RequestSnapshot();
+        return Task.CompletedTask;
+    }
+}

@@ -1,0 +1,242 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Threading.Channels;
+using Arbiter.Core;
+using Arbiter.Protocol.Internal;
+using DotNext.Net.Cluster.Consensus.Raft;
+using DotNext.Net.Cluster.Consensus.Raft.Membership;
+using DotNext.Net.Cluster.Consensus.Raft.StateMachine;
+using Google.Protobuf;
+using Microsoft.Extensions.Logging;
+using RaftWal = DotNext.Net.Cluster.Consensus.Raft.StateMachine.WriteAheadLog;
+
+namespace Arbiter.Node.Cluster;
+
+/// <summary>
+/// The cluster log: commands replicate through DotNext's Raft (TCP transport, its write-ahead
+/// log with checksums) and are applied by <see cref="RaftStateMachine"/> on every member. On the
+/// leader, waiting proposals are batched into one entry; followers forward proposals and
+/// linearizable reads to the leader over the client port (<c>arbiter.internal.v1.Peer</c>).
+/// </summary>
+internal sealed partial class RaftCommandLog : Log.ICommandLog
+{
+    internal const string MetadataName = "name";
+    internal const string MetadataClientUrls = "client-urls";
+    internal const string MetadataClusterId = "cluster-id";
+
+    private readonly NodeOptions _options;
+    private readonly ClusterOptions _cluster;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Channel<Proposal> _leaderQueue = Channel.CreateUnbounded<Proposal>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ConcurrentDictionary<ulong, Proposal> _waiting = new();
+    private readonly SemaphoreSlim _replicationSlots;
+    private RaftStateMachine _stateMachine = null!;
+    private RaftWal _wal = null!;
+    private RaftCluster _raft = null!;
+    private FileMembershipStorage _membership = null!;
+    private Task _batchLoop = Task.CompletedTask;
+
+    private RaftCommandLog(NodeOptions options, ILogger logger)
+    {
+        _options = options;
+        _cluster = options.Cluster ?? throw new ArgumentException("Cluster options are required.", nameof(options));
+        _logger = logger;
+        _replicationSlots = new SemaphoreSlim(Math.Max(1, _cluster.ReplicationsInFlightMax));
+        AdvertisedPeer = PeerAddress.Parse(options.AdvertisePeerUrls[0]);
+    }
+
+    /// <summary>The endpoint other members know this member by (its advertised peer URL).</summary>
+    public EndPoint AdvertisedPeer { get; }
+
+    /// <summary>This member's id.</summary>
+    public ulong MemberId => PeerAddress.MemberId(AdvertisedPeer, _options.ClusterToken);
+
+    /// <summary>The cluster id (from the founding members; persisted so joiners keep the one they were given).</summary>
+    public ulong ClusterId { get; private set; }
+
+    public long AppliedIndex => _stateMachine.RaftAppliedIndex;
+
+    public long CommittedIndex => _wal.LastCommittedEntryIndex;
+
+    public bool HasLeader => !_stateMachine.Failed && _raft.Leader is not null;
+
+    public bool IsLeader => !_stateMachine.Failed && !_raft.LeadershipToken.IsCancellationRequested;
+
+    public ulong LeaderId => _raft.Leader is { } leader ? PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) : 0;
+
+    public ulong Term => (ulong)Math.Max(0, _raft.Term);
+
+    /// <summary>
+    /// Opens the member's Raft state under <c>data-dir/member</c>: restores the latest snapshot,
+    /// opens the log (which replays committed entries after it) and starts the Raft node.
+    /// </summary>
+    public static async Task<RaftCommandLog> StartAsync(StateHost host, NodeOptions options, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    {
+        var dataDirectory = options.DataDirectory ?? throw new ArgumentException("A cluster member needs a data directory.", nameof(options));
+        var log = new RaftCommandLog(options, loggerFactory.CreateLogger("Arbiter.Raft"));
+        try
+        {
+            await log.OpenAsync(host, dataDirectory, loggerFactory, cancellationToken).ConfigureAwait(false);
+            return log;
+        }
+        catch
+        {
+            await log.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task OpenAsync(StateHost host, string dataDirectory, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
+    {
+        var memberDirectory = Path.Combine(dataDirectory, "member");
+        Directory.CreateDirectory(memberDirectory);
+        ClusterId = LoadOrCreateClusterId(memberDirectory);
+
+        // Restore the snapshot before the log opens, or DotNext replays the whole log into an empty state.
+        _stateMachine = new RaftStateMachine(
+            new DirectoryInfo(Path.Combine(memberDirectory, "snap")), host, _options.Limits,
+            _options.SnapshotEveryEntries, OnApplied, _logger);
+        await _stateMachine.RestoreAsync(cancellationToken).ConfigureAwait(false);
+        _wal = new RaftWal(
+            new RaftWal.Options
+            {
+                Location = Path.Combine(memberDirectory, "raft"),
+                HashAlgorithm = RaftWal.IntegrityHashAlgorithm.Crc32,
+            },
+            _stateMachine);
+
+        _membership = new FileMembershipStorage(Path.Combine(memberDirectory, "members"));
+        await WriteInitialMembershipAsync(memberDirectory, cancellationToken).ConfigureAwait(false);
+
+        var configuration = new RaftCluster.TcpConfiguration(PeerAddress.Parse(_cluster.ListenPeerUrl))
+        {
+            PublicEndPoint = AdvertisedPeer,
+            LowerElectionTimeout = _cluster.ElectionTimeoutMs,
+            UpperElectionTimeout = _cluster.ElectionTimeoutMs * 2,
+            HeartbeatThreshold = Math.Clamp((double)_cluster.HeartbeatIntervalMs / _cluster.ElectionTimeoutMs, 0.05, 0.9),
+            RequestTimeout = TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs),
+            ColdStart = false,
+            ConfigurationStorage = _membership,
+            LoggerFactory = loggerFactory,
+        };
+        configuration.Metadata[MetadataName] = _options.Name;
+        configuration.Metadata[MetadataClientUrls] = string.Join(",", _options.AdvertiseClientUrls);
+        configuration.Metadata[MetadataClusterId] = ClusterId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+
+        _raft = new RaftCluster(configuration) { AuditTrail = _wal };
+        _raft.LeaderChanged += (_, leader) => _logger.LogInformation(
+            "Leader is now {Leader} (term {Term})", leader is null ? "(none)" : PeerAddress.ToUrl(leader.EndPoint), _raft.Term);
+        _batchLoop = Task.Run(BatchLoopAsync, CancellationToken.None);
+        await _raft.StartAsync(cancellationToken).ConfigureAwait(false);
+        _logger.LogInformation(
+            "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}",
+            PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex);
+    }
+
+    private async Task WriteInitialMembershipAsync(string memberDirectory, CancellationToken cancellationToken)
+    {
+        // Only on first start of a founding member: afterwards the membership on disk (kept
+        // current by Raft) wins over --initial-cluster, as etcd does.
+        var marker = Path.Combine(memberDirectory, "members");
+        if (File.Exists(marker) || _cluster.JoinExisting)
+        {
+            return;
+        }
+
+        IClusterConfigurationStorage<EndPoint> storage = _membership;
+        var configuration = await storage.LoadConfigurationAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var peerUrl in _cluster.InitialCluster.Values)
+        {
+            configuration = configuration.Add(PeerAddress.Parse(peerUrl));
+        }
+
+        await ((IClusterConfigurationStorage)storage).SaveConfigurationAsync(configuration, 0L, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ulong LoadOrCreateClusterId(string memberDirectory)
+    {
+        var file = Path.Combine(memberDirectory, "cluster-id");
+        if (File.Exists(file))
+        {
+            return ulong.Parse(File.ReadAllText(file).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        if (_cluster.JoinExisting)
+        {
+            return 0; // learned from the leader when joining
+        }
+
+        var id = PeerAddress.ClusterId(_cluster.InitialCluster.Values.Select(PeerAddress.Parse), _options.ClusterToken);
+        SaveClusterId(memberDirectory, id);
+        return id;
+    }
+
+    private static void SaveClusterId(string memberDirectory, ulong id)
+    {
+        var file = Path.Combine(memberDirectory, "cluster-id");
+        var temporary = file + ".tmp";
+        File.WriteAllText(temporary, id.ToString("x16", System.Globalization.CultureInfo.InvariantCulture));
+        File.Move(temporary, file, overwrite: true);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        _leaderQueue.Writer.TryComplete();
+        try
+        {
+            await _batchLoop.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        if (_raft is not null)
+        {
+            await _raft.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            _raft.Dispose();
+        }
+
+        if (_wal is not null)
+        {
+            await _wal.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_stateMachine is not null)
+        {
+            await _stateMachine.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _membership?.Dispose();
+        foreach (var proposal in _waiting.Values)
+        {
+            proposal.Fail(new EtcdException(EtcdError.Stopped));
+        }
+
+        DisposeForwarding();
+        _replicationSlots.Dispose();
+        _stopping.Dispose();
+    }
+
+    /// <summary>A command waiting to be committed and applied on this member.</summary>
+    private sealed class Proposal(Command command)
+    {
+        private readonly TaskCompletionSource<(CommandResult Result, long RaftIndex)> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Command Command { get; } = command;
+
+        public Task<(CommandResult Result, long RaftIndex)> Task => _completion.Task;
+
+        public bool IsDone => _completion.Task.IsCompleted;
+
+        public void Complete(CommandResult result, long raftIndex) => _completion.TrySetResult((result, raftIndex));
+
+        public void Fail(Exception error) => _completion.TrySetException(error);
+    }
+}
