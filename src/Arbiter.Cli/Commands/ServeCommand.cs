@@ -41,12 +41,13 @@ internal static class ServeCommand
         initialClusterState.AcceptOnlyFromAmong("new", "existing");
         var heartbeatMs = new Option<int>("--heartbeat-interval") { Description = "Leader heartbeat interval, in ms.", DefaultValueFactory = _ => 100 };
         var electionMs = new Option<int>("--election-timeout") { Description = "Election timeout, in ms.", DefaultValueFactory = _ => 1000 };
+        var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
             name, dataDir, inMemory, listenClient, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
-            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs,
+            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount,
         };
 
         command.SetAction(async (result, cancellationToken) =>
@@ -68,6 +69,7 @@ internal static class ServeCommand
                 ClusterToken = result.GetValue(clusterToken)!,
                 Limits = limits,
                 FsyncEnabled = !result.GetValue(unsafeNoFsync),
+                SnapshotEveryEntries = Math.Max(1, result.GetValue(snapshotCount)),
             };
             var joinExisting = result.GetValue(initialClusterState) == "existing";
             if (result.GetValue(initialCluster) is { } members || joinExisting)

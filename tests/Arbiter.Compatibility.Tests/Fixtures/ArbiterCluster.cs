@@ -1,0 +1,224 @@
+using Arbiter.Protocol.Etcd;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace Arbiter.Compatibility.Tests.Fixtures;
+
+/// <summary>How the members of a test cluster run.</summary>
+public sealed record ClusterSettings
+{
+    /// <summary>Short timeouts so that failover is quick in tests (the defaults are 100/1000 ms).</summary>
+    public int HeartbeatIntervalMs { get; init; } = 50;
+
+    public int ElectionTimeoutMs { get; init; } = 400;
+
+    /// <summary>Raft entries between snapshots; small values exercise snapshot install.</summary>
+    public int SnapshotCount { get; init; } = 20_000;
+}
+
+/// <summary>One member of an <see cref="ArbiterCluster"/>: a real <c>arbiter serve</c> process with its own ports and data dir.</summary>
+public sealed class ArbiterClusterMember(string name, ArbiterCluster cluster) : ServerProcess(name)
+{
+    /// <summary><c>new</c> for founders; <c>existing</c> for members added later (and for a wiped member rejoining).</summary>
+    public string InitialClusterState { get; set; } = "new";
+
+    /// <summary>The member id the cluster reports for this member (from Status; 0 before the first start).</summary>
+    public ulong MemberId { get; internal set; }
+
+    protected override string FileName => "dotnet";
+
+    protected override IEnumerable<string> Arguments(bool isRestart) =>
+    [
+        ArbiterProcess.DllPath,
+        "serve",
+        "--name", Name,
+        "--data-dir", DataDir,
+        "--listen-client-urls", Endpoint,
+        "--advertise-client-urls", Endpoint,
+        "--initial-advertise-peer-urls", PeerUrl,
+        "--listen-peer-urls", PeerUrl,
+        "--initial-cluster", cluster.InitialClusterFor(this),
+        "--initial-cluster-state", InitialClusterState,
+        "--heartbeat-interval", cluster.Settings.HeartbeatIntervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--election-timeout", cluster.Settings.ElectionTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--snapshot-count", cluster.Settings.SnapshotCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--log-level", "info",
+    ];
+
+    /// <summary>Deletes everything in the data dir (the member must be stopped): a machine that lost its disk.</summary>
+    public void WipeData()
+    {
+        if (IsRunning)
+        {
+            throw new InvalidOperationException($"{Name} is running; stop it before wiping its data");
+        }
+
+        foreach (var entry in new DirectoryInfo(DataDir).EnumerateFileSystemInfos())
+        {
+            if (entry is DirectoryInfo directory)
+            {
+                directory.Delete(recursive: true);
+            }
+            else
+            {
+                entry.Delete();
+            }
+        }
+    }
+
+    public GrpcChannel OpenChannel() => GrpcChannel.ForAddress(Endpoint, ServerFixture.ChannelOptions);
+}
+
+/// <summary>
+/// A Raft cluster of real Arbiter processes on loopback. Founders start together with
+/// <c>--initial-cluster-state new</c>; <see cref="AddMemberAsync"/> grows it the etcd way
+/// (MemberAdd on the cluster, then start the new member with <c>existing</c>).
+/// </summary>
+public sealed class ArbiterCluster : IAsyncDisposable
+{
+    private readonly List<ArbiterClusterMember> _members = [];
+    private readonly List<ArbiterClusterMember> _founders = [];
+    private readonly HashSet<ArbiterClusterMember> _removed = [];
+    private int _nameCounter;
+
+    private ArbiterCluster(ClusterSettings settings) => Settings = settings;
+
+    public ClusterSettings Settings { get; }
+
+    /// <summary>Every member ever started (including removed ones, until disposal).</summary>
+    public IReadOnlyList<ArbiterClusterMember> Members => _members;
+
+    public IEnumerable<ArbiterClusterMember> Running => _members.Where(m => m.IsRunning);
+
+    /// <summary>Server output of every member, for failure messages.</summary>
+    public string Logs => string.Join("\n", _members.Select(m => $"===== {m.Name} =====\n{m.Log}"));
+
+    /// <summary>Starts <paramref name="size"/> founding members and waits until they agree on a leader.</summary>
+    public static async Task<ArbiterCluster> StartAsync(int size, ClusterSettings? settings = null)
+    {
+        var cluster = new ArbiterCluster(settings ?? new ClusterSettings());
+        try
+        {
+            for (var i = 0; i < size; i++)
+            {
+                var member = cluster.NewMember();
+                cluster._founders.Add(member);
+            }
+
+            // Start all at once: each waits only until its own client port answers.
+            await Task.WhenAll(cluster._founders.Select(m => m.StartAsync())).ConfigureAwait(false);
+            await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private ArbiterClusterMember NewMember()
+    {
+        var member = new ArbiterClusterMember($"m{++_nameCounter}", this);
+        _members.Add(member);
+        return member;
+    }
+
+    internal string InitialClusterFor(ArbiterClusterMember member)
+    {
+        var listed = member.InitialClusterState == "new" ? _founders : _members.Where(m => (m.IsRunning && !_removed.Contains(m)) || m == member);
+        return string.Join(",", listed.Select(m => $"{m.Name}={m.PeerUrl}"));
+    }
+
+    /// <summary>
+    /// Waits until every running member reports the same leader (a running member) and returns it.
+    /// </summary>
+    public async Task<ArbiterClusterMember> WaitForLeaderAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        string last = "no answer yet";
+        while (DateTime.UtcNow < deadline)
+        {
+            var statuses = new List<(ArbiterClusterMember Member, StatusResponse? Status)>();
+            foreach (var member in Running.ToList())
+            {
+                statuses.Add((member, await TryStatusAsync(member).ConfigureAwait(false)));
+            }
+
+            foreach (var (member, status) in statuses)
+            {
+                if (status is not null)
+                {
+                    member.MemberId = status.Header.MemberId;
+                }
+            }
+
+            var leaders = statuses.Select(s => s.Status?.Leader ?? 0).Distinct().ToList();
+            if (leaders is [var leaderId] && leaderId != 0 && statuses.FirstOrDefault(s => s.Member.MemberId == leaderId).Member is { } leader)
+            {
+                return leader;
+            }
+
+            last = string.Join(", ", statuses.Select(s => $"{s.Member.Name}→{s.Status?.Leader ?? 0:x}"));
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+
+        throw new TimeoutException($"no agreed leader within {timeout}: {last}\n{Logs}");
+    }
+
+    /// <summary>A running member that is not the leader.</summary>
+    public async Task<ArbiterClusterMember> FollowerAsync()
+    {
+        var leader = await WaitForLeaderAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        return Running.First(m => m != leader);
+    }
+
+    public static async Task<StatusResponse?> TryStatusAsync(ArbiterClusterMember member)
+    {
+        try
+        {
+            using var channel = GrpcChannel.ForAddress(member.Endpoint);
+            return await new Maintenance.MaintenanceClient(channel)
+                .StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(2)).ConfigureAwait(false);
+        }
+        catch (RpcException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Grows the cluster the etcd way: MemberAdd through <paramref name="via"/>, then start the new member with <c>existing</c>.</summary>
+    public async Task<ArbiterClusterMember> AddMemberAsync(ArbiterClusterMember via)
+    {
+        var member = NewMember();
+        member.InitialClusterState = "existing";
+        using (var channel = via.OpenChannel())
+        {
+            var request = new MemberAddRequest();
+            request.PeerURLs.Add(member.PeerUrl);
+            var added = await new Protocol.Etcd.Cluster.ClusterClient(channel).MemberAddAsync(request, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
+            member.MemberId = added.Member.ID;
+        }
+
+        await member.StartAsync().ConfigureAwait(false);
+        return member;
+    }
+
+    /// <summary>MemberRemove through <paramref name="via"/>; the removed member's process is stopped afterwards.</summary>
+    public async Task RemoveMemberAsync(ArbiterClusterMember via, ArbiterClusterMember removed)
+    {
+        using (var channel = via.OpenChannel())
+        {
+            await new Protocol.Etcd.Cluster.ClusterClient(channel)
+                .MemberRemoveAsync(new MemberRemoveRequest { ID = removed.MemberId }, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
+        }
+
+        _removed.Add(removed);
+        await removed.StopAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Task.WhenAll(_members.Select(m => m.DisposeAsync().AsTask())).ConfigureAwait(false);
+    }
+}
