@@ -3,4 +3,5 @@ using Arbiter.Cli.Commands;
 
 var root = new RootCommand("Arbiter: a coordination service that speaks the etcd v3 protocol.");
 root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(LocalClusterCommand.Create());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);
