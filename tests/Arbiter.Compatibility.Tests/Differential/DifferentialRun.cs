@@ -26,14 +26,21 @@ public sealed class DifferentialRun(int seed, int opCount, ITestOutputHelper out
             : new TheoryData<int>(defaults);
     }
 
-    public async Task RunAsync(ServerProcess reference, ServerProcess candidate)
+    public Task RunAsync(ServerProcess reference, ServerProcess candidate)
+        => RunAsync(reference, () => candidate.StartAsync(), () => candidate.Endpoint, () => candidate.Log);
+
+    /// <summary>Against a fixture's endpoint (a cluster's follower); the caller disposes the fixture.</summary>
+    public Task RunAsync(ServerProcess reference, ServerFixture candidate)
+        => RunAsync(reference, candidate.InitializeAsync, () => candidate.Endpoint, () => candidate.Log);
+
+    private async Task RunAsync(ServerProcess reference, Func<Task> startCandidate, Func<string> candidateEndpoint, Func<string> candidateLog)
     {
         output.WriteLine($"differential seed {seed}, {opCount} ops (replay: {SeedVariable}={seed})");
         try
         {
-            await Task.WhenAll(reference.StartAsync(), candidate.StartAsync());
+            await Task.WhenAll(reference.StartAsync(), startCandidate());
             using var referenceChannel = GrpcChannel.ForAddress(reference.Endpoint, ServerFixture.ChannelOptions);
-            using var candidateChannel = GrpcChannel.ForAddress(candidate.Endpoint, ServerFixture.ChannelOptions);
+            using var candidateChannel = GrpcChannel.ForAddress(candidateEndpoint(), ServerFixture.ChannelOptions);
             await RunOpsAsync(referenceChannel, candidateChannel);
         }
         catch (Exception)
@@ -43,7 +50,7 @@ public sealed class DifferentialRun(int seed, int opCount, ITestOutputHelper out
             output.WriteLine("--- reference (etcd) log tail ---");
             output.WriteLine(Tail(reference.Log));
             output.WriteLine("--- candidate log tail ---");
-            output.WriteLine(Tail(candidate.Log));
+            output.WriteLine(Tail(candidateLog()));
             throw;
         }
     }

@@ -8,7 +8,7 @@ namespace Arbiter.Compatibility.Tests.Fixtures;
 /// <summary>What a scenario needs from the server under test, whichever it is.</summary>
 public interface ITarget
 {
-    /// <summary>"etcd" or "arbiter".</summary>
+    /// <summary>"etcd", "arbiter" or "arbiter-cluster".</summary>
     string TargetName { get; }
 
     /// <summary>"http://127.0.0.1:port".</summary>
@@ -22,24 +22,37 @@ public interface ITarget
 
 /// <summary>
 /// One running server shared by the tests of a class (IClassFixture). Tests isolate themselves by
-/// key prefix. Subclasses choose the server.
+/// key prefix. Subclasses choose the server; a cluster fixture chooses the member clients talk to.
 /// </summary>
 public abstract class ServerFixture : ITarget, IAsyncLifetime
 {
+    private readonly ServerProcess? _server;
     private GrpcChannel? _channel;
     private CallInvoker? _invoker;
 
-    protected ServerFixture(ServerProcess server) => Server = server;
+    protected ServerFixture(ServerProcess server) => _server = server;
 
-    public ServerProcess Server { get; }
+    /// <summary>For fixtures whose <see cref="Server"/> is known only once started (a cluster member).</summary>
+    protected ServerFixture()
+    {
+    }
+
+    /// <summary>The process clients of this fixture talk to.</summary>
+    public virtual ServerProcess Server => _server ?? throw new InvalidOperationException("fixture not started");
 
     public abstract string TargetName { get; }
+
+    /// <summary>Members of the cluster behind <see cref="Endpoint"/>: 1 for a single server.</summary>
+    public virtual int ClusterSize => 1;
+
+    /// <summary>Whether the server behind <see cref="Endpoint"/> is (meant to be) the Raft leader.</summary>
+    public virtual bool EndpointIsLeader => true;
 
     public string Endpoint => Server.Endpoint;
 
     public GrpcChannel Channel => _channel ?? throw new InvalidOperationException("fixture not started");
 
-    public string Log => Server.Log;
+    public virtual string Log => Server.Log;
 
     /// <summary>The channel with a default deadline on unary calls; clients should be built on this.</summary>
     public CallInvoker Invoker => _invoker ?? throw new InvalidOperationException("fixture not started");
@@ -52,7 +65,7 @@ public abstract class ServerFixture : ITarget, IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        await Server.StartAsync().ConfigureAwait(false);
+        await StartServerAsync().ConfigureAwait(false);
         _channel = GrpcChannel.ForAddress(Server.Endpoint, ChannelOptions);
         _invoker = _channel.Intercept(new DefaultDeadlineInterceptor(TimeSpan.FromSeconds(30)));
     }
@@ -60,8 +73,12 @@ public abstract class ServerFixture : ITarget, IAsyncLifetime
     public async Task DisposeAsync()
     {
         _channel?.Dispose();
-        await Server.DisposeAsync().ConfigureAwait(false);
+        await StopServerAsync().ConfigureAwait(false);
     }
+
+    protected virtual Task StartServerAsync() => Server.StartAsync();
+
+    protected virtual ValueTask StopServerAsync() => _server?.DisposeAsync() ?? ValueTask.CompletedTask;
 
     /// <summary>Large enough to send oversized requests and read big ranges: the server must decide.</summary>
     public static GrpcChannelOptions ChannelOptions => new()
@@ -81,4 +98,49 @@ public sealed class EtcdFixture() : ServerFixture(new EtcdProcess())
 public sealed class ArbiterFixture() : ServerFixture(new ArbiterProcess())
 {
     public override string TargetName => "arbiter";
+}
+
+/// <summary>
+/// Three Arbiter processes in one Raft cluster; clients talk to a follower, so every request
+/// exercises forwarding, ReadIndex reads and the watch feed of a non-leader.
+/// </summary>
+public sealed class ArbiterClusterFixture : ServerFixture
+{
+    private ArbiterCluster? _cluster;
+    private ArbiterClusterMember? _follower;
+
+    public override string TargetName => "arbiter-cluster";
+
+    public ArbiterCluster Cluster => _cluster ?? throw new InvalidOperationException("fixture not started");
+
+    public override ServerProcess Server => _follower ?? throw new InvalidOperationException("fixture not started");
+
+    public override int ClusterSize => 3;
+
+    public override bool EndpointIsLeader => false;
+
+    /// <summary>The end of every member's output: a follower's failure is often explained by the leader's log.</summary>
+    public override string Log => _cluster == null
+        ? string.Empty
+        : string.Join("\n", _cluster.Members.Select(m => $"===== {m.Name}{(m == _follower ? " (client endpoint)" : string.Empty)} =====\n{Tail(m.Log, 100)}"));
+
+    /// <summary>
+    /// etcd's default timings (100/1000 ms), not the quick-failover ones: on a loaded test machine a
+    /// spurious election would turn the chosen follower into the leader mid-suite.
+    /// </summary>
+    public static ClusterSettings Settings => new() { HeartbeatIntervalMs = 100, ElectionTimeoutMs = 1000 };
+
+    protected override async Task StartServerAsync()
+    {
+        _cluster = await ArbiterCluster.StartAsync(3, Settings).ConfigureAwait(false);
+        _follower = await _cluster.FollowerAsync().ConfigureAwait(false);
+    }
+
+    protected override ValueTask StopServerAsync() => _cluster?.DisposeAsync() ?? ValueTask.CompletedTask;
+
+    private static string Tail(string text, int linesMax)
+    {
+        var lines = text.Split('\n');
+        return string.Join('\n', lines.Skip(Math.Max(0, lines.Length - linesMax)));
+    }
 }

@@ -146,3 +146,8 @@ public sealed class ConcurrencyServiceTestsOnEtcd(EtcdFixture target, ITestOutpu
 [Trait("Target", "Arbiter")]
 public sealed class ConcurrencyServiceTestsOnArbiter(ArbiterFixture target, ITestOutputHelper output)
     : ConcurrencyServiceTests(target, output), IClassFixture<ArbiterFixture>;
+
+[Trait("Target", "ArbiterCluster")]
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class ConcurrencyServiceTestsOnArbiterCluster(ArbiterClusterFixture target, ITestOutputHelper output)
+    : ConcurrencyServiceTests(target, output);

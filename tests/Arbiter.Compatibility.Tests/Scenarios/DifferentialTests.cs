@@ -18,21 +18,46 @@ public abstract class DifferentialTests(ITestOutputHelper output)
     public async Task SameAnswersAsEtcd(int seed)
     {
         await using var reference = new EtcdProcess("etcd-reference");
-        await using var candidate = CreateCandidate();
-        await new DifferentialRun(seed, OpsPerSeed, output).RunAsync(reference, candidate);
+        await RunAsync(new DifferentialRun(seed, OpsPerSeed, output), reference);
     }
 
-    protected abstract ServerProcess CreateCandidate();
+    protected abstract Task RunAsync(DifferentialRun run, EtcdProcess reference);
 }
 
 [Trait("Target", "Etcd")]
 public sealed class DifferentialTestsOnEtcd(ITestOutputHelper output) : DifferentialTests(output)
 {
-    protected override ServerProcess CreateCandidate() => new EtcdProcess("etcd-candidate");
+    protected override async Task RunAsync(DifferentialRun run, EtcdProcess reference)
+    {
+        await using var candidate = new EtcdProcess("etcd-candidate");
+        await run.RunAsync(reference, candidate);
+    }
 }
 
 [Trait("Target", "Arbiter")]
 public sealed class DifferentialTestsOnArbiter(ITestOutputHelper output) : DifferentialTests(output)
 {
-    protected override ServerProcess CreateCandidate() => new ArbiterProcess();
+    protected override async Task RunAsync(DifferentialRun run, EtcdProcess reference)
+    {
+        await using var candidate = new ArbiterProcess();
+        await run.RunAsync(reference, candidate);
+    }
+}
+
+/// <summary>The same op sequences through a follower of a fresh 3-member cluster: forwarding must not change any answer or event.</summary>
+[Trait("Target", "ArbiterCluster")]
+public sealed class DifferentialTestsOnArbiterCluster(ITestOutputHelper output) : DifferentialTests(output)
+{
+    protected override async Task RunAsync(DifferentialRun run, EtcdProcess reference)
+    {
+        var candidate = new ArbiterClusterFixture();
+        try
+        {
+            await run.RunAsync(reference, candidate);
+        }
+        finally
+        {
+            await candidate.DisposeAsync();
+        }
+    }
 }

@@ -354,7 +354,7 @@ public abstract class EtcdctlScenarios(ServerFixture target, ITestOutputHelper o
         // "<endpoint>, <member id>, <version>, <db size>, <is leader>, <is learner>, <term>, <index>, <applied>, <errors>"
         var fields = status.Stdout.Trim().Split(", ");
         Assert.Equal(Target.Endpoint, fields[0]);
-        Assert.Equal("true", fields[4]);
+        Assert.Equal(Target.EndpointIsLeader ? "true" : "false", fields[4]);
         Assert.Equal("false", fields[5]);
 
         var json = (await Etcdctl.RunAsync("endpoint", "status", "-w", "json")).EnsureSuccess();
@@ -369,7 +369,8 @@ public abstract class EtcdctlScenarios(ServerFixture target, ITestOutputHelper o
     {
         var list = (await Etcdctl.RunAsync("member", "list")).EnsureSuccess();
         // "<id>, started, <name>, <peer urls>, <client urls>, <is learner>"
-        var fields = Assert.Single(list.Lines).Split(", ");
+        Assert.Equal(Target.ClusterSize, list.Lines.Length);
+        var fields = Assert.Single(list.Lines, line => line.Split(", ")[2] == Target.Server.Name).Split(", ");
         Assert.Equal("started", fields[1]);
         Assert.Equal(Target.Server.Name, fields[2]);
         Assert.Equal(Target.Endpoint, fields[4]);
@@ -439,3 +440,8 @@ public sealed class EtcdctlScenariosOnEtcd(EtcdFixture target, ITestOutputHelper
 [Trait("Target", "Arbiter")]
 public sealed class EtcdctlScenariosOnArbiter(ArbiterFixture target, ITestOutputHelper output)
     : EtcdctlScenarios(target, output), IClassFixture<ArbiterFixture>;
+
+[Trait("Target", "ArbiterCluster")]
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class EtcdctlScenariosOnArbiterCluster(ArbiterClusterFixture target, ITestOutputHelper output)
+    : EtcdctlScenarios(target, output);

@@ -68,7 +68,17 @@ public abstract class LeaseAndMaintenanceTests(ServerFixture target, ITestOutput
         var status = await Target.Maintenance.StatusAsync(new StatusRequest());
         Assert.False(string.IsNullOrEmpty(status.Version));
         Assert.NotEqual(0UL, status.Header.MemberId);
-        Assert.Equal(status.Header.MemberId, status.Leader);
+        // A single server leads itself; on a cluster the fixture's endpoint is a follower that knows the leader.
+        if (Target.EndpointIsLeader)
+        {
+            Assert.Equal(status.Header.MemberId, status.Leader);
+        }
+        else
+        {
+            Assert.NotEqual(0UL, status.Leader);
+            Assert.NotEqual(status.Header.MemberId, status.Leader);
+        }
+
         Assert.True(status.DbSize > 0);
         Assert.True(status.RaftIndex > 0);
         Assert.True(status.RaftTerm > 0);
@@ -76,7 +86,9 @@ public abstract class LeaseAndMaintenanceTests(ServerFixture target, ITestOutput
         Assert.Empty(status.Errors);
 
         var members = await new Cluster.ClusterClient(Target.Invoker).MemberListAsync(new MemberListRequest());
-        var member = Assert.Single(members.Members);
+        Assert.Equal(Target.ClusterSize, members.Members.Count);
+        Assert.Contains(members.Members, m => m.ID == status.Leader);
+        var member = Assert.Single(members.Members, m => m.ID == status.Header.MemberId);
         Assert.Equal((status.Header.MemberId, Target.Server.Name, false), (member.ID, member.Name, member.IsLearner));
         Assert.Equal([Target.Endpoint], member.ClientURLs);
         Assert.Equal(status.Header.ClusterId, members.Header.ClusterId);
@@ -107,3 +119,8 @@ public sealed class LeaseAndMaintenanceTestsOnEtcd(EtcdFixture target, ITestOutp
 [Trait("Target", "Arbiter")]
 public sealed class LeaseAndMaintenanceTestsOnArbiter(ArbiterFixture target, ITestOutputHelper output)
     : LeaseAndMaintenanceTests(target, output), IClassFixture<ArbiterFixture>;
+
+[Trait("Target", "ArbiterCluster")]
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class LeaseAndMaintenanceTestsOnArbiterCluster(ArbiterClusterFixture target, ITestOutputHelper output)
+    : LeaseAndMaintenanceTests(target, output);

@@ -289,3 +289,8 @@ public sealed class MalformedRequestTestsOnEtcd(EtcdFixture target, ITestOutputH
 [Trait("Target", "Arbiter")]
 public sealed class MalformedRequestTestsOnArbiter(ArbiterFixture target, ITestOutputHelper output)
     : MalformedRequestTests(target, output), IClassFixture<ArbiterFixture>;
+
+[Trait("Target", "ArbiterCluster")]
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class MalformedRequestTestsOnArbiterCluster(ArbiterClusterFixture target, ITestOutputHelper output)
+    : MalformedRequestTests(target, output);

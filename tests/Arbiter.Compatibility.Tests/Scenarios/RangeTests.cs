@@ -54,3 +54,8 @@ public sealed class RangeTestsOnEtcd(EtcdFixture target, ITestOutputHelper outpu
 [Trait("Target", "Arbiter")]
 public sealed class RangeTestsOnArbiter(ArbiterFixture target, ITestOutputHelper output)
     : RangeTests(target, output), IClassFixture<ArbiterFixture>;
+
+[Trait("Target", "ArbiterCluster")]
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class RangeTestsOnArbiterCluster(ArbiterClusterFixture target, ITestOutputHelper output)
+    : RangeTests(target, output);

@@ -157,3 +157,8 @@ public sealed class WatchTestsOnEtcd(EtcdFixture target, ITestOutputHelper outpu
 [Trait("Target", "Arbiter")]
 public sealed class WatchTestsOnArbiter(ArbiterFixture target, ITestOutputHelper output)
     : WatchTests(target, output), IClassFixture<ArbiterFixture>;
+
+[Trait("Target", "ArbiterCluster")]
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class WatchTestsOnArbiterCluster(ArbiterClusterFixture target, ITestOutputHelper output)
+    : WatchTests(target, output);

@@ -52,3 +52,6 @@ public sealed class ArbiterServerBackend() : ProcessBackend(new ArbiterFixture()
 
 /// <summary>A fresh real etcd 3.4 process.</summary>
 public sealed class EtcdBackend() : ProcessBackend(new EtcdFixture());
+
+/// <summary>A 3-process Arbiter cluster; clients connect to a follower only.</summary>
+public sealed class ArbiterClusterBackend() : ProcessBackend(new ArbiterClusterFixture());

@@ -2,10 +2,10 @@ using Arbiter.Client;
 
 namespace Arbiter.Recipes.Tests.Backends;
 
-/// <summary>Something the contract suite runs against: an embedded node, an Arbiter server process or a real etcd.</summary>
+/// <summary>Something the contract suite runs against: an embedded node, an Arbiter server process, an Arbiter cluster (through a follower) or a real etcd.</summary>
 public interface IBackend
 {
-    /// <summary>"embedded", "arbiter" or "etcd".</summary>
+    /// <summary>"embedded", "arbiter", "arbiter-cluster" or "etcd".</summary>
     string Name { get; }
 
     /// <summary>The gRPC endpoint, or null for the embedded node (no other process can reach it).</summary>

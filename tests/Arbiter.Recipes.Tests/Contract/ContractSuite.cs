@@ -5,7 +5,7 @@ namespace Arbiter.Recipes.Tests.Contract;
 
 /// <summary>
 /// The one contract suite: the typed client and every recipe, run unchanged against each backend
-/// (embedded node, Arbiter server process, real etcd). Partial classes split it by recipe.
+/// (embedded node, Arbiter server process, 3-node Arbiter cluster through a follower, real etcd). Partial classes split it by recipe.
 /// </summary>
 public abstract partial class ContractSuite : IAsyncLifetime
 {
@@ -54,5 +54,8 @@ public abstract partial class ContractSuite : IAsyncLifetime
 public sealed class EmbeddedContractTests(EmbeddedBackend backend, ITestOutputHelper output) : ContractSuite(backend, output), IClassFixture<EmbeddedBackend>;
 
 public sealed class ArbiterServerContractTests(ArbiterServerBackend backend, ITestOutputHelper output) : ContractSuite(backend, output), IClassFixture<ArbiterServerBackend>;
+
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class ArbiterClusterContractTests(ArbiterClusterBackend backend, ITestOutputHelper output) : ContractSuite(backend, output);
 
 public sealed class EtcdContractTests(EtcdBackend backend, ITestOutputHelper output) : ContractSuite(backend, output), IClassFixture<EtcdBackend>;

@@ -268,4 +268,8 @@ public abstract class ProcessSuite : IAsyncLifetime
 
 public sealed class ArbiterServerProcessTests(ArbiterServerBackend backend, ITestOutputHelper output) : ProcessSuite(backend, output), IClassFixture<ArbiterServerBackend>;
 
+/// <summary>The kill/restart tests kill and restart the follower the clients talk to; the cluster keeps its quorum.</summary>
+[Collection(ArbiterClusterCollection.Name)]
+public sealed class ArbiterClusterProcessTests(ArbiterClusterBackend backend, ITestOutputHelper output) : ProcessSuite(backend, output);
+
 public sealed class EtcdProcessTests(EtcdBackend backend, ITestOutputHelper output) : ProcessSuite(backend, output), IClassFixture<EtcdBackend>;
