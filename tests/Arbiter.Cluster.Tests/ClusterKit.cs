@@ -267,11 +267,16 @@ internal sealed class RevisionMonitor : IAsyncDisposable
     private readonly ArbiterCluster _cluster;
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<ArbiterClusterMember, (long Revision, ulong Term)> _last = [];
+    private readonly Dictionary<ArbiterClusterMember, (ulong Term, ulong Leader)> _leaders = [];
+    private readonly Stopwatch _clock;
+    private readonly ITestOutputHelper _output;
     private readonly Task _loop;
 
-    public RevisionMonitor(ArbiterCluster cluster)
+    public RevisionMonitor(ArbiterCluster cluster, Stopwatch clock, ITestOutputHelper output)
     {
         _cluster = cluster;
+        _clock = clock;
+        _output = output;
         _loop = Task.Run(PollLoopAsync);
     }
 
@@ -281,6 +286,9 @@ internal sealed class RevisionMonitor : IAsyncDisposable
     public ConcurrentQueue<string> Restarts { get; } = new();
 
     public int Polls { get; private set; }
+
+    /// <summary>Each (term, leader) a member reported, when it first reported it.</summary>
+    public ConcurrentQueue<string> LeaderChanges { get; } = new();
 
     private readonly Dictionary<ArbiterClusterMember, long> _beforeKill = [];
 
@@ -318,6 +326,13 @@ internal sealed class RevisionMonitor : IAsyncDisposable
                 if (status.Header.MemberId != member.MemberId && member.MemberId != 0)
                 {
                     Violations.Enqueue($"{member.Name} answered Status with member id {status.Header.MemberId:x}, expected {member.MemberId:x}");
+                }
+
+                if (!_leaders.TryGetValue(member, out var seen) || seen != (status.RaftTerm, status.Leader))
+                {
+                    _leaders[member] = (status.RaftTerm, status.Leader);
+                    var leaderName = _cluster.Members.FirstOrDefault(m => m.MemberId == status.Leader)?.Name ?? (status.Leader == 0 ? "none" : $"{status.Leader:x}");
+                    LeaderChanges.Enqueue($"{_clock.Elapsed.TotalMilliseconds:F0} ms {member.Name}: term {status.RaftTerm}, leader {leaderName}");
                 }
 
                 var now = (status.Header.Revision, status.RaftTerm);
@@ -363,5 +378,9 @@ internal sealed class RevisionMonitor : IAsyncDisposable
         await _stop.CancelAsync();
         await _loop;
         _stop.Dispose();
+
+        // Written even when the test failed: the election history explains most failures.
+        _output.WriteLine($"revision monitor: {Polls} polls; {string.Join("; ", Restarts)}");
+        _output.WriteLine($"terms and leaders seen: {string.Join("; ", LeaderChanges)}");
     }
 }
