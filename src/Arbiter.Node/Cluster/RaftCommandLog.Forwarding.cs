@@ -18,36 +18,61 @@ internal sealed partial class RaftCommandLog
 
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
 
-    /// <summary>The leader's client URL, or null when this member leads. Waits for a leader up to <see cref="ClusterOptions.LeaderWaitTimeoutMs"/>.</summary>
+    /// <summary>
+    /// The leader's client URL, or null when this member leads. Waits up to
+    /// <see cref="ClusterOptions.LeaderWaitTimeoutMs"/> for a leader whose metadata answers, then
+    /// fails with "etcdserver: no leader".
+    /// </summary>
     public async Task<string?> LeaderClientUrlAsync(CancellationToken cancellationToken)
     {
-        var leader = _raft.Leader;
-        if (leader is null)
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        wait.CancelAfter(_cluster.LeaderWaitTimeoutMs);
+        try
         {
-            try
+            while (true)
             {
-                leader = await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.LeaderWaitTimeoutMs), cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                throw new EtcdException(EtcdError.NoLeader);
+                var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.LeaderWaitTimeoutMs), wait.Token).ConfigureAwait(false);
+                if (!leader.IsRemote)
+                {
+                    return null;
+                }
+
+                if (await TryLeaderMetadataAsync(leader, wait.Token).ConfigureAwait(false) is { } metadata)
+                {
+                    if (ClusterId == 0 && metadata.TryGetValue(MetadataClusterId, out var clusterId))
+                    {
+                        AdoptClusterId(clusterId);
+                    }
+
+                    return metadata.TryGetValue(MetadataClientUrls, out var urls) && urls.Split(',', StringSplitOptions.RemoveEmptyEntries) is [var first, ..]
+                        ? first
+                        : throw new EtcdException(EtcdError.NoLeader);
+                }
+
+                // The leader this member still believes in is gone (killed, cut off) and its metadata
+                // was never fetched: wait for the election that replaces it.
+                await Task.Delay(RetryDelayMs, wait.Token).ConfigureAwait(false);
             }
         }
+        catch (Exception e) when (e is TimeoutException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            throw new EtcdException(EtcdError.NoLeader);
+        }
+    }
 
-        if (!leader.IsRemote)
+    private static async Task<IReadOnlyDictionary<string, string>?> TryLeaderMetadataAsync(RaftClusterMember leader, CancellationToken cancellationToken)
+    {
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        attempt.CancelAfter(MetadataTimeoutMs);
+        try
+        {
+            return await leader.GetMetadataAsync(refresh: false, attempt.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested
+            && e is DotNext.Net.Cluster.MemberUnavailableException or IOException or System.Net.Sockets.SocketException or OperationCanceledException)
         {
             return null;
         }
-
-        var metadata = await leader.GetMetadataAsync(refresh: false, cancellationToken).ConfigureAwait(false);
-        if (ClusterId == 0 && metadata.TryGetValue(MetadataClusterId, out var clusterId))
-        {
-            AdoptClusterId(clusterId);
-        }
-
-        return metadata.TryGetValue(MetadataClientUrls, out var urls) && urls.Split(',', StringSplitOptions.RemoveEmptyEntries) is [var first, ..]
-            ? first
-            : throw new EtcdException(EtcdError.NoLeader);
     }
 
     /// <summary>A gRPC channel to another member's client URL (kept open, one per URL).</summary>

@@ -1,0 +1,386 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Protocol.Etcd;
+using Google.Protobuf;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>Small helpers shared by the failover tests: waiting on conditions, reads, convergence.</summary>
+internal static class ClusterKit
+{
+    public static readonly TimeSpan ConvergeTimeout = TimeSpan.FromSeconds(60);
+
+    public static ByteString Bytes(string text) => ByteString.CopyFromUtf8(text);
+
+    /// <summary>The range end that covers every key starting with <paramref name="prefix"/>.</summary>
+    public static ByteString PrefixEnd(string prefix)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(prefix);
+        bytes[^1]++;
+        return ByteString.CopyFrom(bytes);
+    }
+
+    public static async Task<StatusResponse> StatusAsync(ArbiterClusterMember member)
+    {
+        using var channel = member.OpenChannel();
+        return await new Maintenance.MaintenanceClient(channel).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5));
+    }
+
+    /// <summary>Polls <paramref name="condition"/> until it holds; on timeout fails with <paramref name="describe"/>'s last answer.</summary>
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<string> describe)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            try
+            {
+                if (await condition())
+                {
+                    return;
+                }
+            }
+            catch (RpcException) when (DateTime.UtcNow < deadline)
+            {
+                // A member still starting or electing: ask again.
+            }
+
+            if (DateTime.UtcNow >= deadline)
+            {
+                throw new TimeoutException($"condition not met within {timeout}: {describe()}");
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>Waits until every running member has applied the same revision, at least <paramref name="revisionMin"/>; returns it.</summary>
+    public static async Task<long> WaitConvergedAsync(ArbiterCluster cluster, long revisionMin)
+    {
+        var last = "no answer";
+        long converged = 0;
+        await WaitUntilAsync(
+            async () =>
+            {
+                var revisions = new List<long>();
+                foreach (var member in cluster.Running.ToList())
+                {
+                    revisions.Add((await StatusAsync(member)).Header.Revision);
+                }
+
+                last = string.Join(", ", revisions);
+                converged = revisions[0];
+                return revisions.Distinct().Count() == 1 && converged >= revisionMin;
+            },
+            ConvergeTimeout,
+            () => $"revisions {last} (want all equal and ≥ {revisionMin})\n{cluster.Logs}");
+        return converged;
+    }
+
+    /// <summary>Every key under <paramref name="prefix"/> as this member's own state has it (serializable: no leader involved).</summary>
+    public static async Task<Dictionary<string, Arbiter.Protocol.Mvcc.KeyValue>> ReadLocalAsync(ArbiterClusterMember member, string prefix)
+    {
+        using var channel = member.OpenChannel();
+        var response = await new KV.KVClient(channel).RangeAsync(
+            new RangeRequest { Key = Bytes(prefix), RangeEnd = PrefixEnd(prefix), Serializable = true },
+            deadline: DateTime.UtcNow.AddSeconds(30));
+        return response.Kvs.ToDictionary(kv => kv.Key.ToStringUtf8(), kv => kv);
+    }
+
+    /// <summary>Fails unless every acknowledged write is on every running member with its value and revision.</summary>
+    public static async Task AssertAllPresentAsync(ArbiterCluster cluster, string prefix, IReadOnlyCollection<AckedWrite> acked, ITestOutputHelper output)
+    {
+        foreach (var member in cluster.Running.ToList())
+        {
+            var kvs = await ReadLocalAsync(member, prefix);
+            var missing = acked.Where(w => !kvs.TryGetValue(w.Key, out var kv) || kv.Value.ToStringUtf8() != w.Value || kv.ModRevision != w.Revision).ToList();
+            output.WriteLine($"{member.Name}: {kvs.Count} keys under {prefix}, {acked.Count} acknowledged, {missing.Count} missing or different");
+            Assert.True(
+                missing.Count == 0,
+                $"{member.Name} lacks {missing.Count} acknowledged write(s), e.g. {string.Join("; ", missing.Take(5))}\n{cluster.Logs}");
+        }
+    }
+
+    /// <summary>Writes the server log lines that report errors (and a few lines after each), so that a passing run still shows them.</summary>
+    public static void WriteServerProblems(ArbiterCluster cluster, ITestOutputHelper output)
+    {
+        foreach (var member in cluster.Members)
+        {
+            var lines = member.Log.Split('\n');
+            var shown = 0;
+            for (var i = 0; i < lines.Length && shown < 40; i++)
+            {
+                if (lines[i].Contains("fail:", StringComparison.Ordinal) || lines[i].Contains("crit:", StringComparison.Ordinal))
+                {
+                    foreach (var line in lines.Skip(i).Take(6))
+                    {
+                        output.WriteLine($"[{member.Name}] {line}");
+                        shown++;
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>HashKV of every running member at the same (current, converged) revision; asserts they are equal.</summary>
+    public static async Task AssertHashKvEqualAsync(ArbiterCluster cluster, long revision, ITestOutputHelper output)
+    {
+        var hashes = new List<(string Name, uint Hash)>();
+        foreach (var member in cluster.Running.ToList())
+        {
+            using var channel = member.OpenChannel();
+            var response = await new Maintenance.MaintenanceClient(channel).HashKVAsync(new HashKVRequest { Revision = revision }, deadline: DateTime.UtcNow.AddSeconds(30));
+            hashes.Add((member.Name, response.Hash));
+        }
+
+        output.WriteLine($"HashKV at {revision}: {string.Join(", ", hashes.Select(h => $"{h.Name}={h.Hash:x8}"))}");
+        Assert.Single(hashes.Select(h => h.Hash).Distinct());
+    }
+}
+
+/// <summary>A write the cluster acknowledged: what, where, at which revision, answered by whom in which term.</summary>
+internal sealed record AckedWrite(string Key, string Value, long Revision, ulong MemberId, ulong Term, string AnsweredBy, TimeSpan SentAt, TimeSpan AckedAt);
+
+/// <summary>
+/// Clients writing unique keys continuously, each starting on its own member and moving to the next
+/// running member when a call fails (as etcd clients do). Records every acknowledged write.
+/// </summary>
+internal sealed class Writers : IAsyncDisposable
+{
+    private readonly ArbiterCluster _cluster;
+    private readonly string _prefix;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Task> _loops = [];
+    private readonly Stopwatch _clock;
+
+    public Writers(ArbiterCluster cluster, string prefix, int count, Stopwatch clock)
+    {
+        _cluster = cluster;
+        _prefix = prefix;
+        _clock = clock;
+        for (var i = 0; i < count; i++)
+        {
+            var writer = i;
+            _loops.Add(Task.Run(() => WriteLoopAsync(writer)));
+        }
+    }
+
+    public ConcurrentQueue<AckedWrite> Acked { get; } = new();
+
+    public ConcurrentQueue<string> Failures { get; } = new();
+
+    /// <summary>Writes by one writer must get increasing revisions (each starts after the previous one was acknowledged).</summary>
+    public ConcurrentQueue<string> Violations { get; } = new();
+
+    /// <summary>Elapsed time (on the shared clock) of the first acknowledged write that was sent at or after <paramref name="since"/>.</summary>
+    public TimeSpan? FirstAckSentAfter(TimeSpan since) => Acked.Where(w => w.SentAt >= since).Select(w => (TimeSpan?)w.AckedAt).Min();
+
+    public async Task WaitForAcksAsync(int count, TimeSpan timeout)
+    {
+        var target = Acked.Count + count;
+        await ClusterKit.WaitUntilAsync(() => Task.FromResult(Acked.Count >= target), timeout, () => $"{Acked.Count}/{target} acknowledged; failures: {string.Join(" | ", Failures.TakeLast(5))}\n{_cluster.Logs}");
+    }
+
+    private async Task WriteLoopAsync(int writer)
+    {
+        var members = _cluster.Members;
+        var at = writer % members.Count;
+        long lastRevision = 0;
+        var channels = new Dictionary<ArbiterClusterMember, GrpcChannel>();
+        for (var sequence = 0; !_stop.IsCancellationRequested; sequence++)
+        {
+            var member = members[at];
+            if (!member.IsRunning)
+            {
+                at = (at + 1) % members.Count;
+                await Task.Delay(10);
+                continue;
+            }
+
+            var key = $"{_prefix}{writer}/{sequence:D6}";
+            var value = $"w{writer}-{sequence}";
+            var sent = _clock.Elapsed;
+            try
+            {
+                if (!channels.TryGetValue(member, out var channel))
+                {
+                    channel = member.OpenChannel();
+                    channels[member] = channel;
+                }
+
+                var response = await new KV.KVClient(channel).PutAsync(
+                    new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes(value) },
+                    deadline: DateTime.UtcNow.AddSeconds(15),
+                    cancellationToken: _stop.Token);
+                var acked = _clock.Elapsed;
+                if (response.Header.Revision <= lastRevision)
+                {
+                    Violations.Enqueue($"writer {writer}: {key} got revision {response.Header.Revision} after {lastRevision}");
+                }
+
+                if (response.Header.MemberId != member.MemberId)
+                {
+                    Violations.Enqueue($"writer {writer}: {key} answered by {member.Name} ({member.MemberId:x}) with member id {response.Header.MemberId:x}");
+                }
+
+                lastRevision = response.Header.Revision;
+                Acked.Enqueue(new AckedWrite(key, value, response.Header.Revision, response.Header.MemberId, response.Header.RaftTerm, member.Name, sent, acked));
+            }
+            catch (RpcException e) when (!_stop.IsCancellationRequested)
+            {
+                // Unknown outcome: the key may or may not exist; it is never reused, and never counted.
+                Failures.Enqueue($"{_clock.Elapsed.TotalMilliseconds:F0} ms writer {writer} via {member.Name}: {e.StatusCode} {e.Status.Detail}");
+                at = (at + 1) % members.Count;
+            }
+            catch (RpcException)
+            {
+                break;
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        foreach (var channel in channels.Values)
+        {
+            channel.Dispose();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await Task.WhenAll(_loops);
+        _stop.Dispose();
+    }
+}
+
+/// <summary>
+/// Polls every running member's Status and records any revision that goes backwards within one
+/// run of a member (a killed member is forgotten until it answers again), and any term decrease.
+/// </summary>
+internal sealed class RevisionMonitor : IAsyncDisposable
+{
+    private readonly ArbiterCluster _cluster;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Dictionary<ArbiterClusterMember, (long Revision, ulong Term)> _last = [];
+    private readonly Dictionary<ArbiterClusterMember, (ulong Term, ulong Leader)> _leaders = [];
+    private readonly Stopwatch _clock;
+    private readonly ITestOutputHelper _output;
+    private readonly Task _loop;
+
+    public RevisionMonitor(ArbiterCluster cluster, Stopwatch clock, ITestOutputHelper output)
+    {
+        _cluster = cluster;
+        _clock = clock;
+        _output = output;
+        _loop = Task.Run(PollLoopAsync);
+    }
+
+    public ConcurrentQueue<string> Violations { get; } = new();
+
+    /// <summary>The last revision each member had before it was killed, and what it answered first after its restart.</summary>
+    public ConcurrentQueue<string> Restarts { get; } = new();
+
+    public int Polls { get; private set; }
+
+    /// <summary>Each (term, leader) a member reported, when it first reported it.</summary>
+    public ConcurrentQueue<string> LeaderChanges { get; } = new();
+
+    private readonly Dictionary<ArbiterClusterMember, long> _beforeKill = [];
+
+    private async Task PollLoopAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            foreach (var member in _cluster.Members.ToList())
+            {
+                if (!member.IsRunning)
+                {
+                    if (_last.Remove(member, out var gone))
+                    {
+                        _beforeKill[member] = gone.Revision;
+                    }
+
+                    continue;
+                }
+
+                StatusResponse status;
+                try
+                {
+                    using var channel = GrpcChannel.ForAddress(member.Endpoint);
+                    status = await new Maintenance.MaintenanceClient(channel).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: _stop.Token);
+                }
+                catch (RpcException)
+                {
+                    continue;
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                if (status.Header.MemberId != member.MemberId && member.MemberId != 0)
+                {
+                    Violations.Enqueue($"{member.Name} answered Status with member id {status.Header.MemberId:x}, expected {member.MemberId:x}");
+                }
+
+                if (!_leaders.TryGetValue(member, out var seen) || seen != (status.RaftTerm, status.Leader))
+                {
+                    _leaders[member] = (status.RaftTerm, status.Leader);
+                    var leaderName = _cluster.Members.FirstOrDefault(m => m.MemberId == status.Leader)?.Name ?? (status.Leader == 0 ? "none" : $"{status.Leader:x}");
+                    LeaderChanges.Enqueue($"{_clock.Elapsed.TotalMilliseconds:F0} ms {member.Name}: term {status.RaftTerm}, leader {leaderName}");
+                }
+
+                var now = (status.Header.Revision, status.RaftTerm);
+                if (_last.TryGetValue(member, out var before))
+                {
+                    if (now.Revision < before.Revision)
+                    {
+                        Violations.Enqueue($"{member.Name}: revision went from {before.Revision} to {now.Revision}");
+                    }
+
+                    if (now.RaftTerm < before.Term)
+                    {
+                        Violations.Enqueue($"{member.Name}: term went from {before.Term} to {now.RaftTerm}");
+                    }
+                }
+                else if (_beforeKill.Remove(member, out var killedAt))
+                {
+                    // Its applied state was on disk (the OS keeps what a killed process wrote): a restart replays it before serving.
+                    Restarts.Enqueue($"{member.Name}: revision {killedAt} before the kill, {now.Revision} first after restart");
+                    if (now.Revision < killedAt)
+                    {
+                        Violations.Enqueue($"{member.Name}: revision {killedAt} before the kill, {now.Revision} after restart");
+                    }
+                }
+
+                _last[member] = now;
+                Polls++;
+            }
+
+            try
+            {
+                await Task.Delay(20, _stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        await _loop;
+        _stop.Dispose();
+
+        // Written even when the test failed: the election history explains most failures.
+        _output.WriteLine($"revision monitor: {Polls} polls; {string.Join("; ", Restarts)}");
+        _output.WriteLine($"terms and leaders seen: {string.Join("; ", LeaderChanges)}");
+    }
+}
