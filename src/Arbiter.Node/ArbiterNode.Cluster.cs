@@ -20,7 +20,14 @@ public sealed partial class ArbiterNode
         ErrorStatusCode.FailedPrecondition,
         "arbiter: a member's peer URLs cannot change; remove the member and add it with the new URL");
 
-    /// <summary>The members of the cluster (one, on a single node).</summary>
+    /// <summary>How long a follower waits for the leader's member list before answering with its own.</summary>
+    private const int MemberListForwardTimeoutMs = 1000;
+
+    /// <summary>
+    /// The members of the cluster (one, on a single node). A follower asks the leader, which alone
+    /// knows members added but not started yet (etcd lists them on every member); when the leader
+    /// does not answer quickly, the follower lists the members it knows.
+    /// </summary>
     public async Task<MemberListResponse> MemberListAsync(CancellationToken cancellationToken = default)
     {
         var response = new MemberListResponse { Header = NewHeader(Revision) };
@@ -30,8 +37,33 @@ public sealed partial class ArbiterNode
             return response;
         }
 
+        if (!_raft.IsLeader && await TryLeaderMemberListAsync(_raft, cancellationToken).ConfigureAwait(false) is { } fromLeader)
+        {
+            response.Members.AddRange(fromLeader.Members);
+            return response;
+        }
+
         response.Members.AddRange(await _raft.ListMembersAsync(cancellationToken).ConfigureAwait(false));
         return response;
+    }
+
+    private static async Task<MemberListResponse?> TryLeaderMemberListAsync(RaftCommandLog raft, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(MemberListForwardTimeoutMs);
+        try
+        {
+            var url = await raft.LeaderClientUrlAsync(timeout.Token).ConfigureAwait(false);
+            return url is null
+                ? null
+                : await new Protocol.Etcd.Cluster.ClusterClient(raft.ChannelTo(url))
+                    .MemberListAsync(new MemberListRequest(), cancellationToken: timeout.Token).ResponseAsync.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException or EtcdException or IOException or System.Net.Sockets.SocketException or DotNext.Net.Cluster.MemberUnavailableException
+            && !cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
     }
 
     /// <summary>Adds a voting member (on the leader; a follower forwards). The new member may be started before or after.</summary>

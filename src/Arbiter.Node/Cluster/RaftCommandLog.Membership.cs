@@ -19,6 +19,9 @@ internal sealed partial class RaftCommandLog
     private readonly SemaphoreSlim _membershipChange = new(1, 1);
     private readonly ConcurrentDictionary<string, ulong> _pendingAdds = new(StringComparer.Ordinal);
 
+    /// <summary>The add in progress (at most one): removing its member cancels it, as etcd removes an unstarted member.</summary>
+    private PendingAdd? _pendingAdd;
+
     /// <summary>Every member (voting, from the Raft configuration), plus members added but not yet started.</summary>
     public async Task<IReadOnlyList<Member>> ListMembersAsync(CancellationToken cancellationToken)
     {
@@ -100,15 +103,16 @@ internal sealed partial class RaftCommandLog
 
         var id = PeerAddress.MemberId(endPoint, _options.ClusterToken);
         _pendingAdds[canonical] = id;
-        _ = Task.Run(() => BringInAsync(endPoint, canonical), CancellationToken.None);
+        var cancel = new CancellationTokenSource();
+        _pendingAdd = new PendingAdd(id, cancel, Task.Run(() => BringInAsync(endPoint, canonical, cancel), CancellationToken.None));
         var member = new Member { ID = id };
         member.PeerURLs.Add(canonical);
         return member;
     }
 
-    private async Task BringInAsync(IPEndPoint endPoint, string canonical)
+    private async Task BringInAsync(IPEndPoint endPoint, string canonical, CancellationTokenSource cancel)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, cancel.Token);
         timeout.CancelAfter(_cluster.MemberAddTimeoutMs);
         try
         {
@@ -132,6 +136,10 @@ internal sealed partial class RaftCommandLog
 
             _logger.LogWarning("Member {PeerUrl} was not added (leadership lost or it never answered)", canonical);
         }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            _logger.LogInformation("Adding member {PeerUrl} cancelled (removed before it joined)", canonical);
+        }
         catch (OperationCanceledException)
         {
             _logger.LogWarning("Member {PeerUrl} was not added within {TimeoutMs} ms", canonical, _cluster.MemberAddTimeoutMs);
@@ -139,6 +147,7 @@ internal sealed partial class RaftCommandLog
         finally
         {
             _pendingAdds.TryRemove(canonical, out _);
+            _pendingAdd = null;
             _membershipChange.Release();
         }
     }
@@ -146,8 +155,27 @@ internal sealed partial class RaftCommandLog
     /// <summary>Removes a member by id (leader only).</summary>
     public async Task RemoveMemberAsync(ulong memberId, CancellationToken cancellationToken)
     {
-        var target = _raft.Members.FirstOrDefault(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) == memberId)
-            ?? throw new EtcdException(EtcdError.MemberNotFound);
+        var target = _raft.Members.FirstOrDefault(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) == memberId);
+        if (target is null && _pendingAdd is { } pending && pending.MemberId == memberId)
+        {
+            // Added but not (yet) in the configuration: stop bringing it in.
+            await pending.Cancel.CancelAsync().ConfigureAwait(false);
+            await pending.Done.ConfigureAwait(false);
+            _logger.LogInformation("Pending member {MemberId:x16} removed before it joined", memberId);
+
+            // The configuration change may have committed just before the cancellation: then remove it normally.
+            target = _raft.Members.FirstOrDefault(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) == memberId);
+            if (target is null)
+            {
+                return;
+            }
+        }
+
+        if (target is null)
+        {
+            throw new EtcdException(EtcdError.MemberNotFound);
+        }
+
         if (!await _membershipChange.WaitAsync(0, cancellationToken).ConfigureAwait(false))
         {
             throw new EtcdException(EtcdError.Unhealthy);
@@ -211,4 +239,6 @@ internal sealed partial class RaftCommandLog
             throw new EtcdException(EtcdError.LeaderTransferTimeout);
         }
     }
+
+    private sealed record PendingAdd(ulong MemberId, CancellationTokenSource Cancel, Task Done);
 }

@@ -187,11 +187,18 @@ public sealed class ArbiterCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Grows the cluster the etcd way: MemberAdd through <paramref name="via"/>, then start the new member with <c>existing</c>.</summary>
-    public async Task<ArbiterClusterMember> AddMemberAsync(ArbiterClusterMember via)
+    /// <summary>A new member (own ports and data dir) set to join with <c>existing</c>; not added to the cluster nor started.</summary>
+    public ArbiterClusterMember NewJoiner()
     {
         var member = NewMember();
         member.InitialClusterState = "existing";
+        return member;
+    }
+
+    /// <summary>Grows the cluster the etcd way: MemberAdd through <paramref name="via"/>, then start the new member with <c>existing</c>.</summary>
+    public async Task<ArbiterClusterMember> AddMemberAsync(ArbiterClusterMember via)
+    {
+        var member = NewJoiner();
         using (var channel = via.OpenChannel())
         {
             var request = new MemberAddRequest();

@@ -1,0 +1,197 @@
+using System.Diagnostics;
+using Arbiter.Compatibility.Tests.Etcdctl;
+using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Protocol.Etcd;
+using Grpc.Core;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>
+/// Membership changes the etcd way (MemberAdd, then start the member with
+/// <c>--initial-cluster-state existing</c>; MemberRemove), one at a time, while a writer keeps going.
+/// </summary>
+public sealed class MembershipTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task Grow_3_to_5_and_shrink_back_to_3_under_load_keeps_every_acknowledged_write()
+    {
+        var total = Stopwatch.StartNew();
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        output.WriteLine($"cluster up at {total.ElapsedMilliseconds} ms");
+        var live = new List<ArbiterClusterMember>(cluster.Running);
+        await using var writer = new BackgroundWriter("grow/", () => { lock (live) { return [.. live]; } });
+        await writer.WaitForMoreAsync(100, Converge);
+        output.WriteLine($"100 writes at {total.ElapsedMilliseconds} ms");
+        var clock = Stopwatch.StartNew();
+
+        // Through the leader, then through a follower (which forwards to the leader).
+        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var m4 = await cluster.AddMemberAsync(leader);
+        await ClusterChecks.WaitJoinedAsync(cluster, m4, Converge);
+        output.WriteLine($"{m4.Name} joined after {clock.ElapsedMilliseconds} ms ({writer.Count} writes so far)");
+        lock (live)
+        {
+            live.Add(m4);
+        }
+
+        await writer.WaitForMoreAsync(50, Converge);
+        clock.Restart();
+        var follower = await cluster.FollowerAsync();
+        var m5 = await cluster.AddMemberAsync(follower);
+        await ClusterChecks.WaitJoinedAsync(cluster, m5, Converge);
+        output.WriteLine($"{m5.Name} joined after {clock.ElapsedMilliseconds} ms via follower {follower.Name}");
+        lock (live)
+        {
+            live.Add(m5);
+        }
+
+        var members = (await ClusterChecks.MemberListAsync(m5)).Members;
+        Assert.Equal(5, members.Count);
+        foreach (var member in cluster.Running)
+        {
+            var listed = Assert.Single(members, m => m.ID == member.MemberId);
+            Assert.Equal(member.Name, listed.Name);
+            Assert.Equal([member.PeerUrl], listed.PeerURLs);
+            Assert.Equal([member.Endpoint], listed.ClientURLs);
+        }
+
+        // Shrink: remove two founders that are not the leader, each through another member.
+        await writer.WaitForMoreAsync(50, Converge);
+        foreach (var step in Enumerable.Range(0, 2))
+        {
+            leader = await cluster.WaitForLeaderAsync(Converge);
+            var removed = cluster.Running.First(m => m != leader && m != m4 && m != m5);
+            var via = step == 0 ? leader : cluster.Running.First(m => m != leader && m != removed);
+            lock (live)
+            {
+                live.Remove(removed);
+            }
+
+            clock.Restart();
+            await cluster.RemoveMemberAsync(via, removed);
+            output.WriteLine($"removed {removed.Name} via {via.Name} in {clock.ElapsedMilliseconds} ms");
+            await writer.WaitForMoreAsync(50, Converge);
+        }
+
+        await writer.StopAsync();
+        var remaining = cluster.Running.ToList();
+        Assert.Equal(3, remaining.Count);
+        Assert.Equal(3, (await ClusterChecks.MemberListAsync(remaining[0])).Members.Count);
+        var revision = await ClusterChecks.WaitConvergedAsync(remaining, Converge, cluster.Logs);
+        foreach (var member in remaining)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, "grow/", writer.Acknowledged);
+        }
+
+        output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("ember", StringComparison.Ordinal) || l.Contains("napshot", StringComparison.Ordinal))));
+        output.WriteLine($"{writer.Count} acknowledged writes, {writer.Failures} failed attempts, converged at revision {revision}");
+    }
+
+    [Fact]
+    public async Task Etcdctl_member_add_list_remove_with_etcds_answers_and_errors()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var follower = cluster.Running.First(m => m != leader);
+        var viaFollower = new EtcdctlRunner(follower.Endpoint);
+        var viaLeader = new EtcdctlRunner(leader.Endpoint);
+        try
+        {
+            var list = (await viaFollower.RunAsync("member", "list")).EnsureSuccess();
+            Assert.Equal(3, list.Lines.Length);
+            foreach (var member in cluster.Running)
+            {
+                Assert.Contains($"{member.MemberId:x}, started, {member.Name}, {member.PeerUrl}, {member.Endpoint}, false", list.Lines);
+            }
+
+            // Added through a follower (forwarded to the leader), not started yet.
+            var joiner = cluster.NewJoiner();
+            var added = (await viaFollower.RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}")).EnsureSuccess();
+            Assert.Contains(" added to cluster ", added.Stdout, StringComparison.Ordinal);
+            Assert.Contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\"", added.Stdout, StringComparison.Ordinal);
+            Assert.Contains($"{joiner.Name}={joiner.PeerUrl}", added.Stdout, StringComparison.Ordinal);
+            var joinerId = added.Lines[0].Split(' ')[1];
+
+            // etcd lists an added member that has not started with an empty name, on every member.
+            foreach (var runner in new[] { viaLeader, viaFollower })
+            {
+                var pending = (await runner.RunAsync("member", "list")).EnsureSuccess();
+                Assert.Contains($"{joinerId}, unstarted, , {joiner.PeerUrl}, , false", pending.Lines);
+            }
+
+            // One change at a time.
+            var other = cluster.NewJoiner();
+            var second = await viaLeader.RunAsync("member", "add", other.Name, $"--peer-urls={other.PeerUrl}");
+            Assert.NotEqual(0, second.ExitCode);
+            Assert.Contains("etcdserver: unhealthy cluster", second.Stderr, StringComparison.Ordinal);
+            var removeDuringAdd = await viaFollower.RunAsync("member", "remove", $"{follower.MemberId:x}");
+            Assert.Contains("etcdserver: unhealthy cluster", removeDuringAdd.Stderr, StringComparison.Ordinal);
+
+            var unknown = await viaFollower.RunAsync("member", "remove", "123456789abcdef");
+            Assert.NotEqual(0, unknown.ExitCode);
+            Assert.Contains("etcdserver: member not found", unknown.Stderr, StringComparison.Ordinal);
+
+            var learner = await viaLeader.RunAsync("member", "add", other.Name, $"--peer-urls={other.PeerUrl}", "--learner");
+            Assert.NotEqual(0, learner.ExitCode);
+            Assert.Contains("learner", learner.Stderr, StringComparison.Ordinal);
+
+            // An added member that never started can be removed (it would block every other change).
+            var dropped = (await viaFollower.RunAsync("member", "remove", joinerId)).EnsureSuccess();
+            Assert.Contains($"Member {joinerId} removed from cluster", dropped.Stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain(joiner.PeerUrl, (await viaFollower.RunAsync("member", "list")).EnsureSuccess().Stdout, StringComparison.Ordinal);
+
+            // Added again, then started: it joins.
+            (await viaLeader.RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}")).EnsureSuccess();
+            await joiner.StartAsync();
+            await ClusterChecks.WaitJoinedAsync(cluster, joiner, Converge);
+            var started = (await viaLeader.RunAsync("member", "list")).EnsureSuccess();
+            Assert.Contains($"{joinerId}, started, {joiner.Name}, {joiner.PeerUrl}, {joiner.Endpoint}, false", started.Lines);
+
+            var removed = (await viaFollower.RunAsync("member", "remove", joinerId)).EnsureSuccess();
+            Assert.Contains($"Member {joinerId} removed from cluster", removed.Stdout, StringComparison.Ordinal);
+            await joiner.StopAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(3, (await viaFollower.RunAsync("member", "list")).EnsureSuccess().Lines.Length);
+        }
+        finally
+        {
+            output.WriteLine(viaFollower.Transcript);
+            output.WriteLine(viaLeader.Transcript);
+        }
+    }
+
+    [Fact]
+    public async Task One_member_cluster_grows_to_three()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(1);
+        var first = Assert.Single(cluster.Running);
+        await using var writer = new BackgroundWriter("solo/", () => [first]);
+        await writer.WaitForMoreAsync(50, Converge);
+
+        var second = await cluster.AddMemberAsync(first);
+        await ClusterChecks.WaitJoinedAsync(cluster, second, Converge);
+        await writer.WaitForMoreAsync(20, Converge);
+        var third = await cluster.AddMemberAsync(second);
+        await ClusterChecks.WaitJoinedAsync(cluster, third, Converge);
+        await writer.WaitForMoreAsync(20, Converge);
+        await writer.StopAsync();
+
+        Assert.Equal(3, (await ClusterChecks.MemberListAsync(third)).Members.Count);
+        var members = cluster.Running.ToList();
+        await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        foreach (var member in members)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, "solo/", writer.Acknowledged);
+        }
+
+        // A majority of the three keeps serving without the first member.
+        await first.KillAsync();
+        var leader = await cluster.WaitForLeaderAsync(Converge);
+        using var channel = leader.OpenChannel();
+        await new KV.KVClient(channel).PutAsync(
+            new PutRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("solo/after"), Value = Google.Protobuf.ByteString.CopyFromUtf8("x") },
+            deadline: DateTime.UtcNow.AddSeconds(30));
+        output.WriteLine($"{writer.Count} acknowledged writes; leader after killing {first.Name}: {leader.Name}");
+    }
+}

@@ -1,0 +1,156 @@
+using System.Diagnostics;
+using Arbiter.Compatibility.Tests.Fixtures;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>
+/// Members that fall behind (stopped, or wiped) catch up from the leader, by snapshot install when
+/// the log they need is compacted away; every member recovers from its own disk (snapshot + log).
+/// </summary>
+public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(60);
+
+    /// <summary>A small snapshot interval so that a few hundred writes compact the log several times.</summary>
+    private static readonly ClusterSettings SmallSnapshots = new() { SnapshotCount = 50 };
+
+    [Fact]
+    public async Task Wiped_member_restarted_as_existing_catches_up_by_snapshot()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, SmallSnapshots);
+        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var victim = cluster.Running.First(m => m != leader);
+        var others = cluster.Running.Where(m => m != victim).ToList();
+        await using var writer = new BackgroundWriter("wipe/", () => others);
+        await writer.WaitForMoreAsync(30, Converge);
+
+        await victim.StopAsync(TimeSpan.FromSeconds(30));
+        await writer.WaitForMoreAsync(250, Converge);
+        victim.WipeData();
+
+        // The same member (same peer URL, so the same id in the configuration) on an empty disk.
+        victim.InitialClusterState = "existing";
+        var logBefore = victim.Log.Length;
+        var clock = Stopwatch.StartNew();
+        await victim.StartAsync(isRestart: true);
+        await writer.WaitForMoreAsync(30, Converge);
+        await writer.StopAsync();
+        var members = cluster.Running.ToList();
+        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        output.WriteLine($"wiped {victim.Name} converged {clock.ElapsedMilliseconds} ms after restart at revision {revision}");
+        foreach (var member in members)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, "wipe/", writer.Acknowledged);
+        }
+
+        Assert.Contains("Installed Raft snapshot", victim.Log[logBefore..], StringComparison.Ordinal);
+        await ClusterChecks.WaitJoinedAsync(cluster, victim, Converge);
+    }
+
+    [Fact]
+    public async Task Wiped_member_removed_and_added_again_catches_up_by_snapshot()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, SmallSnapshots);
+        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var victim = cluster.Running.First(m => m != leader);
+        var others = cluster.Running.Where(m => m != victim).ToList();
+        await using var writer = new BackgroundWriter("readd/", () => others);
+        await writer.WaitForMoreAsync(30, Converge);
+
+        await cluster.RemoveMemberAsync(leader, victim);
+        await writer.WaitForMoreAsync(250, Converge);
+        victim.WipeData();
+
+        // etcd's way back for a member that lost its disk: remove, add again, start as existing.
+        using (var channel = leader.OpenChannel())
+        {
+            var request = new Protocol.Etcd.MemberAddRequest();
+            request.PeerURLs.Add(victim.PeerUrl);
+            await new Protocol.Etcd.Cluster.ClusterClient(channel).MemberAddAsync(request, deadline: DateTime.UtcNow.AddSeconds(30));
+        }
+
+        victim.InitialClusterState = "existing";
+        var logBefore = victim.Log.Length;
+        var clock = Stopwatch.StartNew();
+        await victim.StartAsync(isRestart: true);
+        await ClusterChecks.WaitJoinedAsync(cluster, victim, Converge);
+        await writer.WaitForMoreAsync(30, Converge);
+        await writer.StopAsync();
+        var members = cluster.Running.ToList();
+        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        output.WriteLine($"re-added {victim.Name} converged {clock.ElapsedMilliseconds} ms after start at revision {revision}");
+        foreach (var member in members)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, "readd/", writer.Acknowledged);
+        }
+
+        Assert.Contains("Installed Raft snapshot", victim.Log[logBefore..], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Stopped_member_catches_up_after_restart()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, SmallSnapshots);
+        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var victim = cluster.Running.First(m => m != leader);
+        var others = cluster.Running.Where(m => m != victim).ToList();
+        await using var writer = new BackgroundWriter("lag/", () => others);
+        await writer.WaitForMoreAsync(30, Converge);
+
+        await victim.KillAsync();
+        await writer.WaitForMoreAsync(200, Converge);
+        var logBefore = victim.Log.Length;
+        var clock = Stopwatch.StartNew();
+        await victim.StartAsync(isRestart: true);
+        await writer.WaitForMoreAsync(30, Converge);
+        await writer.StopAsync();
+        var members = cluster.Running.ToList();
+        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        output.WriteLine($"{victim.Name} converged {clock.ElapsedMilliseconds} ms after restart at revision {revision}");
+        foreach (var member in members)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, "lag/", writer.Acknowledged);
+        }
+    }
+
+    [Fact]
+    public async Task Every_member_recovers_from_its_own_disk()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, SmallSnapshots);
+        var members = cluster.Running.ToList();
+        await using var writer = new BackgroundWriter("disk/", () => members);
+        await writer.WaitForMoreAsync(180, Converge);
+        await writer.StopAsync();
+        var before = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+
+        // One by one (the others keep a quorum): a clean stop and a kill -9 both come back from disk.
+        foreach (var (member, index) in members.Select((m, i) => (m, i)))
+        {
+            if (index % 2 == 0)
+            {
+                await member.StopAsync(TimeSpan.FromSeconds(30));
+            }
+            else
+            {
+                await member.KillAsync();
+            }
+
+            var logBefore = member.Log.Length;
+            await member.StartAsync(isRestart: true);
+            Assert.Contains("Installed Raft snapshot", member.Log[logBefore..], StringComparison.Ordinal);
+        }
+
+        // All down at once, then all up: nobody can catch up from anyone; each has its own disk only.
+        await Task.WhenAll(members.Select(m => m.StopAsync(TimeSpan.FromSeconds(30))));
+        await Task.WhenAll(members.Select(m => m.StartAsync(isRestart: true)));
+        await cluster.WaitForLeaderAsync(Converge);
+        var after = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        Assert.Equal(before, after);
+        foreach (var member in members)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, "disk/", writer.Acknowledged);
+        }
+
+        output.WriteLine($"{writer.Count} writes; revision {after} after restarts");
+    }
+}
