@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test. Installs what the tests need (real etcd + etcdctl from Debian) first.
+# Runs every test. Installs what the tests need (real etcd + etcdctl from Debian; iptables for the
+# cluster partition tests, which need root and are reported as skipped otherwise) first.
 # Usage: scripts/test.sh [extra dotnet test args]   e.g. --filter "Category!=Soak"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,12 @@ if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; th
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq etcd-server etcd-client >/dev/null
+fi
+if ! command -v iptables >/dev/null 2>&1; then
+  echo "[test.sh] installing iptables (network partition tests)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq iptables >/dev/null
 fi
 # Debian's etcd package may start a system etcd on 2379; tests use their own ports, but stop it
 # so that nothing answers on etcd's default port by accident.

@@ -83,14 +83,9 @@ internal sealed partial class RaftCommandLog
         MaxSendMessageSize = null,
     }));
 
-    private async Task<(CommandResult Result, long RaftIndex)?> TryForwardAsync(Command command, CancellationToken cancellationToken)
+    /// <summary>Sends the command to the leader at <paramref name="url"/>; null when the caller should retry (leader moved, transport failure).</summary>
+    private async Task<(CommandResult Result, long RaftIndex)?> TryForwardAsync(string url, Command command, CancellationToken cancellationToken)
     {
-        var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
-        if (url is null)
-        {
-            return null; // this member became the leader meanwhile
-        }
-
         try
         {
             var reply = await new Peer.PeerClient(ChannelTo(url)).ProposeAsync(command, cancellationToken: cancellationToken).ConfigureAwait(false);
@@ -101,6 +96,10 @@ internal sealed partial class RaftCommandLog
             _logger.LogDebug("Forwarding to {Url} failed ({Status}); retrying", url, e.Status.Detail);
             await Task.Delay(RetryDelayMs, cancellationToken).ConfigureAwait(false);
             return null;
+        }
+        catch (RpcException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw CallCut(e, cancellationToken);
         }
     }
 
@@ -122,7 +121,19 @@ internal sealed partial class RaftCommandLog
             await Task.Delay(RetryDelayMs, cancellationToken).ConfigureAwait(false);
             return null;
         }
+        catch (RpcException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw CallCut(e, cancellationToken);
+        }
     }
+
+    /// <summary>
+    /// A forwarded call cut by our own deadline surfaces as RpcException(Cancelled); turned into
+    /// the cancellation it is, the caller answers "request timed out" / "no leader" instead of
+    /// passing "Call canceled by the client" on to its client.
+    /// </summary>
+    private static OperationCanceledException CallCut(RpcException e, CancellationToken cancellationToken)
+        => new("The forwarded call was cut by the request deadline.", e, cancellationToken);
 
     /// <summary>Transport failures and "not leader" are retried (the leader may have moved); the caller's deadline bounds it.</summary>
     private static bool IsRetryable(RpcException e, CancellationToken cancellationToken)

@@ -33,6 +33,12 @@ internal sealed partial class RaftCommandLog
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         deadline.CancelAfter(_cluster.RequestTimeoutMs);
+
+        // Once the command was appended here as leader or sent to a leader, it may still commit
+        // (a follower may hold the entry; a request stalled in a partition may be delivered late):
+        // from then on a failure is "request timed out" (outcome unknown), never "no leader",
+        // which tells the client the command was not proposed at all.
+        var handedOff = false;
         try
         {
             while (true)
@@ -44,6 +50,7 @@ internal sealed partial class RaftCommandLog
 
                 if (IsLeader)
                 {
+                    handedOff = true;
                     var applied = await TryProposeOnLeaderAsync(command, deadline.Token).ConfigureAwait(false);
                     if (applied is { } done)
                     {
@@ -58,7 +65,14 @@ internal sealed partial class RaftCommandLog
                     throw new EtcdException(NotLeader);
                 }
 
-                var forwarded = await TryForwardAsync(command, deadline.Token).ConfigureAwait(false);
+                var url = await LeaderClientUrlAsync(deadline.Token).ConfigureAwait(false);
+                if (url is null)
+                {
+                    continue; // this member became the leader meanwhile
+                }
+
+                handedOff = true;
+                var forwarded = await TryForwardAsync(url, command, deadline.Token).ConfigureAwait(false);
                 if (forwarded is { } answer)
                 {
                     // Wait until this member has applied it too, so the client's next serializable
@@ -68,9 +82,13 @@ internal sealed partial class RaftCommandLog
                 }
             }
         }
+        catch (EtcdException e) when (e.Error == EtcdError.NoLeader && handedOff)
+        {
+            throw new EtcdException(EtcdError.Timeout);
+        }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new EtcdException(_stopping.IsCancellationRequested ? EtcdError.Stopped : HasLeader ? EtcdError.Timeout : EtcdError.NoLeader);
+            throw new EtcdException(_stopping.IsCancellationRequested ? EtcdError.Stopped : HasLeader || handedOff ? EtcdError.Timeout : EtcdError.NoLeader);
         }
     }
 

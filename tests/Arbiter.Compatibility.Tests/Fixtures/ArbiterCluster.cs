@@ -14,20 +14,56 @@ public sealed record ClusterSettings
 
     /// <summary>Raft entries between snapshots; small values exercise snapshot install.</summary>
     public int SnapshotCount { get; init; } = 20_000;
+
+    /// <summary>
+    /// Runs each member under its own uid (via <c>setpriv</c>, needs root) so that iptables
+    /// <c>-m owner --uid-owner</c> rules can cut the traffic between members on loopback, where
+    /// every connection comes from 127.0.0.1. Off by default.
+    /// </summary>
+    public bool RunMembersAsSeparateUsers { get; init; }
 }
 
 /// <summary>One member of an <see cref="ArbiterCluster"/>: a real <c>arbiter serve</c> process with its own ports and data dir.</summary>
-public sealed class ArbiterClusterMember(string name, ArbiterCluster cluster) : ServerProcess(name)
+public sealed class ArbiterClusterMember : ServerProcess
 {
+    private const UnixFileMode AnyoneMayWrite =
+        UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
+        UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute |
+        UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+
+    private readonly ArbiterCluster _cluster;
+
+    public ArbiterClusterMember(string name, ArbiterCluster cluster, int? uid = null)
+        : base(name)
+    {
+        _cluster = cluster;
+        Uid = uid;
+        if (uid is not null && !OperatingSystem.IsWindows())
+        {
+            // The member (another uid) creates its files in the dir; root (the test) can still delete them.
+            File.SetUnixFileMode(DataDir, AnyoneMayWrite);
+        }
+    }
+
+    /// <summary>The uid the process runs as (<see cref="ClusterSettings.RunMembersAsSeparateUsers"/>), or null for the test's own user.</summary>
+    public int? Uid { get; }
+
     /// <summary><c>new</c> for founders; <c>existing</c> for members added later (and for a wiped member rejoining).</summary>
     public string InitialClusterState { get; set; } = "new";
 
     /// <summary>The member id the cluster reports for this member (from Status; 0 before the first start).</summary>
     public ulong MemberId { get; internal set; }
 
-    protected override string FileName => "dotnet";
+    protected override string FileName => Uid is null ? "dotnet" : "setpriv";
 
-    protected override IEnumerable<string> Arguments(bool isRestart) =>
+    protected override IReadOnlyDictionary<string, string>? Environment =>
+        Uid is null ? null : new Dictionary<string, string> { ["HOME"] = DataDir, ["DOTNET_CLI_HOME"] = DataDir };
+
+    protected override IEnumerable<string> Arguments(bool isRestart) => Uid is { } uid
+        ? [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", "dotnet", .. ServeArguments()]
+        : ServeArguments();
+
+    private IEnumerable<string> ServeArguments() =>
     [
         ArbiterProcess.DllPath,
         "serve",
@@ -37,11 +73,11 @@ public sealed class ArbiterClusterMember(string name, ArbiterCluster cluster) : 
         "--advertise-client-urls", Endpoint,
         "--initial-advertise-peer-urls", PeerUrl,
         "--listen-peer-urls", PeerUrl,
-        "--initial-cluster", cluster.InitialClusterFor(this),
+        "--initial-cluster", _cluster.InitialClusterFor(this),
         "--initial-cluster-state", InitialClusterState,
-        "--heartbeat-interval", cluster.Settings.HeartbeatIntervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        "--election-timeout", cluster.Settings.ElectionTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        "--snapshot-count", cluster.Settings.SnapshotCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--heartbeat-interval", _cluster.Settings.HeartbeatIntervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--election-timeout", _cluster.Settings.ElectionTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--snapshot-count", _cluster.Settings.SnapshotCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
         "--log-level", "info",
     ];
 
@@ -81,7 +117,14 @@ public sealed class ArbiterCluster : IAsyncDisposable
     private readonly HashSet<ArbiterClusterMember> _removed = [];
     private int _nameCounter;
 
-    private ArbiterCluster(ClusterSettings settings) => Settings = settings;
+    /// <summary>First uid of this cluster's members when they run as separate users: random, so that two clusters do not share uids.</summary>
+    private readonly int _uidBase;
+
+    private ArbiterCluster(ClusterSettings settings)
+    {
+        Settings = settings;
+        _uidBase = 40_000 + (Random.Shared.Next(2_000) * 10);
+    }
 
     public ClusterSettings Settings { get; }
 
@@ -119,7 +162,8 @@ public sealed class ArbiterCluster : IAsyncDisposable
 
     private ArbiterClusterMember NewMember()
     {
-        var member = new ArbiterClusterMember($"m{++_nameCounter}", this);
+        var index = ++_nameCounter;
+        var member = new ArbiterClusterMember($"m{index}", this, Settings.RunMembersAsSeparateUsers ? _uidBase + index : null);
         _members.Add(member);
         return member;
     }

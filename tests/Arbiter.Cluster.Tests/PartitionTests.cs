@@ -1,0 +1,267 @@
+using System.Diagnostics;
+using Arbiter.Cluster.Tests.Faults;
+using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Protocol.Etcd;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>
+/// CP under a real network partition (iptables drops the packets between members): the majority
+/// keeps serving; the minority refuses writes and linearizable reads (Unavailable or a deadline,
+/// never success) and still answers serializable reads with possibly stale data; after healing,
+/// every member converges to the same state (HashKV), no acknowledged write is lost and the
+/// refused writes are absent.
+/// </summary>
+[Trait("Category", "Partition")]
+public sealed class PartitionTests(ITestOutputHelper output)
+{
+    private static readonly ClusterSettings Settings = new() { RunMembersAsSeparateUsers = true };
+
+    /// <summary>Generous: the machine is small and shared with other clusters.</summary>
+    private static readonly TimeSpan ConvergeTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Client deadline for calls the minority must refuse; the server's own bound is its request timeout (7 s).</summary>
+    private static readonly TimeSpan RefuseDeadline = TimeSpan.FromSeconds(20);
+
+    private static readonly TimeSpan CallDeadline = TimeSpan.FromSeconds(30);
+
+    [IptablesFact]
+    public Task Isolated_leader_refuses_writes_and_linearizable_reads_while_the_majority_serves_then_all_converge()
+        => IsolateAndHealAsync(isolateLeader: true);
+
+    [IptablesFact]
+    public Task Isolated_follower_refuses_writes_and_linearizable_reads_while_the_majority_serves_then_all_converge()
+        => IsolateAndHealAsync(isolateLeader: false);
+
+    private async Task IsolateAndHealAsync(bool isolateLeader)
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, Settings);
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30));
+        var isolated = isolateLeader ? leader : cluster.Running.First(m => m != leader);
+        var majority = cluster.Running.Where(m => m != isolated).ToList();
+        output.WriteLine($"leader {leader.Name}; isolating {isolated.Name} (uid {isolated.Uid}) from {string.Join(", ", majority.Select(m => $"{m.Name} (uid {m.Uid})"))}");
+
+        var acknowledged = new Dictionary<string, string>(StringComparer.Ordinal);
+        // Refused with "no leader": never proposed, must stay absent. Timed out: outcome unknown
+        // (etcd's "request timed out"), which is what a write that left the minority must get.
+        var refused = new List<string>();
+        var timedOut = new List<string>();
+        await PutAsync(isolated, "before", "1");
+        acknowledged["before"] = "1";
+
+        using (var partition = IptablesPartition.Isolate(isolated, majority))
+        {
+            var cut = Stopwatch.StartNew();
+            output.WriteLine(partition.ToString());
+
+            // Sent at once, while the isolated member may still believe it leads (or follows a leader it cannot reach).
+            var earlyWrite = ExpectRefusedAsync("write on the minority sent right after the cut", () => PutAsync(isolated, "minority-early", "x", RefuseDeadline));
+
+            var stepDown = isolateLeader
+                ? WaitUntilAsync(
+                    $"{isolated.Name} stops reporting itself as leader",
+                    async () => (await ArbiterCluster.TryStatusAsync(isolated))?.Leader != isolated.MemberId,
+                    ConvergeTimeout)
+                : Task.FromResult(0L);
+
+            var newLeader = await WaitForAgreedLeaderAsync(majority, ConvergeTimeout);
+            output.WriteLine($"majority agrees on leader {newLeader.Name} {cut.ElapsedMilliseconds} ms after the cut");
+            if (isolateLeader)
+            {
+                Assert.NotEqual(leader, newLeader);
+                output.WriteLine($"isolated old leader stopped reporting itself as leader {await stepDown} ms after the cut");
+            }
+
+            // The majority serves writes (through the leader and through its follower) and linearizable reads.
+            var writeTimes = new List<long>();
+            for (var i = 0; i < 10; i++)
+            {
+                var key = $"majority-{i}";
+                var timer = Stopwatch.StartNew();
+                await PutAsync(majority[i % majority.Count], key, $"v{i}");
+                writeTimes.Add(timer.ElapsedMilliseconds);
+                acknowledged[key] = $"v{i}";
+            }
+
+            output.WriteLine($"majority writes during the partition: {string.Join(", ", writeTimes)} ms");
+            foreach (var member in majority)
+            {
+                var got = await RangeAsync(member, "majority-9", serializable: false);
+                Assert.Equal("v9", Assert.Single(got.Kvs).Value.ToStringUtf8());
+            }
+
+            var early = await earlyWrite;
+            (IsNoLeader(early) ? refused : timedOut).Add("minority-early");
+            if (isolateLeader)
+            {
+                // Appended to the old leader's log before it stepped down (which takes over a
+                // second): the outcome is unknown to it — a delayed packet could still carry the
+                // entry to the others — so the answer must not be "no leader" (= never proposed).
+                Assert.Equal(EtcdTimedOut, early.Status.Detail);
+            }
+
+            var late = await ExpectRefusedAsync("write on the minority", () => PutAsync(isolated, "minority-late", "x", RefuseDeadline));
+            (IsNoLeader(late) ? refused : timedOut).Add("minority-late");
+            await ExpectRefusedAsync("linearizable read on the minority", () => RangeAsync(isolated, "before", serializable: false, RefuseDeadline));
+
+            // Serializable reads still answer on the minority, from its own (stale) state.
+            var serializable = Stopwatch.StartNew();
+            var stale = await RangeAllAsync(isolated, serializable: true);
+            output.WriteLine($"serializable read on the minority answered in {serializable.ElapsedMilliseconds} ms at revision {stale.Header.Revision}");
+            Assert.Contains(stale.Kvs, kv => kv.Key.ToStringUtf8() == "before");
+            Assert.DoesNotContain(stale.Kvs, kv => kv.Key.ToStringUtf8().StartsWith("majority-", StringComparison.Ordinal));
+
+            partition.Heal();
+            var healed = Stopwatch.StartNew();
+            var agreedLeader = await WaitForAgreedLeaderAsync(cluster.Running.ToList(), ConvergeTimeout);
+            var (revision, hash) = await WaitConvergedAsync(cluster.Running.ToList(), ConvergeTimeout);
+            output.WriteLine($"after healing: leader {agreedLeader.Name}, all members at revision {revision} with hash {hash:x8} within {healed.ElapsedMilliseconds} ms");
+        }
+
+        // Every member holds every acknowledged write and none of the refused ones.
+        foreach (var member in cluster.Running)
+        {
+            var all = await RangeAllAsync(member, serializable: true);
+            output.WriteLine($"{member.Name}: " + string.Join(" ", all.Kvs.Select(kv => $"{kv.Key.ToStringUtf8()}@{kv.ModRevision}")));
+            var state = all.Kvs.ToDictionary(kv => kv.Key.ToStringUtf8(), kv => kv.Value.ToStringUtf8(), StringComparer.Ordinal);
+            foreach (var (key, value) in acknowledged)
+            {
+                Assert.True(state.TryGetValue(key, out var got) && got == value, $"{member.Name} lost acknowledged {key}={value} (has {got ?? "nothing"})");
+            }
+
+            foreach (var key in refused)
+            {
+                Assert.False(state.ContainsKey(key), $"{member.Name} has {key}, a write refused with \"no leader\"");
+            }
+
+            foreach (var key in timedOut)
+            {
+                // An isolated leader's own log entries cannot commit: the new leader was elected without them.
+                Assert.False(isolateLeader && state.ContainsKey(key), $"{member.Name} has {key}, a write the isolated old leader could not replicate");
+                output.WriteLine($"{member.Name}: timed-out write {key} {(state.ContainsKey(key) ? "was applied after all (delivered after healing)" : "is absent")}");
+            }
+        }
+
+        // The healed member serves linearizable reads again.
+        var read = await RangeAsync(isolated, "majority-9", serializable: false);
+        Assert.Equal("v9", Assert.Single(read.Kvs).Value.ToStringUtf8());
+    }
+
+    private const string EtcdNoLeader = "etcdserver: no leader";
+
+    private const string EtcdTimedOut = "etcdserver: request timed out";
+
+    /// <summary>"no leader" means the command was never proposed; any other refusal leaves the outcome unknown.</summary>
+    private static bool IsNoLeader(RpcException e) => e.StatusCode == StatusCode.Unavailable && e.Status.Detail == EtcdNoLeader;
+
+    /// <summary>The call must fail with Unavailable (no leader, request timed out) or hit its deadline.</summary>
+    private async Task<RpcException> ExpectRefusedAsync(string what, Func<Task> call)
+    {
+        var timer = Stopwatch.StartNew();
+        try
+        {
+            await call();
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+        {
+            output.WriteLine($"{what}: refused after {timer.ElapsedMilliseconds} ms with {e.StatusCode} \"{e.Status.Detail}\"");
+            return e;
+        }
+
+        throw new Xunit.Sdk.XunitException($"{what} succeeded after {timer.ElapsedMilliseconds} ms: the minority must refuse it");
+    }
+
+    private static async Task PutAsync(ArbiterClusterMember member, string key, string value, TimeSpan? deadline = null)
+    {
+        using var channel = member.OpenChannel();
+        await new KV.KVClient(channel).PutAsync(
+            new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8(value) },
+            deadline: DateTime.UtcNow + (deadline ?? CallDeadline));
+    }
+
+    private static async Task<RangeResponse> RangeAsync(ArbiterClusterMember member, string key, bool serializable, TimeSpan? deadline = null)
+    {
+        using var channel = member.OpenChannel();
+        return await new KV.KVClient(channel).RangeAsync(
+            new RangeRequest { Key = ByteString.CopyFromUtf8(key), Serializable = serializable },
+            deadline: DateTime.UtcNow + (deadline ?? CallDeadline));
+    }
+
+    private static async Task<RangeResponse> RangeAllAsync(ArbiterClusterMember member, bool serializable)
+    {
+        using var channel = member.OpenChannel();
+        return await new KV.KVClient(channel).RangeAsync(
+            new RangeRequest { Key = ByteString.CopyFrom(0), RangeEnd = ByteString.CopyFrom(0), Serializable = serializable },
+            deadline: DateTime.UtcNow + CallDeadline);
+    }
+
+    /// <summary>Waits until every member in <paramref name="members"/> reports the same leader, one of them.</summary>
+    private static async Task<ArbiterClusterMember> WaitForAgreedLeaderAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
+    {
+        ArbiterClusterMember? agreed = null;
+        await WaitUntilAsync(
+            $"{string.Join(", ", members.Select(m => m.Name))} agree on a leader among them",
+            async () =>
+            {
+                var leaders = new HashSet<ulong>();
+                foreach (var member in members)
+                {
+                    leaders.Add((await ArbiterCluster.TryStatusAsync(member))?.Leader ?? 0);
+                }
+
+                agreed = leaders is { Count: 1 } ? members.FirstOrDefault(m => m.MemberId == leaders.First()) : null;
+                return agreed is not null;
+            },
+            timeout);
+        return agreed!;
+    }
+
+    /// <summary>Waits until every member reports the same revision and the same HashKV at it.</summary>
+    private static async Task<(long Revision, uint Hash)> WaitConvergedAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
+    {
+        var seen = new List<(long Revision, uint Hash)>();
+        await WaitUntilAsync(
+            "every member at the same revision with the same HashKV",
+            async () =>
+            {
+                seen.Clear();
+                foreach (var member in members)
+                {
+                    try
+                    {
+                        using var channel = member.OpenChannel();
+                        var reply = await new Maintenance.MaintenanceClient(channel).HashKVAsync(new HashKVRequest(), deadline: DateTime.UtcNow.AddSeconds(5));
+                        seen.Add((reply.Header.Revision, reply.Hash));
+                    }
+                    catch (RpcException)
+                    {
+                        return false;
+                    }
+                }
+
+                return seen.Distinct().Count() == 1;
+            },
+            timeout,
+            () => string.Join(", ", seen.Select(s => $"rev {s.Revision} hash {s.Hash:x8}")));
+        return seen[0];
+    }
+
+    /// <summary>Polls <paramref name="condition"/> every 50 ms until it holds; returns the elapsed ms, or throws after <paramref name="timeout"/>.</summary>
+    private static async Task<long> WaitUntilAsync(string what, Func<Task<bool>> condition, TimeSpan timeout, Func<string>? lastSeen = null)
+    {
+        var timer = Stopwatch.StartNew();
+        while (!await condition())
+        {
+            if (timer.Elapsed > timeout)
+            {
+                throw new TimeoutException($"not within {timeout}: {what}{(lastSeen is null ? string.Empty : $" (last seen: {lastSeen()})")}");
+            }
+
+            await Task.Delay(50);
+        }
+
+        return timer.ElapsedMilliseconds;
+    }
+}
