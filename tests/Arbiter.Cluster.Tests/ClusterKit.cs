@@ -124,6 +124,27 @@ internal static class ClusterKit
         }
     }
 
+    /// <summary>How many snapshots each member took and installed (from its log), to show which paths a run exercised.</summary>
+    public static void WriteSnapshotActivity(ArbiterCluster cluster, ITestOutputHelper output)
+    {
+        output.WriteLine("snapshots taken/restored-or-installed: " + string.Join(", ", cluster.Members.Select(m =>
+        {
+            var log = m.Log;
+            return $"{m.Name} {CountOf(log, "Raft snapshot at applied index")}/{CountOf(log, "Installed Raft snapshot")}";
+        })));
+    }
+
+    private static int CountOf(string text, string what)
+    {
+        var count = 0;
+        for (var at = text.IndexOf(what, StringComparison.Ordinal); at >= 0; at = text.IndexOf(what, at + what.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
+    }
+
     /// <summary>HashKV of every running member at the same (current, converged) revision; asserts they are equal.</summary>
     public static async Task AssertHashKvEqualAsync(ArbiterCluster cluster, long revision, ITestOutputHelper output)
     {

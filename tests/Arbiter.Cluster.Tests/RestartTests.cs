@@ -9,11 +9,14 @@ public sealed class RestartTests(ITestOutputHelper output)
 {
     private const string Prefix = "restart/";
 
-    [Fact]
-    public async Task Killing_every_member_at_once_keeps_all_acknowledged_data()
+    /// <param name="snapshotCount">20 000: restart replays the whole log; 25: restore a snapshot, then replay the rest.</param>
+    [Theory]
+    [InlineData(20_000)]
+    [InlineData(25)]
+    public async Task Killing_every_member_at_once_keeps_all_acknowledged_data(int snapshotCount)
     {
         var clock = Stopwatch.StartNew();
-        await using var cluster = await ArbiterCluster.StartAsync(3);
+        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { SnapshotCount = snapshotCount });
         var writers = new Writers(cluster, Prefix, 3, clock);
         await using (writers)
         {
@@ -34,6 +37,7 @@ public sealed class RestartTests(ITestOutputHelper output)
         var revision = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
         await ClusterKit.AssertAllPresentAsync(cluster, Prefix, acked, output);
         await ClusterKit.AssertHashKvEqualAsync(cluster, revision, output);
+        ClusterKit.WriteSnapshotActivity(cluster, output);
 
         // And the cluster takes writes again, above every revision acknowledged before.
         var follower = await cluster.FollowerAsync();
