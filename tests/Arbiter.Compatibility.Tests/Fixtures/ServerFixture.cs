@@ -134,6 +134,26 @@ public sealed class ArbiterClusterFixture : ServerFixture
     {
         _cluster = await ArbiterCluster.StartAsync(3, Settings).ConfigureAwait(false);
         _follower = await _cluster.FollowerAsync().ConfigureAwait(false);
+        await WarmUpForwardingAsync(_follower).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// One write, lease round and linearizable read through the follower: the first forwarded call
+    /// opens the follower's channel to the leader, which on a loaded machine can take longer than
+    /// the 2 s lease TTLs some tests use.
+    /// </summary>
+    private static async Task WarmUpForwardingAsync(ArbiterClusterMember follower)
+    {
+        using var channel = follower.OpenChannel();
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var kv = new KV.KVClient(channel);
+        var lease = new Lease.LeaseClient(channel);
+        var key = Google.Protobuf.ByteString.CopyFromUtf8("~fixture-warm-up");
+        var granted = await lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 }, deadline: deadline).ConfigureAwait(false);
+        await kv.PutAsync(new PutRequest { Key = key, Lease = granted.ID }, deadline: deadline).ConfigureAwait(false);
+        await kv.RangeAsync(new RangeRequest { Key = key }, deadline: deadline).ConfigureAwait(false);
+        await lease.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = granted.ID }, deadline: deadline).ConfigureAwait(false);
+        await lease.LeaseRevokeAsync(new LeaseRevokeRequest { ID = granted.ID }, deadline: deadline).ConfigureAwait(false);
     }
 
     protected override ValueTask StopServerAsync() => _cluster?.DisposeAsync() ?? ValueTask.CompletedTask;
