@@ -138,22 +138,27 @@ public sealed class ArbiterClusterFixture : ServerFixture
     }
 
     /// <summary>
-    /// One write, lease round and linearizable read through the follower: the first forwarded call
-    /// opens the follower's channel to the leader, which on a loaded machine can take longer than
-    /// the 2 s lease TTLs some tests use.
+    /// A lease round and a linearizable read through the follower (forwarded proposals and a read
+    /// index, none of which changes the revision: the differential test needs a fresh store). The
+    /// first forwarded call opens the follower's channel to the leader, which on a loaded machine
+    /// can take longer than the 2 s lease TTLs some tests use.
     /// </summary>
     private static async Task WarmUpForwardingAsync(ArbiterClusterMember follower)
     {
         using var channel = follower.OpenChannel();
         var deadline = DateTime.UtcNow.AddSeconds(60);
-        var kv = new KV.KVClient(channel);
         var lease = new Lease.LeaseClient(channel);
-        var key = Google.Protobuf.ByteString.CopyFromUtf8("~fixture-warm-up");
         var granted = await lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 }, deadline: deadline).ConfigureAwait(false);
-        await kv.PutAsync(new PutRequest { Key = key, Lease = granted.ID }, deadline: deadline).ConfigureAwait(false);
-        await kv.RangeAsync(new RangeRequest { Key = key }, deadline: deadline).ConfigureAwait(false);
+        using (var keepAlive = lease.LeaseKeepAlive(deadline: deadline))
+        {
+            await keepAlive.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = granted.ID }).ConfigureAwait(false);
+            await keepAlive.RequestStream.CompleteAsync().ConfigureAwait(false);
+            await keepAlive.ResponseStream.MoveNext(CancellationToken.None).ConfigureAwait(false);
+        }
+
         await lease.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = granted.ID }, deadline: deadline).ConfigureAwait(false);
         await lease.LeaseRevokeAsync(new LeaseRevokeRequest { ID = granted.ID }, deadline: deadline).ConfigureAwait(false);
+        await new KV.KVClient(channel).RangeAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("~fixture-warm-up") }, deadline: deadline).ConfigureAwait(false);
     }
 
     protected override ValueTask StopServerAsync() => _cluster?.DisposeAsync() ?? ValueTask.CompletedTask;
