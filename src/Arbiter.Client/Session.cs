@@ -113,7 +113,12 @@ public sealed class Session : IAsyncDisposable
                 Volatile.Write(ref _lastRenewedTimestamp, sent);
                 wait = interval;
             }
-            catch (Exception e) when (e is RpcException or OperationCanceledException && !_stop.IsCancellationRequested)
+            catch (Exception e) when (e is RpcException or OperationCanceledException && _stop.IsCancellationRequested)
+            {
+                // Disposed while a keep-alive was in flight (a forwarded one through a follower takes a while).
+                return;
+            }
+            catch (Exception e) when (e is RpcException or OperationCanceledException)
             {
                 wait = retryInterval;
             }

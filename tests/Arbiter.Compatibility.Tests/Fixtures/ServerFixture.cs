@@ -134,6 +134,31 @@ public sealed class ArbiterClusterFixture : ServerFixture
     {
         _cluster = await ArbiterCluster.StartAsync(3, Settings).ConfigureAwait(false);
         _follower = await _cluster.FollowerAsync().ConfigureAwait(false);
+        await WarmUpForwardingAsync(_follower).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A lease round and a linearizable read through the follower (forwarded proposals and a read
+    /// index, none of which changes the revision: the differential test needs a fresh store). The
+    /// first forwarded call opens the follower's channel to the leader, which on a loaded machine
+    /// can take longer than the 2 s lease TTLs some tests use.
+    /// </summary>
+    private static async Task WarmUpForwardingAsync(ArbiterClusterMember follower)
+    {
+        using var channel = follower.OpenChannel();
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var lease = new Lease.LeaseClient(channel);
+        var granted = await lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 }, deadline: deadline).ConfigureAwait(false);
+        using (var keepAlive = lease.LeaseKeepAlive(deadline: deadline))
+        {
+            await keepAlive.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = granted.ID }).ConfigureAwait(false);
+            await keepAlive.RequestStream.CompleteAsync().ConfigureAwait(false);
+            await keepAlive.ResponseStream.MoveNext(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        await lease.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = granted.ID }, deadline: deadline).ConfigureAwait(false);
+        await lease.LeaseRevokeAsync(new LeaseRevokeRequest { ID = granted.ID }, deadline: deadline).ConfigureAwait(false);
+        await new KV.KVClient(channel).RangeAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("~fixture-warm-up") }, deadline: deadline).ConfigureAwait(false);
     }
 
     protected override ValueTask StopServerAsync() => _cluster?.DisposeAsync() ?? ValueTask.CompletedTask;

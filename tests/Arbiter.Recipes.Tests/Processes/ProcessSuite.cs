@@ -39,6 +39,9 @@ public abstract class ProcessSuite : IAsyncLifetime
             await child.DisposeAsync();
         }
 
+        // Leader changes and lease expiry explain most failures here; xunit shows this only for failed tests.
+        var serverLog = Backend.Log.Split('\n');
+        Output.WriteLine($"--- server ({Backend.Name}) log tail ---\n{string.Join('\n', serverLog.Skip(Math.Max(0, serverLog.Length - 150)))}");
         await Client.DisposeAsync();
     }
 
