@@ -118,7 +118,7 @@ public sealed partial class ArbiterNode
         {
             if (_log.IsLeader)
             {
-                await ProposeAsync(new Command { LeasePromote = new LeasePromote() }, token).ConfigureAwait(false);
+                await ProposeAsync(new Command { LeasePromote = new LeasePromote() }, token, leaderOnly: true).ConfigureAwait(false);
                 _leasesPromotedTerm = term;
                 _logger.LogInformation("Leases renewed to their full TTL for term {Term}", term);
                 return false;
@@ -155,7 +155,7 @@ public sealed partial class ArbiterNode
             {
                 try
                 {
-                    var result = await ProposeAsync(new Command { LeaseExpire = new LeaseExpire() }, token).ConfigureAwait(false);
+                    var result = await ProposeAsync(new Command { LeaseExpire = new LeaseExpire() }, token, leaderOnly: true).ConfigureAwait(false);
                     if (result.LeaseExpire.ExpiredLeaseIds.Count > 0)
                     {
                         _logger.LogDebug("Expired {Count} lease(s)", result.LeaseExpire.ExpiredLeaseIds.Count);

@@ -233,7 +233,14 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         _logger.LogInformation("Arbiter member {Name} stopped", Options.Name);
     }
 
-    private async Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken)
+    /// <summary>Gives the command a request id and the proposer's time, proposes it and returns its result (errors thrown).</summary>
+    /// <param name="command">The command.</param>
+    /// <param name="cancellationToken">Cancels the wait (the command may still be applied).</param>
+    /// <param name="leaderOnly">
+    /// Propose only if this member leads, never forwarded (lease promotion and expiry: a deposed
+    /// leader's expiry must not reach a new leader that has not yet renewed the leases in its term).
+    /// </param>
+    private async Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken, bool leaderOnly = false)
     {
         if (Volatile.Read(ref _disposed) != 0)
         {
@@ -249,7 +256,9 @@ public sealed partial class ArbiterNode : IAsyncDisposable
             throw new EtcdException(EtcdError.RequestTooLarge);
         }
 
-        var result = await _log.ProposeAsync(command, cancellationToken).ConfigureAwait(false);
+        var result = leaderOnly && _raft is not null
+            ? (await _raft.ProposeForwardedAsync(command, cancellationToken).ConfigureAwait(false)).Result
+            : await _log.ProposeAsync(command, cancellationToken).ConfigureAwait(false);
         if (result.ResultCase == CommandResult.ResultOneofCase.Error)
         {
             throw new EtcdException(new EtcdError((ErrorStatusCode)result.Error.StatusCode, result.Error.Message));
