@@ -58,6 +58,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
 
             // Sent at once, while the isolated member may still believe it leads (or follows a leader it cannot reach).
             var earlyWrite = ExpectRefusedAsync("write on the minority sent right after the cut", () => PutAsync(isolated, "minority-early", "x", RefuseDeadline));
+            var earlyRead = ExpectRefusedAsync("linearizable read on the minority sent right after the cut", () => RangeAsync(isolated, "before", serializable: false, RefuseDeadline));
 
             var stepDown = isolateLeader
                 ? WaitUntilAsync(
@@ -92,6 +93,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
                 Assert.Equal("v9", Assert.Single(got.Kvs).Value.ToStringUtf8());
             }
 
+            await earlyRead;
             var early = await earlyWrite;
             (IsNoLeader(early) ? refused : timedOut).Add("minority-early");
             if (isolateLeader)
