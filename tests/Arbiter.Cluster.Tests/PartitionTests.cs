@@ -58,6 +58,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
 
             // Sent at once, while the isolated member may still believe it leads (or follows a leader it cannot reach).
             var earlyWrite = ExpectRefusedAsync("write on the minority sent right after the cut", () => PutAsync(isolated, "minority-early", "x", RefuseDeadline));
+            var earlyRead = ExpectRefusedAsync("linearizable read on the minority sent right after the cut", () => RangeAsync(isolated, "before", serializable: false, RefuseDeadline));
 
             var stepDown = isolateLeader
                 ? WaitUntilAsync(
@@ -92,15 +93,15 @@ public sealed class PartitionTests(ITestOutputHelper output)
                 Assert.Equal("v9", Assert.Single(got.Kvs).Value.ToStringUtf8());
             }
 
+            await earlyRead;
             var early = await earlyWrite;
             (IsNoLeader(early) ? refused : timedOut).Add("minority-early");
-            if (isolateLeader)
-            {
-                // Appended to the old leader's log before it stepped down (which takes over a
-                // second): the outcome is unknown to it — a delayed packet could still carry the
-                // entry to the others — so the answer must not be "no leader" (= never proposed).
-                Assert.Equal(EtcdTimedOut, early.Status.Detail);
-            }
+            // Usually appended on the old leader before it stepped down (or forwarded by the isolated
+            // follower to a leader it can no longer reach): the outcome is then unknown to the
+            // member, so it answers "request timed out". Not asserted, as a request that arrives
+            // after the step-down (a loaded machine) rightly gets "no leader"; what is asserted is
+            // that no write refused with "no leader" ever appears.
+            output.WriteLine($"early write answered \"{early.Status.Detail}\" ({(IsNoLeader(early) ? "never proposed" : "outcome unknown")})");
 
             var late = await ExpectRefusedAsync("write on the minority", () => PutAsync(isolated, "minority-late", "x", RefuseDeadline));
             (IsNoLeader(late) ? refused : timedOut).Add("minority-late");
@@ -150,8 +151,6 @@ public sealed class PartitionTests(ITestOutputHelper output)
     }
 
     private const string EtcdNoLeader = "etcdserver: no leader";
-
-    private const string EtcdTimedOut = "etcdserver: request timed out";
 
     /// <summary>"no leader" means the command was never proposed; any other refusal leaves the outcome unknown.</summary>
     private static bool IsNoLeader(RpcException e) => e.StatusCode == StatusCode.Unavailable && e.Status.Detail == EtcdNoLeader;
