@@ -85,7 +85,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
             await ClusterChecks.AssertHasAllAsync(member, "grow/", writer.Acknowledged);
         }
 
-        output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("ember", StringComparison.Ordinal) || l.Contains("napshot", StringComparison.Ordinal))));
+        output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("Arbiter.Raft", StringComparison.Ordinal) && l.Contains("ember", StringComparison.Ordinal))));
         output.WriteLine($"{writer.Count} acknowledged writes, {writer.Failures} failed attempts, converged at revision {revision}");
     }
 

@@ -216,6 +216,7 @@ internal sealed partial class RaftCommandLog
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        var rounds = 0;
         try
         {
             while (true)
@@ -223,18 +224,37 @@ internal sealed partial class RaftCommandLog
                 var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.RequestTimeoutMs), deadline.Token).ConfigureAwait(false);
                 if (PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) == targetId)
                 {
+                    _logger.LogInformation("Leadership moved to {Leader} after {Rounds} resignations", PeerAddress.ToUrl(leader.EndPoint), rounds);
                     return;
                 }
 
+                // Resigning drops the connections and requests of the old leader's term: an error here
+                // does not mean it failed. What counts is who leads next, so look again either way.
                 var term = _raft.Term;
-                await leader.ResignAsync(deadline.Token).ConfigureAwait(false);
+                rounds++;
+                try
+                {
+                    if (leader.IsRemote)
+                    {
+                        await leader.ResignAsync(deadline.Token).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await ((DotNext.Net.Cluster.ICluster)_raft).ResignAsync(deadline.Token).ConfigureAwait(false);
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !deadline.IsCancellationRequested)
+                {
+                    _logger.LogInformation("Asking {Leader} to resign: {Message}", PeerAddress.ToUrl(leader.EndPoint), e.Message);
+                }
+
                 while (_raft.Term == term || _raft.Leader is null)
                 {
                     await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
                 }
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or TimeoutException or MemberUnavailableException && !cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested)
         {
             throw new EtcdException(EtcdError.LeaderTransferTimeout);
         }
