@@ -151,6 +151,9 @@ public sealed class MembershipTests(ITestOutputHelper output)
 
             var removed = (await viaFollower.RunAsync("member", "remove", joinerId)).EnsureSuccess();
             Assert.Contains($"Member {joinerId} removed from cluster", removed.Stdout, StringComparison.Ordinal);
+            // What a removed member answers while its process still runs (etcd's exits): report only.
+            var afterRemoval = new EtcdctlRunner(joiner.Endpoint);
+            output.WriteLine($"removed member answers: {await afterRemoval.RunAsync("endpoint", "status")}\n{await afterRemoval.RunAsync("put", "k", "v")}");
             await joiner.StopAsync(TimeSpan.FromSeconds(30));
             Assert.Equal(3, (await viaFollower.RunAsync("member", "list")).EnsureSuccess().Lines.Length);
         }
