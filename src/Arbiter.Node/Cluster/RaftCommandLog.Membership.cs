@@ -16,6 +16,9 @@ internal sealed partial class RaftCommandLog
     /// <summary>Pause between attempts to add a member that is not answering yet.</summary>
     private const int MemberAddRetryDelayMs = 500;
 
+    /// <summary>MoveLeader gives up after this many request timeouts.</summary>
+    private const int MoveLeaderTimeoutRequestTimeouts = 3;
+
     private readonly SemaphoreSlim _membershipChange = new(1, 1);
     private readonly ConcurrentDictionary<string, ulong> _pendingAdds = new(StringComparer.Ordinal);
 
@@ -120,7 +123,10 @@ internal sealed partial class RaftCommandLog
             {
                 try
                 {
-                    if (await _raft.AddMemberAsync(endPoint, timeout.Token).ConfigureAwait(false))
+                    // DotNext spends its warm-up rounds (and logs a warning with a stack trace for
+                    // each) on a member that is not listening yet: wait until its peer port answers.
+                    if (await IsListeningAsync(endPoint, timeout.Token).ConfigureAwait(false)
+                        && await _raft.AddMemberAsync(endPoint, timeout.Token).ConfigureAwait(false))
                     {
                         _logger.LogInformation("Member {PeerUrl} added", canonical);
                         return;
@@ -149,6 +155,22 @@ internal sealed partial class RaftCommandLog
             _pendingAdds.TryRemove(canonical, out _);
             _pendingAdd = null;
             _membershipChange.Release();
+        }
+    }
+
+    private async Task<bool> IsListeningAsync(IPEndPoint endPoint, CancellationToken cancellationToken)
+    {
+        using var socket = new System.Net.Sockets.Socket(endPoint.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        connectTimeout.CancelAfter(_cluster.ElectionTimeoutMs);
+        try
+        {
+            await socket.ConnectAsync(endPoint, connectTimeout.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is System.Net.Sockets.SocketException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            return false;
         }
     }
 
@@ -215,7 +237,10 @@ internal sealed partial class RaftCommandLog
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        // Elections are not aimed at the target: each round is a coin toss among the members, so
+        // allow several rounds (the client's own deadline still applies through cancellationToken).
+        deadline.CancelAfter(_cluster.RequestTimeoutMs * MoveLeaderTimeoutRequestTimeouts);
+        var rounds = 0;
         try
         {
             while (true)
@@ -223,19 +248,53 @@ internal sealed partial class RaftCommandLog
                 var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.RequestTimeoutMs), deadline.Token).ConfigureAwait(false);
                 if (PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) == targetId)
                 {
+                    _logger.LogInformation("Leadership moved to {Leader} after {Rounds} resignations", PeerAddress.ToUrl(leader.EndPoint), rounds);
                     return;
                 }
 
+                // Resigning drops the connections and requests of the old leader's term: an error here
+                // does not mean it failed. What counts is who leads next, so look again either way.
                 var term = _raft.Term;
-                await leader.ResignAsync(deadline.Token).ConfigureAwait(false);
+                rounds++;
+                try
+                {
+                    if (leader.IsRemote)
+                    {
+                        await leader.ResignAsync(deadline.Token).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        // A resigned DotNext leader nearly always wins the next election itself
+                        // (seen in tests: 25 rounds in a row). As a standby it does not campaign
+                        // but still votes, so another member wins; then it rejoins as a follower.
+                        await _raft.EnableStandbyModeAsync(deadline.Token).ConfigureAwait(false);
+                        try
+                        {
+                            while (_raft.Leader is null || !_raft.Leader.IsRemote)
+                            {
+                                await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
+                            }
+                        }
+                        finally
+                        {
+                            await _raft.RevertToNormalModeAsync(CancellationToken.None).ConfigureAwait(false);
+                        }
+                    }
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !deadline.IsCancellationRequested)
+                {
+                    _logger.LogInformation("Asking {Leader} to resign: {Message}", PeerAddress.ToUrl(leader.EndPoint), e.Message);
+                }
+
                 while (_raft.Term == term || _raft.Leader is null)
                 {
                     await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
                 }
             }
         }
-        catch (Exception e) when (e is OperationCanceledException or TimeoutException or MemberUnavailableException && !cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (e is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested)
         {
+            _logger.LogWarning("Leadership did not reach {TargetId:x16} after {Rounds} resignations", targetId, rounds);
             throw new EtcdException(EtcdError.LeaderTransferTimeout);
         }
     }

@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using Arbiter.Compatibility.Tests.Etcdctl;
+using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Protocol.Etcd;
+using Grpc.Core;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>MoveLeader (etcdctl move-leader): sent to the leader, leadership ends at the target; Status agrees everywhere.</summary>
+public sealed class MoveLeaderTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(60);
+
+    [Fact(Skip = "Known failure: DotNext has no targeted leader transfer; resign + standby reaches the target only sometimes (two non-targets can ping-pong leadership). Run it to reproduce.")]
+    public async Task Etcdctl_move_leader_ends_at_the_target_under_load_and_status_agrees()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var members = cluster.Running.ToList();
+        await using var writer = new BackgroundWriter("move/", () => members);
+        await writer.WaitForMoreAsync(30, Converge);
+
+        // Each follower in turn becomes the target.
+        for (var move = 0; move < 2; move++)
+        {
+            var leader = await cluster.WaitForLeaderAsync(Converge);
+            var target = members.First(m => m != leader);
+            var etcdctl = new EtcdctlRunner(leader.Endpoint);
+            var clock = Stopwatch.StartNew();
+            var result = await etcdctl.RunAsync("move-leader", $"{target.MemberId:x}");
+            output.WriteLine($"{result} ({clock.ElapsedMilliseconds} ms)");
+            if (result.ExitCode != 0)
+            {
+                output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("=====", StringComparison.Ordinal) || l.Contains("Leader is now", StringComparison.Ordinal) || l.Contains("resign", StringComparison.Ordinal))));
+            }
+
+            result.EnsureSuccess();
+            Assert.Contains($"Leadership transferred from {leader.MemberId:x} to {target.MemberId:x}", result.Stdout, StringComparison.Ordinal);
+            Assert.Same(target, await cluster.WaitForLeaderAsync(Converge));
+            await writer.WaitForMoreAsync(20, Converge);
+        }
+
+        await writer.StopAsync();
+        await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        foreach (var member in members)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, "move/", writer.Acknowledged);
+        }
+
+        // Quiet cluster: every member reports the same leader and term, and the same raft indexes once applied.
+        var final = await cluster.WaitForLeaderAsync(Converge);
+        await ClusterChecks.WaitUntilAsync("Status agrees on every member", Converge, async () =>
+        {
+            var statuses = new List<(string Name, StatusResponse Status)>();
+            foreach (var member in members)
+            {
+                statuses.Add((member.Name, await ClusterChecks.StatusAsync(member)));
+            }
+
+            var seen = string.Join(", ", statuses.Select(s => $"{s.Name}: leader {s.Status.Leader:x} term {s.Status.RaftTerm} index {s.Status.RaftIndex} applied {s.Status.RaftAppliedIndex}"));
+            var first = statuses[0].Status;
+            var agreed = statuses.TrueForAll(s =>
+                s.Status.Leader == final.MemberId && s.Status.RaftTerm == first.RaftTerm && s.Status.Header.RaftTerm == first.RaftTerm
+                && s.Status.RaftIndex == first.RaftIndex && s.Status.RaftAppliedIndex == first.RaftIndex);
+            return (agreed, seen);
+        }, cluster.Logs);
+        output.WriteLine($"{writer.Count} acknowledged writes during two moves; {writer.Failures} failed attempts");
+        output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("Leadership moved", StringComparison.Ordinal) || l.Contains("to resign", StringComparison.Ordinal))));
+    }
+
+    [Fact]
+    public async Task Move_leader_sent_to_a_follower_or_to_an_unknown_member_is_refused()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var follower = cluster.Running.First(m => m != leader);
+
+        var notLeader = await Assert.ThrowsAsync<RpcException>(() => ClusterChecks.CallAsync(follower, c =>
+            new Maintenance.MaintenanceClient(c).MoveLeaderAsync(new MoveLeaderRequest { TargetID = leader.MemberId }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync));
+        Assert.Equal("etcdserver: not leader", notLeader.Status.Detail);
+
+        var unknown = await Assert.ThrowsAsync<RpcException>(() => ClusterChecks.CallAsync(leader, c =>
+            new Maintenance.MaintenanceClient(c).MoveLeaderAsync(new MoveLeaderRequest { TargetID = 0x1234 }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync));
+        Assert.Equal("etcdserver: bad leader transferee", unknown.Status.Detail);
+
+        // etcdctl looks for the leader among its endpoints itself.
+        var etcdctl = new EtcdctlRunner(follower.Endpoint);
+        var viaFollower = await etcdctl.RunAsync("move-leader", $"{leader.MemberId:x}");
+        output.WriteLine(viaFollower.ToString());
+        Assert.NotEqual(0, viaFollower.ExitCode);
+        Assert.Contains("no leader endpoint given", viaFollower.Stderr, StringComparison.Ordinal);
+
+        // Nothing moved.
+        Assert.Same(leader, await cluster.WaitForLeaderAsync(Converge));
+    }
+}
