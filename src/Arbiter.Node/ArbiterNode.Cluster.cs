@@ -170,6 +170,15 @@ public sealed partial class ArbiterNode
         return new ReadIndexResponse { RaftIndex = await raft.ReadIndexForwardedAsync(cancellationToken).ConfigureAwait(false) };
     }
 
+    /// <summary>The receiving side of <c>Peer.Standby</c> (MoveLeader on the leader asks every other member but the target).</summary>
+    public async Task<StandbyResponse> StandbyAsync(StandbyRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var raft = _raft ?? throw new EtcdException(SingleNode);
+        await raft.StandbyAsync(request.DurationMs, cancellationToken).ConfigureAwait(false);
+        return new StandbyResponse();
+    }
+
     /// <summary>Runs <paramref name="here"/> on the leader, or sends the request to the leader's client URL.</summary>
     private async Task<T> OnLeaderAsync<T>(Func<Task<T>> here, Func<GrpcChannel, Task<T>> remote, CancellationToken cancellationToken)
     {

@@ -225,78 +225,103 @@ internal sealed partial class RaftCommandLog
     }
 
     /// <summary>
-    /// Moves leadership. DotNext has no targeted transfer: the leader steps down (asked over the
-    /// peer connection when it is another member) and a normal election follows; this repeats
-    /// until the target wins or the request times out.
+    /// Moves leadership (on the leader). DotNext has no targeted transfer, so every other member is
+    /// asked to stay out of elections (standby: it still votes), then this leader steps down into
+    /// standby itself; the target is then the only candidate and wins the next election.
     /// </summary>
     public async Task MoveLeaderAsync(ulong targetId, CancellationToken cancellationToken)
     {
-        if (_raft.Members.All(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) != targetId))
+        var target = _raft.Members.FirstOrDefault(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) == targetId)
+            ?? throw new EtcdException(EtcdError.BadLeaderTransferee);
+        if (!target.IsRemote)
         {
-            throw new EtcdException(EtcdError.BadLeaderTransferee);
+            return; // already the leader (only the leader runs this)
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        // Elections are not aimed at the target: each round is a coin toss among the members, so
-        // allow several rounds (the client's own deadline still applies through cancellationToken).
         deadline.CancelAfter(_cluster.RequestTimeoutMs * MoveLeaderTimeoutRequestTimeouts);
-        var rounds = 0;
+        var standbyMs = (long)_cluster.RequestTimeoutMs * MoveLeaderTimeoutRequestTimeouts;
+        var others = _raft.Members.Where(m => m.IsRemote && !ReferenceEquals(m, target)).ToList();
         try
         {
-            while (true)
+            // Every member but the target stops campaigning (they still vote), then this leader
+            // steps down: the target is the only candidate, so it wins the next election.
+            foreach (var other in others)
             {
-                var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.RequestTimeoutMs), deadline.Token).ConfigureAwait(false);
-                if (PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) == targetId)
-                {
-                    _logger.LogInformation("Leadership moved to {Leader} after {Rounds} resignations", PeerAddress.ToUrl(leader.EndPoint), rounds);
-                    return;
-                }
-
-                // Resigning drops the connections and requests of the old leader's term: an error here
-                // does not mean it failed. What counts is who leads next, so look again either way.
-                var term = _raft.Term;
-                rounds++;
-                try
-                {
-                    if (leader.IsRemote)
-                    {
-                        await leader.ResignAsync(deadline.Token).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        // A resigned DotNext leader nearly always wins the next election itself
-                        // (seen in tests: 25 rounds in a row). As a standby it does not campaign
-                        // but still votes, so another member wins; then it rejoins as a follower.
-                        await _raft.EnableStandbyModeAsync(deadline.Token).ConfigureAwait(false);
-                        try
-                        {
-                            while (_raft.Leader is null || !_raft.Leader.IsRemote)
-                            {
-                                await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
-                            }
-                        }
-                        finally
-                        {
-                            await _raft.RevertToNormalModeAsync(CancellationToken.None).ConfigureAwait(false);
-                        }
-                    }
-                }
-                catch (Exception e) when (e is not OperationCanceledException || !deadline.IsCancellationRequested)
-                {
-                    _logger.LogInformation("Asking {Leader} to resign: {Message}", PeerAddress.ToUrl(leader.EndPoint), e.Message);
-                }
-
-                while (_raft.Term == term || _raft.Leader is null)
-                {
-                    await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
-                }
+                await TrySetStandbyAsync(other, standbyMs, deadline.Token).ConfigureAwait(false);
             }
+
+            await _raft.EnableStandbyModeAsync(deadline.Token).ConfigureAwait(false);
+            while (_raft.Leader is not { } leader || PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) != targetId)
+            {
+                await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
+            }
+
+            _logger.LogInformation("Leadership moved to {Leader} (term {Term})", PeerAddress.ToUrl(target.EndPoint), _raft.Term);
         }
         catch (Exception e) when (e is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested)
         {
-            _logger.LogWarning("Leadership did not reach {TargetId:x16} after {Rounds} resignations", targetId, rounds);
+            _logger.LogWarning("Leadership did not reach {TargetId:x16} in time", targetId);
             throw new EtcdException(EtcdError.LeaderTransferTimeout);
         }
+        finally
+        {
+            await _raft.RevertToNormalModeAsync(CancellationToken.None).ConfigureAwait(false);
+            foreach (var other in others)
+            {
+                await TrySetStandbyAsync(other, 0, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Asks another member (over its client URL) to stay out of elections for a while, or to end that (0).</summary>
+    private async Task TrySetStandbyAsync(DotNext.Net.Cluster.Consensus.Raft.RaftClusterMember member, long durationMs, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(_cluster.ElectionTimeoutMs);
+            if (await TryGetMetadataAsync(member, timeout.Token).ConfigureAwait(false) is { } metadata
+                && metadata.GetValueOrDefault(MetadataClientUrls, string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries) is [var url, ..])
+            {
+                await new Protocol.Internal.Peer.PeerClient(ChannelTo(url))
+                    .StandbyAsync(new Protocol.Internal.StandbyRequest { DurationMs = durationMs }, cancellationToken: timeout.Token)
+                    .ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException)
+        {
+            // A member that cannot be reached cannot campaign against the target either.
+            _logger.LogDebug("Standby request to {Member} failed: {Message}", PeerAddress.ToUrl(member.EndPoint), e.Message);
+        }
+    }
+
+    /// <summary>
+    /// The receiving side of <see cref="TrySetStandbyAsync"/>: out of elections for
+    /// <paramref name="durationMs"/> (undone by itself afterwards, in case the mover dies), or back now (0).
+    /// </summary>
+    public async Task StandbyAsync(long durationMs, CancellationToken cancellationToken)
+    {
+        if (durationMs <= 0)
+        {
+            await _raft.RevertToNormalModeAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        await _raft.EnableStandbyModeAsync(cancellationToken).ConfigureAwait(false);
+        _ = Task.Run(
+            async () =>
+            {
+                try
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(durationMs), _stopping.Token).ConfigureAwait(false);
+                    await _raft.RevertToNormalModeAsync(_stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            },
+            CancellationToken.None);
     }
 
     private sealed record PendingAdd(ulong MemberId, CancellationTokenSource Cancel, Task Done);

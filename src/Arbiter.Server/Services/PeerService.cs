@@ -20,6 +20,10 @@ public sealed class PeerService(ArbiterNode node) : Peer.PeerBase
         node.ReadIndexForwardedAsync(context.CancellationToken);
 
     /// <inheritdoc />
+    public override Task<StandbyResponse> Standby(StandbyRequest request, ServerCallContext context) =>
+        node.StandbyAsync(request, context.CancellationToken);
+
+    /// <inheritdoc />
     public override Task<LeaseTimeToLiveResponse> LeaseTimeToLive(LeaseTimeToLiveRequest request, ServerCallContext context) =>
         Task.FromResult(node.LeaseTimeToLiveHere(request));
 }
