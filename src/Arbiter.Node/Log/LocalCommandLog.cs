@@ -1,4 +1,3 @@
-using System.Threading.Channels;
 using Arbiter.Core;
 using Arbiter.Protocol.Internal;
 using Arbiter.Storage;
@@ -8,19 +7,30 @@ using Microsoft.Extensions.Logging;
 namespace Arbiter.Node.Log;
 
 /// <summary>
-/// The single-node log: one writer loop takes every command waiting, appends them all to the
-/// write-ahead log, fsyncs once (group commit), then applies them in order and answers. A
-/// command is acknowledged only after its fsync. Without a data directory it keeps nothing.
+/// The single-node log: group commit without a dedicated thread. A proposer that finds no write in
+/// progress becomes the writer and, on its own thread, appends every waiting command to the
+/// write-ahead log, fsyncs once, applies them in order and answers; proposers that arrive during
+/// that fsync queue up and form the next batch, which a thread-pool worker writes while the first
+/// writer returns its own answer. A command is acknowledged only after its fsync. Without a data
+/// directory it keeps nothing.
 /// </summary>
+/// <remarks>
+/// A lone client's write thus never changes threads between the request and the answer (the old
+/// dedicated writer thread cost two wake-ups per write: the writer's, then a thread-pool worker's
+/// for the continuation).
+/// </remarks>
 internal sealed class LocalCommandLog : ICommandLog
 {
-    private readonly Channel<Pending> _queue = Channel.CreateUnbounded<Pending>(
-        new UnboundedChannelOptions { SingleReader = true });
+    private readonly Lock _gate = new();
+    private readonly Queue<Pending> _queue = new(); // guarded by _gate
+    private readonly List<Pending> _batch; // owned by whoever holds the writer role
     private readonly StateHost _host;
     private readonly WriteAheadLog? _wal;
     private readonly NodeOptions _options;
     private readonly ILogger _logger;
-    private readonly Task _loop;
+    private bool _writing; // guarded by _gate: some thread holds the writer role
+    private bool _closed; // guarded by _gate
+    private TaskCompletionSource? _drained; // guarded by _gate: set when closed and the writer role is released
     private long _appliedIndex;
     private long _snapshotIndex;
     private Exception? _failure;
@@ -33,7 +43,7 @@ internal sealed class LocalCommandLog : ICommandLog
         _logger = logger;
         _appliedIndex = appliedIndex;
         _snapshotIndex = appliedIndex;
-        _loop = Task.Factory.StartNew(RunLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        _batch = new List<Pending>(Math.Min(options.BatchCommandsMax, 1024));
     }
 
     public long AppliedIndex => Volatile.Read(ref _appliedIndex);
@@ -50,93 +60,209 @@ internal sealed class LocalCommandLog : ICommandLog
         }
 
         var pending = new Pending(command);
-        if (!_queue.Writer.TryWrite(pending))
-        {
-            throw new EtcdException(EtcdError.Stopped);
-        }
+        Submit(pending);
 
         // The command may still be applied after the caller gives up; that is fine (etcd does the same).
-        return cancellationToken.CanBeCanceled
-            ? pending.Completion.Task.WaitAsync(cancellationToken)
-            : pending.Completion.Task;
+        var task = pending.Completion.Task;
+        return task.IsCompleted || !cancellationToken.CanBeCanceled ? task : task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>Writes a snapshot (by the writer, as the log has one writer) so that older segments can go.</summary>
+    public Task SnapshotAsync(CancellationToken cancellationToken)
+    {
+        var pending = new Pending(null);
+        Submit(pending);
+        var task = pending.Completion.Task;
+        return task.IsCompleted ? task : task.WaitAsync(cancellationToken);
     }
 
     public async ValueTask DisposeAsync()
     {
-        _queue.Writer.TryComplete();
-        await _loop.ConfigureAwait(false);
+        Task drained;
+        lock (_gate)
+        {
+            _closed = true;
+            if (_writing)
+            {
+                _drained ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                drained = _drained.Task;
+            }
+            else
+            {
+                drained = Task.CompletedTask;
+            }
+        }
+
+        // Everything queued before the close is still written and answered.
+        await drained.ConfigureAwait(false);
+        if (_wal is not null && _failure is null)
+        {
+            _wal.Flush();
+        }
     }
 
-    private void RunLoop()
+    /// <summary>Queues <paramref name="pending"/>; if no write is in progress, writes it (and whatever else waits) now, on this thread.</summary>
+    private void Submit(Pending pending)
     {
-        var reader = _queue.Reader;
-        var batch = new List<Pending>(_options.BatchCommandsMax);
-        while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        lock (_gate)
+        {
+            if (_closed)
+            {
+                throw new EtcdException(EtcdError.Stopped);
+            }
+
+            _queue.Enqueue(pending);
+            if (_writing)
+            {
+                return;
+            }
+
+            _writing = true;
+        }
+
+        WriteOneBatch();
+
+        // This caller's command was in that batch. Whatever queued meanwhile is written by a
+        // thread-pool worker, so that this caller's answer does not wait for another fsync.
+        if (!ReleaseWriterIfIdle())
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static log => log.WriteUntilIdle(), this, preferLocal: false);
+        }
+    }
+
+    private void WriteUntilIdle()
+    {
+        do
+        {
+            WriteOneBatch();
+        }
+        while (!ReleaseWriterIfIdle());
+    }
+
+    /// <summary>Gives up the writer role if nothing is queued; otherwise the caller keeps it.</summary>
+    private bool ReleaseWriterIfIdle()
+    {
+        TaskCompletionSource? drained;
+        lock (_gate)
+        {
+            if (_queue.Count > 0)
+            {
+                return false;
+            }
+
+            _writing = false;
+            drained = _drained;
+        }
+
+        drained?.TrySetResult();
+        return true;
+    }
+
+    /// <summary>Takes up to <see cref="NodeOptions.BatchCommandsMax"/> queued commands, makes them durable, applies them and answers. Only the writer calls this.</summary>
+    private void WriteOneBatch()
+    {
+        var batch = _batch;
+        batch.Clear();
+        lock (_gate)
+        {
+            while (batch.Count < _options.BatchCommandsMax && _queue.TryDequeue(out var next))
+            {
+                batch.Add(next);
+            }
+        }
+
+        try
+        {
+            ProcessBatch(batch);
+        }
+        finally
         {
             batch.Clear();
-            while (batch.Count < _options.BatchCommandsMax && reader.TryRead(out var pending))
+        }
+    }
+
+    private void ProcessBatch(List<Pending> batch)
+    {
+        if (_failure is not null)
+        {
+            FailAll(batch);
+            return;
+        }
+
+        try
+        {
+            WriteDurably(batch);
+        }
+        catch (Exception e)
+        {
+            // Nothing of this batch is acknowledged; the node stops taking writes rather than
+            // risk acknowledging something that is not on disk.
+            _failure = e;
+            _logger.LogCritical(e, "Write-ahead log failed; the node refuses further writes");
+            FailAll(batch);
+            return;
+        }
+
+        var snapshotRequested = false;
+        foreach (var pending in batch)
+        {
+            if (pending.Command is null)
             {
-                batch.Add(pending);
+                snapshotRequested = true;
+                continue;
             }
 
             if (_failure is not null)
             {
-                FailAll(batch, _failure);
+                pending.Completion.TrySetException(new EtcdException(EtcdError.Stopped));
                 continue;
             }
 
+            ApplyOutcome outcome;
             try
             {
-                WriteDurably(batch);
+                outcome = _host.Apply(pending.Index, pending.Command);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e)
             {
-                // Nothing of this batch is acknowledged; the node stops taking writes rather than
-                // risk acknowledging something that is not on disk.
+                // A broken invariant in the core: stop, never continue with a state we do not trust.
                 _failure = e;
-                _logger.LogCritical(e, "Write-ahead log failed; the node refuses further writes");
-                FailAll(batch, e);
+                _logger.LogCritical(e, "Applying command at index {Index} failed; the node refuses further writes", pending.Index);
+                pending.Completion.TrySetException(new EtcdException(EtcdError.Stopped));
                 continue;
             }
 
-            foreach (var pending in batch)
-            {
-                if (pending.Command is null)
-                {
-                    continue;
-                }
-
-                ApplyOutcome outcome;
-                try
-                {
-                    outcome = _host.Apply(pending.Index, pending.Command);
-                }
-                catch (Exception e)
-                {
-                    // A broken invariant in the core: stop, never continue with a state we do not trust.
-                    _failure = e;
-                    _logger.LogCritical(e, "Applying command at index {Index} failed; the node refuses further writes", pending.Index);
-                    pending.Completion.TrySetException(new EtcdException(EtcdError.Stopped));
-                    continue;
-                }
-
-                Volatile.Write(ref _appliedIndex, pending.Index);
-                pending.Completion.TrySetResult(outcome.Result);
-            }
-
-            MaybeSnapshot(batch.Exists(p => p.Command is null));
-            foreach (var pending in batch)
-            {
-                if (pending.Command is null)
-                {
-                    pending.Completion.TrySetResult(new CommandResult());
-                }
-            }
+            Volatile.Write(ref _appliedIndex, pending.Index);
+            pending.Completion.TrySetResult(outcome.Result);
         }
 
-        if (_wal is not null && _failure is null)
+        try
         {
-            _wal.Flush();
+            MaybeSnapshot(snapshotRequested);
+        }
+        catch (Exception e)
+        {
+            // The log's state on disk is unknown after a failed snapshot write: stop taking writes.
+            _failure = e;
+            _logger.LogCritical(e, "Writing a snapshot failed; the node refuses further writes");
+        }
+
+        if (snapshotRequested)
+        {
+            foreach (var pending in batch)
+            {
+                if (pending.Command is null)
+                {
+                    if (_failure is null)
+                    {
+                        pending.Completion.TrySetResult(new CommandResult());
+                    }
+                    else
+                    {
+                        pending.Completion.TrySetException(new EtcdException(EtcdError.Stopped));
+                    }
+                }
+            }
         }
     }
 
@@ -165,18 +291,6 @@ internal sealed class LocalCommandLog : ICommandLog
         }
 
         _wal.Flush();
-    }
-
-    /// <summary>Writes a snapshot (on the writer loop, as the log has one writer) so that older segments can go.</summary>
-    public Task SnapshotAsync(CancellationToken cancellationToken)
-    {
-        var pending = new Pending(null);
-        if (!_queue.Writer.TryWrite(pending))
-        {
-            throw new EtcdException(EtcdError.Stopped);
-        }
-
-        return pending.Completion.Task.WaitAsync(cancellationToken);
     }
 
     private void MaybeSnapshot(bool requested)
@@ -209,9 +323,8 @@ internal sealed class LocalCommandLog : ICommandLog
         _logger.LogInformation("Snapshot written at index {Index}", index);
     }
 
-    private static void FailAll(List<Pending> batch, Exception cause)
+    private static void FailAll(List<Pending> batch)
     {
-        _ = cause;
         foreach (var pending in batch)
         {
             pending.Completion.TrySetException(new EtcdException(EtcdError.Stopped));
