@@ -7,12 +7,14 @@ using Microsoft.Extensions.Logging;
 namespace Arbiter.Node.Log;
 
 /// <summary>
-/// The single-node log: group commit without a dedicated thread. A proposer that finds no write in
-/// progress becomes the writer and, on its own thread, appends every waiting command to the
-/// write-ahead log, fsyncs once, applies them in order and answers; proposers that arrive during
-/// that fsync queue up and form the next batch, which a thread-pool worker writes while the first
-/// writer returns its own answer. A command is acknowledged only after its fsync. Without a data
-/// directory it keeps nothing.
+/// The single-node log, with group commit. A proposer that finds no write in progress, while the
+/// last batch held a single command (one client), becomes the writer and, on its own thread,
+/// appends the waiting commands to the write-ahead log, fsyncs once, applies them in order and
+/// answers. Proposers that arrive during that fsync queue up and form the next batch, which the
+/// log's writer thread writes while the first writer returns its own answer; while batches hold
+/// more than one command (many clients), every batch goes to the writer thread, so request
+/// threads do not block in fsync then. A command is acknowledged only after its fsync. Without a
+/// data directory it keeps nothing.
 /// </summary>
 /// <remarks>
 /// A lone client's write thus never changes threads between the request and the answer (the old
@@ -38,6 +40,9 @@ internal sealed class LocalCommandLog : ICommandLog
     private readonly ILogger _logger;
     private bool _writing; // guarded by _gate: some thread holds the writer role
     private bool _closed; // guarded by _gate
+    private bool _handedOff; // guarded by _gate: the writer role passed to the writer thread
+    private int _lastBatchCommands; // guarded by _gate
+    private readonly ManualResetEventSlim _wake = new(false); // needs no Dispose: its WaitHandle is never read, so no kernel handle exists
     private TaskCompletionSource? _drained; // guarded by _gate: set when closed and the writer role is released
     private long _appliedIndex;
     private const int PayloadBufferSizeBytesMax = 64 * 1024;
@@ -57,6 +62,10 @@ internal sealed class LocalCommandLog : ICommandLog
         _snapshotIndex = appliedIndex;
         _snapshotSizeBytes = wal?.LatestSnapshot?.SizeBytes ?? 0;
         _batch = new List<Pending>(Math.Min(options.BatchCommandsMax, 1024));
+
+        // Batches under load are written by a thread of their own: a request thread blocked in
+        // fsync is one less thread-pool worker for the other clients' requests and answers.
+        new Thread(RunWriterThread) { IsBackground = true, Name = "arbiter-log-writer" }.Start();
     }
 
     public long AppliedIndex => Volatile.Read(ref _appliedIndex);
@@ -108,6 +117,7 @@ internal sealed class LocalCommandLog : ICommandLog
 
         // Everything queued before the close is still written and answered.
         await drained.ConfigureAwait(false);
+        _wake.Set();
         if (_wal is not null && _failure is null)
         {
             _wal.Flush();
@@ -117,6 +127,7 @@ internal sealed class LocalCommandLog : ICommandLog
     /// <summary>Queues <paramref name="pending"/>; if no write is in progress, writes it (and whatever else waits) now, on this thread.</summary>
     private void Submit(Pending pending)
     {
+        bool handOff;
         lock (_gate)
         {
             if (_closed)
@@ -131,15 +142,54 @@ internal sealed class LocalCommandLog : ICommandLog
             }
 
             _writing = true;
+            handOff = _lastBatchCommands > 1;
+            _handedOff |= handOff;
+        }
+
+        if (handOff)
+        {
+            _wake.Set();
+            return;
         }
 
         WriteOneBatch();
 
-        // This caller's command was in that batch. Whatever queued meanwhile is written by a
-        // thread-pool worker, so that this caller's answer does not wait for another fsync.
+        // This caller's command was in that batch. Whatever queued meanwhile is written by the
+        // writer thread, so that this caller's answer does not wait for another fsync.
         if (!ReleaseWriterIfIdle())
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static log => log.WriteUntilIdle(), this, preferLocal: false);
+            lock (_gate)
+            {
+                _handedOff = true;
+            }
+
+            _wake.Set();
+        }
+    }
+
+    private void RunWriterThread()
+    {
+        while (true)
+        {
+            bool handedOff;
+            lock (_gate)
+            {
+                handedOff = _handedOff;
+                _handedOff = false;
+                if (!handedOff && _closed && !_writing)
+                {
+                    return;
+                }
+            }
+
+            if (handedOff)
+            {
+                WriteUntilIdle();
+                continue;
+            }
+
+            _wake.Wait();
+            _wake.Reset();
         }
     }
 
@@ -182,6 +232,8 @@ internal sealed class LocalCommandLog : ICommandLog
             {
                 batch.Add(next);
             }
+
+            _lastBatchCommands = batch.Count;
         }
 
         try
