@@ -1,6 +1,7 @@
 using Arbiter.Client;
 using Arbiter.Node;
 using Arbiter.Protocol.Etcd;
+using Arbiter.Server.Tests.Infrastructure;
 using Google.Protobuf;
 
 namespace Arbiter.Server.Tests;
@@ -36,6 +37,42 @@ public sealed class DurabilityTests : IDisposable
             Assert.Equal(29, ttl.Keys.Count);
             Assert.Equal(3600, ttl.GrantedTTL);
         }
+    }
+
+    [Fact]
+    public async Task WritesRacingAStopAreEitherDurableOrRefused()
+    {
+        // Writers on many threads (so some write the log themselves and some queue behind them)
+        // while the node stops: every acknowledged put must be there after a restart.
+        var options = new NodeOptions { DataDirectory = _directory, SnapshotEveryEntries = 64 };
+        var acknowledged = new System.Collections.Concurrent.ConcurrentBag<int>();
+        var node = await ArbiterNode.StartAsync(options);
+        var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (var i = 0; ; i++)
+            {
+                var n = (w * 100_000) + i;
+                try
+                {
+                    await node.PutAsync(new PutRequest { Key = B($"r/{n:D7}"), Value = B("v") });
+                }
+                catch (Arbiter.Core.EtcdException)
+                {
+                    return;
+                }
+
+                acknowledged.Add(n);
+            }
+        })).ToList();
+        await Eventually.TrueAsync(() => Task.FromResult(acknowledged.Count >= 400), TimeSpan.FromSeconds(30), "400 acknowledged puts");
+        await node.DisposeAsync();
+        await Task.WhenAll(writers);
+
+        await using var client = await EmbeddedArbiterClient.StartAsync(options);
+        var all = await client.RangeAsync(new RangeRequest { Key = B("r/"), RangeEnd = B("r0"), KeysOnly = true });
+        var present = all.Kvs.Select(kv => int.Parse(kv.Key.ToStringUtf8()[2..], System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
+        var lost = acknowledged.Where(n => !present.Contains(n)).ToList();
+        Assert.True(lost.Count == 0, $"{lost.Count} acknowledged puts lost, e.g. {string.Join(", ", lost.Take(5))}");
     }
 
     [Fact]
