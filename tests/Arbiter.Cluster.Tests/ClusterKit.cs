@@ -283,22 +283,20 @@ internal sealed class Writers : IAsyncDisposable
 /// Polls every running member's Status and records any revision that goes backwards within one
 /// run of a member (a killed member is forgotten until it answers again), and any term decrease.
 /// </summary>
-internal sealed class RevisionMonitor : IAsyncDisposable
+internal sealed class RevisionMonitor : BackgroundLoop
 {
     private readonly ArbiterCluster _cluster;
-    private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<ArbiterClusterMember, (long Revision, ulong Term)> _last = [];
     private readonly Dictionary<ArbiterClusterMember, (ulong Term, ulong Leader)> _leaders = [];
     private readonly Stopwatch _clock;
     private readonly ITestOutputHelper _output;
-    private readonly Task _loop;
 
     public RevisionMonitor(ArbiterCluster cluster, Stopwatch clock, ITestOutputHelper output)
     {
         _cluster = cluster;
         _clock = clock;
         _output = output;
-        _loop = Task.Run(PollLoopAsync);
+        Start(PollLoopAsync);
     }
 
     public ConcurrentQueue<string> Violations { get; } = new();
@@ -315,7 +313,7 @@ internal sealed class RevisionMonitor : IAsyncDisposable
 
     private async Task PollLoopAsync()
     {
-        while (!_stop.IsCancellationRequested)
+        while (!Stop.IsCancellationRequested)
         {
             foreach (var member in _cluster.Members.ToList())
             {
@@ -333,7 +331,7 @@ internal sealed class RevisionMonitor : IAsyncDisposable
                 try
                 {
                     using var channel = GrpcChannel.ForAddress(member.Endpoint);
-                    status = await new Maintenance.MaintenanceClient(channel).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: _stop.Token);
+                    status = await new Maintenance.MaintenanceClient(channel).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(2), cancellationToken: Stop.Token);
                 }
                 catch (RpcException)
                 {
@@ -385,7 +383,7 @@ internal sealed class RevisionMonitor : IAsyncDisposable
 
             try
             {
-                await Task.Delay(20, _stop.Token);
+                await Task.Delay(20, Stop.Token);
             }
             catch (OperationCanceledException)
             {
@@ -394,14 +392,29 @@ internal sealed class RevisionMonitor : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
+    public override async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync();
-        await _loop;
-        _stop.Dispose();
+        await base.DisposeAsync();
 
         // Written even when the test failed: the election history explains most failures.
         _output.WriteLine($"revision monitor: {Polls} polls; {string.Join("; ", Restarts)}");
         _output.WriteLine($"terms and leaders seen: {string.Join("; ", LeaderChanges)}");
+    }
+}
+
+/// <summary>A task that runs until disposal: its stop token, and a disposal that cancels and waits for it.</summary>
+internal abstract class BackgroundLoop : IAsyncDisposable
+{
+    private Task _loop = Task.CompletedTask;
+
+    protected CancellationTokenSource Stop { get; } = new();
+
+    protected void Start(Func<Task> loop) => _loop = Task.Run(loop);
+
+    public virtual async ValueTask DisposeAsync()
+    {
+        await Stop.CancelAsync();
+        await _loop;
+        Stop.Dispose();
     }
 }

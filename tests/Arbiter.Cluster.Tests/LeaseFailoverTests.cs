@@ -111,14 +111,12 @@ public sealed class LeaseFailoverTests(ITestOutputHelper output)
 }
 
 /// <summary>A client keeping one lease alive through one member, reopening the stream when it breaks.</summary>
-internal sealed class KeepAliveLoop : IAsyncDisposable
+internal sealed class KeepAliveLoop : BackgroundLoop
 {
     private readonly ArbiterClusterMember _member;
     private readonly long _leaseId;
     private readonly TimeSpan _interval;
     private readonly Stopwatch _clock;
-    private readonly CancellationTokenSource _stop = new();
-    private readonly Task _loop;
     private int _renewals;
 
     public KeepAliveLoop(ArbiterClusterMember member, long leaseId, TimeSpan interval, Stopwatch clock)
@@ -127,7 +125,7 @@ internal sealed class KeepAliveLoop : IAsyncDisposable
         _leaseId = leaseId;
         _interval = interval;
         _clock = clock;
-        _loop = Task.Run(RunAsync);
+        Start(RunAsync);
     }
 
     public int Renewals => Volatile.Read(ref _renewals);
@@ -147,15 +145,15 @@ internal sealed class KeepAliveLoop : IAsyncDisposable
     {
         using var channel = _member.OpenChannel();
         var client = new Lease.LeaseClient(channel);
-        while (!_stop.IsCancellationRequested)
+        while (!Stop.IsCancellationRequested)
         {
             try
             {
-                using var call = client.LeaseKeepAlive(cancellationToken: _stop.Token);
-                while (!_stop.IsCancellationRequested)
+                using var call = client.LeaseKeepAlive(cancellationToken: Stop.Token);
+                while (!Stop.IsCancellationRequested)
                 {
                     await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = _leaseId });
-                    if (!await call.ResponseStream.MoveNext(_stop.Token))
+                    if (!await call.ResponseStream.MoveNext(Stop.Token))
                     {
                         break;
                     }
@@ -169,10 +167,10 @@ internal sealed class KeepAliveLoop : IAsyncDisposable
                         Interlocked.Increment(ref _renewals);
                     }
 
-                    await Task.Delay(_interval, _stop.Token);
+                    await Task.Delay(_interval, Stop.Token);
                 }
             }
-            catch (RpcException e) when (!_stop.IsCancellationRequested)
+            catch (RpcException e) when (!Stop.IsCancellationRequested)
             {
                 Errors.Enqueue($"{_clock.Elapsed.TotalMilliseconds:F0} ms: {e.StatusCode} {e.Status.Detail}");
                 await Task.Delay(100);
@@ -188,10 +186,4 @@ internal sealed class KeepAliveLoop : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await _stop.CancelAsync();
-        await _loop;
-        _stop.Dispose();
-    }
 }

@@ -66,14 +66,12 @@ public sealed class WatchFailoverTests(ITestOutputHelper output)
 /// A client's watch on one prefix: starts on one member; when its stream breaks it
 /// reopens on the next running member from the last revision it received + 1.
 /// </summary>
-internal sealed class ResumingWatch : IAsyncDisposable
+internal sealed class ResumingWatch : BackgroundLoop
 {
     private readonly ArbiterCluster _cluster;
     private readonly string _prefix;
-    private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource _created = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<long> _revisions = [];
-    private readonly Task _loop;
     private long _lastRevision;
 
     public ResumingWatch(ArbiterCluster cluster, ArbiterClusterMember first, string prefix, long startRevision)
@@ -82,7 +80,7 @@ internal sealed class ResumingWatch : IAsyncDisposable
         _prefix = prefix;
         Name = $"watch opened on {first.Name}";
         _lastRevision = startRevision - 1;
-        _loop = Task.Run(() => RunAsync(first));
+        Start(() => RunAsync(first));
     }
 
     public string Name { get; }
@@ -111,12 +109,12 @@ internal sealed class ResumingWatch : IAsyncDisposable
     private async Task RunAsync(ArbiterClusterMember first)
     {
         var member = first;
-        while (!_stop.IsCancellationRequested)
+        while (!Stop.IsCancellationRequested)
         {
             try
             {
                 using var channel = GrpcChannel.ForAddress(member.Endpoint);
-                using var call = new Watch.WatchClient(channel).Watch(cancellationToken: _stop.Token);
+                using var call = new Watch.WatchClient(channel).Watch(cancellationToken: Stop.Token);
                 await call.RequestStream.WriteAsync(new WatchRequest
                 {
                     CreateRequest = new WatchCreateRequest
@@ -126,7 +124,7 @@ internal sealed class ResumingWatch : IAsyncDisposable
                         StartRevision = LastRevision + 1,
                     },
                 });
-                while (await call.ResponseStream.MoveNext(_stop.Token))
+                while (await call.ResponseStream.MoveNext(Stop.Token))
                 {
                     var response = call.ResponseStream.Current;
                     if (response.Header.MemberId != member.MemberId)
@@ -159,7 +157,7 @@ internal sealed class ResumingWatch : IAsyncDisposable
 
                 throw new RpcException(new Status(StatusCode.Unavailable, "watch stream ended"));
             }
-            catch (RpcException e) when (!_stop.IsCancellationRequested)
+            catch (RpcException e) when (!Stop.IsCancellationRequested)
             {
                 lock (Errors)
                 {
@@ -188,10 +186,4 @@ internal sealed class ResumingWatch : IAsyncDisposable
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await _stop.CancelAsync();
-        await _loop;
-        _stop.Dispose();
-    }
 }
