@@ -83,6 +83,43 @@ public sealed class FailoverTests(ITestOutputHelper output)
         Assert.True(monitor.Violations.IsEmpty, string.Join("\n", monitor.Violations));
     }
 
+    /// <summary>Five members survive two failures at once: the leader and a follower are killed together.</summary>
+    [Fact]
+    public async Task Five_members_keep_serving_with_two_killed_and_lose_no_acknowledged_write()
+    {
+        var clock = Stopwatch.StartNew();
+        await using var cluster = await ArbiterCluster.StartAsync(5);
+        await using var monitor = new RevisionMonitor(cluster, clock, output);
+        var writers = new Writers(cluster, Prefix, WriterCount, clock);
+        await using (writers)
+        {
+            await writers.WaitForAcksAsync(50, TimeSpan.FromSeconds(60));
+            var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30));
+            var follower = cluster.Running.First(m => m != leader);
+            await Task.WhenAll(leader.KillAsync(), follower.KillAsync());
+            var killedAt = clock.Elapsed;
+            var newLeader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30));
+            await writers.WaitForAcksAsync(WriterCount * 10, TimeSpan.FromSeconds(60));
+            var firstWrite = writers.FirstAckSentAfter(killedAt);
+            Assert.NotNull(firstWrite);
+            output.WriteLine(
+                $"killed {leader.Name} (leader) and {follower.Name}; new leader {newLeader.Name}; " +
+                $"first write sent after the kill acknowledged after {(firstWrite.Value - killedAt).TotalMilliseconds:F0} ms");
+
+            await Task.WhenAll(leader.StartAsync(isRestart: true), follower.StartAsync(isRestart: true));
+            await writers.WaitForAcksAsync(WriterCount * 10, TimeSpan.FromSeconds(60));
+        }
+
+        ClusterKit.WriteServerProblems(cluster, output);
+        var acked = writers.Acked.ToList();
+        output.WriteLine($"{acked.Count} writes acknowledged, {writers.Failures.Count} failed (unknown outcome)");
+        Assert.True(writers.Violations.IsEmpty, string.Join("\n", writers.Violations));
+        var revision = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
+        await ClusterKit.AssertAllPresentAsync(cluster, Prefix, acked, output);
+        await ClusterKit.AssertHashKvEqualAsync(cluster, revision, output);
+        Assert.True(monitor.Violations.IsEmpty, string.Join("\n", monitor.Violations));
+    }
+
     [Fact]
     public async Task Requests_through_followers_right_after_the_leader_dies_wait_for_the_next_leader()
     {
