@@ -183,14 +183,26 @@ public sealed partial class ArbiterNode
     private async Task<T> OnLeaderAsync<T>(Func<Task<T>> here, Func<GrpcChannel, Task<T>> remote, CancellationToken cancellationToken)
     {
         var raft = _raft!;
-        if (raft.IsLeader)
+        var deadlineMs = Environment.TickCount64 + Options.Cluster!.RequestTimeoutMs;
+        while (true)
         {
-            return await here().ConfigureAwait(false);
-        }
+            try
+            {
+                if (raft.IsLeader)
+                {
+                    return await here().ConfigureAwait(false);
+                }
 
-        var url = await raft.LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
-        return url is null
-            ? await here().ConfigureAwait(false)
-            : await remote(raft.ChannelTo(url)).ConfigureAwait(false);
+                var url = await raft.LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
+                return url is null
+                    ? await here().ConfigureAwait(false)
+                    : await remote(raft.ChannelTo(url)).ConfigureAwait(false);
+            }
+            catch (EtcdException e) when (e.Error == EtcdError.LeaderChanged && Environment.TickCount64 < deadlineMs)
+            {
+                // Leadership moved under the call: ask whoever leads now.
+                await Task.Delay(25, cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 }

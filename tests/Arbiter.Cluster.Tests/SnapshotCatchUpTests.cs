@@ -33,15 +33,7 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         var logBefore = victim.Log.Length;
         var clock = Stopwatch.StartNew();
         await victim.StartAsync(isRestart: true);
-        await writer.WaitForMoreAsync(30, Converge);
-        await writer.StopAsync();
-        var members = cluster.Running.ToList();
-        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
-        output.WriteLine($"wiped {victim.Name} converged {clock.ElapsedMilliseconds} ms after restart at revision {revision}");
-        foreach (var member in members)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, "wipe/", writer.Acknowledged);
-        }
+        await StopWritingAndCheckConvergedAsync(cluster, writer, "wipe/", $"wiped {victim.Name}", clock);
 
         Assert.Contains("Installed Raft snapshot", victim.Log[logBefore..], StringComparison.Ordinal);
         await ClusterChecks.WaitJoinedAsync(cluster, victim, Converge);
@@ -74,15 +66,7 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         await victim.StartAsync(isRestart: true);
         await ClusterChecks.WaitJoinedAsync(cluster, victim, Converge);
-        await writer.WaitForMoreAsync(30, Converge);
-        await writer.StopAsync();
-        var members = cluster.Running.ToList();
-        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
-        output.WriteLine($"re-added {victim.Name} converged {clock.ElapsedMilliseconds} ms after start at revision {revision}");
-        foreach (var member in members)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, "readd/", writer.Acknowledged);
-        }
+        await StopWritingAndCheckConvergedAsync(cluster, writer, "readd/", $"re-added {victim.Name}", clock);
 
         Assert.Contains("Installed Raft snapshot", victim.Log[logBefore..], StringComparison.Ordinal);
     }
@@ -102,15 +86,7 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         var logBefore = victim.Log.Length;
         var clock = Stopwatch.StartNew();
         await victim.StartAsync(isRestart: true);
-        await writer.WaitForMoreAsync(30, Converge);
-        await writer.StopAsync();
-        var members = cluster.Running.ToList();
-        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
-        output.WriteLine($"{victim.Name} converged {clock.ElapsedMilliseconds} ms after restart at revision {revision}");
-        foreach (var member in members)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, "lag/", writer.Acknowledged);
-        }
+        await StopWritingAndCheckConvergedAsync(cluster, writer, "lag/", $"{victim.Name}", clock);
     }
 
     [Fact]
@@ -152,5 +128,19 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         }
 
         output.WriteLine($"{writer.Count} writes; revision {after} after restarts");
+    }
+
+    /// <summary>After a member (re)started: a few more writes, then every member converges and holds every acknowledged write.</summary>
+    private async Task StopWritingAndCheckConvergedAsync(ArbiterCluster cluster, BackgroundWriter writer, string prefix, string what, Stopwatch clock)
+    {
+        await writer.WaitForMoreAsync(30, Converge);
+        await writer.StopAsync();
+        var members = cluster.Running.ToList();
+        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        output.WriteLine($"{what} converged {clock.ElapsedMilliseconds} ms after start at revision {revision}");
+        foreach (var member in members)
+        {
+            await ClusterChecks.AssertHasAllAsync(member, prefix, writer.Acknowledged);
+        }
     }
 }

@@ -69,7 +69,7 @@ internal sealed partial class RaftCommandLog
             return await leader.GetMetadataAsync(refresh: false, attempt.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested
-            && e is DotNext.Net.Cluster.MemberUnavailableException or IOException or System.Net.Sockets.SocketException or OperationCanceledException)
+            && e is DotNext.Net.Cluster.MemberUnavailableException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
         {
             return null;
         }

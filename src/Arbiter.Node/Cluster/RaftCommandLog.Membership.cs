@@ -19,6 +19,9 @@ internal sealed partial class RaftCommandLog
     /// <summary>MoveLeader gives up after this many request timeouts.</summary>
     private const int MoveLeaderTimeoutRequestTimeouts = 3;
 
+    /// <summary>Pause before asking DotNext again for a membership change it refused for now.</summary>
+    private const int MemberChangeRetryDelayMs = 100;
+
     private readonly SemaphoreSlim _membershipChange = new(1, 1);
     private readonly ConcurrentDictionary<string, ulong> _pendingAdds = new(StringComparer.Ordinal);
 
@@ -70,7 +73,7 @@ internal sealed partial class RaftCommandLog
         {
             return await member.GetMetadataAsync(refresh: false, timeout.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or MemberUnavailableException)
+        catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or MemberUnavailableException or ObjectDisposedException)
         {
             return null;
         }
@@ -207,16 +210,27 @@ internal sealed partial class RaftCommandLog
         {
             using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
             deadline.CancelAfter(_cluster.RequestTimeoutMs);
-            if (!await _raft.RemoveMemberAsync(target.EndPoint, deadline.Token).ConfigureAwait(false))
+            // DotNext refuses (false) while the previous configuration is not committed yet, e.g.
+            // just after an election or another change: that passes, so try again until the deadline.
+            while (!await _raft.RemoveMemberAsync(target.EndPoint, deadline.Token).ConfigureAwait(false))
             {
-                throw new EtcdException(EtcdError.Unhealthy);
+                _logger.LogDebug("Removing {PeerUrl} was refused for now; retrying", PeerAddress.ToUrl(target.EndPoint));
+                await Task.Delay(MemberChangeRetryDelayMs, deadline.Token).ConfigureAwait(false);
             }
 
             _logger.LogInformation("Member {PeerUrl} removed", PeerAddress.ToUrl(target.EndPoint));
         }
+        catch (NotLeaderException)
+        {
+            throw new EtcdException(EtcdError.LeaderChanged);
+        }
+        catch (RaftCluster.ConcurrentMembershipModificationException)
+        {
+            throw new EtcdException(EtcdError.Unhealthy);
+        }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new EtcdException(EtcdError.Timeout);
+            throw new EtcdException(_stopping.IsCancellationRequested ? EtcdError.Stopped : EtcdError.Unhealthy);
         }
         finally
         {

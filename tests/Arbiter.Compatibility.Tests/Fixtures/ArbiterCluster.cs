@@ -260,8 +260,16 @@ public sealed class ArbiterCluster : IAsyncDisposable
     {
         using (var channel = via.OpenChannel())
         {
-            await new Protocol.Etcd.Cluster.ClusterClient(channel)
-                .MemberRemoveAsync(new MemberRemoveRequest { ID = removed.MemberId }, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
+            try
+            {
+                await new Protocol.Etcd.Cluster.ClusterClient(channel)
+                    .MemberRemoveAsync(new MemberRemoveRequest { ID = removed.MemberId }, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
+            }
+            catch (RpcException e)
+            {
+                // The server side of an unexpected failure is only in the members' logs.
+                throw new InvalidOperationException($"MemberRemove of {removed.Name} via {via.Name} failed: {e.Status}\n{Logs[^Math.Min(Logs.Length, 20_000)..]}", e);
+            }
         }
 
         _removed.Add(removed);
