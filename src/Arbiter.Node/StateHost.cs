@@ -35,12 +35,17 @@ internal sealed class StateHost : IDisposable
         }
     }
 
-    public ApplyOutcome Apply(long index, Command command)
+    /// <summary>Applies <paramref name="command"/> as the next command (index after the applied one), under one write lock.</summary>
+    public ApplyOutcome ApplyNext(Command command) => Apply(index: null, command);
+
+    public ApplyOutcome Apply(long index, Command command) => Apply((long?)index, command);
+
+    private ApplyOutcome Apply(long? index, Command command)
     {
         _lock.EnterWriteLock();
         try
         {
-            var outcome = _state.Apply(index, command);
+            var outcome = _state.Apply(index ?? _state.AppliedIndex + 1, command);
             if (outcome.Events.Count > 0 || command.OpCase == Command.OpOneofCase.Compaction)
             {
                 Watches.Publish(outcome.Events, _state.Revision, _state.CompactRevision);

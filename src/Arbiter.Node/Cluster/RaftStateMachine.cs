@@ -78,7 +78,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         try
         {
             // The core counts commands, not Raft entries: an entry carries a batch.
-            outcome = _host.Apply(_host.Read(s => s.AppliedIndex) + 1, command);
+            outcome = _host.ApplyNext(command);
         }
         catch (Exception e)
         {
