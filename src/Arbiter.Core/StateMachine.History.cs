@@ -1,6 +1,7 @@
 using Arbiter.Core.Mvcc;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
+using Google.Protobuf;
 
 namespace Arbiter.Core;
 
@@ -73,62 +74,42 @@ public sealed partial class StateMachine
     }
 
     /// <summary>Hash of the whole state (keys, history, leases, alarms, revisions).</summary>
-    public uint Hash()
+    /// <returns>An FNV-1a hash; equal states give equal hashes on every platform.</returns>
+    public uint Hash() => CaptureSnapshot().Hash();
+
+    /// <summary>Adds one key's history up to <paramref name="revision"/> to <paramref name="h"/> (shared by the live and the captured state).</summary>
+    internal static void HashKeyHistory(ref Fnv1a h, ByteString key, ReadOnlySpan<KeyRevision> history, long revision)
     {
-        var h = Fnv1a.Create();
-        h.Add(_revision);
-        h.Add(_compactMainRev);
-        HashKeys(ref h, _revision);
-        h.Add(_leases.Count);
-        foreach (var lease in _leases.Values)
+        foreach (var entry in history)
         {
-            h.Add(lease.Id);
-            h.Add(lease.TtlSeconds);
-            h.Add(lease.DeadlineMs);
-            h.Add(lease.Keys.Count);
-            foreach (var record in lease.Keys)
+            if (entry.Main > revision)
             {
-                h.AddBytes(record.Key.Span);
+                break;
+            }
+
+            h.AddBytes(key.Span);
+            h.Add(entry.Main);
+            h.Add(entry.Sub);
+            if (entry.Kv is { } kv)
+            {
+                h.Add(1);
+                h.Add(kv.CreateRevision);
+                h.Add(kv.Version);
+                h.Add(kv.Lease);
+                h.AddBytes(kv.Value.Span);
+            }
+            else
+            {
+                h.Add(0);
             }
         }
-
-        h.Add(_alarms.Count);
-        foreach (var (type, member) in _alarms)
-        {
-            h.Add((long)type);
-            h.Add((long)member);
-        }
-
-        return h.Value;
     }
 
     private void HashKeys(ref Fnv1a h, long revision)
     {
-        foreach (var record in _index.Range(Google.Protobuf.ByteString.Empty, null))
+        foreach (var record in _index.Range(ByteString.Empty, null))
         {
-            foreach (var entry in record.History)
-            {
-                if (entry.Main > revision)
-                {
-                    break;
-                }
-
-                h.AddBytes(record.Key.Span);
-                h.Add(entry.Main);
-                h.Add(entry.Sub);
-                if (entry.Kv is { } kv)
-                {
-                    h.Add(1);
-                    h.Add(kv.CreateRevision);
-                    h.Add(kv.Version);
-                    h.Add(kv.Lease);
-                    h.AddBytes(kv.Value.Span);
-                }
-                else
-                {
-                    h.Add(0);
-                }
-            }
+            HashKeyHistory(ref h, record.Key, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(record.History), revision);
         }
     }
 

@@ -9,79 +9,45 @@ namespace Arbiter.Core;
 
 public sealed partial class StateMachine
 {
-    private const string SnapshotMagic = "ARBSNAP1";
-    private const int SnapshotFormatVersion = 1;
-
-    /// <summary>Writes the whole state (including applied index and remembered request ids) to <paramref name="stream"/>.</summary>
-    /// <remarks>
-    /// Format (little-endian, versioned): magic, version, revision, compact revision, applied index,
-    /// size; keys in order with their retained history (protobuf KeyValue per put); the events of the
-    /// compact revision (the only history not rebuilt from the keys); leases; alarms; remembered
-    /// request ids with their results (FIFO order); and <see cref="Hash"/> as a trailer checked on read.
-    /// </remarks>
-    public void WriteSnapshot(Stream stream)
+    /// <summary>
+    /// Copies the whole state (including applied index and remembered request ids) into a
+    /// <see cref="StateSnapshot"/>. Cheap: it copies references and history arrays, not bytes. Call it
+    /// under the same exclusion as reads; the result can be written later on any thread.
+    /// </summary>
+    /// <returns>The captured state.</returns>
+    public StateSnapshot CaptureSnapshot()
     {
-        ArgumentNullException.ThrowIfNull(stream);
-        using var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
-        w.Write(Encoding.ASCII.GetBytes(SnapshotMagic));
-        w.Write(SnapshotFormatVersion);
-        w.Write(_revision);
-        w.Write(_compactMainRev);
-        w.Write(_appliedIndex);
-        w.Write(_sizeBytes);
-
-        w.Write(_index.Count);
+        var keys = new StateSnapshot.KeyImage[_index.Count];
+        var i = 0;
         foreach (var record in _index.Range(ByteString.Empty, null))
         {
-            WriteBytes(w, record.Key.Span);
-            w.Write(record.LeaseId);
-            w.Write(record.History.Count);
-            foreach (var entry in record.History)
-            {
-                w.Write(entry.Main);
-                w.Write(entry.Sub);
-                w.Write(entry.Kv != null);
-                if (entry.Kv != null)
-                {
-                    WriteMessage(w, entry.Kv);
-                }
-            }
+            keys[i++] = new StateSnapshot.KeyImage(record.Key, record.LeaseId, [.. record.History]);
         }
 
         var compactEntry = _history.Count > 0 && _history[0].Revision == _compactMainRev ? _history[0] : null;
-        w.Write(compactEntry?.Events.Length ?? 0);
-        if (compactEntry != null)
-        {
-            foreach (var e in compactEntry.Events)
-            {
-                WriteMessage(w, e);
-            }
-        }
-
-        w.Write(_leases.Count);
+        var leases = new StateSnapshot.LeaseImage[_leases.Count];
+        i = 0;
         foreach (var lease in _leases.Values)
         {
-            w.Write(lease.Id);
-            w.Write(lease.TtlSeconds);
-            w.Write(lease.DeadlineMs);
+            leases[i++] = new StateSnapshot.LeaseImage(lease.Id, lease.TtlSeconds, lease.DeadlineMs, [.. lease.Keys.Select(r => r.Key)]);
         }
 
-        w.Write(_alarms.Count);
-        foreach (var (type, member) in _alarms)
-        {
-            w.Write((int)type);
-            w.Write(member);
-        }
-
-        w.Write(_rememberedOrder.Count);
-        foreach (var id in _rememberedOrder)
-        {
-            w.Write(id);
-            WriteMessage(w, _rememberedResults[id]);
-        }
-
-        w.Write(Hash());
+        // Remembered results are private clones that are never mutated, so sharing them is safe.
+        return new StateSnapshot(
+            _revision,
+            _compactMainRev,
+            _appliedIndex,
+            _sizeBytes,
+            keys,
+            compactEntry?.Events ?? [],
+            leases,
+            [.. _alarms],
+            [.. _rememberedOrder.Select(id => (id, _rememberedResults[id]))]);
     }
+
+    /// <summary>Writes the whole state to <paramref name="stream"/>; see <see cref="StateSnapshot.WriteTo"/> for the format.</summary>
+    /// <param name="stream">Where to write; left open.</param>
+    public void WriteSnapshot(Stream stream) => CaptureSnapshot().WriteTo(stream);
 
     /// <summary>Restores a state machine from a stream written by <see cref="WriteSnapshot"/>.</summary>
     /// <exception cref="InvalidDataException">The stream is not a valid snapshot.</exception>
@@ -105,13 +71,13 @@ public sealed partial class StateMachine
     private static StateMachine ReadSnapshotCore(Stream stream, CoreLimits? limits)
     {
         using var r = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
-        if (Encoding.ASCII.GetString(r.ReadBytes(SnapshotMagic.Length)) != SnapshotMagic)
+        if (Encoding.ASCII.GetString(r.ReadBytes(StateSnapshot.Magic.Length)) != StateSnapshot.Magic)
         {
             throw new InvalidDataException("Not an Arbiter snapshot.");
         }
 
         var version = r.ReadInt32();
-        if (version != SnapshotFormatVersion)
+        if (version != StateSnapshot.FormatVersion)
         {
             throw new InvalidDataException($"Unsupported snapshot format version {version}.");
         }
@@ -247,12 +213,6 @@ public sealed partial class StateMachine
         }
     }
 
-    private static void WriteBytes(BinaryWriter w, ReadOnlySpan<byte> bytes)
-    {
-        w.Write(bytes.Length);
-        w.Write(bytes);
-    }
-
     private static int ReadCount(BinaryReader r)
     {
         var count = r.ReadInt32();
@@ -266,8 +226,6 @@ public sealed partial class StateMachine
         var bytes = r.ReadBytes(length);
         return bytes.Length == length ? bytes : throw new EndOfStreamException();
     }
-
-    private static void WriteMessage(BinaryWriter w, IMessage message) => WriteBytes(w, message.ToByteArray());
 
     private static T ReadMessage<T>(BinaryReader r, MessageParser<T> parser)
         where T : IMessage<T> => parser.ParseFrom(ReadBytes(r));

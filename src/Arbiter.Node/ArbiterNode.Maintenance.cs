@@ -93,12 +93,9 @@ public sealed partial class ArbiterNode
     /// </summary>
     public byte[] CreateSnapshot()
     {
+        var image = _host.Read(s => s.CaptureSnapshot());
         using var payload = new MemoryStream();
-        _host.Read(s =>
-        {
-            s.WriteSnapshot(payload);
-            return 0;
-        });
+        image.WriteTo(payload);
         var headerSize = SnapshotMagic.Length + sizeof(long);
         var total = headerSize + payload.Length;
         var padded = (total + SnapshotBlockSizeBytes - 1) / SnapshotBlockSizeBytes * SnapshotBlockSizeBytes;

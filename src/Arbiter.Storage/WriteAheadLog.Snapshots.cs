@@ -10,31 +10,38 @@ public sealed partial class WriteAheadLog
     /// directory fsync. Then deletes snapshots beyond <see cref="WalOptions.SnapshotsKeptMax"/> and
     /// the segments whose records are all at or below the oldest kept snapshot.
     /// </summary>
+    /// <remarks>
+    /// The payload is written to the temp file without holding the log's lock, so another thread
+    /// may keep appending and flushing meanwhile; only the rename and pruning take the lock. One
+    /// snapshot at a time.
+    /// </remarks>
     /// <param name="index">Last index the snapshot covers; at most <see cref="DurableIndex"/> and above the latest snapshot's.</param>
     /// <param name="writePayload">Writes the payload to the given stream (write-only; do not dispose it).</param>
+    /// <exception cref="InvalidOperationException">Another snapshot is being written.</exception>
     public void WriteSnapshot(long index, Action<Stream> writePayload)
     {
         ArgumentNullException.ThrowIfNull(writePayload);
+        string finalPath;
         lock (_gate)
         {
             ThrowIfUnusable();
-            if (index < 1 || index > DurableIndex)
+            ThrowIfBadSnapshotIndex(index);
+            if (_snapshotInProgress)
             {
-                throw new ArgumentOutOfRangeException(nameof(index), index, $"A snapshot index must be in 1..DurableIndex ({DurableIndex}).");
+                throw new InvalidOperationException("Another snapshot is being written.");
             }
 
-            if (_snapshots.Count > 0 && index <= _snapshots[^1].Index)
-            {
-                throw new ArgumentOutOfRangeException(nameof(index), index, $"A snapshot at or after index {_snapshots[^1].Index} exists already.");
-            }
+            _snapshotInProgress = true;
+            finalPath = Path.Combine(_directoryPath, WalFormat.SnapshotFileName(index));
+        }
 
-            string finalPath = Path.Combine(_directoryPath, WalFormat.SnapshotFileName(index));
-            string tempPath = finalPath + WalFormat.TempSuffix;
+        string tempPath = finalPath + WalFormat.TempSuffix;
+        try
+        {
             long sizeBytes;
             try
             {
                 sizeBytes = WriteSnapshotFile(tempPath, index, writePayload);
-                File.Move(tempPath, finalPath);
             }
             catch
             {
@@ -42,13 +49,34 @@ public sealed partial class WriteAheadLog
                 throw;
             }
 
-            // From here on a failure leaves the disk in an unknown state.
-            Guarded(() =>
+            lock (_gate)
             {
-                SyncDirectoryIfEnabled();
-                _snapshots.Add(new SnapshotInfo(index, finalPath, sizeBytes));
-                Prune();
-            });
+                try
+                {
+                    ThrowIfUnusable();
+                    File.Move(tempPath, finalPath);
+                }
+                catch
+                {
+                    File.Delete(tempPath);
+                    throw;
+                }
+
+                // From here on a failure leaves the disk in an unknown state.
+                Guarded(() =>
+                {
+                    SyncDirectoryIfEnabled();
+                    _snapshots.Add(new SnapshotInfo(index, finalPath, sizeBytes));
+                    Prune();
+                });
+            }
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                _snapshotInProgress = false;
+            }
         }
     }
 
@@ -79,6 +107,19 @@ public sealed partial class WriteAheadLog
         {
             stream.Dispose();
             throw;
+        }
+    }
+
+    private void ThrowIfBadSnapshotIndex(long index)
+    {
+        if (index < 1 || index > DurableIndex)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index), index, $"A snapshot index must be in 1..DurableIndex ({DurableIndex}).");
+        }
+
+        if (_snapshots.Count > 0 && index <= _snapshots[^1].Index)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index), index, $"A snapshot at or after index {_snapshots[^1].Index} exists already.");
         }
     }
 

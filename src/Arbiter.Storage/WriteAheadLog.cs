@@ -10,8 +10,9 @@ namespace Arbiter.Storage;
 /// <para>
 /// Use from one thread at a time (the node's single writer loop). Calls are serialized by an
 /// internal lock, so a <see cref="Dispose"/> from another thread is safe, but the log is not built
-/// for concurrent writers. An enumeration from <see cref="ReadFrom"/> must not be interleaved with
-/// <see cref="WriteSnapshot"/>, which may delete segments it is about to read.
+/// for concurrent writers; the exception is <see cref="WriteSnapshot"/>, which may run on another
+/// thread while the writer appends. An enumeration from <see cref="ReadFrom"/> must not be
+/// interleaved with <see cref="WriteSnapshot"/>, which may delete segments it is about to read.
 /// </para>
 /// <para>
 /// If a write or fsync fails, the log stops accepting calls (what reached the disk is unknown after
@@ -34,6 +35,7 @@ public sealed partial class WriteAheadLog : IDisposable
     private long _pendingBytes;
     private Exception? _failure;
     private bool _disposed;
+    private bool _snapshotInProgress;
 
     private WriteAheadLog(WalOptions options, string directoryPath, FileStream lockFile)
     {

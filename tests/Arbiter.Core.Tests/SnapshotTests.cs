@@ -46,6 +46,42 @@ public class SnapshotTests
     }
 
     [Fact]
+    public void CapturedSnapshotKeepsThePointInTimeWhileTheStateMovesOn()
+    {
+        var h = new Harness { TimeMs = 0 };
+        h.Grant(10, 7);
+        h.Put("a", "1", 7);
+        h.Put("b", "1");
+        h.Put("a", "2", 7);
+        h.Apply(new Command { RequestId = 9, Put = new PutRequest { Key = B("c"), Value = B("1") } });
+        using var expected = new MemoryStream();
+        h.Sm.WriteSnapshot(expected);
+        var hashAtCapture = h.Sm.Hash();
+        var image = h.Sm.CaptureSnapshot();
+
+        // Everything a snapshot holds changes after the capture: keys, history, compaction, leases, alarms, request ids.
+        h.Put("a", "3");
+        h.Delete("b");
+        h.Put("d", "1", 7);
+        h.Compact(h.Sm.Revision - 1);
+        h.Revoke(7);
+        h.Grant(20, 8);
+        h.Apply(new Command { RequestId = 10, Put = new PutRequest { Key = B("e"), Value = B("1") } });
+        h.Apply(new Command { Alarm = new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Activate, Alarm = AlarmType.Nospace, MemberID = 1 } });
+        Assert.NotEqual(hashAtCapture, h.Sm.Hash());
+
+        using var written = new MemoryStream();
+        image.WriteTo(written);
+        Assert.Equal(expected.ToArray(), written.ToArray());
+        Assert.Equal(hashAtCapture, image.Hash());
+        written.Position = 0;
+        var copy = StateMachine.ReadSnapshot(written);
+        Assert.Equal(hashAtCapture, copy.Hash());
+        Assert.Equal(image.AppliedIndex, copy.AppliedIndex);
+        Assert.Equal("2", S(copy.Range(new RangeRequest { Key = B("a") }).Kvs.Single().Value));
+    }
+
+    [Fact]
     public void DamagedSnapshotsAreRefused()
     {
         var h = new Harness();

@@ -76,6 +76,31 @@ public sealed class DurabilityTests : IDisposable
     }
 
     [Fact]
+    public async Task DefragmentReturnsOnceItsSnapshotIsOnDiskWhileWritesGoOn()
+    {
+        // Snapshots are written in the background; a requested one (Defragment) still answers only
+        // once its file is in place, and writes racing it are all kept.
+        var options = new NodeOptions { DataDirectory = _directory, SnapshotEveryEntries = 25 };
+        var snapshots = Path.Combine(_directory, "member", "wal");
+        await using (var node = await ArbiterNode.StartAsync(options))
+        {
+            var writes = Enumerable.Range(0, 400).Select(i => node.PutAsync(new PutRequest { Key = B($"d/{i:D4}"), Value = B("v") })).ToList();
+            await node.DefragmentAsync(new DefragmentRequest(), CancellationToken.None);
+            await Task.WhenAll(writes);
+            Assert.NotEmpty(Directory.GetFiles(snapshots, "snap-*.snap"));
+            await node.PutAsync(new PutRequest { Key = B("last"), Value = B("v") });
+            var appliedIndex = (await node.StatusAsync(new StatusRequest())).RaftAppliedIndex;
+            await node.DefragmentAsync(new DefragmentRequest(), CancellationToken.None);
+            var newest = Directory.GetFiles(snapshots, "snap-*.snap").Max();
+            Assert.EndsWith($"{appliedIndex:D20}.snap", newest, StringComparison.Ordinal);
+        }
+
+        await using var client = await EmbeddedArbiterClient.StartAsync(options);
+        var all = await client.RangeAsync(new RangeRequest { Key = B("d/"), RangeEnd = B("d0"), CountOnly = true });
+        Assert.Equal(400, all.Count);
+    }
+
+    [Fact]
     public async Task SecondNodeOnTheSameDirectoryIsRefused()
     {
         var options = new NodeOptions { DataDirectory = _directory };

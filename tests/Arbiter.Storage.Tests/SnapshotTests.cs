@@ -45,6 +45,48 @@ public sealed class SnapshotTests
     }
 
     [Fact]
+    public async Task Appends_and_flushes_go_on_while_a_snapshot_payload_is_written()
+    {
+        using var dir = new TempDirectory();
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 4096)))
+        {
+            Records.AppendRange(wal, 100);
+            wal.Flush();
+            using var payloadStarted = new ManualResetEventSlim();
+            using var releasePayload = new ManualResetEventSlim();
+            var snapshot = Task.Run(() => wal.WriteSnapshot(100, s =>
+            {
+                payloadStarted.Set();
+                Assert.True(releasePayload.Wait(TimeSpan.FromSeconds(30)), "the test never released the payload writer");
+                s.Write(CrashPayload.ForSnapshot(100));
+            }));
+            Assert.True(payloadStarted.Wait(TimeSpan.FromSeconds(30)), "the snapshot payload writer never started");
+
+            // The writer's calls must not wait for the payload (they would time out here if they did).
+            var writer = Task.Run(() =>
+            {
+                Records.AppendRange(wal, 300);
+                wal.Flush();
+            });
+            await writer.WaitAsync(TimeSpan.FromSeconds(30)); // times out if append + flush waited for the snapshot payload
+            Assert.Equal(400, wal.DurableIndex);
+            Assert.Throws<InvalidOperationException>(() => wal.WriteSnapshot(400, _ => { }));
+
+            releasePayload.Set();
+            await snapshot.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal(100, wal.LatestSnapshot!.Index);
+            wal.WriteSnapshot(400, s => s.Write(CrashPayload.ForSnapshot(400)));
+        }
+
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 4096)))
+        {
+            Assert.Equal(400, wal.LatestSnapshot!.Index);
+            Assert.Equal(400, wal.LastIndex);
+            Assert.Equal(CrashPayload.ForSnapshot(400), ReadAll(wal, wal.LatestSnapshot));
+        }
+    }
+
+    [Fact]
     public void A_failing_payload_writer_leaves_no_snapshot_behind()
     {
         using var dir = new TempDirectory();

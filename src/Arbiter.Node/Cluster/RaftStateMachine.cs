@@ -93,12 +93,10 @@ internal sealed class RaftStateMachine : SimpleStateMachine
     protected override ValueTask PersistAsync(IAsyncBinaryWriter writer, CancellationToken token)
     {
         // Runs while no entry is being applied (DotNext waits for it before the next apply).
+        // Capture under the lock, serialize outside it: readers are not held up by the serialization.
+        var image = _host.Read(state => state.CaptureSnapshot());
         using var buffer = new MemoryStream();
-        _host.Read(state =>
-        {
-            state.WriteSnapshot(buffer);
-            return 0;
-        });
+        image.WriteTo(buffer);
         _logger.LogInformation("Raft snapshot at applied index {Index}: {SizeBytes} bytes", RaftAppliedIndex, buffer.Length);
         return writer.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length), lengthFormat: null, token);
     }

@@ -50,7 +50,8 @@ internal sealed class LocalCommandLog : ICommandLog
     private long _snapshotIndex;
     private long _snapshotSizeBytes;
     private long _logBytesSinceSnapshot;
-    private Exception? _failure;
+    private Task _snapshotWrite = Task.CompletedTask; // owned by the writer: the last snapshot started
+    private volatile Exception? _failure;
 
     public LocalCommandLog(StateHost host, WriteAheadLog? wal, long appliedIndex, NodeOptions options, ILogger logger)
     {
@@ -98,7 +99,7 @@ internal sealed class LocalCommandLog : ICommandLog
         return task.IsCompleted || !cancellationToken.CanBeCanceled ? task : task.WaitAsync(cancellationToken);
     }
 
-    /// <summary>Writes a snapshot (by the writer, as the log has one writer) so that older segments can go.</summary>
+    /// <summary>Captures a snapshot (by the writer, as the log has one writer) and completes once it is on disk, so that older segments can go.</summary>
     public Task SnapshotAsync(CancellationToken cancellationToken)
     {
         var pending = new Pending(null);
@@ -127,6 +128,9 @@ internal sealed class LocalCommandLog : ICommandLog
         // Everything queued before the close is still written and answered.
         await drained.ConfigureAwait(false);
         _wake.Set();
+
+        // A snapshot being written still needs the log; its failure was logged where it happened.
+        await _snapshotWrite.ContinueWith(static _ => { }, TaskScheduler.Default).ConfigureAwait(false);
         if (_wal is not null && _failure is null)
         {
             _wal.Flush();
@@ -310,34 +314,44 @@ internal sealed class LocalCommandLog : ICommandLog
             pending.Completion.TrySetResult(outcome.Result);
         }
 
-        try
-        {
-            MaybeSnapshot(snapshotRequested);
-        }
-        catch (Exception e)
-        {
-            // The log's state on disk is unknown after a failed snapshot write: stop taking writes.
-            _failure = e;
-            _logger.LogCritical(e, "Writing a snapshot failed; the node refuses further writes");
-        }
-
+        var snapshot = MaybeSnapshot(snapshotRequested);
         if (snapshotRequested)
         {
             foreach (var pending in batch)
             {
                 if (pending.Command is null)
                 {
-                    if (_failure is null)
-                    {
-                        pending.Completion.TrySetResult(new CommandResult());
-                    }
-                    else
-                    {
-                        pending.Completion.TrySetException(new EtcdException(EtcdError.Stopped));
-                    }
+                    CompleteWhenWritten(pending, snapshot);
                 }
             }
         }
+    }
+
+    private static void CompleteWhenWritten(Pending pending, Task? snapshot)
+    {
+        if (snapshot is null)
+        {
+            pending.Completion.TrySetException(new EtcdException(EtcdError.Stopped));
+            return;
+        }
+
+        snapshot.ContinueWith(
+            (written, state) =>
+            {
+                var completion = ((Pending)state!).Completion;
+                if (written.IsCompletedSuccessfully)
+                {
+                    completion.TrySetResult(new CommandResult());
+                }
+                else
+                {
+                    completion.TrySetException(new EtcdException(EtcdError.Stopped));
+                }
+            },
+            pending,
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
     }
 
     private void WriteDurably(List<Pending> batch)
@@ -388,41 +402,78 @@ internal sealed class LocalCommandLog : ICommandLog
         return payload;
     }
 
-    private void MaybeSnapshot(bool requested)
+    /// <summary>
+    /// Starts a snapshot when one is requested or due. Only the capture happens here, while writes
+    /// wait; the snapshot is serialized and written by a background thread while the writer goes on.
+    /// Returns the write to wait for, or null if there is nothing to snapshot.
+    /// </summary>
+    private Task? MaybeSnapshot(bool requested)
     {
-        if (_wal is null || _failure is not null || _appliedIndex == _snapshotIndex)
+        if (_failure is not null)
         {
-            return;
+            return requested ? Task.FromException(new EtcdException(EtcdError.Stopped)) : null;
+        }
+
+        if (_wal is null || _appliedIndex == _snapshotIndex)
+        {
+            // Nothing new since the last capture; a request waits for that one to be on disk.
+            return requested ? _snapshotWrite : null;
         }
 
         if (requested
-            || (_appliedIndex - _snapshotIndex >= _options.SnapshotEveryEntries
-                && _logBytesSinceSnapshot >= _snapshotSizeBytes * SnapshotLogGrowthRatio))
+            || (_snapshotWrite.IsCompleted
+                && _appliedIndex - _snapshotIndex >= _options.SnapshotEveryEntries
+                && _logBytesSinceSnapshot >= Volatile.Read(ref _snapshotSizeBytes) * SnapshotLogGrowthRatio))
         {
-            TakeSnapshot();
+            return StartSnapshot();
         }
+
+        return null;
     }
 
-    private void TakeSnapshot()
+    private Task StartSnapshot()
     {
-        if (_wal is null)
+        var startedAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        var image = _host.Read(state => state.CaptureSnapshot());
+        var captureMs = System.Diagnostics.Stopwatch.GetElapsedTime(startedAt).TotalMilliseconds;
+        _snapshotIndex = image.AppliedIndex;
+        _logBytesSinceSnapshot = 0;
+
+        // Snapshots are written one after another (a request may come while one is being written).
+        var previous = _snapshotWrite;
+        _snapshotWrite = previous.ContinueWith(
+            _ => WriteSnapshot(image, captureMs),
+            CancellationToken.None,
+            TaskContinuationOptions.LongRunning,
+            TaskScheduler.Default);
+        return _snapshotWrite;
+    }
+
+    private void WriteSnapshot(StateSnapshot image, double captureMs)
+    {
+        if (_failure is not null)
         {
-            return;
+            throw new EtcdException(EtcdError.Stopped);
         }
 
-        var index = _appliedIndex;
         var startedAt = System.Diagnostics.Stopwatch.GetTimestamp();
-        _host.Read(state =>
+        try
         {
-            _wal.WriteSnapshot(state.AppliedIndex, stream => state.WriteSnapshot(stream));
-            return 0;
-        });
-        _snapshotIndex = index;
-        _snapshotSizeBytes = _wal.LatestSnapshot?.SizeBytes ?? 0;
-        _logBytesSinceSnapshot = 0;
+            _wal!.WriteSnapshot(image.AppliedIndex, image.WriteTo);
+        }
+        catch (Exception e)
+        {
+            // The log's state on disk is unknown after a failed snapshot write: stop taking writes.
+            _failure ??= e;
+            _logger.LogCritical(e, "Writing a snapshot failed; the node refuses further writes");
+            throw;
+        }
+
+        var sizeBytes = _wal.LatestSnapshot?.SizeBytes ?? 0;
+        Volatile.Write(ref _snapshotSizeBytes, sizeBytes);
         _logger.LogInformation(
-            "Snapshot written at index {Index}: {SizeBytes} bytes in {ElapsedMs:F0} ms (writes waited)",
-            index, _snapshotSizeBytes, System.Diagnostics.Stopwatch.GetElapsedTime(startedAt).TotalMilliseconds);
+            "Snapshot written at index {Index}: {SizeBytes} bytes in {ElapsedMs:F0} ms (writes waited {CaptureMs:F1} ms for the capture)",
+            image.AppliedIndex, sizeBytes, System.Diagnostics.Stopwatch.GetElapsedTime(startedAt).TotalMilliseconds, captureMs);
     }
 
     private static void FailAll(List<Pending> batch)

@@ -1,0 +1,196 @@
+using System.Buffers;
+using System.Text;
+using Arbiter.Core.Mvcc;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Internal;
+using Arbiter.Protocol.Mvcc;
+using Google.Protobuf;
+
+namespace Arbiter.Core;
+
+/// <summary>
+/// A point-in-time copy of a <see cref="StateMachine"/>'s state, taken by
+/// <see cref="StateMachine.CaptureSnapshot"/>. Capturing copies only references and small arrays
+/// (key-values and events are immutable and shared), so it is cheap enough to do while writes
+/// wait; serializing it with <see cref="WriteTo"/> is the expensive part and may run on any thread
+/// while the state machine moves on.
+/// </summary>
+public sealed class StateSnapshot
+{
+    internal const string Magic = "ARBSNAP1";
+    internal const int FormatVersion = 1;
+
+    private readonly KeyImage[] _keys;
+    private readonly Event[] _compactEvents;
+    private readonly LeaseImage[] _leases;
+    private readonly (AlarmType Type, ulong MemberId)[] _alarms;
+    private readonly (ulong RequestId, CommandResult Result)[] _remembered;
+
+    internal StateSnapshot(
+        long revision,
+        long compactRevision,
+        long appliedIndex,
+        long sizeBytes,
+        KeyImage[] keys,
+        Event[] compactEvents,
+        LeaseImage[] leases,
+        (AlarmType, ulong)[] alarms,
+        (ulong, CommandResult)[] remembered)
+    {
+        Revision = revision;
+        CompactRevision = compactRevision;
+        AppliedIndex = appliedIndex;
+        SizeBytes = sizeBytes;
+        _keys = keys;
+        _compactEvents = compactEvents;
+        _leases = leases;
+        _alarms = alarms;
+        _remembered = remembered;
+    }
+
+    /// <summary>The store revision at capture.</summary>
+    public long Revision { get; }
+
+    /// <summary>The compact revision at capture.</summary>
+    public long CompactRevision { get; }
+
+    /// <summary>The log index of the last command the captured state includes.</summary>
+    public long AppliedIndex { get; }
+
+    /// <summary>The state's logical size (as <see cref="StateMachine.SizeBytes"/>) at capture.</summary>
+    public long SizeBytes { get; }
+
+    /// <summary>
+    /// Writes the snapshot in the format <see cref="StateMachine.ReadSnapshot"/> reads: magic,
+    /// version, revision, compact revision, applied index, size; keys in order with their retained
+    /// history (protobuf KeyValue per put); the events of the compact revision (the only history
+    /// not rebuilt from the keys); leases; alarms; remembered request ids with their results (FIFO
+    /// order); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
+    /// </summary>
+    /// <param name="stream">Where to write; left open.</param>
+    public void WriteTo(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        using var w = new BinaryWriter(stream, Encoding.UTF8, leaveOpen: true);
+        var buffer = ArrayPool<byte>.Shared.Rent(4096);
+        try
+        {
+            w.Write(Encoding.ASCII.GetBytes(Magic));
+            w.Write(FormatVersion);
+            w.Write(Revision);
+            w.Write(CompactRevision);
+            w.Write(AppliedIndex);
+            w.Write(SizeBytes);
+
+            w.Write(_keys.Length);
+            foreach (var key in _keys)
+            {
+                w.Write(key.Key.Length);
+                w.Write(key.Key.Span);
+                w.Write(key.LeaseId);
+                w.Write(key.History.Length);
+                foreach (var entry in key.History)
+                {
+                    w.Write(entry.Main);
+                    w.Write(entry.Sub);
+                    w.Write(entry.Kv != null);
+                    if (entry.Kv != null)
+                    {
+                        WriteMessage(w, entry.Kv, ref buffer);
+                    }
+                }
+            }
+
+            w.Write(_compactEvents.Length);
+            foreach (var e in _compactEvents)
+            {
+                WriteMessage(w, e, ref buffer);
+            }
+
+            w.Write(_leases.Length);
+            foreach (var lease in _leases)
+            {
+                w.Write(lease.Id);
+                w.Write(lease.TtlSeconds);
+                w.Write(lease.DeadlineMs);
+            }
+
+            w.Write(_alarms.Length);
+            foreach (var (type, member) in _alarms)
+            {
+                w.Write((int)type);
+                w.Write(member);
+            }
+
+            w.Write(_remembered.Length);
+            foreach (var (id, result) in _remembered)
+            {
+                w.Write(id);
+                WriteMessage(w, result, ref buffer);
+            }
+
+            w.Write(Hash());
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Hash of the whole captured state (keys, history, leases, alarms, revisions); equals <see cref="StateMachine.Hash"/> at capture.</summary>
+    /// <returns>An FNV-1a hash; equal states give equal hashes on every platform.</returns>
+    public uint Hash()
+    {
+        var h = Fnv1a.Create();
+        h.Add(Revision);
+        h.Add(CompactRevision);
+        foreach (var key in _keys)
+        {
+            StateMachine.HashKeyHistory(ref h, key.Key, key.History, Revision);
+        }
+
+        h.Add(_leases.Length);
+        foreach (var lease in _leases)
+        {
+            h.Add(lease.Id);
+            h.Add(lease.TtlSeconds);
+            h.Add(lease.DeadlineMs);
+            h.Add(lease.Keys.Length);
+            foreach (var key in lease.Keys)
+            {
+                h.AddBytes(key.Span);
+            }
+        }
+
+        h.Add(_alarms.Length);
+        foreach (var (type, member) in _alarms)
+        {
+            h.Add((long)type);
+            h.Add((long)member);
+        }
+
+        return h.Value;
+    }
+
+    /// <summary>Length-prefixed message bytes, serialized through a reused buffer instead of a fresh array per message.</summary>
+    private static void WriteMessage(BinaryWriter w, IMessage message, ref byte[] buffer)
+    {
+        var size = message.CalculateSize();
+        if (buffer.Length < size)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            buffer = ArrayPool<byte>.Shared.Rent(size);
+        }
+
+        var span = buffer.AsSpan(0, size);
+        message.WriteTo(span);
+        w.Write(size);
+        w.Write(span);
+    }
+
+    /// <summary>A key's captured history (a copy: the live list keeps changing).</summary>
+    internal readonly record struct KeyImage(ByteString Key, long LeaseId, KeyRevision[] History);
+
+    /// <summary>A lease as captured, with its attached keys in key order.</summary>
+    internal readonly record struct LeaseImage(long Id, long TtlSeconds, long DeadlineMs, ByteString[] Keys);
+}
