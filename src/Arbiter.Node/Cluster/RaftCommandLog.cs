@@ -118,7 +118,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             RequestTimeout = TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs),
             ColdStart = false,
             ConfigurationStorage = _membership,
-            LoggerFactory = loggerFactory,
+            LoggerFactory = new RepeatedWarningLoggerFactory(loggerFactory, TimeProvider.System),
         };
         configuration.Metadata[MetadataName] = _options.Name;
         configuration.Metadata[MetadataClientUrls] = string.Join(",", _options.AdvertiseClientUrls);

@@ -1,0 +1,103 @@
+using Arbiter.Node.Cluster;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Server.Tests;
+
+/// <summary>DotNext's per-heartbeat "member unavailable" warnings are thinned out, without losing the first one or the count.</summary>
+public sealed class RepeatedWarningLoggerFactoryTests
+{
+    [Fact]
+    public void A_repeated_warning_is_logged_once_per_interval_with_the_count_and_without_the_stack_trace()
+    {
+        var sink = new Sink(LogLevel.Information);
+        var clock = new ManualClock();
+        using var inner = LoggerFactory.Create(b => b.AddProvider(sink).SetMinimumLevel(LogLevel.Information));
+        using var factory = new RepeatedWarningLoggerFactory(inner, clock);
+        var logger = factory.CreateLogger("DotNext.Net.Cluster.Consensus.Raft.RaftCluster");
+        var failure = Thrown(new System.Net.Sockets.SocketException(111));
+
+        for (var i = 0; i < 100; i++)
+        {
+            logger.LogWarning(failure, "Cluster member {Member} is unavailable", "127.0.0.1:22380");
+            logger.LogWarning(failure, "Cluster member {Member} is unavailable", "127.0.0.1:32380");
+            clock.AdvanceMs(100);
+        }
+
+        clock.AdvanceMs(RepeatedWarningLoggerFactory.RepeatIntervalMs);
+        logger.LogWarning(failure, "Cluster member {Member} is unavailable", "127.0.0.1:22380");
+        logger.LogError(failure, "Something else failed");
+        logger.LogInformation("Leader changed");
+
+        var warnings = sink.Entries.Where(e => e.Level == LogLevel.Warning).ToList();
+        Assert.Equal(3, warnings.Count);
+        Assert.StartsWith("Cluster member 127.0.0.1:22380 is unavailable (SocketException: ", warnings[0].Message, StringComparison.Ordinal);
+        Assert.StartsWith("Cluster member 127.0.0.1:32380 is unavailable", warnings[1].Message, StringComparison.Ordinal);
+        Assert.EndsWith("; 99 more like it in the last 30 s", warnings[2].Message, StringComparison.Ordinal);
+        Assert.All(warnings, w => Assert.Null(w.Exception));
+
+        // Errors keep their exception; other levels pass unchanged.
+        Assert.Same(failure, sink.Entries.Single(e => e.Level == LogLevel.Error).Exception);
+        Assert.Single(sink.Entries, e => e.Level == LogLevel.Information);
+    }
+
+    [Fact]
+    public void With_debug_logging_every_warning_passes_with_its_exception()
+    {
+        var sink = new Sink(LogLevel.Debug);
+        using var inner = LoggerFactory.Create(b => b.AddProvider(sink).SetMinimumLevel(LogLevel.Debug));
+        using var factory = new RepeatedWarningLoggerFactory(inner, new ManualClock());
+        var logger = factory.CreateLogger("DotNext");
+        var failure = Thrown(new IOException("peer closed"));
+        for (var i = 0; i < 5; i++)
+        {
+            logger.LogWarning(failure, "Cluster member {Member} is unavailable", "m2");
+        }
+
+        Assert.Equal(5, sink.Entries.Count);
+        Assert.All(sink.Entries, e => Assert.Same(failure, e.Exception));
+    }
+
+    private static Exception Thrown(Exception exception)
+    {
+        try
+        {
+            throw exception;
+        }
+        catch (Exception e)
+        {
+            return e;
+        }
+    }
+
+    private sealed class ManualClock : TimeProvider
+    {
+        private long _ticks;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => _ticks;
+
+        public void AdvanceMs(long milliseconds) => _ticks += milliseconds * TimeSpan.TicksPerMillisecond;
+    }
+
+    private sealed record Entry(LogLevel Level, string Message, Exception? Exception);
+
+    private sealed class Sink(LogLevel minimum) : ILoggerProvider, ILogger
+    {
+        public List<Entry> Entries { get; } = [];
+
+        public ILogger CreateLogger(string categoryName) => this;
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= minimum;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Entries.Add(new Entry(logLevel, formatter(state, exception), exception));
+
+        public void Dispose()
+        {
+        }
+    }
+}
