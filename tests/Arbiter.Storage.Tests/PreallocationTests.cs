@@ -235,6 +235,33 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void A_segment_preallocated_but_torn_before_its_header_is_removed()
+    {
+        // Created and extended, then the process died before the header reached the disk.
+        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        string[] segments = dir.Segments();
+        long lastOfPrevious = SegmentFiles.FirstIndexOf(segments[^1]) - 1;
+        SegmentFiles.SetLength(segments[^1], 0);
+        SegmentFiles.SetLength(segments[^1], 4096);
+
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 4096)))
+        {
+            Assert.Equal(lastOfPrevious, wal.LastIndex);
+            Assert.Equal(4096, wal.RecoveredTailBytesTruncated);
+            Assert.False(File.Exists(segments[^1]));
+            Records.AssertIntact(wal, 0);
+            Records.AppendRange(wal, 30);
+        }
+
+        using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax: 4096)))
+        {
+            Assert.Equal(lastOfPrevious + 30, wal.LastIndex);
+            Assert.Equal(0, wal.RecoveredTailBytesTruncated);
+            Records.AssertIntact(wal, 0);
+        }
+    }
+
+    [Fact]
     public void A_torn_tail_before_a_large_zero_tail_is_cut_without_reading_it_into_one_array()
     {
         using var dir = WriteLog(records: 100, segmentSizeBytesMax: 64 * MiB);
