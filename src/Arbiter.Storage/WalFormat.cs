@@ -10,11 +10,16 @@ namespace Arbiter.Storage;
 /// segment  wal-{firstIndex:D20}.seg
 ///   header  magic u32 "ARBW" | version u16 | reserved u16 | firstIndex u64 | reserved u32 | crc u32 (of the 20 bytes before)
 ///   record* crc u32 (of the 12 header bytes after it + payload) | payloadLength u32 | index u64 | payload
+///   zeros*  preallocated space (fallocate to SegmentSizeBytesMax when the segment is created or
+///           reopened for appending); sealed segments are trimmed to their records at a roll
 /// snapshot snap-{index:D20}.snap
 ///   header  magic u32 "ARBS" | version u16 | reserved u16 | index u64
 ///   payload
 ///   trailer payloadLength u64 | crc u32 (of header + payload + payloadLength) | magic u32 "ARBE"
 /// </code>
+/// No record header is all zeros (indexes start at 1), so a zero header with only zeros after it ends
+/// a segment's records. A zero header followed by anything non-zero is a bad record: a torn tail at
+/// the end of the last segment if no valid record follows, corruption anywhere else.
 /// </summary>
 internal static class WalFormat
 {

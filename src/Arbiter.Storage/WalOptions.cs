@@ -6,7 +6,11 @@ public sealed record WalOptions
     /// <summary>Directory holding segments, snapshots and the lock file; created if missing.</summary>
     public required string DirectoryPath { get; init; }
 
-    /// <summary>A segment rolls to a new file once the next record would take it past this size.</summary>
+    /// <summary>
+    /// A segment rolls to a new file once the next record would take it past this size. The segment
+    /// being appended to is preallocated to this size (on Linux file systems with fallocate), so this
+    /// much disk space is taken up front; sealed segments are trimmed to what they hold.
+    /// </summary>
     public long SegmentSizeBytesMax { get; init; } = 64L * 1024 * 1024;
 
     /// <summary>Number of snapshots kept on disk; older ones (and log segments they cover) are deleted.</summary>

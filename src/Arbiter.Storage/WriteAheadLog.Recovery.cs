@@ -1,8 +1,14 @@
+using System.Buffers;
+using System.Buffers.Binary;
+
 namespace Arbiter.Storage;
 
 /// <summary>Opening: scanning segments, cutting a torn tail, choosing a snapshot.</summary>
 public sealed partial class WriteAheadLog
 {
+    /// <summary>Read size when scanning a segment's tail (zero check, torn-tail check).</summary>
+    private const int ScanChunkSizeBytes = 1024 * 1024;
+
     private void Recover()
     {
         foreach (string temp in Directory.EnumerateFiles(_directoryPath, "*" + WalFormat.TempSuffix))
@@ -43,12 +49,21 @@ public sealed partial class WriteAheadLog
         LastIndex = _segments.Count > 0 ? _segments[^1].LastIndex : 0;
         ChooseSnapshot(snapshotFiles);
 
-        // What a killed process left in the page cache is readable but maybe not on disk yet.
-        if (_options.FsyncEnabled && _segments.Count > 0)
+        if (_segments.Count > 0)
         {
             using var handle = File.OpenHandle(_segments[^1].FilePath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-            RandomAccess.FlushToDisk(handle);
-            DirectorySync.Fsync(_directoryPath);
+
+            // Appends go here next: (re)extend it like a new segment, which also covers files written
+            // before segments were preallocated and files whose torn tail was just cut.
+            NativeFile.TryPreallocate(handle, _options.SegmentSizeBytesMax);
+
+            // What a killed process left in the page cache is readable but maybe not on disk yet;
+            // a full fsync, since the size may have changed.
+            if (_options.FsyncEnabled)
+            {
+                RandomAccess.FlushToDisk(handle);
+                NativeFile.Fsync(_directoryPath);
+            }
         }
 
         DurableIndex = LastIndex;
@@ -104,13 +119,29 @@ public sealed partial class WriteAheadLog
             bool checksumValid = false;
             if (fileLength - offset < WalFormat.RecordHeaderSizeBytes)
             {
+                if (IsZeroFrom(stream, offset))
+                {
+                    break; // preallocated space too short for a header
+                }
+
                 problem = "partial record header at the end of the file";
             }
             else
             {
                 stream.ReadExactly(recordHeader);
                 (uint length, long index) = WalFormat.ReadRecordHeader(recordHeader);
-                if (length > fileLength - offset - WalFormat.RecordHeaderSizeBytes || length > int.MaxValue - WalFormat.RecordHeaderSizeBytes)
+                if (recordHeader.AsSpan().IndexOfAnyExcept((byte)0) < 0)
+                {
+                    // No record is all zeros (indexes start at 1): this is preallocated space, the end
+                    // of the records, kept as it is; unless something non-zero comes after it.
+                    if (IsZeroFrom(stream, offset + WalFormat.RecordHeaderSizeBytes))
+                    {
+                        break;
+                    }
+
+                    problem = "zero record header followed by non-zero bytes";
+                }
+                else if (length > fileLength - offset - WalFormat.RecordHeaderSizeBytes || length > int.MaxValue - WalFormat.RecordHeaderSizeBytes)
                 {
                     problem = $"record length {length} runs past the end of the file";
                 }
@@ -158,50 +189,158 @@ public sealed partial class WriteAheadLog
             fileLength = offset;
         }
 
-        segment.WrittenBytes = fileLength;
+        if (!isLast && offset < fileLength)
+        {
+            // A sealed segment whose trim (at the roll) did not reach the disk: trim it now.
+            stream.SetLength(offset);
+            if (_options.FsyncEnabled)
+            {
+                stream.Flush(flushToDisk: true);
+            }
+        }
+
+        segment.WrittenBytes = offset;
         return segment;
+    }
+
+    /// <summary>Whether every byte from <paramref name="offset"/> to the end of the file is zero; read in chunks.</summary>
+    private static bool IsZeroFrom(FileStream stream, long offset)
+    {
+        long fileLength = stream.Length;
+        if (offset >= fileLength)
+        {
+            return true;
+        }
+
+        byte[] chunk = ArrayPool<byte>.Shared.Rent(ScanChunkSizeBytes);
+        try
+        {
+            stream.Position = offset;
+            while (offset < fileLength)
+            {
+                int count = (int)Math.Min(chunk.Length, fileLength - offset);
+                stream.ReadExactly(chunk, 0, count);
+                if (chunk.AsSpan(0, count).IndexOfAnyExcept((byte)0) >= 0)
+                {
+                    return false;
+                }
+
+                offset += count;
+            }
+
+            return true;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
     }
 
     /// <summary>
     /// A bad record is a torn tail only if nothing valid comes after it. Looks at every later offset
     /// for a record with a plausible index and a matching checksum; finding one means corruption.
+    /// Reads in overlapping chunks, so a 64 MB preallocated tail costs no 64 MB array.
     /// </summary>
     private static void ThrowIfValidRecordFollows(FileStream stream, string filePath, long badOffset, long lastGoodIndex, string problem)
     {
-        long remaining = stream.Length - badOffset;
-        if (remaining <= WalFormat.RecordHeaderSizeBytes)
+        const int HeaderBytes = WalFormat.RecordHeaderSizeBytes;
+        long fileLength = stream.Length;
+        long remaining = fileLength - badOffset;
+        if (remaining <= HeaderBytes)
         {
             return;
         }
 
-        byte[] tail = new byte[remaining];
-        stream.Position = badOffset;
-        stream.ReadExactly(tail);
-        long indexCeiling = lastGoodIndex + 1 + (remaining / WalFormat.RecordHeaderSizeBytes);
-        for (int at = 1; at + WalFormat.RecordHeaderSizeBytes <= tail.Length; at++)
+        long indexCeiling = lastGoodIndex + 1 + (remaining / HeaderBytes);
+        byte[] window = ArrayPool<byte>.Shared.Rent(ScanChunkSizeBytes);
+        try
         {
-            ReadOnlySpan<byte> candidate = tail.AsSpan(at);
-            (uint length, long index) = WalFormat.ReadRecordHeader(candidate);
-            if (index <= lastGoodIndex || index > indexCeiling || length > candidate.Length - WalFormat.RecordHeaderSizeBytes)
+            // A window holds candidate headers at windowStart + i for i + HeaderBytes <= count; the
+            // next window starts at the first candidate whose header did not fit (overlap of 15 bytes).
+            long windowStart = badOffset + 1;
+            while (windowStart + HeaderBytes <= fileLength)
             {
-                continue;
-            }
+                int count = (int)Math.Min(window.Length, fileLength - windowStart);
+                stream.Position = windowStart;
+                stream.ReadExactly(window, 0, count);
+                for (int i = 0; i + HeaderBytes <= count; i++)
+                {
+                    if (lastGoodIndex >= 0)
+                    {
+                        // Index 0 is never plausible, so skip to the first candidate whose index
+                        // field has a non-zero byte: zero runs (preallocated space) cost one vector scan.
+                        int nonZero = window.AsSpan(i + 8, count - i - 8).IndexOfAnyExcept((byte)0);
+                        if (nonZero < 0)
+                        {
+                            break;
+                        }
 
-            if (WalFormat.RecordChecksumMatches(candidate, candidate.Slice(WalFormat.RecordHeaderSizeBytes, (int)length)))
-            {
-                throw new WalCorruptException(
-                    filePath,
-                    badOffset,
-                    $"{problem}, yet a valid record (index {index}) follows at offset {badOffset + at}; this is not a torn tail");
+                        i = Math.Max(i, i + 8 + nonZero - (HeaderBytes - 1));
+                        if (i + HeaderBytes > count)
+                        {
+                            break;
+                        }
+                    }
+
+                    long at = windowStart + i;
+                    ReadOnlySpan<byte> candidate = window.AsSpan(i, HeaderBytes);
+                    (uint length, long index) = WalFormat.ReadRecordHeader(candidate);
+                    if (index <= lastGoodIndex || index > indexCeiling || length > fileLength - at - HeaderBytes)
+                    {
+                        continue;
+                    }
+
+                    bool valid = i + HeaderBytes + length <= count
+                        ? WalFormat.RecordChecksumMatches(candidate, window.AsSpan(i + HeaderBytes, (int)length))
+                        : RecordChecksumMatchesInFile(stream, candidate, at + HeaderBytes, length);
+                    if (valid)
+                    {
+                        throw new WalCorruptException(
+                            filePath,
+                            badOffset,
+                            $"{problem}, yet a valid record (index {index}) follows at offset {at}; this is not a torn tail");
+                    }
+                }
+
+                windowStart += count - (HeaderBytes - 1);
             }
         }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(window);
+        }
+    }
+
+    /// <summary>Checks a candidate record whose payload runs past the scan window, reading it in chunks.</summary>
+    private static bool RecordChecksumMatchesInFile(FileStream stream, ReadOnlySpan<byte> header, long payloadOffset, long payloadLength)
+    {
+        uint state = Crc32C.Append(Crc32C.Start, header[4..WalFormat.RecordHeaderSizeBytes]);
+        byte[] chunk = ArrayPool<byte>.Shared.Rent(ScanChunkSizeBytes);
+        try
+        {
+            stream.Position = payloadOffset;
+            long left = payloadLength;
+            while (left > 0)
+            {
+                int count = (int)Math.Min(chunk.Length, left);
+                stream.ReadExactly(chunk, 0, count);
+                state = Crc32C.Append(state, chunk.AsSpan(0, count));
+                left -= count;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
+
+        return Crc32C.Finish(state) == BinaryPrimitives.ReadUInt32LittleEndian(header);
     }
 
     private void SyncDirectoryIfEnabled()
     {
         if (_options.FsyncEnabled)
         {
-            DirectorySync.Fsync(_directoryPath);
+            NativeFile.Fsync(_directoryPath);
         }
     }
 }

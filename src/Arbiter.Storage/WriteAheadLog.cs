@@ -126,7 +126,7 @@ public sealed partial class WriteAheadLog : IDisposable
             string? parent = Path.GetDirectoryName(directoryPath);
             if (options.FsyncEnabled && parent is not null)
             {
-                DirectorySync.Fsync(parent);
+                NativeFile.Fsync(parent);
             }
         }
 
@@ -207,7 +207,8 @@ public sealed partial class WriteAheadLog : IDisposable
                 WritePending();
                 if (_options.FsyncEnabled && _writeHandle is not null)
                 {
-                    RandomAccess.FlushToDisk(_writeHandle);
+                    // Records go into preallocated space, so fdatasync has no size change to commit.
+                    NativeFile.DataSync(_writeHandle);
                 }
 
                 _writeHandleDirty = false;
@@ -386,7 +387,10 @@ public sealed partial class WriteAheadLog : IDisposable
         }
     }
 
-    /// <summary>The write handle for <paramref name="segment"/>, creating its file if it does not exist yet.</summary>
+    /// <summary>
+    /// The write handle for <paramref name="segment"/>, creating its file if it does not exist yet.
+    /// Creating a segment seals the one before it first.
+    /// </summary>
     private SafeFileHandle HandleFor(Segment segment)
     {
         if (_writeSegment == segment && _writeHandle is not null)
@@ -394,10 +398,18 @@ public sealed partial class WriteAheadLog : IDisposable
             return _writeHandle;
         }
 
+        if (!segment.Created)
+        {
+            int position = _segments.IndexOf(segment);
+            if (position > 0 && _segments[position - 1].Created)
+            {
+                SealSegment(_segments[position - 1]);
+            }
+        }
+
         if (_writeHandle is not null)
         {
-            // The older segment is durable before a newer one exists, so recovery never sees
-            // a later segment after a torn earlier one.
+            // Normally the segment just sealed, already durable; if not, it must be before it closes.
             if (_writeHandleDirty && _options.FsyncEnabled)
             {
                 RandomAccess.FlushToDisk(_writeHandle);
@@ -416,6 +428,9 @@ public sealed partial class WriteAheadLog : IDisposable
         else
         {
             _writeHandle = File.OpenHandle(segment.FilePath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+
+            // Before the header, so that no later write changes the file size (fdatasync stays cheap).
+            NativeFile.TryPreallocate(_writeHandle, _options.SegmentSizeBytesMax);
             Span<byte> header = stackalloc byte[WalFormat.SegmentHeaderSizeBytes];
             WalFormat.WriteSegmentHeader(header, segment.FirstIndex);
             RandomAccess.Write(_writeHandle, header, 0);
@@ -429,11 +444,49 @@ public sealed partial class WriteAheadLog : IDisposable
         return _writeHandle;
     }
 
+    /// <summary>
+    /// Before a newer segment is created: trims <paramref name="sealedSegment"/>'s preallocated tail
+    /// so it takes only the space it uses, and makes it durable (a full fsync, since the size may
+    /// change), so recovery never sees a later segment after a torn earlier one.
+    /// </summary>
+    private void SealSegment(Segment sealedSegment)
+    {
+        bool ownHandle = _writeSegment != sealedSegment || _writeHandle is null;
+        SafeFileHandle handle = ownHandle
+            ? File.OpenHandle(sealedSegment.FilePath, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete)
+            : _writeHandle!;
+        try
+        {
+            bool trimmed = RandomAccess.GetLength(handle) > sealedSegment.WrittenBytes;
+            if (trimmed)
+            {
+                RandomAccess.SetLength(handle, sealedSegment.WrittenBytes);
+            }
+
+            if (_options.FsyncEnabled && (trimmed || (!ownHandle && _writeHandleDirty)))
+            {
+                RandomAccess.FlushToDisk(handle);
+            }
+
+            if (!ownHandle)
+            {
+                _writeHandleDirty = false;
+            }
+        }
+        finally
+        {
+            if (ownHandle)
+            {
+                handle.Dispose();
+            }
+        }
+    }
+
     private void SyncDirectoryIfDirty()
     {
         if (_directoryDirty && _options.FsyncEnabled)
         {
-            DirectorySync.Fsync(_directoryPath);
+            NativeFile.Fsync(_directoryPath);
         }
 
         _directoryDirty = false;

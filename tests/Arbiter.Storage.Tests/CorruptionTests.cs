@@ -1,5 +1,4 @@
 using System.Globalization;
-using Arbiter.Storage.CrashHost;
 
 namespace Arbiter.Storage.Tests;
 
@@ -115,18 +114,7 @@ public sealed class CorruptionTests
         return dir;
     }
 
-    private static long FirstIndexOf(string segment) =>
-        long.Parse(Path.GetFileName(segment)[4..24], CultureInfo.InvariantCulture);
+    private static long FirstIndexOf(string segment) => SegmentFiles.FirstIndexOf(segment);
 
-    /// <summary>File offset of record <paramref name="index"/> within <paramref name="segment"/>.</summary>
-    private static long OffsetOf(string segment, long index)
-    {
-        long offset = 24;
-        for (long i = FirstIndexOf(segment); i < index; i++)
-        {
-            offset += 16 + CrashPayload.ForRecord(i).Length;
-        }
-
-        return offset;
-    }
+    private static long OffsetOf(string segment, long index) => SegmentFiles.OffsetOf(segment, index);
 }

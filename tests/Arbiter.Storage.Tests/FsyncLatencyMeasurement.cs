@@ -16,7 +16,8 @@ public sealed class FsyncLatencyMeasurement(ITestOutputHelper output)
         using var dir = new TempDirectory();
         output.WriteLine($"directory: {dir.Path}");
 
-        // Raw: append 4 KiB, fdatasync-equivalent FlushToDisk.
+        // Raw: append 4 KiB to a growing file + fsync (FlushToDisk), then to a preallocated file
+        // + fdatasync (what the log does where fallocate works).
         string path = Path.Combine(dir.Path, "probe");
         using (var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite))
         {
@@ -27,6 +28,20 @@ public sealed class FsyncLatencyMeasurement(ITestOutputHelper output)
                 RandomAccess.Write(handle, block, offset);
                 offset += block.Length;
                 RandomAccess.FlushToDisk(handle);
+            }));
+        }
+
+        File.Delete(path);
+        using (var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.ReadWrite))
+        {
+            bool preallocated = NativeFile.TryPreallocate(handle, (Samples + 1) * 4096L);
+            byte[] block = new byte[4096];
+            long offset = 0;
+            Print(preallocated ? "raw preallocated 4 KiB + fdatasync" : "raw write 4 KiB + fdatasync (no fallocate)", Measure(() =>
+            {
+                RandomAccess.Write(handle, block, offset);
+                offset += block.Length;
+                NativeFile.DataSync(handle);
             }));
         }
 

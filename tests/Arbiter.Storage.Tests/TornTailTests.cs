@@ -1,6 +1,3 @@
-using System.Globalization;
-using Arbiter.Storage.CrashHost;
-
 namespace Arbiter.Storage.Tests;
 
 public sealed class TornTailTests(ITestOutputHelper output)
@@ -11,6 +8,7 @@ public sealed class TornTailTests(ITestOutputHelper output)
         TruncateThenGarbage,
         TruncateThenZeros,
         GarbageOnly,
+        GarbageInZeroTail,
     }
 
     [Fact]
@@ -33,30 +31,53 @@ public sealed class TornTailTests(ITestOutputHelper output)
             }
 
             string last = dir.Segments()[^1];
-            long firstIndex = long.Parse(Path.GetFileName(last)[4..24], CultureInfo.InvariantCulture);
-            List<long> recordEnds = RecordEnds(firstIndex, written);
+            long firstIndex = SegmentFiles.FirstIndexOf(last);
+            List<long> recordEnds = SegmentFiles.RecordEnds(firstIndex, written);
+            long writtenEnd = recordEnds[^1];
             long fileLength = new FileInfo(last).Length;
-            Assert.Equal(recordEnds[^1], fileLength);
 
-            var damage = (Damage)random.Next(4);
-            long cut = damage == Damage.GarbageOnly ? fileLength : random.NextInt64(0, fileLength + 1);
+            // The records, then zeros up to the preallocated size (none where fallocate is unsupported).
+            Assert.True(fileLength == writtenEnd || fileLength == Math.Max(writtenEnd, segmentSizeBytesMax), $"last segment is {fileLength} bytes");
+            Assert.True(SegmentFiles.IsZeroFrom(last, writtenEnd));
+
+            // Truncations model a crash of a growing file (or of an older build); garbage written over
+            // the zero tail models a crash inside a preallocated one.
+            var damage = (Damage)random.Next(5);
+            long cut = damage switch
+            {
+                Damage.GarbageOnly => writtenEnd,
+                Damage.GarbageInZeroTail => writtenEnd + random.Next(16, 200),
+                _ => random.NextInt64(0, writtenEnd + 1),
+            };
             byte[] tail = damage switch
             {
-                Damage.TruncateThenGarbage or Damage.GarbageOnly => RandomBytes(random, random.Next(1, 300)),
+                Damage.TruncateThenGarbage or Damage.GarbageOnly or Damage.GarbageInZeroTail => RandomBytes(random, random.Next(1, 300)),
                 Damage.TruncateThenZeros => new byte[random.Next(1, 4096)],
                 _ => [],
             };
             using (var file = new FileStream(last, FileMode.Open, FileAccess.ReadWrite))
             {
-                file.SetLength(cut);
+                if (damage is Damage.Truncate or Damage.TruncateThenGarbage or Damage.TruncateThenZeros)
+                {
+                    file.SetLength(cut);
+                }
+
                 file.Position = cut;
                 file.Write(tail);
             }
 
-            // Whole records before the cut survive; a cut inside the header drops the segment.
-            long expectedLast = cut < 24 ? firstIndex - 1 : firstIndex - 1 + recordEnds.Count(end => end <= cut && end > 24);
-            long expectedTruncated = cut + tail.Length - (cut < 24 ? 0 : recordEnds.Where(end => end <= cut).Max());
-            output.WriteLine($"round {round}: {written} records, {damage} at {cut} of {fileLength} in {Path.GetFileName(last)}, +{tail.Length} bytes -> expect last {expectedLast}");
+            // Whole records before the cut survive; a cut inside the header drops the segment. What
+            // follows the last whole record is cut unless it is all zeros (preallocated space).
+            long damagedLength = new FileInfo(last).Length;
+            long recordsEnd = Math.Min(cut, writtenEnd);
+            long expectedLast = cut < 24 ? firstIndex - 1 : firstIndex - 1 + recordEnds.Count(end => end <= recordsEnd && end > 24);
+            long boundary = recordEnds.Where(end => end <= recordsEnd).DefaultIfEmpty(0).Max();
+            long expectedTruncated = cut < 24 ? damagedLength
+                : SegmentFiles.IsZeroFrom(last, boundary) ? 0
+                : damagedLength - boundary;
+            output.WriteLine(
+                $"round {round}: {written} records, {damage} at {cut} of {fileLength} (records end at {writtenEnd}) in {Path.GetFileName(last)}, " +
+                $"+{tail.Length} bytes -> expect last {expectedLast}, {expectedTruncated} bytes cut");
 
             using (var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax)))
             {
@@ -89,7 +110,7 @@ public sealed class TornTailTests(ITestOutputHelper output)
         }
 
         string[] segments = dir.Segments();
-        long lastOfPrevious = long.Parse(Path.GetFileName(segments[^1])[4..24], CultureInfo.InvariantCulture) - 1;
+        long lastOfPrevious = SegmentFiles.FirstIndexOf(segments[^1]) - 1;
         using (var file = new FileStream(segments[^1], FileMode.Open, FileAccess.ReadWrite))
         {
             file.SetLength(headerBytesKept);
@@ -109,18 +130,6 @@ public sealed class TornTailTests(ITestOutputHelper output)
             Assert.Equal(lastOfPrevious + 50, wal.LastIndex);
             Records.AssertIntact(wal, 0);
         }
-    }
-
-    /// <summary>Offsets just past each record of the segment starting at <paramref name="firstIndex"/> (first entry: the header end).</summary>
-    private static List<long> RecordEnds(long firstIndex, long lastIndex)
-    {
-        var ends = new List<long> { 24 };
-        for (long index = firstIndex; index <= lastIndex; index++)
-        {
-            ends.Add(ends[^1] + 16 + CrashPayload.ForRecord(index).Length);
-        }
-
-        return ends;
     }
 
     private static byte[] RandomBytes(Random random, int length)
