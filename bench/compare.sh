@@ -6,7 +6,8 @@
 # both fsyncing before they acknowledge (etcd always fsyncs its WAL; Arbiter does by default).
 # Every cell (workload x clients) runs etcd then Arbiter, alternating, so drift hits both.
 #
-# Usage: bench/compare.sh                     (all workloads x 1/16/64 clients, 8 s + 1 s warm-up each)
+# Usage: bench/compare.sh                     (all workloads x 1/16/64 clients, 8 s + 1 s warm-up each,
+#                                              after a 6 s unmeasured warm-up of every workload per server)
 #   DURATION_S=10 CLIENT_COUNTS="1 16" WORKLOADS="put txn" bench/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,10 @@ ROOT=$PWD
 
 DURATION_S=${DURATION_S:-8}
 WARMUP_S=${WARMUP_S:-1}
+# Before the first measured cell, each server runs every workload unmeasured for this long (half at
+# 1 client, half at 16): a fresh .NET process compiles its hot paths in the first seconds (tiered
+# JIT), while etcd is compiled ahead of time. 0 measures Arbiter cold.
+WARMUP_ALL_S=${WARMUP_ALL_S:-6}
 CLIENT_COUNTS=${CLIENT_COUNTS:-"1 16 64"}
 WORKLOADS=${WORKLOADS:-"put range-linearizable range-serializable txn mixed lock-service lock-recipe watch lease"}
 KEY_SPACE=${KEY_SPACE:-1000}
@@ -124,6 +129,7 @@ DISK_DEV=$(df --output=source "$WORK" | tail -1)
   echo "| loopback TCP RTT | p50 $(probe loopbackRttMs p50) ms, p99 $(probe loopbackRttMs p99) ms |"
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| cell | ${WARMUP_S} s warm-up + ${DURATION_S} s measured; key space $KEY_SPACE (locks: $LOCK_KEY_SPACE names), values $VALUE_SIZE B |"
+  echo "| servers warmed up first | every workload, ${WARMUP_ALL_S} s per server (half at 1 client, half at 16), not measured |"
 } >"$OUT/machine.md"
 
 run_cell() { # system url pid workload clients
@@ -140,6 +146,26 @@ run_cell() { # system url pid workload clients
     log "$system $workload c=$clients reported errors (kept in the results)"
   fi
 }
+
+warm_up() { # system url
+  local half_s
+  half_s=$(python3 -c "print($WARMUP_ALL_S / 2)")
+  for workload in $WORKLOADS; do
+    for clients in 1 16; do
+      case "$workload" in
+        watch) dotnet "$BENCH_DLL" run --workload watch --clients 1 --watchers "$clients" --connections 4 --key-space "$KEY_SPACE" \
+          --duration "$half_s" --warmup 0 --value-size "$VALUE_SIZE" --endpoints "$2" --quiet >/dev/null 2>&1 || true ;;
+        *) dotnet "$BENCH_DLL" run --workload "$workload" --clients "$clients" --connections 4 --key-space "$KEY_SPACE" \
+          --duration "$half_s" --warmup 0 --value-size "$VALUE_SIZE" --endpoints "$2" --quiet >/dev/null 2>&1 || true ;;
+      esac
+    done
+  done
+}
+if [ "$WARMUP_ALL_S" != "0" ]; then
+  log "warming up both servers: every workload, ${WARMUP_ALL_S} s each (not measured)"
+  warm_up etcd "$ETCD_URL"
+  warm_up arbiter "$ARBITER_URL"
+fi
 
 for workload in $WORKLOADS; do
   for clients in $CLIENT_COUNTS; do
