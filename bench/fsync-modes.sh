@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # How much an fsync of a small append costs on this disk, by how the file is prepared: plain
-# appends (what Arbiter's WAL does today: every write extends the file, so every fsync also
-# commits metadata) versus a preallocated file and fdatasync (what etcd's WAL does).
+# appends (Arbiter's WAL before it preallocated: every write extends the file, so every fsync
+# also commits metadata) versus a preallocated file and fdatasync (what etcd's WAL and Arbiter's
+# WAL do now).
 # Usage: bench/fsync-modes.sh [dir] [samples]   (dir defaults to bench/, on the repository's disk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
