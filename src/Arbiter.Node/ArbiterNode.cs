@@ -247,7 +247,15 @@ public sealed partial class ArbiterNode : IAsyncDisposable
             throw new EtcdException(EtcdError.Stopped);
         }
 
-        command.RequestId = _requestIdPrefix | (ulong)Interlocked.Increment(ref _requestIdCounter);
+        // Request ids let a Raft proposal retried through a new leader apply once. A single node
+        // never proposes a command twice, and an id makes the core keep a copy of every result
+        // for the last RequestIdsRememberedMax commands: garbage that lives just long enough to
+        // be promoted by the GC.
+        if (_raft is not null)
+        {
+            command.RequestId = _requestIdPrefix | (ulong)Interlocked.Increment(ref _requestIdCounter);
+        }
+
         command.TimeMs = Options.Clock.NowMs;
 
         // etcd measures the marshalled request against --max-request-bytes.
