@@ -36,19 +36,25 @@ public sealed partial class ArbiterNode
     }
 
     /// <summary>Put.</summary>
-    public async Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default)
+    public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default)
     {
+        // Not async itself: the hot path keeps one async frame (ProposeAsync), and a bad request
+        // still comes back as a faulted task.
         ArgumentNullException.ThrowIfNull(request);
-        ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
-        return await ProposeAsync(new Command { Put = request }, r => r.Put, r => r.Header, cancellationToken).ConfigureAwait(false);
+        var invalid = RequestValidator.Validate(request, Options.Limits);
+        return invalid is not null
+            ? Task.FromException<PutResponse>(new EtcdException(invalid))
+            : ProposeAsync(new Command { Put = request }, r => r.Put, r => r.Header, cancellationToken);
     }
 
     /// <summary>DeleteRange.</summary>
-    public async Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default)
+    public Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
-        return await ProposeAsync(new Command { DeleteRange = request }, r => r.DeleteRange, r => r.Header, cancellationToken).ConfigureAwait(false);
+        var invalid = RequestValidator.Validate(request, Options.Limits);
+        return invalid is not null
+            ? Task.FromException<DeleteRangeResponse>(new EtcdException(invalid))
+            : ProposeAsync(new Command { DeleteRange = request }, r => r.DeleteRange, r => r.Header, cancellationToken);
     }
 
     /// <summary>

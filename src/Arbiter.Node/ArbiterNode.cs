@@ -242,6 +242,24 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// </param>
     private async Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken, bool leaderOnly = false)
     {
+        var result = leaderOnly && _raft is not null
+            ? (await _raft.ProposeForwardedAsync(Prepare(command), cancellationToken).ConfigureAwait(false)).Result
+            : await _log.ProposeAsync(Prepare(command), cancellationToken).ConfigureAwait(false);
+        return ThrowIfFailed(result);
+    }
+
+    /// <summary>Proposes <paramref name="command"/> and returns its response with this member's header fields filled.</summary>
+    /// <remarks>The write path of every KV request: one async frame between the service and the log.</remarks>
+    private async Task<T> ProposeAsync<T>(Command command, Func<CommandResult, T> response, Func<T, ResponseHeader?> header, CancellationToken cancellationToken)
+    {
+        var result = response(ThrowIfFailed(await _log.ProposeAsync(Prepare(command), cancellationToken).ConfigureAwait(false)));
+        FillHeader(header(result));
+        return result;
+    }
+
+    /// <summary>Checks the command can be proposed and stamps it with a request id and the proposer's time.</summary>
+    private Command Prepare(Command command)
+    {
         if (Volatile.Read(ref _disposed) != 0)
         {
             throw new EtcdException(EtcdError.Stopped);
@@ -264,24 +282,13 @@ public sealed partial class ArbiterNode : IAsyncDisposable
             throw new EtcdException(EtcdError.RequestTooLarge);
         }
 
-        var result = leaderOnly && _raft is not null
-            ? (await _raft.ProposeForwardedAsync(command, cancellationToken).ConfigureAwait(false)).Result
-            : await _log.ProposeAsync(command, cancellationToken).ConfigureAwait(false);
-        if (result.ResultCase == CommandResult.ResultOneofCase.Error)
-        {
-            throw new EtcdException(new EtcdError((ErrorStatusCode)result.Error.StatusCode, result.Error.Message));
-        }
-
-        return result;
+        return command;
     }
 
-    /// <summary>Proposes <paramref name="command"/> and returns its response with this member's header fields filled.</summary>
-    private async Task<T> ProposeAsync<T>(Command command, Func<CommandResult, T> response, Func<T, ResponseHeader?> header, CancellationToken cancellationToken)
-    {
-        var result = response(await ProposeAsync(command, cancellationToken).ConfigureAwait(false));
-        FillHeader(header(result));
-        return result;
-    }
+    private static CommandResult ThrowIfFailed(CommandResult result) =>
+        result.ResultCase == CommandResult.ResultOneofCase.Error
+            ? throw new EtcdException(new EtcdError((ErrorStatusCode)result.Error.StatusCode, result.Error.Message))
+            : result;
 
     private void FillHeader(ResponseHeader? header)
     {
