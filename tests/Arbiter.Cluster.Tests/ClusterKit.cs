@@ -382,6 +382,9 @@ internal sealed class ClusterUnderLoad : IAsyncDisposable
 
     public string Prefix { get; }
 
+    /// <summary><c>var (cluster, writer) = run;</c></summary>
+    public void Deconstruct(out ArbiterCluster cluster, out Writers writer) => (cluster, writer) = (Cluster, Writer);
+
     /// <summary>The members the writer goes through, a copy.</summary>
     public IReadOnlyList<ArbiterClusterMember> Targets
     {

@@ -12,30 +12,27 @@ namespace Arbiter.Cluster.Tests;
 /// </summary>
 public sealed class MembershipTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Converge = ClusterKit.ConvergeTimeout;
-
     [Fact]
     public async Task Grow_3_to_5_and_shrink_back_to_3_under_load_keeps_every_acknowledged_write()
     {
         var total = Stopwatch.StartNew();
         await using var run = await ClusterUnderLoad.StartAsync(3, "grow/", acksFirst: 100);
-        var cluster = run.Cluster;
-        var writer = run.Writer;
+        var (cluster, writer) = run;
         output.WriteLine($"cluster up and 100 writes at {total.ElapsedMilliseconds} ms");
         var clock = Stopwatch.StartNew();
 
         // Through the leader, then through a follower (which forwards to the leader).
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var m4 = await cluster.AddMemberAsync(leader);
-        await ClusterKit.WaitJoinedAsync(cluster, m4, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, m4, ClusterKit.ConvergeTimeout);
         output.WriteLine($"{m4.Name} joined after {clock.ElapsedMilliseconds} ms ({writer.Acked.Count} writes so far)");
         run.AddTarget(m4);
 
-        await writer.WaitForAcksAsync(50, Converge);
+        await writer.WaitForAcksAsync(50, ClusterKit.ConvergeTimeout);
         clock.Restart();
         var follower = await cluster.FollowerAsync();
         var m5 = await cluster.AddMemberAsync(follower);
-        await ClusterKit.WaitJoinedAsync(cluster, m5, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, m5, ClusterKit.ConvergeTimeout);
         output.WriteLine($"{m5.Name} joined after {clock.ElapsedMilliseconds} ms via follower {follower.Name}");
         run.AddTarget(m5);
 
@@ -50,10 +47,10 @@ public sealed class MembershipTests(ITestOutputHelper output)
         }
 
         // Shrink: remove two founders that are not the leader, each through another member.
-        await writer.WaitForAcksAsync(50, Converge);
+        await writer.WaitForAcksAsync(50, ClusterKit.ConvergeTimeout);
         foreach (var step in Enumerable.Range(0, 2))
         {
-            leader = await cluster.WaitForLeaderAsync(Converge);
+            leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
             var removed = cluster.Running.First(m => m != leader && m != m4 && m != m5);
             var via = step == 0 ? leader : cluster.Running.First(m => m != leader && m != removed);
             run.RemoveTarget(removed);
@@ -61,7 +58,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
             clock.Restart();
             await cluster.RemoveMemberAsync(via, removed);
             output.WriteLine($"removed {removed.Name} via {via.Name} in {clock.ElapsedMilliseconds} ms");
-            await writer.WaitForAcksAsync(50, Converge);
+            await writer.WaitForAcksAsync(50, ClusterKit.ConvergeTimeout);
         }
 
         var remaining = cluster.Running.ToList();
@@ -77,7 +74,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
     public async Task Etcdctl_member_add_list_remove_with_etcds_answers_and_errors()
     {
         await using var cluster = await ArbiterCluster.StartAsync(3);
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var follower = cluster.Running.First(m => m != leader);
         var viaFollower = new EtcdctlRunner(follower.Endpoint);
         var viaLeader = new EtcdctlRunner(leader.Endpoint);
@@ -129,7 +126,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
             // Added again, then started: it joins.
             (await viaLeader.RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}")).EnsureSuccess();
             await joiner.StartAsync();
-            await ClusterKit.WaitJoinedAsync(cluster, joiner, Converge);
+            await ClusterKit.WaitJoinedAsync(cluster, joiner, ClusterKit.ConvergeTimeout);
             var started = (await viaLeader.RunAsync("member", "list")).EnsureSuccess();
             Assert.Contains($"{joinerId}, started, {joiner.Name}, {joiner.PeerUrl}, {joiner.Endpoint}, false", started.Lines);
 
@@ -151,22 +148,21 @@ public sealed class MembershipTests(ITestOutputHelper output)
     public async Task One_member_cluster_grows_to_three()
     {
         await using var run = await ClusterUnderLoad.StartAsync(1, "solo/", acksFirst: 50);
-        var cluster = run.Cluster;
-        var writer = run.Writer;
+        var (cluster, writer) = run;
         var first = Assert.Single(cluster.Running);
 
         var second = await cluster.AddMemberAsync(first);
-        await ClusterKit.WaitJoinedAsync(cluster, second, Converge);
-        await writer.WaitForAcksAsync(20, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, second, ClusterKit.ConvergeTimeout);
+        await writer.WaitForAcksAsync(20, ClusterKit.ConvergeTimeout);
         var third = await cluster.AddMemberAsync(second);
-        await ClusterKit.WaitJoinedAsync(cluster, third, Converge);
-        await writer.WaitForAcksAsync(20, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, third, ClusterKit.ConvergeTimeout);
+        await writer.WaitForAcksAsync(20, ClusterKit.ConvergeTimeout);
         await run.StopAndCheckAsync(output);
         Assert.Equal(3, (await ClusterKit.MemberListAsync(third)).Members.Count);
 
         // A majority of the three keeps serving without the first member.
         await first.KillAsync();
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         using var channel = leader.OpenChannel();
         await new KV.KVClient(channel).PutAsync(
             new PutRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("solo/after"), Value = Google.Protobuf.ByteString.CopyFromUtf8("x") },

@@ -9,20 +9,17 @@ namespace Arbiter.Cluster.Tests;
 /// <summary>MoveLeader (etcdctl move-leader): sent to the leader, leadership ends at the target; Status agrees everywhere.</summary>
 public sealed class MoveLeaderTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Converge = ClusterKit.ConvergeTimeout;
-
     [Fact]
     public async Task Etcdctl_move_leader_ends_at_the_target_under_load_and_status_agrees()
     {
         await using var run = await ClusterUnderLoad.StartAsync(3, "move/", acksFirst: 30);
-        var cluster = run.Cluster;
-        var writer = run.Writer;
+        var (cluster, writer) = run;
         var members = cluster.Running.ToList();
 
         // Each follower in turn becomes the target.
         for (var move = 0; move < 2; move++)
         {
-            var leader = await cluster.WaitForLeaderAsync(Converge);
+            var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
             var target = members.First(m => m != leader);
             var etcdctl = new EtcdctlRunner(leader.Endpoint);
             var clock = Stopwatch.StartNew();
@@ -35,18 +32,18 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
 
             result.EnsureSuccess();
             Assert.Contains($"Leadership transferred from {leader.MemberId:x} to {target.MemberId:x}", result.Stdout, StringComparison.Ordinal);
-            Assert.Same(target, await cluster.WaitForLeaderAsync(Converge));
-            await writer.WaitForAcksAsync(20, Converge);
+            Assert.Same(target, await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout));
+            await writer.WaitForAcksAsync(20, ClusterKit.ConvergeTimeout);
         }
 
         await run.StopAndCheckAsync(output);
 
         // Quiet cluster: every member reports the same leader and term, and the same raft indexes once applied.
-        var final = await cluster.WaitForLeaderAsync(Converge);
+        var final = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var seen = string.Empty;
         await ClusterKit.WaitUntilAsync(
             "Status agrees on every member",
-            Converge,
+            ClusterKit.ConvergeTimeout,
             async () =>
             {
                 var statuses = new List<(string Name, StatusResponse Status)>();
@@ -71,7 +68,7 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
     public async Task Move_leader_sent_to_a_follower_or_to_an_unknown_member_is_refused()
     {
         await using var cluster = await ArbiterCluster.StartAsync(3);
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var follower = cluster.Running.First(m => m != leader);
 
         var notLeader = await Assert.ThrowsAsync<RpcException>(() => ClusterKit.CallAsync(follower, c =>
@@ -90,6 +87,6 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
         Assert.Contains("no leader endpoint given", viaFollower.Stderr, StringComparison.Ordinal);
 
         // Nothing moved.
-        Assert.Same(leader, await cluster.WaitForLeaderAsync(Converge));
+        Assert.Same(leader, await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout));
     }
 }

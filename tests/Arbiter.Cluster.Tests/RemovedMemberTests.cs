@@ -18,10 +18,7 @@ public sealed class RemovedMemberTests(ITestOutputHelper output)
     public async Task Removed_follower_logs_it_and_exits_while_the_others_keep_serving()
     {
         await using var run = await ClusterUnderLoad.StartAsync(3, "removed/", acksFirst: 30);
-        var cluster = run.Cluster;
-        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
-        var victim = cluster.Running.First(m => m != leader);
-        run.RemoveTarget(victim);
+        var (leader, victim) = await ChooseVictimAsync(run, theLeader: false);
 
         // MemberRemove by hand (not the fixture's, which waits for the exit) so that a write can be sent
         // to the removed member while it is still up: it must not be acknowledged.
@@ -55,8 +52,7 @@ public sealed class RemovedMemberTests(ITestOutputHelper output)
     {
         await using var run = await ClusterUnderLoad.StartAsync(3, "removed-leader/", acksFirst: 30);
         var cluster = run.Cluster;
-        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
-        run.RemoveTarget(leader);
+        var (leader, _) = await ChooseVictimAsync(run, theLeader: true);
 
         // Sent to a follower, which forwards it to the leader being removed.
         var via = cluster.Running.First(m => m != leader);
@@ -74,9 +70,7 @@ public sealed class RemovedMemberTests(ITestOutputHelper output)
     {
         await using var run = await ClusterUnderLoad.StartAsync(3, "removed-down/", acksFirst: 30);
         var cluster = run.Cluster;
-        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
-        var victim = cluster.Running.First(m => m != leader);
-        run.RemoveTarget(victim);
+        var (leader, victim) = await ChooseVictimAsync(run, theLeader: false);
         await victim.KillAsync();
 
         await cluster.RemoveMemberAsync(leader, victim);
@@ -92,6 +86,15 @@ public sealed class RemovedMemberTests(ITestOutputHelper output)
 
         await run.StopAndCheckAsync(output);
         Assert.Equal(2, (await ClusterKit.MemberListAsync(leader)).Members.Count);
+    }
+
+    /// <summary>The leader, and the member to remove (a follower, or the leader itself), which the writer no longer uses.</summary>
+    private static async Task<(ArbiterClusterMember Leader, ArbiterClusterMember Victim)> ChooseVictimAsync(ClusterUnderLoad run, bool theLeader)
+    {
+        var leader = await run.Cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var victim = theLeader ? leader : run.Cluster.Running.First(m => m != leader);
+        run.RemoveTarget(victim);
+        return (leader, victim);
     }
 
     /// <summary>MemberRemove, then the removed process must exit by itself with code 0 having logged why (the fixture waits on the process).</summary>
