@@ -94,6 +94,16 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     public bool HasLeader => _log.HasLeader;
 
     /// <summary>
+    /// Cancelled when this member learns that it has been removed from the cluster: a MemberRemove of
+    /// it was applied here (now, or before its last stop), or, removed while it was down, the leader
+    /// no longer lists it. From then on requests in flight and new proposals fail with "etcdserver:
+    /// server stopped", and the host should stop, as etcd's removed member does. Cancelled about a
+    /// second after the removal is learned (etcd waits as long), at once when found at start. Never
+    /// cancelled on a single node. Read it before disposal.
+    /// </summary>
+    public CancellationToken Removed => _raft?.Removed ?? CancellationToken.None;
+
+    /// <summary>
     /// Starts a node: opens (or creates) the data directory, restores the latest snapshot, replays
     /// the log after it, and renews every lease to its full TTL (the clock that measured them is gone).
     /// </summary>

@@ -8,9 +8,13 @@ using Grpc.Net.Client;
 
 namespace Arbiter.Cluster.Tests;
 
-/// <summary>Small helpers shared by the failover tests: waiting on conditions, reads, convergence.</summary>
+/// <summary>
+/// Helpers shared by every cluster test: calls to one member, waiting on conditions with a deadline,
+/// convergence, and the check that every acknowledged write is present.
+/// </summary>
 internal static class ClusterKit
 {
+    /// <summary>Generous: the machine is small and shared with other clusters.</summary>
     public static readonly TimeSpan ConvergeTimeout = TimeSpan.FromSeconds(60);
 
     public static ByteString Bytes(string text) => ByteString.CopyFromUtf8(text);
@@ -23,60 +27,98 @@ internal static class ClusterKit
         return ByteString.CopyFrom(bytes);
     }
 
-    public static async Task<StatusResponse> StatusAsync(ArbiterClusterMember member)
+    /// <summary>One call on a channel of its own to <paramref name="member"/>.</summary>
+    public static async Task<T> CallAsync<T>(ArbiterClusterMember member, Func<CallInvoker, Task<T>> call)
     {
         using var channel = member.OpenChannel();
-        return await new Maintenance.MaintenanceClient(channel).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(5));
+        return await call(channel.CreateCallInvoker());
     }
 
-    /// <summary>Polls <paramref name="condition"/> until it holds; on timeout fails with <paramref name="describe"/>'s last answer.</summary>
-    public static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, Func<string> describe)
+    public static Task<StatusResponse> StatusAsync(ArbiterClusterMember member) =>
+        CallAsync(member, c => new Maintenance.MaintenanceClient(c).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+
+    public static Task<MemberListResponse> MemberListAsync(ArbiterClusterMember member) =>
+        CallAsync(member, c => new Protocol.Etcd.Cluster.ClusterClient(c).MemberListAsync(new MemberListRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+
+    /// <summary>
+    /// Polls <paramref name="condition"/> every 50 ms until it holds and returns how long that took; an
+    /// <see cref="RpcException"/> (a member starting, electing, or down) counts as "not yet". On timeout
+    /// fails with <paramref name="what"/>, <paramref name="lastSeen"/>'s answer (or the last error) and the logs of
+    /// <paramref name="cluster"/> as they are then.
+    /// </summary>
+    public static async Task<TimeSpan> WaitUntilAsync(string what, TimeSpan timeout, Func<Task<bool>> condition, Func<string>? lastSeen = null, ArbiterCluster? cluster = null)
     {
-        var deadline = DateTime.UtcNow + timeout;
+        var clock = Stopwatch.StartNew();
+        var error = string.Empty;
         while (true)
         {
             try
             {
                 if (await condition())
                 {
-                    return;
+                    return clock.Elapsed;
                 }
+
+                error = string.Empty;
             }
-            catch (RpcException) when (DateTime.UtcNow < deadline)
+            catch (RpcException e)
             {
-                // A member still starting or electing: ask again.
+                error = $"{e.StatusCode}: {e.Status.Detail}";
             }
 
-            if (DateTime.UtcNow >= deadline)
+            if (clock.Elapsed >= timeout)
             {
-                throw new TimeoutException($"condition not met within {timeout}: {describe()}");
+                var seen = string.Join("; ", new[] { lastSeen?.Invoke(), error }.Where(s => !string.IsNullOrEmpty(s)));
+                throw new TimeoutException($"not within {timeout}: {what} (last seen: {(seen.Length == 0 ? "nothing" : seen)}){(cluster is null ? string.Empty : "\n" + cluster.Logs)}");
             }
 
             await Task.Delay(50);
         }
     }
 
-    /// <summary>Waits until every running member has applied the same revision, at least <paramref name="revisionMin"/>; returns it.</summary>
-    public static async Task<long> WaitConvergedAsync(ArbiterCluster cluster, long revisionMin)
+    /// <summary>Waits until <paramref name="member"/> is listed under its name and follows a leader.</summary>
+    public static Task WaitJoinedAsync(ArbiterCluster cluster, ArbiterClusterMember member, TimeSpan timeout)
     {
-        var last = "no answer";
-        long converged = 0;
-        await WaitUntilAsync(
+        var seen = string.Empty;
+        return WaitUntilAsync(
+            $"{member.Name} joined",
+            timeout,
             async () =>
             {
-                var revisions = new List<long>();
+                var list = await MemberListAsync(member);
+                var status = await StatusAsync(member);
+                var listed = list.Members.Any(m => m.ID == status.Header.MemberId && m.Name == member.Name);
+                seen = $"listed={listed} leader={status.Leader:x} applied={status.RaftAppliedIndex}";
+                return listed && status.Leader != 0;
+            },
+            () => seen,
+            cluster);
+    }
+
+    /// <summary>
+    /// Waits until every running member is at the same revision, at least <paramref name="revisionMin"/>,
+    /// with the same HashKV there; returns that revision and hash.
+    /// </summary>
+    public static async Task<(long Revision, uint Hash)> WaitConvergedAsync(ArbiterCluster cluster, long revisionMin = 0, TimeSpan? timeout = null)
+    {
+        var seen = new List<(string Name, long Revision, uint Hash)>();
+        await WaitUntilAsync(
+            $"every running member at the same revision (at least {revisionMin}) with the same HashKV",
+            timeout ?? ConvergeTimeout,
+            async () =>
+            {
+                seen.Clear();
                 foreach (var member in cluster.Running.ToList())
                 {
-                    revisions.Add((await StatusAsync(member)).Header.Revision);
+                    var hash = await CallAsync(member, c => new Maintenance.MaintenanceClient(c).HashKVAsync(new HashKVRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+                    seen.Add((member.Name, hash.Header.Revision, hash.Hash));
                 }
 
-                last = string.Join(", ", revisions);
-                converged = revisions[0];
-                return revisions.Distinct().Count() == 1 && converged >= revisionMin;
+                return seen.Count > 0 && seen.TrueForAll(h => h.Revision == seen[0].Revision && h.Hash == seen[0].Hash) && seen[0].Revision >= revisionMin;
             },
-            ConvergeTimeout,
-            () => $"revisions {last} (want all equal and ≥ {revisionMin})\n{cluster.Logs}");
-        return converged;
+            () => string.Join(", ", seen.Select(h => $"{h.Name}@{h.Revision}:{h.Hash:x8}")),
+            cluster);
+        return (seen[0].Revision, seen[0].Hash);
     }
 
     /// <summary>Every key under <paramref name="prefix"/> as this member's own state has it (serializable: no leader involved).</summary>
@@ -165,22 +207,34 @@ internal static class ClusterKit
 internal sealed record AckedWrite(string Key, string Value, long Revision, ulong MemberId, ulong Term, string AnsweredBy, TimeSpan SentAt, TimeSpan AckedAt);
 
 /// <summary>
-/// Clients writing unique keys continuously, each starting on its own member and moving to the next
-/// running member when a call fails (as etcd clients do). Records every acknowledged write.
+/// Clients writing unique keys continuously and recording every acknowledged write. By default each
+/// writer starts on its own member and moves to the next running member when a call fails (as etcd
+/// clients do); with <c>rotate</c> each write goes to the next of the members <c>targets</c> names.
+/// A failed write has an unknown outcome: its key is never reused, and never counted.
 /// </summary>
 internal sealed class Writers : IAsyncDisposable
 {
     private readonly ArbiterCluster _cluster;
     private readonly string _prefix;
+    private readonly Func<IReadOnlyList<ArbiterClusterMember>> _targets;
+    private readonly bool _rotate;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _loops = [];
     private readonly Stopwatch _clock;
 
-    public Writers(ArbiterCluster cluster, string prefix, int count, Stopwatch clock)
+    /// <param name="cluster">Whose logs a timeout shows.</param>
+    /// <param name="prefix">Every key starts with it.</param>
+    /// <param name="count">How many writers, each one write at a time.</param>
+    /// <param name="clock">The clock <see cref="AckedWrite.SentAt"/> and <see cref="AckedWrite.AckedAt"/> are read from; a new one if null.</param>
+    /// <param name="targets">The members to write through, asked before each write; every member of the cluster if null.</param>
+    /// <param name="rotate">Each write to the next target (true), or stay on one until a call fails (false).</param>
+    public Writers(ArbiterCluster cluster, string prefix, int count = 1, Stopwatch? clock = null, Func<IReadOnlyList<ArbiterClusterMember>>? targets = null, bool rotate = false)
     {
         _cluster = cluster;
         _prefix = prefix;
-        _clock = clock;
+        _clock = clock ?? Stopwatch.StartNew();
+        _targets = targets ?? (() => cluster.Members);
+        _rotate = rotate;
         for (var i = 0; i < count; i++)
         {
             var writer = i;
@@ -198,24 +252,43 @@ internal sealed class Writers : IAsyncDisposable
     /// <summary>Elapsed time (on the shared clock) of the first acknowledged write that was sent at or after <paramref name="since"/>.</summary>
     public TimeSpan? FirstAckSentAfter(TimeSpan since) => Acked.Where(w => w.SentAt >= since).Select(w => (TimeSpan?)w.AckedAt).Min();
 
+    /// <summary>Waits until at least <paramref name="count"/> more writes are acknowledged.</summary>
     public async Task WaitForAcksAsync(int count, TimeSpan timeout)
     {
         var target = Acked.Count + count;
-        await ClusterKit.WaitUntilAsync(() => Task.FromResult(Acked.Count >= target), timeout, () => $"{Acked.Count}/{target} acknowledged; failures: {string.Join(" | ", Failures.TakeLast(5))}\n{_cluster.Logs}");
+        await ClusterKit.WaitUntilAsync(
+            $"{count} more acknowledged writes",
+            timeout,
+            () => Task.FromResult(Acked.Count >= target),
+            () => $"{Acked.Count}/{target} acknowledged; failures: {string.Join(" | ", Failures.TakeLast(5))}",
+            _cluster);
+    }
+
+    /// <summary>Stops every writer (a write in flight is cancelled: unknown outcome, not counted) and waits for them.</summary>
+    public async Task StopAsync()
+    {
+        await _stop.CancelAsync();
+        await Task.WhenAll(_loops);
     }
 
     private async Task WriteLoopAsync(int writer)
     {
-        var members = _cluster.Members;
-        var at = writer % members.Count;
+        var at = writer;
         long lastRevision = 0;
         var channels = new Dictionary<ArbiterClusterMember, GrpcChannel>();
         for (var sequence = 0; !_stop.IsCancellationRequested; sequence++)
         {
-            var member = members[at];
+            var members = _targets();
+            if (members.Count == 0)
+            {
+                await Task.Delay(20);
+                continue;
+            }
+
+            var member = members[(_rotate ? writer + sequence : at) % members.Count];
             if (!member.IsRunning)
             {
-                at = (at + 1) % members.Count;
+                at++;
                 await Task.Delay(10);
                 continue;
             }
@@ -251,9 +324,13 @@ internal sealed class Writers : IAsyncDisposable
             }
             catch (RpcException e) when (!_stop.IsCancellationRequested)
             {
-                // Unknown outcome: the key may or may not exist; it is never reused, and never counted.
                 Failures.Enqueue($"{_clock.Elapsed.TotalMilliseconds:F0} ms writer {writer} via {member.Name}: {e.StatusCode} {e.Status.Detail}");
-                at = (at + 1) % members.Count;
+                at++;
+                if (_rotate)
+                {
+                    // The next target is another member already; a short pause keeps a leaderless moment from spinning.
+                    await Task.Delay(20);
+                }
             }
             catch (RpcException)
             {
@@ -273,9 +350,99 @@ internal sealed class Writers : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync();
-        await Task.WhenAll(_loops);
+        if (!_stop.IsCancellationRequested)
+        {
+            await StopAsync();
+        }
+
         _stop.Dispose();
+    }
+}
+
+/// <summary>
+/// The opening several cluster tests share: a cluster of <c>size</c> members started, one writer
+/// going through a list of members (all of them at first, changed with <see cref="AddTarget"/> and
+/// <see cref="RemoveTarget"/>), and the first acknowledged writes.
+/// </summary>
+internal sealed class ClusterUnderLoad : IAsyncDisposable
+{
+    private readonly List<ArbiterClusterMember> _targets;
+
+    private ClusterUnderLoad(ArbiterCluster cluster, string prefix)
+    {
+        Cluster = cluster;
+        Prefix = prefix;
+        _targets = [.. cluster.Running];
+        Writer = new Writers(cluster, prefix, targets: () => Targets, rotate: true);
+    }
+
+    public ArbiterCluster Cluster { get; }
+
+    public Writers Writer { get; }
+
+    public string Prefix { get; }
+
+    /// <summary><c>var (cluster, writer) = run;</c></summary>
+    public void Deconstruct(out ArbiterCluster cluster, out Writers writer) => (cluster, writer) = (Cluster, Writer);
+
+    /// <summary>The members the writer goes through, a copy.</summary>
+    public IReadOnlyList<ArbiterClusterMember> Targets
+    {
+        get
+        {
+            lock (_targets)
+            {
+                return [.. _targets];
+            }
+        }
+    }
+
+    /// <summary>Starts the cluster and the writer, and waits for <paramref name="acksFirst"/> acknowledged writes.</summary>
+    public static async Task<ClusterUnderLoad> StartAsync(int size, string prefix, int acksFirst, ClusterSettings? settings = null)
+    {
+        var cluster = await ArbiterCluster.StartAsync(size, settings);
+        var loaded = new ClusterUnderLoad(cluster, prefix);
+        try
+        {
+            await loaded.Writer.WaitForAcksAsync(acksFirst, ClusterKit.ConvergeTimeout);
+            return loaded;
+        }
+        catch
+        {
+            await loaded.DisposeAsync();
+            throw;
+        }
+    }
+
+    public void AddTarget(ArbiterClusterMember member)
+    {
+        lock (_targets)
+        {
+            _targets.Add(member);
+        }
+    }
+
+    public void RemoveTarget(ArbiterClusterMember member)
+    {
+        lock (_targets)
+        {
+            _targets.Remove(member);
+        }
+    }
+
+    /// <summary>Stops the writer, then waits until every running member converged and holds every acknowledged write; returns the revision.</summary>
+    public async Task<long> StopAndCheckAsync(ITestOutputHelper output)
+    {
+        await Writer.StopAsync();
+        var (revision, _) = await ClusterKit.WaitConvergedAsync(Cluster);
+        await ClusterKit.AssertAllPresentAsync(Cluster, Prefix, Writer.Acked.ToList(), output);
+        return revision;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Writer.DisposeAsync();
+        await Cluster.DisposeAsync();
     }
 }
 

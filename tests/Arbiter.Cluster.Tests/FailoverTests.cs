@@ -75,7 +75,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
         Assert.True(writers.Violations.IsEmpty, string.Join("\n", writers.Violations));
         Assert.Equal(acked.Count, acked.Select(w => w.Revision).Distinct().Count());
 
-        var revision = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
+        var (revision, _) = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
         await ClusterKit.AssertAllPresentAsync(cluster, Prefix, acked, output);
         await ClusterKit.AssertHashKvEqualAsync(cluster, revision, output);
         ClusterKit.WriteSnapshotActivity(cluster, output);
@@ -114,7 +114,7 @@ public sealed class FailoverTests(ITestOutputHelper output)
         var acked = writers.Acked.ToList();
         output.WriteLine($"{acked.Count} writes acknowledged, {writers.Failures.Count} failed (unknown outcome)");
         Assert.True(writers.Violations.IsEmpty, string.Join("\n", writers.Violations));
-        var revision = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
+        var (revision, _) = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
         await ClusterKit.AssertAllPresentAsync(cluster, Prefix, acked, output);
         await ClusterKit.AssertHashKvEqualAsync(cluster, revision, output);
         Assert.True(monitor.Violations.IsEmpty, string.Join("\n", monitor.Violations));

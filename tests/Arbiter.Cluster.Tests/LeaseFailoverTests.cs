@@ -138,7 +138,7 @@ internal sealed class KeepAliveLoop : BackgroundLoop
     public async Task WaitForRenewalsAsync(int count, TimeSpan timeout)
     {
         var target = Renewals + count;
-        await ClusterKit.WaitUntilAsync(() => Task.FromResult(Renewals >= target), timeout, () => $"{Renewals}/{target} renewals; errors: {string.Join(" | ", Errors.TakeLast(5))}");
+        await ClusterKit.WaitUntilAsync($"{count} more renewals", timeout, () => Task.FromResult(Renewals >= target), () => $"{Renewals}/{target} renewals; errors: {string.Join(" | ", Errors.TakeLast(5))}");
     }
 
     private async Task RunAsync()

@@ -12,42 +12,31 @@ namespace Arbiter.Cluster.Tests;
 /// </summary>
 public sealed class MembershipTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(60);
-
     [Fact]
     public async Task Grow_3_to_5_and_shrink_back_to_3_under_load_keeps_every_acknowledged_write()
     {
         var total = Stopwatch.StartNew();
-        await using var cluster = await ArbiterCluster.StartAsync(3);
-        output.WriteLine($"cluster up at {total.ElapsedMilliseconds} ms");
-        var live = new List<ArbiterClusterMember>(cluster.Running);
-        await using var writer = new BackgroundWriter("grow/", () => { lock (live) { return [.. live]; } });
-        await writer.WaitForMoreAsync(100, Converge);
-        output.WriteLine($"100 writes at {total.ElapsedMilliseconds} ms");
+        await using var run = await ClusterUnderLoad.StartAsync(3, "grow/", acksFirst: 100);
+        var (cluster, writer) = run;
+        output.WriteLine($"cluster up and 100 writes at {total.ElapsedMilliseconds} ms");
         var clock = Stopwatch.StartNew();
 
         // Through the leader, then through a follower (which forwards to the leader).
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var m4 = await cluster.AddMemberAsync(leader);
-        await ClusterChecks.WaitJoinedAsync(cluster, m4, Converge);
-        output.WriteLine($"{m4.Name} joined after {clock.ElapsedMilliseconds} ms ({writer.Count} writes so far)");
-        lock (live)
-        {
-            live.Add(m4);
-        }
+        await ClusterKit.WaitJoinedAsync(cluster, m4, ClusterKit.ConvergeTimeout);
+        output.WriteLine($"{m4.Name} joined after {clock.ElapsedMilliseconds} ms ({writer.Acked.Count} writes so far)");
+        run.AddTarget(m4);
 
-        await writer.WaitForMoreAsync(50, Converge);
+        await writer.WaitForAcksAsync(50, ClusterKit.ConvergeTimeout);
         clock.Restart();
         var follower = await cluster.FollowerAsync();
         var m5 = await cluster.AddMemberAsync(follower);
-        await ClusterChecks.WaitJoinedAsync(cluster, m5, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, m5, ClusterKit.ConvergeTimeout);
         output.WriteLine($"{m5.Name} joined after {clock.ElapsedMilliseconds} ms via follower {follower.Name}");
-        lock (live)
-        {
-            live.Add(m5);
-        }
+        run.AddTarget(m5);
 
-        var members = (await ClusterChecks.MemberListAsync(m5)).Members;
+        var members = (await ClusterKit.MemberListAsync(m5)).Members;
         Assert.Equal(5, members.Count);
         foreach (var member in cluster.Running)
         {
@@ -58,42 +47,34 @@ public sealed class MembershipTests(ITestOutputHelper output)
         }
 
         // Shrink: remove two founders that are not the leader, each through another member.
-        await writer.WaitForMoreAsync(50, Converge);
+        await writer.WaitForAcksAsync(50, ClusterKit.ConvergeTimeout);
         foreach (var step in Enumerable.Range(0, 2))
         {
-            leader = await cluster.WaitForLeaderAsync(Converge);
+            leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
             var removed = cluster.Running.First(m => m != leader && m != m4 && m != m5);
             var via = step == 0 ? leader : cluster.Running.First(m => m != leader && m != removed);
-            lock (live)
-            {
-                live.Remove(removed);
-            }
+            run.RemoveTarget(removed);
 
             clock.Restart();
             await cluster.RemoveMemberAsync(via, removed);
             output.WriteLine($"removed {removed.Name} via {via.Name} in {clock.ElapsedMilliseconds} ms");
-            await writer.WaitForMoreAsync(50, Converge);
+            await writer.WaitForAcksAsync(50, ClusterKit.ConvergeTimeout);
         }
 
-        await writer.StopAsync();
         var remaining = cluster.Running.ToList();
         Assert.Equal(3, remaining.Count);
-        Assert.Equal(3, (await ClusterChecks.MemberListAsync(remaining[0])).Members.Count);
-        var revision = await ClusterChecks.WaitConvergedAsync(remaining, Converge, cluster.Logs);
-        foreach (var member in remaining)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, "grow/", writer.Acknowledged);
-        }
+        Assert.Equal(3, (await ClusterKit.MemberListAsync(remaining[0])).Members.Count);
+        var revision = await run.StopAndCheckAsync(output);
 
         output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("Arbiter.Raft", StringComparison.Ordinal) && l.Contains("ember", StringComparison.Ordinal))));
-        output.WriteLine($"{writer.Count} acknowledged writes, {writer.Failures} failed attempts, converged at revision {revision}");
+        output.WriteLine($"{writer.Acked.Count} acknowledged writes, {writer.Failures.Count} failed attempts, converged at revision {revision}");
     }
 
     [Fact]
     public async Task Etcdctl_member_add_list_remove_with_etcds_answers_and_errors()
     {
         await using var cluster = await ArbiterCluster.StartAsync(3);
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var follower = cluster.Running.First(m => m != leader);
         var viaFollower = new EtcdctlRunner(follower.Endpoint);
         var viaLeader = new EtcdctlRunner(leader.Endpoint);
@@ -145,16 +126,15 @@ public sealed class MembershipTests(ITestOutputHelper output)
             // Added again, then started: it joins.
             (await viaLeader.RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}")).EnsureSuccess();
             await joiner.StartAsync();
-            await ClusterChecks.WaitJoinedAsync(cluster, joiner, Converge);
+            await ClusterKit.WaitJoinedAsync(cluster, joiner, ClusterKit.ConvergeTimeout);
             var started = (await viaLeader.RunAsync("member", "list")).EnsureSuccess();
             Assert.Contains($"{joinerId}, started, {joiner.Name}, {joiner.PeerUrl}, {joiner.Endpoint}, false", started.Lines);
 
             var removed = (await viaFollower.RunAsync("member", "remove", joinerId)).EnsureSuccess();
             Assert.Contains($"Member {joinerId} removed from cluster", removed.Stdout, StringComparison.Ordinal);
-            // What a removed member answers while its process still runs (etcd's exits): report only.
-            var afterRemoval = new EtcdctlRunner(joiner.Endpoint);
-            output.WriteLine($"removed member answers: {await afterRemoval.RunAsync("endpoint", "status")}\n{await afterRemoval.RunAsync("put", "k", "v")}");
-            await joiner.StopAsync(TimeSpan.FromSeconds(30));
+            // Like etcd's, the removed member exits by itself.
+            var exitCode = await joiner.WaitForExitAsync(ArbiterCluster.RemovedExitTimeout);
+            Assert.True(exitCode == 0, $"removed {joiner.Name}: exit code {exitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none, still running"}\n{joiner.Log}");
             Assert.Equal(3, (await viaFollower.RunAsync("member", "list")).EnsureSuccess().Lines.Length);
         }
         finally
@@ -167,34 +147,26 @@ public sealed class MembershipTests(ITestOutputHelper output)
     [Fact]
     public async Task One_member_cluster_grows_to_three()
     {
-        await using var cluster = await ArbiterCluster.StartAsync(1);
+        await using var run = await ClusterUnderLoad.StartAsync(1, "solo/", acksFirst: 50);
+        var (cluster, writer) = run;
         var first = Assert.Single(cluster.Running);
-        await using var writer = new BackgroundWriter("solo/", () => [first]);
-        await writer.WaitForMoreAsync(50, Converge);
 
         var second = await cluster.AddMemberAsync(first);
-        await ClusterChecks.WaitJoinedAsync(cluster, second, Converge);
-        await writer.WaitForMoreAsync(20, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, second, ClusterKit.ConvergeTimeout);
+        await writer.WaitForAcksAsync(20, ClusterKit.ConvergeTimeout);
         var third = await cluster.AddMemberAsync(second);
-        await ClusterChecks.WaitJoinedAsync(cluster, third, Converge);
-        await writer.WaitForMoreAsync(20, Converge);
-        await writer.StopAsync();
-
-        Assert.Equal(3, (await ClusterChecks.MemberListAsync(third)).Members.Count);
-        var members = cluster.Running.ToList();
-        await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
-        foreach (var member in members)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, "solo/", writer.Acknowledged);
-        }
+        await ClusterKit.WaitJoinedAsync(cluster, third, ClusterKit.ConvergeTimeout);
+        await writer.WaitForAcksAsync(20, ClusterKit.ConvergeTimeout);
+        await run.StopAndCheckAsync(output);
+        Assert.Equal(3, (await ClusterKit.MemberListAsync(third)).Members.Count);
 
         // A majority of the three keeps serving without the first member.
         await first.KillAsync();
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         using var channel = leader.OpenChannel();
         await new KV.KVClient(channel).PutAsync(
             new PutRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("solo/after"), Value = Google.Protobuf.ByteString.CopyFromUtf8("x") },
             deadline: DateTime.UtcNow.AddSeconds(30));
-        output.WriteLine($"{writer.Count} acknowledged writes; leader after killing {first.Name}: {leader.Name}");
+        output.WriteLine($"{writer.Acked.Count} acknowledged writes; leader after killing {first.Name}: {leader.Name}");
     }
 }

@@ -9,20 +9,17 @@ namespace Arbiter.Cluster.Tests;
 /// <summary>MoveLeader (etcdctl move-leader): sent to the leader, leadership ends at the target; Status agrees everywhere.</summary>
 public sealed class MoveLeaderTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(60);
-
     [Fact]
     public async Task Etcdctl_move_leader_ends_at_the_target_under_load_and_status_agrees()
     {
-        await using var cluster = await ArbiterCluster.StartAsync(3);
+        await using var run = await ClusterUnderLoad.StartAsync(3, "move/", acksFirst: 30);
+        var (cluster, writer) = run;
         var members = cluster.Running.ToList();
-        await using var writer = new BackgroundWriter("move/", () => members);
-        await writer.WaitForMoreAsync(30, Converge);
 
         // Each follower in turn becomes the target.
         for (var move = 0; move < 2; move++)
         {
-            var leader = await cluster.WaitForLeaderAsync(Converge);
+            var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
             var target = members.First(m => m != leader);
             var etcdctl = new EtcdctlRunner(leader.Endpoint);
             var clock = Stopwatch.StartNew();
@@ -35,35 +32,35 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
 
             result.EnsureSuccess();
             Assert.Contains($"Leadership transferred from {leader.MemberId:x} to {target.MemberId:x}", result.Stdout, StringComparison.Ordinal);
-            Assert.Same(target, await cluster.WaitForLeaderAsync(Converge));
-            await writer.WaitForMoreAsync(20, Converge);
+            Assert.Same(target, await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout));
+            await writer.WaitForAcksAsync(20, ClusterKit.ConvergeTimeout);
         }
 
-        await writer.StopAsync();
-        await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
-        foreach (var member in members)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, "move/", writer.Acknowledged);
-        }
+        await run.StopAndCheckAsync(output);
 
         // Quiet cluster: every member reports the same leader and term, and the same raft indexes once applied.
-        var final = await cluster.WaitForLeaderAsync(Converge);
-        await ClusterChecks.WaitUntilAsync("Status agrees on every member", Converge, async () =>
-        {
-            var statuses = new List<(string Name, StatusResponse Status)>();
-            foreach (var member in members)
+        var final = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var seen = string.Empty;
+        await ClusterKit.WaitUntilAsync(
+            "Status agrees on every member",
+            ClusterKit.ConvergeTimeout,
+            async () =>
             {
-                statuses.Add((member.Name, await ClusterChecks.StatusAsync(member)));
-            }
+                var statuses = new List<(string Name, StatusResponse Status)>();
+                foreach (var member in members)
+                {
+                    statuses.Add((member.Name, await ClusterKit.StatusAsync(member)));
+                }
 
-            var seen = string.Join(", ", statuses.Select(s => $"{s.Name}: leader {s.Status.Leader:x} term {s.Status.RaftTerm} index {s.Status.RaftIndex} applied {s.Status.RaftAppliedIndex}"));
-            var first = statuses[0].Status;
-            var agreed = statuses.TrueForAll(s =>
-                s.Status.Leader == final.MemberId && s.Status.RaftTerm == first.RaftTerm && s.Status.Header.RaftTerm == first.RaftTerm
-                && s.Status.RaftIndex == first.RaftIndex && s.Status.RaftAppliedIndex == first.RaftIndex);
-            return (agreed, seen);
-        }, cluster.Logs);
-        output.WriteLine($"{writer.Count} acknowledged writes during two moves; {writer.Failures} failed attempts");
+                seen = string.Join(", ", statuses.Select(s => $"{s.Name}: leader {s.Status.Leader:x} term {s.Status.RaftTerm} index {s.Status.RaftIndex} applied {s.Status.RaftAppliedIndex}"));
+                var first = statuses[0].Status;
+                return statuses.TrueForAll(s =>
+                    s.Status.Leader == final.MemberId && s.Status.RaftTerm == first.RaftTerm && s.Status.Header.RaftTerm == first.RaftTerm
+                    && s.Status.RaftIndex == first.RaftIndex && s.Status.RaftAppliedIndex == first.RaftIndex);
+            },
+            () => seen,
+            cluster);
+        output.WriteLine($"{writer.Acked.Count} acknowledged writes during two moves; {writer.Failures.Count} failed attempts");
         output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("Leadership moved", StringComparison.Ordinal) || l.Contains("to resign", StringComparison.Ordinal))));
     }
 
@@ -71,14 +68,14 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
     public async Task Move_leader_sent_to_a_follower_or_to_an_unknown_member_is_refused()
     {
         await using var cluster = await ArbiterCluster.StartAsync(3);
-        var leader = await cluster.WaitForLeaderAsync(Converge);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var follower = cluster.Running.First(m => m != leader);
 
-        var notLeader = await Assert.ThrowsAsync<RpcException>(() => ClusterChecks.CallAsync(follower, c =>
+        var notLeader = await Assert.ThrowsAsync<RpcException>(() => ClusterKit.CallAsync(follower, c =>
             new Maintenance.MaintenanceClient(c).MoveLeaderAsync(new MoveLeaderRequest { TargetID = leader.MemberId }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync));
         Assert.Equal("etcdserver: not leader", notLeader.Status.Detail);
 
-        var unknown = await Assert.ThrowsAsync<RpcException>(() => ClusterChecks.CallAsync(leader, c =>
+        var unknown = await Assert.ThrowsAsync<RpcException>(() => ClusterKit.CallAsync(leader, c =>
             new Maintenance.MaintenanceClient(c).MoveLeaderAsync(new MoveLeaderRequest { TargetID = 0x1234 }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync));
         Assert.Equal("etcdserver: bad leader transferee", unknown.Status.Detail);
 
@@ -90,6 +87,6 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
         Assert.Contains("no leader endpoint given", viaFollower.Stderr, StringComparison.Ordinal);
 
         // Nothing moved.
-        Assert.Same(leader, await cluster.WaitForLeaderAsync(Converge));
+        Assert.Same(leader, await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout));
     }
 }

@@ -19,8 +19,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
 {
     private static readonly ClusterSettings Settings = new() { RunMembersAsSeparateUsers = true };
 
-    /// <summary>Generous: the machine is small and shared with other clusters.</summary>
-    private static readonly TimeSpan ConvergeTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan ConvergeTimeout = ClusterKit.ConvergeTimeout;
 
     /// <summary>Client deadline for calls the minority must refuse; the server's own bound is its request timeout (7 s).</summary>
     private static readonly TimeSpan RefuseDeadline = TimeSpan.FromSeconds(20);
@@ -61,18 +60,18 @@ public sealed class PartitionTests(ITestOutputHelper output)
             var earlyRead = ExpectRefusedAsync("linearizable read on the minority sent right after the cut", () => RangeAsync(isolated, "before", serializable: false, RefuseDeadline));
 
             var stepDown = isolateLeader
-                ? WaitUntilAsync(
+                ? ClusterKit.WaitUntilAsync(
                     $"{isolated.Name} stops reporting itself as leader",
-                    async () => (await ArbiterCluster.TryStatusAsync(isolated))?.Leader != isolated.MemberId,
-                    ConvergeTimeout)
-                : Task.FromResult(0L);
+                    ConvergeTimeout,
+                    async () => (await ArbiterCluster.TryStatusAsync(isolated))?.Leader != isolated.MemberId)
+                : Task.FromResult(TimeSpan.Zero);
 
             var newLeader = await WaitForAgreedLeaderAsync(majority, ConvergeTimeout);
             output.WriteLine($"majority agrees on leader {newLeader.Name} {cut.ElapsedMilliseconds} ms after the cut");
             if (isolateLeader)
             {
                 Assert.NotEqual(leader, newLeader);
-                output.WriteLine($"isolated old leader stopped reporting itself as leader {await stepDown} ms after the cut");
+                output.WriteLine($"isolated old leader stopped reporting itself as leader {(await stepDown).TotalMilliseconds:F0} ms after the cut");
             }
 
             // The majority serves writes (through the leader and through its follower) and linearizable reads.
@@ -117,7 +116,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
             partition.Heal();
             var healed = Stopwatch.StartNew();
             var agreedLeader = await WaitForAgreedLeaderAsync(cluster.Running.ToList(), ConvergeTimeout);
-            var (revision, hash) = await WaitConvergedAsync(cluster.Running.ToList(), ConvergeTimeout);
+            var (revision, hash) = await ClusterKit.WaitConvergedAsync(cluster, timeout: ConvergeTimeout);
             output.WriteLine($"after healing: leader {agreedLeader.Name}, all members at revision {revision} with hash {hash:x8} within {healed.ElapsedMilliseconds} ms");
         }
 
@@ -200,8 +199,9 @@ public sealed class PartitionTests(ITestOutputHelper output)
     private static async Task<ArbiterClusterMember> WaitForAgreedLeaderAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
     {
         ArbiterClusterMember? agreed = null;
-        await WaitUntilAsync(
+        await ClusterKit.WaitUntilAsync(
             $"{string.Join(", ", members.Select(m => m.Name))} agree on a leader among them",
+            timeout,
             async () =>
             {
                 var leaders = new HashSet<ulong>();
@@ -212,55 +212,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
 
                 agreed = leaders is { Count: 1 } ? members.FirstOrDefault(m => m.MemberId == leaders.First()) : null;
                 return agreed is not null;
-            },
-            timeout);
+            });
         return agreed!;
-    }
-
-    /// <summary>Waits until every member reports the same revision and the same HashKV at it.</summary>
-    private static async Task<(long Revision, uint Hash)> WaitConvergedAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
-    {
-        var seen = new List<(long Revision, uint Hash)>();
-        await WaitUntilAsync(
-            "every member at the same revision with the same HashKV",
-            async () =>
-            {
-                seen.Clear();
-                foreach (var member in members)
-                {
-                    try
-                    {
-                        using var channel = member.OpenChannel();
-                        var reply = await new Maintenance.MaintenanceClient(channel).HashKVAsync(new HashKVRequest(), deadline: DateTime.UtcNow.AddSeconds(5));
-                        seen.Add((reply.Header.Revision, reply.Hash));
-                    }
-                    catch (RpcException)
-                    {
-                        return false;
-                    }
-                }
-
-                return seen.Distinct().Count() == 1;
-            },
-            timeout,
-            () => string.Join(", ", seen.Select(s => $"rev {s.Revision} hash {s.Hash:x8}")));
-        return seen[0];
-    }
-
-    /// <summary>Polls <paramref name="condition"/> every 50 ms until it holds; returns the elapsed ms, or throws after <paramref name="timeout"/>.</summary>
-    private static async Task<long> WaitUntilAsync(string what, Func<Task<bool>> condition, TimeSpan timeout, Func<string>? lastSeen = null)
-    {
-        var timer = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (timer.Elapsed > timeout)
-            {
-                throw new TimeoutException($"not within {timeout}: {what}{(lastSeen is null ? string.Empty : $" (last seen: {lastSeen()})")}");
-            }
-
-            await Task.Delay(50);
-        }
-
-        return timer.ElapsedMilliseconds;
     }
 }

@@ -34,7 +34,7 @@ public sealed class RestartTests(ITestOutputHelper output)
         var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
         output.WriteLine($"all restarted; {leader.Name} leads after {(clock.Elapsed - restartedAt).TotalMilliseconds:F0} ms");
 
-        var revision = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
+        var (revision, _) = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
         await ClusterKit.AssertAllPresentAsync(cluster, Prefix, acked, output);
         await ClusterKit.AssertHashKvEqualAsync(cluster, revision, output);
         ClusterKit.WriteSnapshotActivity(cluster, output);

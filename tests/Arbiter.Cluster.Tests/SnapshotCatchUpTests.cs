@@ -9,7 +9,7 @@ namespace Arbiter.Cluster.Tests;
 /// </summary>
 public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
 {
-    private static readonly TimeSpan Converge = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan Converge = ClusterKit.ConvergeTimeout;
 
     /// <summary>A small snapshot interval so that a few hundred writes compact the log several times.</summary>
     private static readonly ClusterSettings SmallSnapshots = new() { SnapshotCount = 50 };
@@ -21,11 +21,11 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         var leader = await cluster.WaitForLeaderAsync(Converge);
         var victim = cluster.Running.First(m => m != leader);
         var others = cluster.Running.Where(m => m != victim).ToList();
-        await using var writer = new BackgroundWriter("wipe/", () => others);
-        await writer.WaitForMoreAsync(30, Converge);
+        await using var writer = new Writers(cluster, "wipe/", targets: () => others, rotate: true);
+        await writer.WaitForAcksAsync(30, Converge);
 
         await victim.StopAsync(TimeSpan.FromSeconds(30));
-        await writer.WaitForMoreAsync(250, Converge);
+        await writer.WaitForAcksAsync(250, Converge);
         victim.WipeData();
 
         // The same member (same peer URL, so the same id in the configuration) on an empty disk.
@@ -36,7 +36,7 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         await StopWritingAndCheckConvergedAsync(cluster, writer, "wipe/", $"wiped {victim.Name}", clock);
 
         Assert.Contains("Installed Raft snapshot", victim.Log[logBefore..], StringComparison.Ordinal);
-        await ClusterChecks.WaitJoinedAsync(cluster, victim, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, victim, Converge);
     }
 
     [Fact]
@@ -46,11 +46,11 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         var leader = await cluster.WaitForLeaderAsync(Converge);
         var victim = cluster.Running.First(m => m != leader);
         var others = cluster.Running.Where(m => m != victim).ToList();
-        await using var writer = new BackgroundWriter("readd/", () => others);
-        await writer.WaitForMoreAsync(30, Converge);
+        await using var writer = new Writers(cluster, "readd/", targets: () => others, rotate: true);
+        await writer.WaitForAcksAsync(30, Converge);
 
         await cluster.RemoveMemberAsync(leader, victim);
-        await writer.WaitForMoreAsync(250, Converge);
+        await writer.WaitForAcksAsync(250, Converge);
         victim.WipeData();
 
         // etcd's way back for a member that lost its disk: remove, add again, start as existing.
@@ -65,7 +65,7 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         var logBefore = victim.Log.Length;
         var clock = Stopwatch.StartNew();
         await victim.StartAsync(isRestart: true);
-        await ClusterChecks.WaitJoinedAsync(cluster, victim, Converge);
+        await ClusterKit.WaitJoinedAsync(cluster, victim, Converge);
         await StopWritingAndCheckConvergedAsync(cluster, writer, "readd/", $"re-added {victim.Name}", clock);
 
         Assert.Contains("Installed Raft snapshot", victim.Log[logBefore..], StringComparison.Ordinal);
@@ -78,11 +78,11 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         var leader = await cluster.WaitForLeaderAsync(Converge);
         var victim = cluster.Running.First(m => m != leader);
         var others = cluster.Running.Where(m => m != victim).ToList();
-        await using var writer = new BackgroundWriter("lag/", () => others);
-        await writer.WaitForMoreAsync(30, Converge);
+        await using var writer = new Writers(cluster, "lag/", targets: () => others, rotate: true);
+        await writer.WaitForAcksAsync(30, Converge);
 
         await victim.KillAsync();
-        await writer.WaitForMoreAsync(200, Converge);
+        await writer.WaitForAcksAsync(200, Converge);
         var logBefore = victim.Log.Length;
         var clock = Stopwatch.StartNew();
         await victim.StartAsync(isRestart: true);
@@ -92,12 +92,11 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
     [Fact]
     public async Task Every_member_recovers_from_its_own_disk()
     {
-        await using var cluster = await ArbiterCluster.StartAsync(3, SmallSnapshots);
+        await using var run = await ClusterUnderLoad.StartAsync(3, "disk/", acksFirst: 180, SmallSnapshots);
+        var cluster = run.Cluster;
         var members = cluster.Running.ToList();
-        await using var writer = new BackgroundWriter("disk/", () => members);
-        await writer.WaitForMoreAsync(180, Converge);
-        await writer.StopAsync();
-        var before = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        await run.Writer.StopAsync();
+        var (before, _) = await ClusterKit.WaitConvergedAsync(cluster);
 
         // One by one (the others keep a quorum): a clean stop and a kill -9 both come back from disk.
         foreach (var (member, index) in members.Select((m, i) => (m, i)))
@@ -120,27 +119,19 @@ public sealed class SnapshotCatchUpTests(ITestOutputHelper output)
         await Task.WhenAll(members.Select(m => m.StopAsync(TimeSpan.FromSeconds(30))));
         await Task.WhenAll(members.Select(m => m.StartAsync(isRestart: true)));
         await cluster.WaitForLeaderAsync(Converge);
-        var after = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        var (after, _) = await ClusterKit.WaitConvergedAsync(cluster);
         Assert.Equal(before, after);
-        foreach (var member in members)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, "disk/", writer.Acknowledged);
-        }
-
-        output.WriteLine($"{writer.Count} writes; revision {after} after restarts");
+        await ClusterKit.AssertAllPresentAsync(cluster, "disk/", run.Writer.Acked.ToList(), output);
+        output.WriteLine($"{run.Writer.Acked.Count} writes; revision {after} after restarts");
     }
 
     /// <summary>After a member (re)started: a few more writes, then every member converges and holds every acknowledged write.</summary>
-    private async Task StopWritingAndCheckConvergedAsync(ArbiterCluster cluster, BackgroundWriter writer, string prefix, string what, Stopwatch clock)
+    private async Task StopWritingAndCheckConvergedAsync(ArbiterCluster cluster, Writers writer, string prefix, string what, Stopwatch clock)
     {
-        await writer.WaitForMoreAsync(30, Converge);
+        await writer.WaitForAcksAsync(30, Converge);
         await writer.StopAsync();
-        var members = cluster.Running.ToList();
-        var revision = await ClusterChecks.WaitConvergedAsync(members, Converge, cluster.Logs);
+        var (revision, _) = await ClusterKit.WaitConvergedAsync(cluster);
         output.WriteLine($"{what} converged {clock.ElapsedMilliseconds} ms after start at revision {revision}");
-        foreach (var member in members)
-        {
-            await ClusterChecks.AssertHasAllAsync(member, prefix, writer.Acknowledged);
-        }
+        await ClusterKit.AssertAllPresentAsync(cluster, prefix, writer.Acked.ToList(), output);
     }
 }

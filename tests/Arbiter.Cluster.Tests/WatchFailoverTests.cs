@@ -41,7 +41,7 @@ public sealed class WatchFailoverTests(ITestOutputHelper output)
         }
 
         acked = writers.Acked.ToList();
-        var revision = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
+        var (revision, _) = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
 
         // Every key is written once, so the store's keys are exactly the events a watch must deliver
         // (including writes whose client saw a failure but which committed).
@@ -51,8 +51,9 @@ public sealed class WatchFailoverTests(ITestOutputHelper output)
         foreach (var watch in new[] { onFollower, onLeader })
         {
             await ClusterKit.WaitUntilAsync(
-                () => Task.FromResult(watch.LastRevision >= revision),
+                $"{watch.Name} delivers every event",
                 ClusterKit.ConvergeTimeout,
+                () => Task.FromResult(watch.LastRevision >= revision),
                 () => $"{watch.Name} saw up to revision {watch.LastRevision}, want {revision}; errors: {string.Join(" | ", watch.Errors)}");
             var seen = watch.Revisions;
             output.WriteLine($"{watch.Name}: {seen.Count} events, {watch.Errors.Count} reconnects: {string.Join(" | ", watch.Errors.Take(3))}");

@@ -12,6 +12,14 @@ namespace Arbiter.Cli.Commands;
 /// <summary><c>arbiter serve</c>: run a member, with etcd's flag names where they mean the same.</summary>
 internal static class ServeCommand
 {
+    /// <summary>
+    /// A member removed from the cluster exits normally, as etcd 3.4 does (etcdmain exits 0 once the
+    /// server stopped): a supervisor that restarts on failure leaves it down.
+    /// </summary>
+    internal const int RemovedExitCode = 0;
+
+    private const string RemovedExitMessage = "Exiting: this member has been removed from the cluster; the data-dir used by this member must be removed before it joins again";
+
     public static Command Create()
     {
         var name = new Option<string>("--name") { Description = "Member name.", DefaultValueFactory = _ => "default" };
@@ -126,8 +134,16 @@ internal static class ServeCommand
             return 1;
         }
 
+        var removed = node.Removed;
         await using (node.ConfigureAwait(false))
         {
+            if (removed.IsCancellationRequested)
+            {
+                // Found removed while starting: nothing to serve.
+                logger.LogWarning(RemovedExitMessage);
+                return RemovedExitCode;
+            }
+
             var app = ArbiterServer.Build(node, serverOptions, logging =>
             {
                 logging.AddSimpleConsole(c =>
@@ -150,9 +166,16 @@ internal static class ServeCommand
                 logger.LogInformation(
                     "arbiter serving the etcd v3 API on {Urls} — member {Name} ({MemberId:x16}), data {DataDirectory}, revision {Revision}",
                     string.Join(",", serverOptions.ListenClientUrls), options.Name, node.MemberId, options.DataDirectory ?? "(in memory)", node.Revision);
-                await app.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+                using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, removed);
+                await app.WaitForShutdownAsync(stop.Token).ConfigureAwait(false);
                 logger.LogInformation("arbiter shutting down");
             }
+        }
+
+        if (removed.IsCancellationRequested)
+        {
+            logger.LogWarning(RemovedExitMessage);
+            return RemovedExitCode;
         }
 
         return 0;

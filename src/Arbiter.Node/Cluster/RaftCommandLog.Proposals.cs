@@ -31,7 +31,7 @@ internal sealed partial class RaftCommandLog
             throw new ArgumentException("Cluster proposals need a request id (retries rely on it).", nameof(command));
         }
 
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _halted.Token);
         deadline.CancelAfter(_cluster.RequestTimeoutMs);
 
         // Once the command was appended here as leader or sent to a leader, it may still commit
@@ -43,7 +43,7 @@ internal sealed partial class RaftCommandLog
         {
             while (true)
             {
-                if (_stateMachine.Failed)
+                if (_stateMachine.Failed || _halted.IsCancellationRequested)
                 {
                     throw new EtcdException(EtcdError.Stopped);
                 }
@@ -88,7 +88,7 @@ internal sealed partial class RaftCommandLog
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new EtcdException(_stopping.IsCancellationRequested ? EtcdError.Stopped : HasLeader || handedOff ? EtcdError.Timeout : EtcdError.NoLeader);
+            throw new EtcdException(_halted.IsCancellationRequested ? EtcdError.Stopped : HasLeader || handedOff ? EtcdError.Timeout : EtcdError.NoLeader);
         }
     }
 
@@ -221,7 +221,7 @@ internal sealed partial class RaftCommandLog
 
     private async Task<long> ReadIndexCoreAsync(bool allowForwarding, CancellationToken cancellationToken)
     {
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _halted.Token);
         deadline.CancelAfter(_cluster.RequestTimeoutMs);
         try
         {
@@ -257,7 +257,7 @@ internal sealed partial class RaftCommandLog
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new EtcdException(_stopping.IsCancellationRequested ? EtcdError.Stopped : HasLeader ? EtcdError.Timeout : EtcdError.NoLeader);
+            throw new EtcdException(_halted.IsCancellationRequested ? EtcdError.Stopped : HasLeader ? EtcdError.Timeout : EtcdError.NoLeader);
         }
     }
 

@@ -28,6 +28,12 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     private readonly ClusterOptions _cluster;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>Cancelled once this member learns it was removed from the cluster.</summary>
+    private readonly CancellationTokenSource _removed = new();
+
+    /// <summary>Stopping or removed: requests in flight end with "server stopped".</summary>
+    private readonly CancellationTokenSource _halted;
     private readonly Channel<Proposal> _leaderQueue = Channel.CreateUnbounded<Proposal>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<ulong, Proposal> _waiting = new();
     private readonly SemaphoreSlim _replicationSlots;
@@ -44,6 +50,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         _logger = logger;
         _replicationSlots = new SemaphoreSlim(Math.Max(1, _cluster.ReplicationsInFlightMax));
         AdvertisedPeer = PeerAddress.Parse(options.AdvertisePeerUrls[0]);
+        _halted = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, _removed.Token);
     }
 
     /// <summary>The endpoint other members know this member by (its advertised peer URL).</summary>
@@ -66,6 +73,9 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     public ulong LeaderId => _raft.Leader is { } leader ? PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) : 0;
 
     public ulong Term => (ulong)Math.Max(0, _raft.Term);
+
+    /// <summary>Cancelled once this member learns that the cluster configuration no longer includes it.</summary>
+    public CancellationToken Removed => _removed.Token;
 
     /// <summary>
     /// Opens the member's Raft state under <c>data-dir/member</c>: restores the latest snapshot,
@@ -127,11 +137,14 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         _raft = new RaftCluster(configuration) { AuditTrail = _wal };
         _raft.LeaderChanged += (_, leader) => _logger.LogInformation(
             "Leader is now {Leader} (term {Term})", leader is null ? "(none)" : PeerAddress.ToUrl(leader.EndPoint), _raft.Term);
+        _raft.MemberAdded += (_, e) => OnMemberAdded(e.Member);
+        _raft.MemberRemoved += (_, e) => OnMemberRemoved(e.Member);
         _batchLoop = Task.Run(BatchLoopAsync, CancellationToken.None);
         await _raft.StartAsync(cancellationToken).ConfigureAwait(false);
         _logger.LogInformation(
             "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}",
             PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex);
+        CheckStillMember(memberDirectory);
     }
 
     private async Task WriteInitialMembershipAsync(string memberDirectory, CancellationToken cancellationToken)
@@ -197,6 +210,8 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         {
         }
 
+        await _removalCheck.ConfigureAwait(false);
+
         if (_raft is not null)
         {
             await _raft.StopAsync(CancellationToken.None).ConfigureAwait(false);
@@ -221,6 +236,8 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
 
         DisposeForwarding();
         _replicationSlots.Dispose();
+        _halted.Dispose();
+        _removed.Dispose();
         _stopping.Dispose();
     }
 

@@ -255,7 +255,14 @@ public sealed class ArbiterCluster : IAsyncDisposable
         return member;
     }
 
-    /// <summary>MemberRemove through <paramref name="via"/>; the removed member's process is stopped afterwards.</summary>
+    /// <summary>How long a removed member may take to notice and exit by itself (generous: the machine is small and shared).</summary>
+    public static readonly TimeSpan RemovedExitTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// MemberRemove through <paramref name="via"/>, then waits for the removed member's process to exit
+    /// by itself, as etcd's does (fails if it does not within <see cref="RemovedExitTimeout"/>, or exits
+    /// with a code other than 0); a member that was not running is left as it is.
+    /// </summary>
     public async Task RemoveMemberAsync(ArbiterClusterMember via, ArbiterClusterMember removed)
     {
         using (var channel = via.OpenChannel())
@@ -273,7 +280,18 @@ public sealed class ArbiterCluster : IAsyncDisposable
         }
 
         _removed.Add(removed);
-        await removed.StopAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        if (!removed.IsRunning)
+        {
+            return;
+        }
+
+        var exitCode = await removed.WaitForExitAsync(RemovedExitTimeout).ConfigureAwait(false);
+        if (exitCode != 0)
+        {
+            var state = exitCode is null ? $"still running after {RemovedExitTimeout}" : $"exited with code {exitCode}";
+            await removed.KillAsync().ConfigureAwait(false);
+            throw new InvalidOperationException($"removed member {removed.Name} {state}, want a clean exit (0)\n{Logs}");
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -51,8 +51,8 @@ public abstract class ServerProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts the process and waits until Maintenance.Status answers.</summary>
-    public async Task StartAsync(bool isRestart = false)
+    /// <summary>Starts the process and waits until Maintenance.Status answers (unless <paramref name="waitReady"/> is false).</summary>
+    public async Task StartAsync(bool isRestart = false, bool waitReady = true)
     {
         if (IsRunning)
         {
@@ -65,6 +65,11 @@ public abstract class ServerProcess : IAsyncDisposable
         {
             RetireProcessLog();
             _process = ManagedProcess.Start(FileName, Arguments(isRestart), Name, Environment);
+            if (!waitReady)
+            {
+                return;
+            }
+
             try
             {
                 await WaitReadyAsync().ConfigureAwait(false);
@@ -96,6 +101,20 @@ public abstract class ServerProcess : IAsyncDisposable
             await _process.KillAsync().ConfigureAwait(false);
             throw new InvalidOperationException($"{Name} did not exit within {timeout} after SIGTERM\n{Log}");
         }
+    }
+
+    /// <summary>
+    /// Waits for the process to exit by itself (no signal) and returns its exit code; null if it
+    /// is still running after <paramref name="timeout"/> (then it is left running).
+    /// </summary>
+    public async Task<int?> WaitForExitAsync(TimeSpan timeout)
+    {
+        if (_process == null)
+        {
+            throw new InvalidOperationException($"{Name} was never started");
+        }
+
+        return await _process.WaitForExitAsync(timeout).ConfigureAwait(false) ? _process.ExitCode : null;
     }
 
     /// <summary>SIGKILL: no chance to flush anything.</summary>
