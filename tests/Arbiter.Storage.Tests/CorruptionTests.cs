@@ -7,7 +7,7 @@ public sealed class CorruptionTests
     [Fact]
     public void Flipped_byte_in_a_record_followed_by_good_ones_fails_open_naming_file_and_offset()
     {
-        using var dir = WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
+        using var dir = Records.WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
         string segment = dir.Segments().Single();
         long offset = OffsetOf(segment, 40);
         SnapshotTests.FlipByte(segment, offset + 20);
@@ -23,7 +23,7 @@ public sealed class CorruptionTests
     [Fact]
     public void Damaged_length_field_mid_log_fails_open()
     {
-        using var dir = WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
+        using var dir = Records.WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
         string segment = dir.Segments().Single();
         long offset = OffsetOf(segment, 50);
         SnapshotTests.FlipByte(segment, offset + 6); // a high byte of the length: runs past the end
@@ -35,7 +35,7 @@ public sealed class CorruptionTests
     [Fact]
     public void Flipped_byte_in_an_earlier_segment_fails_open_even_in_its_last_record()
     {
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         string[] segments = dir.Segments();
         string victim = segments[1];
         long lastInVictim = FirstIndexOf(segments[2]) - 1;
@@ -50,7 +50,7 @@ public sealed class CorruptionTests
     [Fact]
     public void Damaged_segment_header_fails_open()
     {
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         string victim = dir.Segments()[0];
         SnapshotTests.FlipByte(victim, 9);
 
@@ -62,7 +62,7 @@ public sealed class CorruptionTests
     [Fact]
     public void Missing_segment_is_a_gap_and_fails_open()
     {
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         string[] segments = dir.Segments();
         File.Delete(segments[2]);
 
@@ -74,7 +74,7 @@ public sealed class CorruptionTests
     [Fact]
     public void Missing_first_segment_without_a_snapshot_fails_open()
     {
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         File.Delete(dir.Segments()[0]);
 
         WalCorruptException error = Assert.Throws<WalCorruptException>(() => WriteAheadLog.Open(dir.Options()));
@@ -86,7 +86,7 @@ public sealed class CorruptionTests
     {
         // Documented limit: without a later valid record nothing tells bit rot in the final record
         // from a write torn by a crash, so the final record is dropped (as etcd does).
-        using var dir = WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
+        using var dir = Records.WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
         string segment = dir.Segments().Single();
         SnapshotTests.FlipByte(segment, OffsetOf(segment, 100) + 3);
 
@@ -97,21 +97,12 @@ public sealed class CorruptionTests
     [Fact]
     public void Corruption_found_by_a_later_read_throws()
     {
-        using var dir = WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
+        using var dir = Records.WriteLog(records: 100, segmentSizeBytesMax: 1024 * 1024);
         using var wal = WriteAheadLog.Open(dir.Options());
         string segment = dir.Segments().Single();
         SnapshotTests.FlipByte(segment, OffsetOf(segment, 30) + 18);
 
         Assert.Throws<WalCorruptException>(() => wal.ReadFrom(0).ToList());
-    }
-
-    private static TempDirectory WriteLog(long records, long segmentSizeBytesMax)
-    {
-        var dir = new TempDirectory();
-        using var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax));
-        Records.AppendRange(wal, records);
-        wal.Flush();
-        return dir;
     }
 
     private static long FirstIndexOf(string segment) => SegmentFiles.FirstIndexOf(segment);

@@ -114,7 +114,7 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     public void A_sealed_segment_with_a_zero_tail_is_accepted_and_trimmed(int zeroBytes)
     {
         // As if the process died after the roll's trim was issued but before it reached the disk.
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         string victim = dir.Segments()[1];
         long writtenBytes = new FileInfo(victim).Length;
         SegmentFiles.SetLength(victim, writtenBytes + zeroBytes);
@@ -132,7 +132,7 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     [InlineData(3000)]
     public void A_zero_header_then_garbage_in_the_last_segment_is_a_torn_tail(int zerosBeforeGarbage)
     {
-        using var dir = WriteLog(records: 100, segmentSizeBytesMax: 2 * MiB);
+        using var dir = Records.WriteLog(records: 100, segmentSizeBytesMax: 2 * MiB);
         string segment = dir.Segments().Single();
         long writtenBytes = SegmentFiles.WrittenBytes(1, 100);
         SegmentFiles.WriteAt(segment, writtenBytes + 16 + zerosBeforeGarbage, [0xDE, 0xAD, 0xBE, 0xEF]);
@@ -165,7 +165,7 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     [InlineData(100)]
     public void A_zero_header_then_garbage_in_a_sealed_segment_is_corruption(int zerosBeforeGarbage)
     {
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         string victim = dir.Segments()[1];
         long writtenBytes = new FileInfo(victim).Length;
         SegmentFiles.WriteAt(victim, writtenBytes + 16 + zerosBeforeGarbage, [0x01]);
@@ -190,7 +190,7 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     [InlineData(5000, 2 * 1024 * 1024)] // the payload runs past the window
     public void A_valid_record_after_a_zero_gap_in_the_last_segment_is_corruption(int gapBytes, int payloadBytes)
     {
-        using var dir = WriteLog(records: 100, segmentSizeBytesMax: 8 * MiB);
+        using var dir = Records.WriteLog(records: 100, segmentSizeBytesMax: 8 * MiB);
         string segment = dir.Segments().Single();
         long writtenBytes = SegmentFiles.WrittenBytes(1, 100);
         var record = new ArrayBufferWriter<byte>();
@@ -209,7 +209,7 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     public void Old_growing_segments_open_and_the_last_one_gets_preallocated()
     {
         // What an older build leaves: every segment exactly as long as its records.
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         string last = dir.Segments()[^1];
         SegmentFiles.SetLength(last, SegmentFiles.WrittenBytes(SegmentFiles.FirstIndexOf(last), 300));
 
@@ -238,7 +238,7 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     public void A_segment_preallocated_but_torn_before_its_header_is_removed()
     {
         // Created and extended, then the process died before the header reached the disk.
-        using var dir = WriteLog(records: 300, segmentSizeBytesMax: 4096);
+        using var dir = Records.WriteLog(records: 300, segmentSizeBytesMax: 4096);
         string[] segments = dir.Segments();
         long lastOfPrevious = SegmentFiles.FirstIndexOf(segments[^1]) - 1;
         SegmentFiles.SetLength(segments[^1], 0);
@@ -264,7 +264,7 @@ public sealed class PreallocationTests(ITestOutputHelper output)
     [Fact]
     public void A_torn_tail_before_a_large_zero_tail_is_cut_without_reading_it_into_one_array()
     {
-        using var dir = WriteLog(records: 100, segmentSizeBytesMax: 64 * MiB);
+        using var dir = Records.WriteLog(records: 100, segmentSizeBytesMax: 64 * MiB);
         string segment = dir.Segments().Single();
         SnapshotTests.FlipByte(segment, SegmentFiles.OffsetOf(segment, 100) + 2); // its checksum
         SegmentFiles.SetLength(segment, 64 * MiB); // the zero tail, also where fallocate is unsupported
@@ -277,15 +277,6 @@ public sealed class PreallocationTests(ITestOutputHelper output)
         Assert.Equal(99, wal.LastIndex);
         Assert.Equal((64 * MiB) - SegmentFiles.OffsetOf(segment, 100), wal.RecoveredTailBytesTruncated);
         Assert.True(allocatedBytes < 16 * MiB, $"open allocated {allocatedBytes} bytes");
-    }
-
-    private static TempDirectory WriteLog(long records, long segmentSizeBytesMax)
-    {
-        var dir = new TempDirectory();
-        using var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax));
-        Records.AppendRange(wal, records);
-        wal.Flush();
-        return dir;
     }
 
     private bool PreallocationWorks(TempDirectory dir)

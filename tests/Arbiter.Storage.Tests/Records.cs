@@ -14,6 +14,16 @@ internal static class Records
         }
     }
 
+    /// <summary>A new directory holding a flushed log of <paramref name="records"/> deterministic records.</summary>
+    public static TempDirectory WriteLog(long records, long segmentSizeBytesMax)
+    {
+        var dir = new TempDirectory();
+        using var wal = WriteAheadLog.Open(dir.Options(segmentSizeBytesMax));
+        AppendRange(wal, records);
+        wal.Flush();
+        return dir;
+    }
+
     /// <summary>Asserts the log holds exactly the deterministic records after <paramref name="afterIndex"/> up to LastIndex.</summary>
     public static void AssertIntact(WriteAheadLog wal, long afterIndex)
     {
