@@ -32,6 +32,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ulong _requestIdPrefix;
     private Task _leaseLoop = Task.CompletedTask;
+    private Task _compactionLoop = Task.CompletedTask;
     private ulong _leasesPromotedTerm;
     private long _requestIdCounter;
     private int _disposed;
@@ -147,6 +148,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         await node.ProposeAsync(new Command { LeasePromote = new LeasePromote() }, cancellationToken).ConfigureAwait(false);
         node._leasesPromotedTerm = log.Term;
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
+        node.StartAutoCompaction();
         logger.LogInformation(
             "Arbiter member {Name} ({MemberId:x16}) ready at revision {Revision}, applied index {Index}, data {DataDirectory}",
             options.Name, node.MemberId, node.Revision, node.AppliedIndex, options.DataDirectory ?? "(in memory)");
@@ -170,6 +172,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
 
         // Leases are promoted by whichever member leads, once per term, before it expires any.
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
+        node.StartAutoCompaction();
         logger.LogInformation(
             "Arbiter member {Name} ({MemberId:x16}) of cluster {ClusterId:x16} ready at revision {Revision}, applied index {Index}, data {DataDirectory}",
             options.Name, node.MemberId, node.ClusterId, node.Revision, node.AppliedIndex, options.DataDirectory);
@@ -230,6 +233,14 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         try
         {
             await _leaseLoop.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        try
+        {
+            await _compactionLoop.ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {

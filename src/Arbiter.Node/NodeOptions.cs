@@ -48,6 +48,9 @@ public sealed record NodeOptions
     /// <summary>Raft cluster membership; null runs a single node with its local log.</summary>
     public ClusterOptions? Cluster { get; init; }
 
+    /// <summary>Automatic compaction of the MVCC history (etcd's --auto-compaction-*); null (the default) leaves it to clients.</summary>
+    public Compaction.AutoCompactionOptions? AutoCompaction { get; init; }
+
     /// <summary>The clock leases are measured by; the default is the machine's monotonic clock.</summary>
     public IMonotonicClock Clock { get; init; } = SystemMonotonicClock.Instance;
 }

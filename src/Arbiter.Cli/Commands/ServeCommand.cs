@@ -2,6 +2,7 @@ using System.CommandLine;
 using Arbiter.Core;
 using Arbiter.Node;
 using Arbiter.Node.Cluster;
+using Arbiter.Node.Compaction;
 using Arbiter.Server;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
@@ -49,6 +50,17 @@ internal static class ServeCommand
         initialClusterState.AcceptOnlyFromAmong("new", "existing");
         var heartbeatMs = new Option<int>("--heartbeat-interval") { Description = "Leader heartbeat interval, in ms.", DefaultValueFactory = _ => 100 };
         var electionMs = new Option<int>("--election-timeout") { Description = "Election timeout, in ms.", DefaultValueFactory = _ => 1000 };
+        var autoCompactionMode = new Option<string>("--auto-compaction-mode")
+        {
+            Description = "periodic: keep --auto-compaction-retention of history by time; revision: keep that many revisions.",
+            DefaultValueFactory = _ => "periodic",
+        };
+        autoCompactionMode.AcceptOnlyFromAmong("periodic", "revision");
+        var autoCompactionRetention = new Option<string>("--auto-compaction-retention")
+        {
+            Description = "History to keep: hours or a duration such as 30m (periodic), or revisions (revision). 0 (the default) turns automatic compaction off.",
+            DefaultValueFactory = _ => "0",
+        };
         var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
@@ -56,6 +68,7 @@ internal static class ServeCommand
             name, dataDir, inMemory, listenClient, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount,
+            autoCompactionMode, autoCompactionRetention,
         };
 
         command.SetAction(async (result, cancellationToken) =>
@@ -79,6 +92,13 @@ internal static class ServeCommand
                 FsyncEnabled = !result.GetValue(unsafeNoFsync),
                 SnapshotEveryEntries = Math.Max(1, result.GetValue(snapshotCount)),
             };
+            if (!AutoCompactionOptions.TryParse(result.GetValue(autoCompactionMode)!, result.GetValue(autoCompactionRetention)!, out var autoCompaction, out var autoCompactionError))
+            {
+                Console.Error.WriteLine($"error: {autoCompactionError}");
+                return 2;
+            }
+
+            options = options with { AutoCompaction = autoCompaction };
             var joinExisting = result.GetValue(initialClusterState) == "existing";
             if (result.GetValue(initialCluster) is { } members || joinExisting)
             {

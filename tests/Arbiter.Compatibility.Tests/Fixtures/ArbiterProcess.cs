@@ -3,7 +3,9 @@ namespace Arbiter.Compatibility.Tests.Fixtures;
 /// <summary>
 /// The Arbiter server (<c>arbiter.dll serve</c>) built next to this test assembly, same configuration.
 /// </summary>
-public sealed class ArbiterProcess(string name = "arbiter-compat") : ServerProcess(name)
+/// <param name="name">Member name (and data directory prefix).</param>
+/// <param name="extraArguments">Flags appended to <c>serve</c>'s usual ones.</param>
+public sealed class ArbiterProcess(string name = "arbiter-compat", IReadOnlyList<string>? extraArguments = null) : ServerProcess(name)
 {
     protected override string FileName => "dotnet";
 
@@ -16,6 +18,7 @@ public sealed class ArbiterProcess(string name = "arbiter-compat") : ServerProce
         "--listen-client-urls", Endpoint,
         "--advertise-client-urls", Endpoint,
         "--log-level", "info",
+        .. extraArguments ?? [],
     ];
 
     /// <summary>

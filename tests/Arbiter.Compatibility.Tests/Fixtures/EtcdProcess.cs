@@ -1,7 +1,9 @@
 namespace Arbiter.Compatibility.Tests.Fixtures;
 
 /// <summary>A real single-member etcd (/usr/bin/etcd) on loopback ports.</summary>
-public sealed class EtcdProcess(string name = "etcd-compat") : ServerProcess(name)
+/// <param name="name">Member name (and data directory prefix).</param>
+/// <param name="extraArguments">Flags appended to the usual ones.</param>
+public sealed class EtcdProcess(string name = "etcd-compat", IReadOnlyList<string>? extraArguments = null) : ServerProcess(name)
 {
     public const string BinaryPath = "/usr/bin/etcd";
 
@@ -20,5 +22,6 @@ public sealed class EtcdProcess(string name = "etcd-compat") : ServerProcess(nam
         "--initial-cluster-token", $"compat-{Path.GetFileName(DataDir)}",
         "--logger", "zap",
         "--log-outputs", "stderr",
+        .. extraArguments ?? [],
     ];
 }
