@@ -21,6 +21,9 @@ public sealed record ClusterSettings
     /// every connection comes from 127.0.0.1. Off by default.
     /// </summary>
     public bool RunMembersAsSeparateUsers { get; init; }
+
+    /// <summary>More <c>arbiter serve</c> flags for every member.</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 }
 
 /// <summary>One member of an <see cref="ArbiterCluster"/>: a real <c>arbiter serve</c> process with its own ports and data dir.</summary>
@@ -79,6 +82,7 @@ public sealed class ArbiterClusterMember : ServerProcess
         "--election-timeout", _cluster.Settings.ElectionTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
         "--snapshot-count", _cluster.Settings.SnapshotCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
         "--log-level", "info",
+        .. _cluster.Settings.ExtraArguments,
     ];
 
     /// <summary>Deletes everything in the data dir (the member must be stopped): a machine that lost its disk.</summary>
