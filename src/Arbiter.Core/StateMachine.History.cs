@@ -7,8 +7,10 @@ namespace Arbiter.Core;
 
 public sealed partial class StateMachine
 {
-    // Events of every revision ≥ the compact revision, oldest first (revision 1 has none).
-    private readonly List<RevisionEntry> _history = [];
+    // Every change at a revision ≥ the compact revision, in (revision, position) order (revision 1
+    // has none). Structs in one array, not objects: the history lives as long as the keys' own, and
+    // objects here would be copied through every GC generation for nothing.
+    private readonly List<HistoryChange> _history = [];
 
     /// <summary>
     /// Events with revision ≥ <paramref name="fromRevision"/>, at most about <paramref name="eventsMax"/>
@@ -30,20 +32,26 @@ public sealed partial class StateMachine
             return new EventHistorySlice([], fromRevision);
         }
 
-        var start = FirstHistoryIndexAtOrAfter(fromRevision);
         var events = new List<Event>();
         var next = _revision + 1;
-        for (var i = start; i < _history.Count; i++)
+        for (var i = FirstHistoryIndexAtOrAfter(fromRevision); i < _history.Count;)
         {
-            if (events.Count > 0 && events.Count + _history[i].Events.Length > eventsMax)
+            var revision = _history[i].Revision;
+            var end = i + 1;
+            while (end < _history.Count && _history[end].Revision == revision)
             {
-                next = _history[i].Revision;
+                end++;
+            }
+
+            if (events.Count > 0 && events.Count + (end - i) > eventsMax)
+            {
+                next = revision;
                 break;
             }
 
-            foreach (var e in _history[i].Events)
+            for (; i < end; i++)
             {
-                events.Add(new Event { Type = e.Type, Kv = e.Kv, PrevKv = e.PrevKv });
+                events.Add(_history[i].ToEvent());
             }
         }
 
@@ -132,14 +140,29 @@ public sealed partial class StateMachine
         return lo;
     }
 
-    private void AppendHistory(RevisionEntry entry)
+    /// <summary>Appends the changes of one revision (newer than any in the history).</summary>
+    private void AppendHistory(long revision, ReadOnlySpan<Event> events, ReadOnlySpan<KeyRecord> records)
     {
-        if (_history.Count > 0 && _history[^1].Revision >= entry.Revision)
+        if (_history.Count > 0 && _history[^1].Revision >= revision)
         {
             throw new InvalidOperationException("History revisions must increase.");
         }
 
-        _history.Add(entry);
+        if (events.Length != records.Length)
+        {
+            throw new InvalidOperationException("Every change needs its key record.");
+        }
+
+        for (var i = 0; i < events.Length; i++)
+        {
+            var e = events[i];
+            if (e.Kv.ModRevision != revision)
+            {
+                throw new InvalidOperationException("An event does not carry its write's revision.");
+            }
+
+            _history.Add(new HistoryChange(revision, records[i], e.Type, e.Kv, e.PrevKv));
+        }
     }
 
     private CompactionResponse ApplyCompaction(CompactionRequest request)
@@ -170,10 +193,7 @@ public sealed partial class StateMachine
         var touched = new HashSet<KeyRecord>(ReferenceEqualityComparer.Instance);
         for (var i = 0; i < end; i++)
         {
-            foreach (var record in _history[i].Records)
-            {
-                touched.Add(record);
-            }
+            touched.Add(_history[i].Record);
         }
 
         foreach (var record in touched)
@@ -227,6 +247,10 @@ public sealed partial class StateMachine
         }
     }
 
-    /// <summary>One revision of history: its events and the records they changed (for compaction).</summary>
-    private sealed record RevisionEntry(long Revision, Event[] Events, KeyRecord[] Records);
+    /// <summary>One change of the history: its event's parts, and the record it changed (for compaction).</summary>
+    private readonly record struct HistoryChange(long Revision, KeyRecord Record, Event.Types.EventType Type, KeyValue Kv, KeyValue? PrevKv)
+    {
+        /// <summary>A fresh event (callers may reshape what they get).</summary>
+        public Event ToEvent() => new() { Type = Type, Kv = Kv, PrevKv = PrevKv };
+    }
 }

@@ -70,7 +70,7 @@ public sealed partial class StateMachine
         for (var i = 0; i < _history.Count; i++)
         {
             Check(_history[i].Revision >= _compactMainRev && _history[i].Revision <= _revision, "history entry outside [compact, current]");
-            Check(i == 0 || _history[i - 1].Revision < _history[i].Revision, "history out of order");
+            Check(i == 0 || _history[i - 1].Revision <= _history[i].Revision, "history out of order");
         }
 
         Check(_rememberedOrder.Count == _rememberedResults.Count, "remembered ids and results differ");

@@ -44,21 +44,10 @@ public sealed partial class StateMachine
         }
 
         _revision = ctx.WriteRevision;
-        var count = ctx.Events.Count - ctx.FirstEventIndex;
-        var logged = new Event[count];
-        for (var i = 0; i < count; i++)
-        {
-            var e = ctx.Events[ctx.FirstEventIndex + i];
-            if (e.Kv.ModRevision != _revision)
-            {
-                throw new InvalidOperationException("An event does not carry its write's revision.");
-            }
-
-            // The history keeps its own Event objects: callers may reshape the ones they get.
-            logged[i] = new Event { Type = e.Type, Kv = e.Kv, PrevKv = e.PrevKv };
-        }
-
-        AppendHistory(new RevisionEntry(_revision, logged, [.. ctx.Records]));
+        AppendHistory(
+            _revision,
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Events)[ctx.FirstEventIndex..],
+            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Records));
     }
 
     /// <summary>Keys whose records fall in etcd's [key, range_end) interpretation.</summary>

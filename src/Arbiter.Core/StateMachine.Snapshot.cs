@@ -24,7 +24,7 @@ public sealed partial class StateMachine
             keys[i++] = new StateSnapshot.KeyImage(record.Key, record.LeaseId, [.. record.History]);
         }
 
-        var compactEntry = _history.Count > 0 && _history[0].Revision == _compactMainRev ? _history[0] : null;
+        var compactEvents = _history.TakeWhile(c => c.Revision == _compactMainRev).Select(c => c.ToEvent()).ToArray();
         var leases = new StateSnapshot.LeaseImage[_leases.Count];
         i = 0;
         foreach (var lease in _leases.Values)
@@ -39,7 +39,7 @@ public sealed partial class StateMachine
             _appliedIndex,
             _sizeBytes,
             keys,
-            compactEntry?.Events ?? [],
+            compactEvents,
             leases,
             [.. _alarms],
             [.. _rememberedOrder.Select(id => (id, _rememberedResults[id]))]);
@@ -170,7 +170,7 @@ public sealed partial class StateMachine
         if (compactEvents.Length > 0)
         {
             var compactRecords = compactEvents.Select(e => _index.Get(e.Kv.Key) ?? new KeyRecord(e.Kv.Key)).ToArray();
-            _history.Add(new RevisionEntry(_compactMainRev, compactEvents, compactRecords));
+            AppendHistory(_compactMainRev, compactEvents, compactRecords);
         }
 
         var changes = new List<(long Main, int Sub, KeyRecord Record, int Index)>();
@@ -208,7 +208,7 @@ public sealed partial class StateMachine
                 touched[i - start] = record;
             }
 
-            AppendHistory(new RevisionEntry(changes[start].Main, events, touched));
+            AppendHistory(changes[start].Main, events, touched);
             start = end;
         }
     }
