@@ -186,30 +186,13 @@ public sealed partial class StateMachine
         }
 
         changes.Sort((a, b) => a.Main != b.Main ? a.Main.CompareTo(b.Main) : a.Sub.CompareTo(b.Sub));
-        var start = 0;
-        while (start < changes.Count)
+        foreach (var (main, _, record, index) in changes)
         {
-            var end = start;
-            while (end < changes.Count && changes[end].Main == changes[start].Main)
-            {
-                end++;
-            }
-
-            var events = new Event[end - start];
-            var touched = new KeyRecord[end - start];
-            for (var i = start; i < end; i++)
-            {
-                var (main, _, record, index) = changes[i];
-                var entry = record.History[index];
-                var prev = WatchPrevKv(record, entry.Kv, main - 1);
-                events[i - start] = entry.Kv != null
-                    ? new Event { Type = Event.Types.EventType.Put, Kv = entry.Kv, PrevKv = prev }
-                    : new Event { Type = Event.Types.EventType.Delete, Kv = new KeyValue { Key = record.Key, ModRevision = main }, PrevKv = prev };
-                touched[i - start] = record;
-            }
-
-            AppendHistory(changes[start].Main, events, touched);
-            start = end;
+            var kv = record.History[index].Kv;
+            var prev = WatchPrevKv(record, kv, main - 1);
+            _history.Add(kv != null
+                ? new HistoryChange(main, record, Event.Types.EventType.Put, kv, prev)
+                : new HistoryChange(main, record, Event.Types.EventType.Delete, new KeyValue { Key = record.Key, ModRevision = main }, prev));
         }
     }
 

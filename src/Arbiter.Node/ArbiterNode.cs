@@ -230,20 +230,15 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        try
+        foreach (var loop in new[] { _leaseLoop, _compactionLoop })
         {
-            await _leaseLoop.ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-        }
-
-        try
-        {
-            await _compactionLoop.ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
+            try
+            {
+                await loop.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
         }
 
         await _log.DisposeAsync().ConfigureAwait(false);

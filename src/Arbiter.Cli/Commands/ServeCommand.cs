@@ -157,38 +157,35 @@ internal static class ServeCommand
         var removed = node.Removed;
         await using (node.ConfigureAwait(false))
         {
-            if (removed.IsCancellationRequested)
+            // Found removed while starting: nothing to serve.
+            if (!removed.IsCancellationRequested)
             {
-                // Found removed while starting: nothing to serve.
-                logger.LogWarning(RemovedExitMessage);
-                return RemovedExitCode;
-            }
-
-            var app = ArbiterServer.Build(node, serverOptions, logging =>
-            {
-                logging.AddSimpleConsole(c =>
+                var app = ArbiterServer.Build(node, serverOptions, logging =>
                 {
-                    c.SingleLine = true;
-                    c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-                    c.UseUtcTimestamp = true;
-                });
-                logging.SetMinimumLevel(level);
-                logging.AddFilter("Microsoft.AspNetCore", level < LogLevel.Warning ? LogLevel.Warning : level);
+                    logging.AddSimpleConsole(c =>
+                    {
+                        c.SingleLine = true;
+                        c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                        c.UseUtcTimestamp = true;
+                    });
+                    logging.SetMinimumLevel(level);
+                    logging.AddFilter("Microsoft.AspNetCore", level < LogLevel.Warning ? LogLevel.Warning : level);
 
-                // While this category can log at all, ASP.NET Core starts an Activity per request
-                // (a trace id for log scopes, and a copy of the execution context): 15% of a put's
-                // allocations. It only logs request start and finish, at Information and Debug.
-                logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", level <= LogLevel.Debug ? level : LogLevel.None);
-            });
-            await using (app.ConfigureAwait(false))
-            {
-                await app.StartAsync(cancellationToken).ConfigureAwait(false);
-                logger.LogInformation(
-                    "arbiter serving the etcd v3 API on {Urls} — member {Name} ({MemberId:x16}), data {DataDirectory}, revision {Revision}",
-                    string.Join(",", serverOptions.ListenClientUrls), options.Name, node.MemberId, options.DataDirectory ?? "(in memory)", node.Revision);
-                using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, removed);
-                await app.WaitForShutdownAsync(stop.Token).ConfigureAwait(false);
-                logger.LogInformation("arbiter shutting down");
+                    // While this category can log at all, ASP.NET Core starts an Activity per request
+                    // (a trace id for log scopes, and a copy of the execution context): 15% of a put's
+                    // allocations. It only logs request start and finish, at Information and Debug.
+                    logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", level <= LogLevel.Debug ? level : LogLevel.None);
+                });
+                await using (app.ConfigureAwait(false))
+                {
+                    await app.StartAsync(cancellationToken).ConfigureAwait(false);
+                    logger.LogInformation(
+                        "arbiter serving the etcd v3 API on {Urls} — member {Name} ({MemberId:x16}), data {DataDirectory}, revision {Revision}",
+                        string.Join(",", serverOptions.ListenClientUrls), options.Name, node.MemberId, options.DataDirectory ?? "(in memory)", node.Revision);
+                    using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, removed);
+                    await app.WaitForShutdownAsync(stop.Token).ConfigureAwait(false);
+                    logger.LogInformation("arbiter shutting down");
+                }
             }
         }
 
