@@ -93,7 +93,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
             Assert.Contains(" added to cluster ", added.Stdout, StringComparison.Ordinal);
             Assert.Contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\"", added.Stdout, StringComparison.Ordinal);
             Assert.Contains($"{joiner.Name}={joiner.PeerUrl}", added.Stdout, StringComparison.Ordinal);
-            var joinerId = added.Lines[0].Split(' ')[1];
+            var joinerId = EtcdctlOutput.MemberId(added.Lines[0]);
 
             // etcd lists an added member that has not started with an empty name, on every member.
             foreach (var runner in new[] { viaLeader, viaFollower })
@@ -120,7 +120,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
 
             // An added member that never started can be removed (it would block every other change).
             var dropped = (await viaFollower.RunAsync("member", "remove", joinerId)).EnsureSuccess();
-            Assert.Contains($"Member {joinerId} removed from cluster", dropped.Stdout, StringComparison.Ordinal);
+            Assert.True(EtcdctlOutput.SaysRemoved(dropped.Stdout, joinerId), dropped.Stdout);
             Assert.DoesNotContain(joiner.PeerUrl, (await viaFollower.RunAsync("member", "list")).EnsureSuccess().Stdout, StringComparison.Ordinal);
 
             // Added again, then started: it joins.
@@ -131,7 +131,7 @@ public sealed class MembershipTests(ITestOutputHelper output)
             Assert.Contains($"{joinerId}, started, {joiner.Name}, {joiner.PeerUrl}, {joiner.Endpoint}, false", started.Lines);
 
             var removed = (await viaFollower.RunAsync("member", "remove", joinerId)).EnsureSuccess();
-            Assert.Contains($"Member {joinerId} removed from cluster", removed.Stdout, StringComparison.Ordinal);
+            Assert.True(EtcdctlOutput.SaysRemoved(removed.Stdout, joinerId), removed.Stdout);
             // Like etcd's, the removed member exits by itself.
             var exitCode = await joiner.WaitForExitAsync(ArbiterCluster.RemovedExitTimeout);
             Assert.True(exitCode == 0, $"removed {joiner.Name}: exit code {exitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none, still running"}\n{joiner.Log}");

@@ -1,9 +1,12 @@
 using Arbiter.Client;
 using Arbiter.Hosting;
+using Arbiter.Recipes.Tests.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Primitives;
 
 namespace Arbiter.Recipes.Tests.Contract;
@@ -33,6 +36,53 @@ public abstract partial class ContractSuite
             await reloaded.Task.Within();
             await client.DeleteAsync(Prefix + "cfg/Name");
             await TestSupport.EventuallyAsync(() => Task.FromResult(configuration["Name"] == null), TestSupport.Deadline, "deleted key gone from configuration");
+        }
+        finally
+        {
+            (configuration as IDisposable)?.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task Configuration_source_survives_a_value_options_cannot_bind()
+    {
+        var client = NewClient();
+        await client.PutAsync(Prefix + "cfg/Cache/MaxItems", "4");
+        using var logs = new CapturedLogs();
+        var configuration = new ConfigurationBuilder().AddArbiter(client, Prefix + "cfg", source => source.LoggerFactory = logs.Factory).Build();
+        try
+        {
+            var services = new ServiceCollection();
+            services.Configure<CacheOptions>(configuration.GetSection("Cache"));
+            await using var provider = services.BuildServiceProvider();
+            var options = provider.GetRequiredService<IOptionsMonitor<CacheOptions>>();
+            Assert.Equal(4, options.CurrentValue.MaxItems);
+
+            // Binding "bad" into an int throws inside the reload: logged once, with the key; the watch goes on.
+            await client.PutAsync(Prefix + "cfg/Cache/MaxItems", "bad");
+            await TestSupport.EventuallyAsync(() => Task.FromResult(logs.AtLeast(LogLevel.Error).Count == 1), TestSupport.Deadline, "the refused change logged");
+            Assert.Equal("bad", configuration["Cache:MaxItems"]);
+            var error = Assert.Single(logs.AtLeast(LogLevel.Error));
+            Assert.Contains("Cache:MaxItems", error, StringComparison.Ordinal);
+            Assert.Contains("'Cache:MaxItems'", error, StringComparison.Ordinal);
+
+            await client.PutAsync(Prefix + "cfg/Cache/MaxItems", "8");
+            // Until the monitor rebinds, CurrentValue rethrows the cached binding failure of "bad".
+            bool Delivered()
+            {
+                try
+                {
+                    return options.CurrentValue.MaxItems == 8;
+                }
+                catch (InvalidOperationException)
+                {
+                    return false;
+                }
+            }
+
+            await TestSupport.EventuallyAsync(() => Task.FromResult(Delivered()), TestSupport.Deadline, "the next valid value delivered to the options");
+            Assert.Single(logs.AtLeast(LogLevel.Error));
+            Assert.Equal(1, ((IConfigurationRoot)configuration).Providers.OfType<ArbiterConfigurationProvider>().Single().RejectedReloadCount);
         }
         finally
         {
@@ -92,4 +142,10 @@ public abstract partial class ContractSuite
         Assert.Equal(["http://127.0.0.1:1", "http://127.0.0.1:2"], options.Endpoints);
         Assert.Equal(1234, options.CallTimeoutMs);
     }
+}
+
+/// <summary>Options bound from the live configuration in the hosting tests.</summary>
+public sealed class CacheOptions
+{
+    public int MaxItems { get; set; }
 }
