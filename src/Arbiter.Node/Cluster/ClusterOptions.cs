@@ -36,7 +36,7 @@ public sealed record ClusterOptions
     /// <summary>
     /// How long one Raft request to another member (vote, pre-vote, append entries) and one
     /// connection attempt may take before that member counts as unavailable, in ms; 0 derives it
-    /// from the timing: the largest of 150 ms, two heartbeats and a quarter of the election timeout.
+    /// from the timing: the largest of 200 ms, two heartbeats and a quarter of the election timeout.
     /// DotNext's candidate waits for every member's answer before it counts the votes, so this
     /// bounds how long a dead, stopped or cut-off member delays an election (once for the
     /// pre-vote, once for the vote, once for the new leader's first round). It must stay well below
@@ -50,7 +50,7 @@ public sealed record ClusterOptions
         : Math.Max(PeerRequestTimeoutMinMs, Math.Max(2 * HeartbeatIntervalMs, ElectionTimeoutMs / 4));
 
     /// <summary>Floor of the derived Raft request timeout: below it, a busy machine's pauses make members look unavailable and leaders step down.</summary>
-    private const int PeerRequestTimeoutMinMs = 150;
+    private const int PeerRequestTimeoutMinMs = 200;
 
     /// <summary>The upper end of the randomized election timeout, in ms.</summary>
     public int ElectionTimeoutUpperMs => ElectionTimeoutMs + (ElectionTimeoutMs / 2);
