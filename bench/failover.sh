@@ -8,7 +8,7 @@
 #   isolate  iptables drops its packets to and from the other members for FAULT_MS, then heals
 # Reports per fault kind the write outage (fault -> first acknowledged write sent after it) p50/max
 # and how the requests through the surviving members during the outages ended (deadline vs error).
-# Needs root (iptables owner match; each member runs under its own uid through setpriv).
+# Needs root (iptables owner and connmark matches; each member runs under its own uid through setpriv).
 #
 # Writes bench/results/failover-<timestamp>/{results.md,results.json,machine.md,raw/*}.
 # Usage: bench/failover.sh            (SEED=12 ROUNDS=4 KINDS="kill stop isolate" FAULT_MS=3000)
@@ -36,12 +36,12 @@ LOAD_PID=""
 log() { echo "[failover $(date -u +%H:%M:%S.%3N)] $*" >&2; }
 now_ms() { date +%s%3N; }
 
-heal_all() {
-  # Removes every rule this run added (each carries the comment tag).
-  iptables -w 10 -S OUTPUT 2>/dev/null | grep -- "$TAG" | sed 's/^-A /-D /' | while read -r rule; do
-    eval "iptables -w 10 $rule" || true
+remove_rules() { # table: removes every rule of this run (each carries the comment tag) from it
+  iptables -w 10 -t "$1" -S OUTPUT 2>/dev/null | grep -- "$TAG" | sed 's/^-A /-D /' | while read -r rule; do
+    eval "iptables -w 10 -t $1 $rule" || true
   done
 }
+heal_all() { remove_rules filter; }
 stop_members() {
   local i
   for i in 0 1 2; do
@@ -55,6 +55,7 @@ stop_members() {
 }
 cleanup() {
   heal_all
+  remove_rules mangle
   if [ -n "$LOAD_PID" ]; then kill "$LOAD_PID" 2>/dev/null || true; fi
   stop_members
   rm -rf "$WORK"
@@ -137,12 +138,24 @@ wait_healthy() { # system: a leader agreed and a write through every member ackn
   log "$system did not become healthy"; return 1
 }
 
+# Every connection is marked with the uid of the member that opened it, so that isolate() can also
+# drop what flows back on connections the other side opened: etcd streams Raft messages over the
+# response of a connection its peer opened, which a destination-port rule alone does not catch.
+mark_connections() {
+  local i
+  for i in 0 1 2; do
+    iptables -w 10 -t mangle -I OUTPUT 1 -m conntrack --ctstate NEW -m owner --uid-owner $((UID_BASE + i)) -m comment --comment "$TAG" -j CONNMARK --set-mark $((UID_BASE + i))
+  done
+}
+
 isolate() { # system index
   local system=$1 i=$2 j others=""
   for j in 0 1 2; do
     if [ "$j" != "$i" ]; then
       others="$others,${PEER_PORT[$system$j]},${CLIENT_PORT[$system$j]}"
       iptables -w 10 -I OUTPUT 1 -p tcp -m owner --uid-owner $((UID_BASE + j)) -m multiport --dports "${PEER_PORT[$system$i]},${CLIENT_PORT[$system$i]}" -m comment --comment "$TAG" -j DROP
+      iptables -w 10 -I OUTPUT 1 -p tcp -m owner --uid-owner $((UID_BASE + j)) -m connmark --mark $((UID_BASE + i)) -m comment --comment "$TAG" -j DROP
+      iptables -w 10 -I OUTPUT 1 -p tcp -m owner --uid-owner $((UID_BASE + i)) -m connmark --mark $((UID_BASE + j)) -m comment --comment "$TAG" -j DROP
     fi
   done
   iptables -w 10 -I OUTPUT 1 -p tcp -m owner --uid-owner $((UID_BASE + i)) -m multiport --dports "${others#,}" -m comment --comment "$TAG" -j DROP
@@ -153,6 +166,8 @@ isolate() { # system index
 run_system() { # system
   local system=$1 round kind i leader fault_ms heal_ms gap_ms
   log "$system: starting 3 members (uids $UID_BASE..$((UID_BASE + 2)))"
+  remove_rules mangle
+  mark_connections
   for i in 0 1 2; do start_member "$system" "$i"; done
   wait_healthy "$system"
   rm -f "$WORK/stop-load"
@@ -163,8 +178,11 @@ run_system() { # system
   echo "kind,endpoint,fault_ms,heal_ms" >"$OUT/raw/$system-faults.csv"
   RANDOM=$SEED
   for round in $(seq 1 "$ROUNDS"); do
-    # The kinds in a seeded order each round, with a seeded pause before each fault.
-    for kind in $(for k in $KINDS; do echo "$RANDOM $k"; done | sort -n | cut -d' ' -f2); do
+    # The kinds in a seeded order each round, with a seeded pause before each fault. RANDOM is
+    # drawn in this shell only: bash reseeds it in every subshell.
+    local keyed=() k
+    for k in $KINDS; do keyed+=("$RANDOM $k"); done
+    for kind in $(printf '%s\n' "${keyed[@]}" | sort -n | cut -d' ' -f2); do
       gap_ms=$((2000 + RANDOM % 2000))
       sleep "$(printf '%d.%03d' $((gap_ms / 1000)) $((gap_ms % 1000)))"
       wait_healthy "$system"

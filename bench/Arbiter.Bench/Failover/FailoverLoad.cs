@@ -48,6 +48,11 @@ public static class FailoverLoad
             {
                 HttpHandler = new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromMilliseconds(deadlineMs), PooledConnectionIdleTimeout = Timeout.InfiniteTimeSpan },
                 DisposeHttpClient = true,
+
+                // Reconnect every 100 ms while a member is down, so that "serves again" measures
+                // the member, not the client's exponential reconnect backoff.
+                InitialReconnectBackoff = TimeSpan.FromMilliseconds(100),
+                MaxReconnectBackoff = TimeSpan.FromMilliseconds(100),
             });
             channels.Add(channel);
             records[client] = [];

@@ -70,6 +70,8 @@ public static class FailoverReport
             var kind = parts[0];
             var endpoint = int.Parse(parts[1], CultureInfo.InvariantCulture);
             var faultMs = long.Parse(parts[2], CultureInfo.InvariantCulture);
+            var healMs = long.Parse(parts[3], CultureInfo.InvariantCulture);
+            var firstServedAfterHeal = requests.Where(r => r.Endpoint == endpoint && r.Outcome == "ok" && r.StartMs >= healMs).Select(r => (long?)r.EndMs).Min();
             var firstAck = requests.Where(r => r.Outcome == "ok" && r.StartMs >= faultMs).Select(r => (long?)r.EndMs).Min();
             var outageMs = firstAck is { } ack ? ack - faultMs : (long?)null;
             var windowEnd = firstAck ?? long.MaxValue;
@@ -84,6 +86,7 @@ public static class FailoverReport
                 window.Count,
                 window.Count(r => r.Outcome == "ok"),
                 window.Count(r => r.Outcome == "deadline"),
+                firstServedAfterHeal is { } served ? served - healMs : null,
                 window.Where(r => r.Outcome is not ("ok" or "deadline")).GroupBy(r => r.Outcome).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal)));
         }
 
@@ -91,6 +94,7 @@ public static class FailoverReport
         {
             var outages = g.Where(f => f.OutageMs is not null).Select(f => f.OutageMs!.Value).Order().ToList();
             var requestsInWindows = g.Sum(f => f.Requests);
+            var rejoins = g.Where(f => f.RejoinMs is not null).Select(f => f.RejoinMs!.Value).Order().ToList();
             var deadlines = g.Sum(f => f.Deadlines);
             var errors = g.Sum(f => f.Errors.Values.Sum());
             return new KindSummary(
@@ -103,7 +107,9 @@ public static class FailoverReport
                 deadlines,
                 errors,
                 requestsInWindows == 0 ? 0 : (double)deadlines / requestsInWindows,
-                deadlines + errors == 0 ? 0 : (double)deadlines / (deadlines + errors));
+                deadlines + errors == 0 ? 0 : (double)deadlines / (deadlines + errors),
+                rejoins.Count == 0 ? null : rejoins[(rejoins.Count - 1) / 2],
+                rejoins.Count == 0 ? null : rejoins[^1]);
         }).OrderBy(k => k.Kind, StringComparer.Ordinal).ToList();
         return new SystemSummary(label, requests.Count, kinds, faults);
     }
@@ -121,15 +127,15 @@ public static class FailoverReport
     private static string Markdown(IReadOnlyList<SystemSummary> systems)
     {
         var text = new StringBuilder();
-        text.AppendLine("| system | fault | faults | outage p50 ms | outage max ms | no recovery | requests in outages | deadline-exceeded | errors | deadline share of requests | deadline share of failures |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| system | fault | faults | outage p50 ms | outage max ms | no recovery | requests in outages | deadline-exceeded | errors | deadline share of requests | deadline share of failures | faulted member serves again p50 / max ms |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var system in systems)
         {
             foreach (var k in system.Kinds)
             {
                 text.AppendLine(string.Create(
                     CultureInfo.InvariantCulture,
-                    $"| {system.Label} | {k.Kind} | {k.Faults} | {k.OutageP50Ms?.ToString(CultureInfo.InvariantCulture) ?? "-"} | {k.OutageMaxMs?.ToString(CultureInfo.InvariantCulture) ?? "-"} | {k.Unrecovered} | {k.Requests} | {k.Deadlines} | {k.Errors} | {k.DeadlineShareOfRequests:P0} | {k.DeadlineShareOfFailures:P0} |"));
+                    $"| {system.Label} | {k.Kind} | {k.Faults} | {k.OutageP50Ms?.ToString(CultureInfo.InvariantCulture) ?? "-"} | {k.OutageMaxMs?.ToString(CultureInfo.InvariantCulture) ?? "-"} | {k.Unrecovered} | {k.Requests} | {k.Deadlines} | {k.Errors} | {k.DeadlineShareOfRequests:P0} | {k.DeadlineShareOfFailures:P0} | {k.RejoinP50Ms?.ToString(CultureInfo.InvariantCulture) ?? "-"} / {k.RejoinMaxMs?.ToString(CultureInfo.InvariantCulture) ?? "-"} |"));
             }
         }
 
@@ -174,7 +180,9 @@ public sealed record SystemSummary(string Label, int Requests, IReadOnlyList<Kin
 /// <param name="Errors">Of those, answered with an error.</param>
 /// <param name="DeadlineShareOfRequests">Deadlines / requests.</param>
 /// <param name="DeadlineShareOfFailures">Deadlines / (deadlines + errors).</param>
-public sealed record KindSummary(string Kind, int Faults, long? OutageP50Ms, long? OutageMaxMs, int Unrecovered, int Requests, int Deadlines, int Errors, double DeadlineShareOfRequests, double DeadlineShareOfFailures);
+/// <param name="RejoinP50Ms">Median time from the heal (restart, SIGCONT, partition healed) to the first acknowledged write through the faulted member.</param>
+/// <param name="RejoinMaxMs">Longest such time.</param>
+public sealed record KindSummary(string Kind, int Faults, long? OutageP50Ms, long? OutageMaxMs, int Unrecovered, int Requests, int Deadlines, int Errors, double DeadlineShareOfRequests, double DeadlineShareOfFailures, long? RejoinP50Ms, long? RejoinMaxMs);
 
 /// <summary>One fault.</summary>
 /// <param name="Kind">kill, stop or isolate.</param>
@@ -184,5 +192,6 @@ public sealed record KindSummary(string Kind, int Faults, long? OutageP50Ms, lon
 /// <param name="Requests">Requests through surviving members during the outage.</param>
 /// <param name="Acknowledged">Of those, acknowledged.</param>
 /// <param name="Deadlines">Of those, cut by the client's deadline.</param>
+/// <param name="RejoinMs">From the heal to the first acknowledged write (sent after the heal) through the faulted member; null if none.</param>
 /// <param name="Errors">Of those, answered with an error, by status and message.</param>
-public sealed record FaultResult(string Kind, int Endpoint, long FaultMs, long? OutageMs, int Requests, int Acknowledged, int Deadlines, IReadOnlyDictionary<string, int> Errors);
+public sealed record FaultResult(string Kind, int Endpoint, long FaultMs, long? OutageMs, int Requests, int Acknowledged, int Deadlines, long? RejoinMs, IReadOnlyDictionary<string, int> Errors);

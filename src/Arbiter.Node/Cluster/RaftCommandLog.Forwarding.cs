@@ -124,10 +124,13 @@ internal sealed partial class RaftCommandLog
         {
             return await leader.GetMetadataAsync(refresh: false, attempt.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested
-            && e is DotNext.Net.Cluster.MemberUnavailableException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is DotNext.Net.Cluster.MemberUnavailableException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            return null;
+            // Cut by the caller's wait (DotNext reports that as the member being unavailable):
+            // the caller's cancellation, so it answers "no leader" rather than an unknown error.
+            return cancellationToken.IsCancellationRequested
+                ? throw new OperationCanceledException("Waiting for the leader's metadata was cut.", e, cancellationToken)
+                : null;
         }
     }
 
