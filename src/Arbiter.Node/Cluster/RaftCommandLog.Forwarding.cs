@@ -30,8 +30,18 @@ internal sealed partial class RaftCommandLog
     /// <summary>A token cancelled at the next leader change (taken before reading the leader, so no change is missed).</summary>
     private CancellationToken LeaderEpoch => Volatile.Read(ref _leaderEpoch).Token;
 
+    /// <summary>The leader the current epoch belongs to (null: none).</summary>
+    private System.Net.EndPoint? _epochLeader;
+
     private void OnLeaderChanged(RaftClusterMember? leader)
     {
+        // DotNext may announce the same leader again: calls in flight to it go on.
+        var endPoint = leader?.EndPoint;
+        if (Equals(Interlocked.Exchange(ref _epochLeader, endPoint), endPoint) && endPoint is not null)
+        {
+            return;
+        }
+
         var previous = Interlocked.Exchange(ref _leaderEpoch, new CancellationTokenSource());
 
         // Not disposed: requests may still be linking to its token; it holds no timer.
@@ -193,6 +203,42 @@ internal sealed partial class RaftCommandLog
         catch (RpcException e) when (cancellationToken.IsCancellationRequested)
         {
             throw CallCut(e, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// Runs a read-only <paramref name="call"/> on the leader's client URL; null when this member
+    /// leads (the caller answers itself). Transport failures and leader changes are retried within
+    /// one leader wait, then "etcdserver: no leader".
+    /// </summary>
+    public async Task<T?> CallLeaderAsync<T>(Func<GrpcChannel, CancellationToken, Task<T>> call, CancellationToken cancellationToken)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        var leaderless = new LeaderlessClock(_cluster.EffectiveLeaderWaitTimeoutMs);
+        while (true)
+        {
+            var (url, epoch) = await LeaderClientUrlAsync(leaderless.Remaining, cancellationToken).ConfigureAwait(false);
+            if (url is null)
+            {
+                return null;
+            }
+
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, epoch);
+            try
+            {
+                return await call(ChannelTo(url), attempt.Token).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (IsRetryable(e, cancellationToken))
+            {
+                leaderless.Start();
+                if (leaderless.Expired)
+                {
+                    throw new EtcdException(EtcdError.NoLeader);
+                }
+
+                await DelayUnlessLeaderChangedAsync(epoch, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 

@@ -87,6 +87,14 @@ internal sealed partial class RaftCommandLog
                     return answer;
                 }
 
+                // The leader this member forwarded to was lost while the command may have reached
+                // it: answer at once (outcome unknown), as etcd does, so that the client decides
+                // instead of waiting for the next leader past its own deadline.
+                if (handedOff && epoch.IsCancellationRequested)
+                {
+                    throw new EtcdException(EtcdError.TimeoutDueToLeaderFail);
+                }
+
                 leaderless.Start();
                 if (leaderless.Expired)
                 {
