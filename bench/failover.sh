@@ -37,7 +37,7 @@ log() { echo "[failover $(date -u +%H:%M:%S.%3N)] $*" >&2; }
 now_ms() { date +%s%3N; }
 
 remove_rules() { # table: removes every rule of this run (each carries the comment tag) from it
-  iptables -w 10 -t "$1" -S OUTPUT 2>/dev/null | grep -- "$TAG" | sed 's/^-A /-D /' | while read -r rule; do
+  { iptables -w 10 -t "$1" -S OUTPUT 2>/dev/null | grep -- "$TAG" || true; } | sed 's/^-A /-D /' | while read -r rule; do
     eval "iptables -w 10 -t $1 $rule" || true
   done
 }
