@@ -81,11 +81,7 @@ free_port() {
   done
 }
 
-# Ports are drawn before the schedule's seed is set, so the schedule is the same for both systems.
 declare -A CLIENT_PORT PEER_PORT
-for system in $SYSTEMS; do
-  for i in 0 1 2; do CLIENT_PORT[$system$i]=$(free_port); PEER_PORT[$system$i]=$(free_port); done
-done
 
 start_member() { # system index
   local system=$1 i=$2 uid=$((UID_BASE + $2)) dir="$WORK/$1/m$2"
@@ -165,6 +161,9 @@ isolate() { # system index
 
 run_system() { # system
   local system=$1 round kind i leader fault_ms heal_ms gap_ms
+  # Drawn just before use (other test runs take ports meanwhile), and before the schedule's seed is
+  # set, so the schedule is the same for both systems.
+  for i in 0 1 2; do CLIENT_PORT[$system$i]=$(free_port); PEER_PORT[$system$i]=$(free_port); done
   log "$system: starting 3 members (uids $UID_BASE..$((UID_BASE + 2)))"
   remove_rules mangle
   mark_connections
