@@ -76,6 +76,8 @@ public sealed record EtcdError(ErrorStatusCode StatusCode, string Message)
     public static readonly EtcdError NotLeader = new(ErrorStatusCode.FailedPrecondition, "etcdserver: not leader");
     /// <summary>Leadership moved while the request was in flight.</summary>
     public static readonly EtcdError LeaderChanged = new(ErrorStatusCode.Unavailable, "etcdserver: leader changed");
+    /// <summary>A write handed to a leader that was then lost (killed, stopped, cut off) before it was known to commit: outcome unknown (it may still commit).</summary>
+    public static readonly EtcdError TimeoutDueToLeaderFail = new(ErrorStatusCode.Unavailable, "etcdserver: request timed out, possibly due to previous leader failure");
     /// <summary>A member with these peer URLs already exists.</summary>
     public static readonly EtcdError PeerUrlExists = new(ErrorStatusCode.FailedPrecondition, "etcdserver: Peer URLs already exists");
     /// <summary>Member URLs that do not parse.</summary>

@@ -68,11 +68,11 @@ public sealed partial class ArbiterNode
         if (_raft is not null && !_raft.IsLeader)
         {
             // Remaining TTL is measured on the leader's clock: ask the leader, as etcd does.
-            var url = await _raft.LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
-            if (url is not null)
+            var forwarded = await _raft.CallLeaderAsync(
+                (channel, token) => new Protocol.Internal.Peer.PeerClient(channel).LeaseTimeToLiveAsync(request, cancellationToken: token).ResponseAsync,
+                cancellationToken).ConfigureAwait(false);
+            if (forwarded is not null)
             {
-                var forwarded = await new Protocol.Internal.Peer.PeerClient(_raft.ChannelTo(url))
-                    .LeaseTimeToLiveAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
                 FillHeader(forwarded.Header);
                 return forwarded;
             }

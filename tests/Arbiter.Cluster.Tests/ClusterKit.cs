@@ -206,6 +206,9 @@ internal static class ClusterKit
 /// <summary>A write the cluster acknowledged: what, where, at which revision, answered by whom in which term.</summary>
 internal sealed record AckedWrite(string Key, string Value, long Revision, ulong MemberId, ulong Term, string AnsweredBy, TimeSpan SentAt, TimeSpan AckedAt);
 
+/// <summary>A write that failed: when it was sent and answered (on the writers' clock), by whom, and with what status.</summary>
+internal sealed record FailedWrite(string Key, string Via, TimeSpan SentAt, TimeSpan FailedAt, Grpc.Core.StatusCode StatusCode, string Detail);
+
 /// <summary>
 /// Clients writing unique keys continuously and recording every acknowledged write. By default each
 /// writer starts on its own member and moves to the next running member when a call fails (as etcd
@@ -221,6 +224,7 @@ internal sealed class Writers : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Task> _loops = [];
     private readonly Stopwatch _clock;
+    private readonly TimeSpan _callDeadline;
 
     /// <param name="cluster">Whose logs a timeout shows.</param>
     /// <param name="prefix">Every key starts with it.</param>
@@ -228,8 +232,10 @@ internal sealed class Writers : IAsyncDisposable
     /// <param name="clock">The clock <see cref="AckedWrite.SentAt"/> and <see cref="AckedWrite.AckedAt"/> are read from; a new one if null.</param>
     /// <param name="targets">The members to write through, asked before each write; every member of the cluster if null.</param>
     /// <param name="rotate">Each write to the next target (true), or stay on one until a call fails (false).</param>
-    public Writers(ArbiterCluster cluster, string prefix, int count = 1, Stopwatch? clock = null, Func<IReadOnlyList<ArbiterClusterMember>>? targets = null, bool rotate = false)
+    /// <param name="callDeadline">Each write's client deadline; 15 s if null.</param>
+    public Writers(ArbiterCluster cluster, string prefix, int count = 1, Stopwatch? clock = null, Func<IReadOnlyList<ArbiterClusterMember>>? targets = null, bool rotate = false, TimeSpan? callDeadline = null)
     {
+        _callDeadline = callDeadline ?? TimeSpan.FromSeconds(15);
         _cluster = cluster;
         _prefix = prefix;
         _clock = clock ?? Stopwatch.StartNew();
@@ -245,6 +251,9 @@ internal sealed class Writers : IAsyncDisposable
     public ConcurrentQueue<AckedWrite> Acked { get; } = new();
 
     public ConcurrentQueue<string> Failures { get; } = new();
+
+    /// <summary>Every failed write with its status, for tests that judge how writes fail.</summary>
+    public ConcurrentQueue<FailedWrite> FailedCalls { get; } = new();
 
     /// <summary>Writes by one writer must get increasing revisions (each starts after the previous one was acknowledged).</summary>
     public ConcurrentQueue<string> Violations { get; } = new();
@@ -306,7 +315,7 @@ internal sealed class Writers : IAsyncDisposable
 
                 var response = await new KV.KVClient(channel).PutAsync(
                     new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes(value) },
-                    deadline: DateTime.UtcNow.AddSeconds(15),
+                    deadline: DateTime.UtcNow + _callDeadline,
                     cancellationToken: _stop.Token);
                 var acked = _clock.Elapsed;
                 if (response.Header.Revision <= lastRevision)
@@ -325,6 +334,7 @@ internal sealed class Writers : IAsyncDisposable
             catch (RpcException e) when (!_stop.IsCancellationRequested)
             {
                 Failures.Enqueue($"{_clock.Elapsed.TotalMilliseconds:F0} ms writer {writer} via {member.Name}: {e.StatusCode} {e.Status.Detail}");
+                FailedCalls.Enqueue(new FailedWrite(key, member.Name, sent, _clock.Elapsed, e.StatusCode, e.Status.Detail));
                 at++;
                 if (_rotate)
                 {

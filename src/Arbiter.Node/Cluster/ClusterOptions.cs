@@ -25,11 +25,47 @@ public sealed record ClusterOptions
     /// <summary>Leader heartbeat interval in ms (<c>--heartbeat-interval</c>).</summary>
     public int HeartbeatIntervalMs { get; init; } = 100;
 
-    /// <summary>Election timeout in ms (<c>--election-timeout</c>); a follower waits between this and twice this before campaigning.</summary>
+    /// <summary>
+    /// Election timeout in ms (<c>--election-timeout</c>); a follower waits between this and one and
+    /// a half times this before campaigning (etcd: up to twice). DotNext grants a (pre-)vote only
+    /// once the voter's own randomized timeout has passed, so an election waits for the slowest
+    /// surviving follower's timer: a narrower range shortens every election (issue #12).
+    /// </summary>
     public int ElectionTimeoutMs { get; init; } = 1000;
 
-    /// <summary>How long a request waits for a leader to be known before failing with "etcdserver: no leader".</summary>
-    public int LeaderWaitTimeoutMs { get; init; } = 3000;
+    /// <summary>
+    /// How long one Raft request to another member (vote, pre-vote, append entries) and one
+    /// connection attempt may take before that member counts as unavailable, in ms; 0 derives it
+    /// from the timing: the largest of 200 ms, two heartbeats and a quarter of the election timeout.
+    /// DotNext's candidate waits for every member's answer before it counts the votes, so this
+    /// bounds how long a dead, stopped or cut-off member delays an election (once for the
+    /// pre-vote, once for the vote, once for the new leader's first round). It must stay well below
+    /// the election timeout, or the candidate's own timeout ends the election first.
+    /// </summary>
+    public int PeerRequestTimeoutMs { get; init; }
+
+    /// <summary>The Raft request timeout in effect: <see cref="PeerRequestTimeoutMs"/>, or the one derived from the timing.</summary>
+    public int EffectivePeerRequestTimeoutMs => PeerRequestTimeoutMs > 0
+        ? PeerRequestTimeoutMs
+        : Math.Max(PeerRequestTimeoutMinMs, Math.Max(2 * HeartbeatIntervalMs, ElectionTimeoutMs / 4));
+
+    /// <summary>Floor of the derived Raft request timeout: below it, a busy machine's pauses make members look unavailable and leaders step down.</summary>
+    private const int PeerRequestTimeoutMinMs = 200;
+
+    /// <summary>The upper end of the randomized election timeout, in ms.</summary>
+    public int ElectionTimeoutUpperMs => ElectionTimeoutMs + (ElectionTimeoutMs / 2);
+
+    /// <summary>
+    /// How long a request may go without a reachable leader (none known, or the one known does not
+    /// answer) before it fails, in ms; 0 means one election timeout. It then fails with "etcdserver:
+    /// no leader" if it never reached a leader (it did not happen), or "etcdserver: request timed
+    /// out, possibly due to previous leader failure" if it may have (outcome unknown). Short, so
+    /// that clients retry elsewhere instead of waiting out their own deadline.
+    /// </summary>
+    public int LeaderWaitTimeoutMs { get; init; }
+
+    /// <summary>The leader wait in effect: <see cref="LeaderWaitTimeoutMs"/>, or the election timeout.</summary>
+    public int EffectiveLeaderWaitTimeoutMs => LeaderWaitTimeoutMs > 0 ? LeaderWaitTimeoutMs : ElectionTimeoutMs;
 
     /// <summary>
     /// Longest a write or linearizable read may take before failing with "etcdserver: request

@@ -19,22 +19,88 @@ internal sealed partial class RaftCommandLog
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
 
     /// <summary>
+    /// Cancelled (and replaced) whenever this member's view of the leader changes: a call forwarded
+    /// to a leader that is then lost is cut at once instead of hanging on a stopped or cut-off process.
+    /// </summary>
+    private CancellationTokenSource _leaderEpoch = new();
+
+    /// <summary>Set once the forwarding path to the first remote leader has been warmed up.</summary>
+    private int _forwardingWarmed;
+
+    /// <summary>A token cancelled at the next leader change (taken before reading the leader, so no change is missed).</summary>
+    private CancellationToken LeaderEpoch => Volatile.Read(ref _leaderEpoch).Token;
+
+    /// <summary>The leader the current epoch belongs to (null: none).</summary>
+    private System.Net.EndPoint? _epochLeader;
+
+    private void OnLeaderChanged(RaftClusterMember? leader)
+    {
+        // DotNext may announce the same leader again: calls in flight to it go on.
+        var endPoint = leader?.EndPoint;
+        if (Equals(Interlocked.Exchange(ref _epochLeader, endPoint), endPoint) && endPoint is not null)
+        {
+            return;
+        }
+
+        var previous = Interlocked.Exchange(ref _leaderEpoch, new CancellationTokenSource());
+
+        // Not disposed: requests may still be linking to its token; it holds no timer.
+        previous.Cancel();
+        if (leader is { IsRemote: true } && Interlocked.Exchange(ref _forwardingWarmed, 1) == 0)
+        {
+            _ = Task.Run(WarmForwardingAsync);
+        }
+    }
+
+    /// <summary>
+    /// Fetches the leader's client URL, opens the channel to it and makes one ReadIndex call, so
+    /// that a member's first forwarded request after it starts does not pay for the connection,
+    /// the metadata round trip and the compilation of the forwarding path.
+    /// </summary>
+    private async Task WarmForwardingAsync()
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_halted.Token);
+            timeout.CancelAfter(_cluster.RequestTimeoutMs);
+            if (await LeaderClientUrlAsync(timeout.Token).ConfigureAwait(false) is { } url)
+            {
+                await new Peer.PeerClient(ChannelTo(url)).ReadIndexAsync(new ReadIndexRequest(), cancellationToken: timeout.Token).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is RpcException or EtcdException or OperationCanceledException or ObjectDisposedException)
+        {
+            _logger.LogDebug("Warming up forwarding to the leader failed: {Message}", e.Message);
+            Volatile.Write(ref _forwardingWarmed, 0);
+        }
+    }
+
+    /// <summary>
     /// The leader's client URL, or null when this member leads. Waits up to
-    /// <see cref="ClusterOptions.LeaderWaitTimeoutMs"/> for a leader whose metadata answers, then
-    /// fails with "etcdserver: no leader".
+    /// <see cref="ClusterOptions.EffectiveLeaderWaitTimeoutMs"/> for a leader whose metadata answers,
+    /// then fails with "etcdserver: no leader".
     /// </summary>
     public async Task<string?> LeaderClientUrlAsync(CancellationToken cancellationToken)
+        => (await LeaderClientUrlAsync(TimeSpan.FromMilliseconds(_cluster.EffectiveLeaderWaitTimeoutMs), cancellationToken).ConfigureAwait(false)).Url;
+
+    /// <summary>
+    /// The leader's client URL (null when this member leads) and a token cancelled when the leader
+    /// changes. Waits up to <paramref name="waitMax"/> for a leader whose metadata answers, then
+    /// fails with "etcdserver: no leader".
+    /// </summary>
+    private async Task<(string? Url, CancellationToken Epoch)> LeaderClientUrlAsync(TimeSpan waitMax, CancellationToken cancellationToken)
     {
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        wait.CancelAfter(_cluster.LeaderWaitTimeoutMs);
+        wait.CancelAfter(waitMax < TimeSpan.Zero ? TimeSpan.Zero : waitMax);
         try
         {
             while (true)
             {
-                var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(TimeSpan.FromMilliseconds(_cluster.LeaderWaitTimeoutMs), wait.Token).ConfigureAwait(false);
+                var epoch = LeaderEpoch;
+                var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(Timeout.InfiniteTimeSpan, wait.Token).ConfigureAwait(false);
                 if (!leader.IsRemote)
                 {
-                    return null;
+                    return (null, epoch);
                 }
 
                 if (await TryLeaderMetadataAsync(leader, wait.Token).ConfigureAwait(false) is { } metadata)
@@ -45,7 +111,7 @@ internal sealed partial class RaftCommandLog
                     }
 
                     return metadata.TryGetValue(MetadataClientUrls, out var urls) && urls.Split(',', StringSplitOptions.RemoveEmptyEntries) is [var first, ..]
-                        ? first
+                        ? (first, epoch)
                         : throw new EtcdException(EtcdError.NoLeader);
                 }
 
@@ -68,10 +134,13 @@ internal sealed partial class RaftCommandLog
         {
             return await leader.GetMetadataAsync(refresh: false, attempt.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested
-            && e is DotNext.Net.Cluster.MemberUnavailableException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception e) when (e is DotNext.Net.Cluster.MemberUnavailableException or IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            return null;
+            // Cut by the caller's wait (DotNext reports that as the member being unavailable):
+            // the caller's cancellation, so it answers "no leader" rather than an unknown error.
+            return cancellationToken.IsCancellationRequested
+                ? throw new OperationCanceledException("Waiting for the leader's metadata was cut.", e, cancellationToken)
+                : null;
         }
     }
 
@@ -83,18 +152,52 @@ internal sealed partial class RaftCommandLog
         MaxSendMessageSize = null,
     }));
 
-    /// <summary>Sends the command to the leader at <paramref name="url"/>; null when the caller should retry (leader moved, transport failure).</summary>
-    private async Task<(CommandResult Result, long RaftIndex)?> TryForwardAsync(string url, Command command, CancellationToken cancellationToken)
+    /// <summary>
+    /// Sends the command to the leader at <paramref name="url"/>. Null when the caller should retry:
+    /// the leader moved, the transport failed, or <paramref name="epoch"/> ended (this member's view
+    /// of the leader changed while the call waited). <paramref name="delivered"/> tells whether the
+    /// command may have reached a leader (false only when the connection could not be made).
+    /// </summary>
+    private async Task<(CommandResult Result, long RaftIndex)?> TryForwardAsync(string url, Command command, Action<bool> delivered, CancellationToken epoch, CancellationToken cancellationToken)
     {
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, epoch);
         try
         {
-            var reply = await new Peer.PeerClient(ChannelTo(url)).ProposeAsync(command, cancellationToken: cancellationToken).ConfigureAwait(false);
+            var reply = await new Peer.PeerClient(ChannelTo(url)).ProposeAsync(command, cancellationToken: attempt.Token).ConfigureAwait(false);
+            delivered(true);
             return (reply.Result, reply.RaftIndex);
         }
         catch (RpcException e) when (IsRetryable(e, cancellationToken))
         {
-            _logger.LogDebug("Forwarding to {Url} failed ({Status}); retrying", url, e.Status.Detail);
-            await Task.Delay(RetryDelayMs, cancellationToken).ConfigureAwait(false);
+            delivered(!IsConnectFailure(e));
+            _logger.LogDebug("Forwarding to {Url} failed ({Status}); retrying", url, epoch.IsCancellationRequested ? "leader changed" : e.Status.Detail);
+            await DelayUnlessLeaderChangedAsync(epoch, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+        catch (RpcException e) when (cancellationToken.IsCancellationRequested)
+        {
+            delivered(true);
+            throw CallCut(e, cancellationToken);
+        }
+    }
+
+    private async Task<long?> TryForwardReadIndexAsync(TimeSpan leaderWaitMax, CancellationToken cancellationToken)
+    {
+        var (url, epoch) = await LeaderClientUrlAsync(leaderWaitMax, cancellationToken).ConfigureAwait(false);
+        if (url is null)
+        {
+            return null;
+        }
+
+        using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, epoch);
+        try
+        {
+            var reply = await new Peer.PeerClient(ChannelTo(url)).ReadIndexAsync(new ReadIndexRequest(), cancellationToken: attempt.Token).ConfigureAwait(false);
+            return reply.RaftIndex;
+        }
+        catch (RpcException e) when (IsRetryable(e, cancellationToken))
+        {
+            await DelayUnlessLeaderChangedAsync(epoch, cancellationToken).ConfigureAwait(false);
             return null;
         }
         catch (RpcException e) when (cancellationToken.IsCancellationRequested)
@@ -103,28 +206,72 @@ internal sealed partial class RaftCommandLog
         }
     }
 
-    private async Task<long?> TryForwardReadIndexAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs a read-only <paramref name="call"/> on the leader's client URL; null when this member
+    /// leads (the caller answers itself). Transport failures and leader changes are retried within
+    /// one leader wait, then "etcdserver: no leader".
+    /// </summary>
+    public async Task<T?> CallLeaderAsync<T>(Func<GrpcChannel, CancellationToken, Task<T>> call, CancellationToken cancellationToken)
+        where T : class
     {
-        var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
-        if (url is null)
+        ArgumentNullException.ThrowIfNull(call);
+        var leaderless = new LeaderlessClock(_cluster.EffectiveLeaderWaitTimeoutMs);
+        while (true)
         {
-            return null;
-        }
+            var (url, epoch) = await LeaderClientUrlAsync(leaderless.Remaining, cancellationToken).ConfigureAwait(false);
+            if (url is null)
+            {
+                return null;
+            }
 
-        try
-        {
-            var reply = await new Peer.PeerClient(ChannelTo(url)).ReadIndexAsync(new ReadIndexRequest(), cancellationToken: cancellationToken).ConfigureAwait(false);
-            return reply.RaftIndex;
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, epoch);
+            try
+            {
+                return await call(ChannelTo(url), attempt.Token).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (IsRetryable(e, cancellationToken))
+            {
+                leaderless.Start();
+                if (leaderless.Expired)
+                {
+                    throw new EtcdException(EtcdError.NoLeader);
+                }
+
+                await DelayUnlessLeaderChangedAsync(epoch, cancellationToken).ConfigureAwait(false);
+            }
         }
-        catch (RpcException e) when (IsRetryable(e, cancellationToken))
+    }
+
+    /// <summary>Pauses before a retry, unless the leader already changed (then the retry goes to the new one at once).</summary>
+    private static async Task DelayUnlessLeaderChangedAsync(CancellationToken epoch, CancellationToken cancellationToken)
+    {
+        if (!epoch.IsCancellationRequested)
         {
             await Task.Delay(RetryDelayMs, cancellationToken).ConfigureAwait(false);
-            return null;
         }
-        catch (RpcException e) when (cancellationToken.IsCancellationRequested)
+    }
+
+    /// <summary>
+    /// True when the call failed before a connection to the leader existed (refused, unreachable):
+    /// the command was not sent. Anything else may have reached the leader.
+    /// </summary>
+    private static bool IsConnectFailure(RpcException e)
+    {
+        if (e.StatusCode != StatusCode.Unavailable)
         {
-            throw CallCut(e, cancellationToken);
+            return false;
         }
+
+        for (var inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError }
+                || inner is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.ConnectionRefused or System.Net.Sockets.SocketError.HostUnreachable or System.Net.Sockets.SocketError.NetworkUnreachable })
+            {
+                return true;
+            }
+        }
+
+        return e.Status.Detail.StartsWith("Error connecting to subchannel", StringComparison.Ordinal);
     }
 
     /// <summary>
@@ -135,7 +282,7 @@ internal sealed partial class RaftCommandLog
     private static OperationCanceledException CallCut(RpcException e, CancellationToken cancellationToken)
         => new("The forwarded call was cut by the request deadline.", e, cancellationToken);
 
-    /// <summary>Transport failures and "not leader" are retried (the leader may have moved); the caller's deadline bounds it.</summary>
+    /// <summary>Transport failures, "not leader" and calls cut by a leader change are retried (the leader may have moved); the caller's deadline and leader wait bound it.</summary>
     private static bool IsRetryable(RpcException e, CancellationToken cancellationToken)
     {
         if (cancellationToken.IsCancellationRequested)

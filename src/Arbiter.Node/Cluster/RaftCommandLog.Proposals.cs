@@ -34,11 +34,12 @@ internal sealed partial class RaftCommandLog
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _halted.Token);
         deadline.CancelAfter(_cluster.RequestTimeoutMs);
 
-        // Once the command was appended here as leader or sent to a leader, it may still commit
-        // (a follower may hold the entry; a request stalled in a partition may be delivered late):
-        // from then on a failure is "request timed out" (outcome unknown), never "no leader",
-        // which tells the client the command was not proposed at all.
+        // Once the command was appended here as leader or may have reached a leader, it may still
+        // commit (a follower may hold the entry; a request stalled in a partition may be delivered
+        // late): from then on a failure means "outcome unknown", never "no leader", which tells the
+        // client the command was not proposed at all.
         var handedOff = false;
+        var leaderless = new LeaderlessClock(_cluster.EffectiveLeaderWaitTimeoutMs);
         try
         {
             while (true)
@@ -57,6 +58,7 @@ internal sealed partial class RaftCommandLog
                         return done;
                     }
 
+                    leaderless.Start(); // leadership lost before the command was applied
                     continue;
                 }
 
@@ -65,14 +67,18 @@ internal sealed partial class RaftCommandLog
                     throw new EtcdException(NotLeader);
                 }
 
-                var url = await LeaderClientUrlAsync(deadline.Token).ConfigureAwait(false);
+                if (!HasLeader)
+                {
+                    leaderless.Start();
+                }
+
+                var (url, epoch) = await LeaderClientUrlAsync(leaderless.Remaining, deadline.Token).ConfigureAwait(false);
                 if (url is null)
                 {
                     continue; // this member became the leader meanwhile
                 }
 
-                handedOff = true;
-                var forwarded = await TryForwardAsync(url, command, deadline.Token).ConfigureAwait(false);
+                var forwarded = await TryForwardAsync(url, command, reached => handedOff |= reached, epoch, deadline.Token).ConfigureAwait(false);
                 if (forwarded is { } answer)
                 {
                     // Wait until this member has applied it too, so the client's next serializable
@@ -80,16 +86,54 @@ internal sealed partial class RaftCommandLog
                     await WaitAppliedAsync(answer.RaftIndex, deadline.Token).ConfigureAwait(false);
                     return answer;
                 }
+
+                // The leader this member forwarded to was lost while the command may have reached
+                // it: answer at once (outcome unknown), as etcd does, so that the client decides
+                // instead of waiting for the next leader past its own deadline.
+                if (handedOff && epoch.IsCancellationRequested)
+                {
+                    throw new EtcdException(EtcdError.TimeoutDueToLeaderFail);
+                }
+
+                leaderless.Start();
+                if (leaderless.Expired)
+                {
+                    throw new EtcdException(EtcdError.NoLeader);
+                }
             }
         }
         catch (EtcdException e) when (e.Error == EtcdError.NoLeader && handedOff)
         {
-            throw new EtcdException(EtcdError.Timeout);
+            throw new EtcdException(EtcdError.TimeoutDueToLeaderFail);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new EtcdException(_halted.IsCancellationRequested ? EtcdError.Stopped : HasLeader || handedOff ? EtcdError.Timeout : EtcdError.NoLeader);
+            throw new EtcdException(_halted.IsCancellationRequested ? EtcdError.Stopped : handedOff ? EtcdError.Timeout : HasLeader ? EtcdError.Timeout : EtcdError.NoLeader);
         }
+    }
+
+    /// <summary>
+    /// How long a request has gone without a reachable leader: started at the first sign of
+    /// trouble (no leader known, a failed forward, leadership lost), never reset, so that the waits
+    /// of one request for a leader add up to at most one leader wait.
+    /// </summary>
+    private struct LeaderlessClock(int waitMaxMs)
+    {
+        private long _startedAt;
+
+        public void Start()
+        {
+            if (_startedAt == 0)
+            {
+                _startedAt = Environment.TickCount64;
+            }
+        }
+
+        /// <summary>What is left of the leader wait (all of it before the clock started).</summary>
+        public readonly TimeSpan Remaining => TimeSpan.FromMilliseconds(
+            _startedAt == 0 ? waitMaxMs : Math.Max(0, waitMaxMs - (Environment.TickCount64 - _startedAt)));
+
+        public readonly bool Expired => _startedAt != 0 && Environment.TickCount64 - _startedAt >= waitMaxMs;
     }
 
     /// <summary>Queues the command for the next Raft entry; null if leadership was lost before it committed (the caller retries, same request id).</summary>
@@ -223,6 +267,7 @@ internal sealed partial class RaftCommandLog
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _halted.Token);
         deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        var leaderless = new LeaderlessClock(_cluster.EffectiveLeaderWaitTimeoutMs);
         try
         {
             while (true)
@@ -238,6 +283,7 @@ internal sealed partial class RaftCommandLog
                     }
                     catch (Exception e) when (e is NotLeaderException or QuorumUnreachableException)
                     {
+                        leaderless.Start();
                         await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
                         continue;
                     }
@@ -248,10 +294,21 @@ internal sealed partial class RaftCommandLog
                     throw new EtcdException(NotLeader);
                 }
 
-                if (await TryForwardReadIndexAsync(deadline.Token).ConfigureAwait(false) is { } index)
+                if (!HasLeader)
+                {
+                    leaderless.Start();
+                }
+
+                if (await TryForwardReadIndexAsync(leaderless.Remaining, deadline.Token).ConfigureAwait(false) is { } index)
                 {
                     await WaitAppliedAsync(index, deadline.Token).ConfigureAwait(false);
                     return index;
+                }
+
+                leaderless.Start();
+                if (leaderless.Expired)
+                {
+                    throw new EtcdException(EtcdError.NoLeader);
                 }
             }
         }

@@ -123,9 +123,13 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         {
             PublicEndPoint = AdvertisedPeer,
             LowerElectionTimeout = _cluster.ElectionTimeoutMs,
-            UpperElectionTimeout = _cluster.ElectionTimeoutMs * 2,
+            UpperElectionTimeout = _cluster.ElectionTimeoutUpperMs,
             HeartbeatThreshold = Math.Clamp((double)_cluster.HeartbeatIntervalMs / _cluster.ElectionTimeoutMs, 0.05, 0.9),
-            RequestTimeout = TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs),
+            // Not the election timeout (DotNext's default): a candidate waits for every member's
+            // answer, so an unreachable member would hold each (pre-)vote for that long and the
+            // candidacy would often time out before it counted its votes (issue #12).
+            RequestTimeout = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs),
+            ConnectTimeout = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs),
             ColdStart = false,
             ConfigurationStorage = _membership,
             LoggerFactory = new RepeatedWarningLoggerFactory(loggerFactory, TimeProvider.System),
@@ -135,8 +139,11 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         configuration.Metadata[MetadataClusterId] = ClusterId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
 
         _raft = new RaftCluster(configuration) { AuditTrail = _wal };
-        _raft.LeaderChanged += (_, leader) => _logger.LogInformation(
-            "Leader is now {Leader} (term {Term})", leader is null ? "(none)" : PeerAddress.ToUrl(leader.EndPoint), _raft.Term);
+        _raft.LeaderChanged += (_, leader) =>
+        {
+            OnLeaderChanged(leader);
+            _logger.LogInformation("Leader is now {Leader} (term {Term})", leader is null ? "(none)" : PeerAddress.ToUrl(leader.EndPoint), _raft.Term);
+        };
         _raft.MemberAdded += (_, e) => OnMemberAdded(e.Member);
         _raft.MemberRemoved += (_, e) => OnMemberRemoved(e.Member);
         _batchLoop = Task.Run(BatchLoopAsync, CancellationToken.None);

@@ -110,7 +110,7 @@ public sealed class ManagedProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends a POSIX signal (INT, TERM, KILL) to the process.</summary>
+    /// <summary>Sends a POSIX signal (INT, TERM, KILL, STOP, CONT) to the process.</summary>
     public void Signal(string signalName)
     {
         if (_process.HasExited)

@@ -117,6 +117,9 @@ public abstract class ServerProcess : IAsyncDisposable
         return await _process.WaitForExitAsync(timeout).ConfigureAwait(false) ? _process.ExitCode : null;
     }
 
+    /// <summary>Sends a POSIX signal (STOP, CONT, TERM…) to the running process.</summary>
+    public void Signal(string signalName) => _process?.Signal(signalName);
+
     /// <summary>SIGKILL: no chance to flush anything.</summary>
     public async Task KillAsync()
     {

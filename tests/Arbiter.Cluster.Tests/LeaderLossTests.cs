@@ -1,0 +1,273 @@
+using System.Diagnostics;
+using Arbiter.Cluster.Tests.Faults;
+using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Protocol.Etcd;
+using Grpc.Core;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>
+/// Issue #12: three members with etcd's default timing (heartbeat 100 ms, election 1000 ms) and
+/// writers through the members that survive, while the leader is killed, stopped for longer than
+/// the election timeout, or cut off, and while a follower is cut off and healed. Writes through the
+/// surviving majority must resume; failed writes must fail with etcd's errors before the client's
+/// deadline (which is set below the server's 7 s request timeout, so a request left hanging on a
+/// lost leader shows as DeadlineExceeded); a healed member must rejoin without a new election; no
+/// acknowledged write may be missing afterwards. The outage (fault → first acknowledged write sent
+/// after it) is printed, not asserted: the machine is shared, timing belongs to bench/failover.sh.
+/// </summary>
+public sealed class LeaderLossTests(ITestOutputHelper output)
+{
+    private const int WriterCount = 4;
+    private const string Prefix = "leader-loss/";
+
+    /// <summary>Longer than any answer a member should give during leader loss, shorter than the server's request timeout (7 s).</summary>
+    private static readonly TimeSpan ClientDeadline = TimeSpan.FromSeconds(6);
+
+    /// <summary>How long the fault lasts where it is healed: three election timeouts.</summary>
+    private static readonly TimeSpan FaultDuration = TimeSpan.FromSeconds(3);
+
+    private static readonly TimeSpan ResumeTimeout = TimeSpan.FromSeconds(60);
+
+    private static readonly ClusterSettings EtcdTiming = new() { HeartbeatIntervalMs = 100, ElectionTimeoutMs = 1000 };
+
+    /// <summary>The etcd errors a write may fail with while the leader is lost.</summary>
+    private static readonly string[] LeaderLossErrors =
+    [
+        "etcdserver: no leader",
+        "etcdserver: leader changed",
+        "etcdserver: request timed out",
+        "etcdserver: request timed out, possibly due to previous leader failure",
+    ];
+
+    [Fact]
+    public async Task Leader_killed_writes_resume_through_the_majority_and_the_restarted_member_serves_soon()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, EtcdTiming);
+        await RunLeaderFaultAsync(
+            cluster,
+            "SIGKILL",
+            async leader =>
+            {
+                await leader.KillAsync();
+                return async () =>
+                {
+                    var restart = Stopwatch.StartNew();
+                    await leader.StartAsync(isRestart: true);
+                    var started = restart.Elapsed;
+                    var firstWrite = await FirstWriteThroughAsync(leader);
+                    output.WriteLine(
+                        $"restarted {leader.Name}: process answering after {started.TotalMilliseconds:F0} ms, " +
+                        $"first write through it acknowledged {firstWrite.TotalMilliseconds:F0} ms after the start");
+                };
+            });
+    }
+
+    [Fact]
+    public async Task Leader_stopped_longer_than_the_election_timeout_writes_resume_and_it_rejoins_without_an_election()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, EtcdTiming);
+        await RunLeaderFaultAsync(
+            cluster,
+            "SIGSTOP",
+            leader =>
+            {
+                leader.Signal("STOP");
+                return Task.FromResult<Func<Task>>(() =>
+                {
+                    leader.Signal("CONT");
+                    return Task.CompletedTask;
+                });
+            });
+    }
+
+    [IptablesFact]
+    public async Task Leader_isolated_writes_resume_through_the_majority_and_it_rejoins_without_an_election()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, EtcdTiming with { RunMembersAsSeparateUsers = true });
+        await RunLeaderFaultAsync(
+            cluster,
+            "isolated",
+            leader =>
+            {
+                var partition = IptablesPartition.Isolate(leader, cluster.Running.Where(m => m != leader));
+                output.WriteLine(partition.ToString());
+                return Task.FromResult<Func<Task>>(() =>
+                {
+                    partition.Dispose();
+                    return Task.CompletedTask;
+                });
+            });
+    }
+
+    [IptablesFact]
+    public async Task Follower_isolated_then_healed_rejoins_without_an_election_and_writes_never_stop()
+    {
+        var clock = Stopwatch.StartNew();
+        await using var cluster = await ArbiterCluster.StartAsync(3, EtcdTiming with { RunMembersAsSeparateUsers = true });
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30));
+        var follower = cluster.Running.First(m => m != leader);
+        var majority = cluster.Running.Where(m => m != follower).ToList();
+        var writers = new Writers(cluster, Prefix, WriterCount, clock, () => majority, rotate: true, callDeadline: ClientDeadline);
+        await using (writers)
+        {
+            await writers.WaitForAcksAsync(20, ResumeTimeout);
+            var termBefore = (await ClusterKit.StatusAsync(leader)).RaftTerm;
+            TimeSpan cutAt;
+            using (var partition = IptablesPartition.Isolate(follower, majority))
+            {
+                cutAt = clock.Elapsed;
+                output.WriteLine(partition.ToString());
+                await Task.Delay(FaultDuration);
+                await writers.WaitForAcksAsync(WriterCount * 5, ResumeTimeout);
+            }
+
+            var healedAt = clock.Elapsed;
+            await writers.WaitForAcksAsync(WriterCount * 5, ResumeTimeout);
+            await ClusterKit.WaitConvergedAsync(cluster, writers.Acked.Max(w => w.Revision));
+            var longestGap = LongestAckGap(writers, cutAt, clock.Elapsed);
+            output.WriteLine($"follower {follower.Name} cut off for {(healedAt - cutAt).TotalMilliseconds:F0} ms; longest gap between acknowledged writes meanwhile and after healing: {longestGap.TotalMilliseconds:F0} ms");
+
+            await AssertSameLeaderAndTermAsync(cluster.Running.ToList(), leader, termBefore, "after the follower was healed");
+        }
+
+        await AssertWritesAsync(cluster, writers);
+    }
+
+    /// <summary>
+    /// Faults the leader (<paramref name="inject"/> returns how to heal it), measures the outage on
+    /// writers through the other two members, heals, and checks that the healed member rejoins
+    /// under the new leader without a new election and that every acknowledged write is everywhere.
+    /// </summary>
+    private async Task RunLeaderFaultAsync(ArbiterCluster cluster, string fault, Func<ArbiterClusterMember, Task<Func<Task>>> inject)
+    {
+        var clock = Stopwatch.StartNew();
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30));
+        var termBefore = (await ClusterKit.StatusAsync(leader)).RaftTerm;
+        var survivors = cluster.Running.Where(m => m != leader).ToList();
+        var writers = new Writers(cluster, Prefix, WriterCount, clock, () => survivors, rotate: true, callDeadline: ClientDeadline);
+        await using (writers)
+        {
+            await writers.WaitForAcksAsync(20, ResumeTimeout);
+            var heal = await inject(leader);
+            var faultAt = clock.Elapsed;
+            await writers.WaitForAcksAsync(WriterCount * 5, ResumeTimeout);
+            var firstWrite = writers.FirstAckSentAfter(faultAt);
+            Assert.NotNull(firstWrite);
+            var newLeader = await WaitForAgreedLeaderAsync(survivors, ResumeTimeout);
+            var newTerm = (await ClusterKit.StatusAsync(newLeader)).RaftTerm;
+            output.WriteLine(
+                $"{fault} of leader {leader.Name} (term {termBefore}): writes through {string.Join(", ", survivors.Select(m => m.Name))} " +
+                $"resumed after {(firstWrite.Value - faultAt).TotalMilliseconds:F0} ms (outage); new leader {newLeader.Name} in term {newTerm}");
+            Assert.True(newTerm > termBefore, $"new leader {newLeader.Name} in term {newTerm}, not above {termBefore}");
+
+            // The fault lasts longer than the election timeout, then is healed.
+            var healAt = faultAt + FaultDuration;
+            if (clock.Elapsed < healAt)
+            {
+                await Task.Delay(healAt - clock.Elapsed);
+            }
+
+            await heal();
+            await writers.WaitForAcksAsync(WriterCount * 5, ResumeTimeout);
+            await ClusterKit.WaitConvergedAsync(cluster, writers.Acked.Max(w => w.Revision));
+            await AssertSameLeaderAndTermAsync(cluster.Running.ToList(), newLeader, newTerm, $"after {leader.Name} ({fault}) came back");
+            WriteFailures(writers, faultAt);
+        }
+
+        await AssertWritesAsync(cluster, writers);
+    }
+
+    /// <summary>Every failed write failed with one of etcd's leader-loss errors, none by running into the client's deadline.</summary>
+    private void WriteFailures(Writers writers, TimeSpan faultAt)
+    {
+        var failed = writers.FailedCalls.ToList();
+        foreach (var group in failed.GroupBy(f => $"{f.StatusCode} \"{f.Detail}\""))
+        {
+            var durations = group.Select(f => (f.FailedAt - f.SentAt).TotalMilliseconds).Order().ToList();
+            output.WriteLine($"{group.Count()} write(s) failed with {group.Key} after {durations[0]:F0}–{durations[^1]:F0} ms");
+        }
+
+        output.WriteLine($"{writers.Acked.Count} writes acknowledged, {failed.Count} failed, first failure {(failed.Count == 0 ? "-" : $"{(failed.Min(f => f.SentAt) - faultAt).TotalMilliseconds:F0} ms")} after the fault");
+        Assert.All(failed, f => Assert.True(
+            f.StatusCode == StatusCode.Unavailable && LeaderLossErrors.Contains(f.Detail),
+            $"{f.Key} via {f.Via} failed with {f.StatusCode} \"{f.Detail}\" after {(f.FailedAt - f.SentAt).TotalMilliseconds:F0} ms, not promptly with one of etcd's leader-loss errors"));
+    }
+
+    private async Task AssertWritesAsync(ArbiterCluster cluster, Writers writers)
+    {
+        ClusterKit.WriteServerProblems(cluster, output);
+        var acked = writers.Acked.ToList();
+        Assert.True(writers.Violations.IsEmpty, string.Join("\n", writers.Violations));
+        var (revision, _) = await ClusterKit.WaitConvergedAsync(cluster, acked.Max(w => w.Revision));
+        await ClusterKit.AssertAllPresentAsync(cluster, Prefix, acked, output);
+        await ClusterKit.AssertHashKvEqualAsync(cluster, revision, output);
+    }
+
+    /// <summary>Every member follows <paramref name="leader"/> in <paramref name="term"/>: nothing disrupted the cluster.</summary>
+    private async Task AssertSameLeaderAndTermAsync(IReadOnlyList<ArbiterClusterMember> members, ArbiterClusterMember leader, ulong term, string when)
+    {
+        var seen = string.Empty;
+        await ClusterKit.WaitUntilAsync(
+            $"every member follows {leader.Name} {when}",
+            ResumeTimeout,
+            async () =>
+            {
+                var statuses = new List<StatusResponse>();
+                foreach (var member in members)
+                {
+                    statuses.Add(await ClusterKit.StatusAsync(member));
+                }
+
+                seen = string.Join(", ", members.Zip(statuses, (m, s) => $"{m.Name}: leader {s.Leader:x} term {s.RaftTerm}"));
+                Assert.All(statuses, s => Assert.True(s.RaftTerm <= term, $"a new election {when}: {seen} (was {leader.Name} in term {term})"));
+                return statuses.TrueForAll(s => s.Leader == leader.MemberId && s.RaftTerm == term);
+            },
+            () => seen);
+        output.WriteLine($"{when}: {seen}");
+    }
+
+    /// <summary>From the (re)start until a write through <paramref name="member"/> is acknowledged.</summary>
+    private static async Task<TimeSpan> FirstWriteThroughAsync(ArbiterClusterMember member)
+    {
+        var clock = Stopwatch.StartNew();
+        using var channel = member.OpenChannel();
+        var client = new KV.KVClient(channel);
+        await ClusterKit.WaitUntilAsync(
+            $"a write through {member.Name}",
+            ResumeTimeout,
+            async () =>
+            {
+                await client.PutAsync(new PutRequest { Key = ClusterKit.Bytes("restarted"), Value = ClusterKit.Bytes(member.Name) }, deadline: DateTime.UtcNow + ClientDeadline);
+                return true;
+            });
+        return clock.Elapsed;
+    }
+
+    private static TimeSpan LongestAckGap(Writers writers, TimeSpan from, TimeSpan to)
+    {
+        var acks = writers.Acked.Select(w => w.AckedAt).Where(t => t >= from && t <= to).Order().Prepend(from).Append(to).ToList();
+        return acks.Zip(acks.Skip(1), (a, b) => b - a).Max();
+    }
+
+    /// <summary>Waits until every member in <paramref name="members"/> reports the same leader, one of them.</summary>
+    private static async Task<ArbiterClusterMember> WaitForAgreedLeaderAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
+    {
+        ArbiterClusterMember? agreed = null;
+        await ClusterKit.WaitUntilAsync(
+            $"{string.Join(", ", members.Select(m => m.Name))} agree on a leader among them",
+            timeout,
+            async () =>
+            {
+                var leaders = new HashSet<ulong>();
+                foreach (var member in members)
+                {
+                    leaders.Add((await ArbiterCluster.TryStatusAsync(member))?.Leader ?? 0);
+                }
+
+                agreed = leaders is { Count: 1 } ? members.FirstOrDefault(m => m.MemberId == leaders.First()) : null;
+                return agreed is not null;
+            });
+        return agreed!;
+    }
+}
