@@ -1,5 +1,7 @@
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Etcd;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 
@@ -8,7 +10,9 @@ namespace Arbiter.Server;
 /// <summary>
 /// Turns <see cref="EtcdException"/> into etcd's gRPC status (code and exact text), and honours
 /// the <c>hasleader</c> metadata: a client that requires a leader gets <c>etcdserver: no leader</c>
-/// from a member that has none.
+/// from a member that has none. Every unary response carries the consistency token of the state
+/// it reflects as the <c>arbiter-token</c> trailer (ignored by etcd clients), and a read refused
+/// for its consistency level carries the numbers that say why (<see cref="ConsistencyException"/>).
 /// </summary>
 public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options) : Interceptor
 {
@@ -19,6 +23,19 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
     public static RpcException ToRpcException(EtcdError error) =>
         new(new Status((StatusCode)(int)error.StatusCode, error.Message));
 
+    /// <summary>Maps a refused consistency level to its status, with the kind and revisions as trailers.</summary>
+    public static RpcException ToRpcException(ConsistencyException error)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        var trailers = new Metadata
+        {
+            { ConsistencyMetadata.ErrorKindKey, error.Kind.ToString() },
+            { ConsistencyMetadata.AppliedRevisionKey, error.AppliedRevision.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            { ConsistencyMetadata.RequiredRevisionKey, error.RequiredRevision.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+        };
+        return new RpcException(new Status((StatusCode)(int)error.Error.StatusCode, error.Error.Message), trailers);
+    }
+
     /// <inheritdoc />
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
@@ -28,13 +45,32 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         CheckReceiveSize(request);
         try
         {
-            return await continuation(request, context).ConfigureAwait(false);
+            var response = await continuation(request, context).ConfigureAwait(false);
+            context.ResponseTrailers.Add(ConsistencyMetadata.TokenKey, node.TokenFor(HeaderOf(response)).ToString());
+            return response;
         }
         catch (EtcdException e)
         {
             throw ToRpcException(e.Error);
         }
+        catch (ConsistencyException e)
+        {
+            throw ToRpcException(e);
+        }
     }
+
+    /// <summary>The etcd response header of the KV and lease responses (null for others: the member's revision is used).</summary>
+    private static ResponseHeader? HeaderOf(object? response) => response switch
+    {
+        RangeResponse r => r.Header,
+        PutResponse r => r.Header,
+        DeleteRangeResponse r => r.Header,
+        TxnResponse r => r.Header,
+        CompactionResponse r => r.Header,
+        LeaseGrantResponse r => r.Header,
+        LeaseRevokeResponse r => r.Header,
+        _ => null,
+    };
 
     /// <inheritdoc />
     public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
@@ -49,6 +85,10 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         catch (EtcdException e)
         {
             throw ToRpcException(e.Error);
+        }
+        catch (ConsistencyException e)
+        {
+            throw ToRpcException(e);
         }
     }
 
@@ -65,6 +105,10 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         catch (EtcdException e)
         {
             throw ToRpcException(e.Error);
+        }
+        catch (ConsistencyException e)
+        {
+            throw ToRpcException(e);
         }
     }
 
