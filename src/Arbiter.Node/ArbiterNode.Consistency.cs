@@ -2,6 +2,7 @@ using Arbiter.Core;
 using Arbiter.Node.Consistency;
 using Arbiter.Protocol.Internal;
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
 
 namespace Arbiter.Node;
 
@@ -84,7 +85,7 @@ public sealed partial class ArbiterNode
         // A single node applies every write before it is acknowledged: nothing it has not applied
         // was ever issued. A member tells its own lag from a token from the future by asking the leader.
         var applied = _host.Revision;
-        var leaderRevision = _raft is null ? applied : await TryLeaderRevisionAsync(cancellationToken).ConfigureAwait(false);
+        var leaderRevision = _raft is null ? applied : await TryLeaderRevisionAsync(Options.Cluster!.LeaderWaitTimeoutMs, cancellationToken).ConfigureAwait(false);
         if (leaderRevision is { } leader && required > leader)
         {
             if (consistency.Level == ReadLevel.AtRevision)
@@ -176,20 +177,23 @@ public sealed partial class ArbiterNode
                 return known;
             }
 
-            pending = _observing ??= Task.Run(ObserveLeaderOnceAsync, CancellationToken.None);
+            // An answer later than the bound is of no use to the read that asked, so that is the timeout
+            // (at least the wait budget, so that a short bound does not starve the observation).
+            var timeoutMs = Math.Max(Options.ConsistencyWaitBudgetMs, maxAgeMs * 2);
+            pending = _observing ??= Task.Run(() => ObserveLeaderOnceAsync(timeoutMs), CancellationToken.None);
         }
 
         return await pending.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<LeaderObservation?> ObserveLeaderOnceAsync()
+    private async Task<LeaderObservation?> ObserveLeaderOnceAsync(int timeoutMs)
     {
         // The time is taken before the call: the leader's answer is at least this recent.
         var atMs = Environment.TickCount64;
         LeaderObservation? observation = null;
         try
         {
-            var revision = await TryLeaderRevisionAsync(_stopping.Token).ConfigureAwait(false);
+            var revision = await TryLeaderRevisionAsync(timeoutMs, _stopping.Token).ConfigureAwait(false);
             observation = revision is { } r ? new LeaderObservation(r, atMs) : null;
             return observation;
         }
@@ -207,8 +211,8 @@ public sealed partial class ArbiterNode
         }
     }
 
-    /// <summary>The leader's applied revision (this member's own when it leads), or null when no leader answers within the budget.</summary>
-    private async Task<long?> TryLeaderRevisionAsync(CancellationToken cancellationToken)
+    /// <summary>The leader's applied revision (this member's own when it leads), or null when no leader answers within <paramref name="timeoutMs"/>.</summary>
+    private async Task<long?> TryLeaderRevisionAsync(int timeoutMs, CancellationToken cancellationToken)
     {
         var raft = _raft;
         if (raft is null || raft.IsLeader)
@@ -217,7 +221,7 @@ public sealed partial class ArbiterNode
         }
 
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        attempt.CancelAfter(Options.ConsistencyWaitBudgetMs);
+        attempt.CancelAfter(timeoutMs);
         try
         {
             var url = await raft.LeaderClientUrlAsync(attempt.Token).ConfigureAwait(false);
@@ -232,6 +236,7 @@ public sealed partial class ArbiterNode
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is RpcException or EtcdException or OperationCanceledException)
         {
+            _logger.LogDebug("No leader revision within {TimeoutMs} ms: {Error}", timeoutMs, e.Message);
             return null;
         }
     }
