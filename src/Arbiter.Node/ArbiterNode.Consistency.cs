@@ -54,7 +54,7 @@ public sealed partial class ArbiterNode
             case ReadLevel.BoundedStaleness:
                 return _raft is null || _raft.IsLeader ? ValueTask.CompletedTask : WaitBoundedAsync(consistency!, cancellationToken);
             default:
-                if (consistency!.Token is { } token && token.ClusterId != ClusterId && ClusterId != 0)
+                if (consistency!.Token is { ClusterId: not 0 } token && token.ClusterId != ClusterId && ClusterId != 0)
                 {
                     throw ConsistencyException.OtherCluster(token, ClusterId);
                 }

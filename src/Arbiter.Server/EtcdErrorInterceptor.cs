@@ -16,6 +16,9 @@ namespace Arbiter.Server;
 /// </summary>
 public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options) : Interceptor
 {
+    /// <summary>Member-to-member calls (<c>arbiter.internal.v1</c>): no token trailer, no client reads them.</summary>
+    private const string InternalMethodPrefix = "/arbiter.internal.";
+
     /// <summary>gRPC's receive limit as etcd sets it: the request limit plus framing overhead.</summary>
     private int ReceiveSizeBytesMax => node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes;
 
@@ -46,7 +49,11 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);
-            context.ResponseTrailers.Add(ConsistencyMetadata.TokenKey, node.TokenFor(HeaderOf(response)).ToString());
+            if (!context.Method.StartsWith(InternalMethodPrefix, StringComparison.Ordinal))
+            {
+                context.ResponseTrailers.Add(ConsistencyMetadata.TokenKey, node.TokenFor(HeaderOf(response)).ToString());
+            }
+
             return response;
         }
         catch (EtcdException e)

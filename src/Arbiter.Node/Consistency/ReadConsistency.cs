@@ -51,6 +51,13 @@ public sealed record ReadConsistency
     public static ReadConsistency Causal(ConsistencyToken token) => new(ReadLevel.Causal) { Token = token };
 
     /// <summary>
+    /// Causal read of "at least revision <paramref name="revision"/>" of whatever cluster the client
+    /// talks to: for code that knows a revision it wrote itself but not the cluster id (a token
+    /// with cluster id 0 skips the cluster check; responses never hand out such tokens).
+    /// </summary>
+    public static ReadConsistency MinRevision(long revision) => Causal(new ConsistencyToken(0, revision));
+
+    /// <summary>
     /// Bounded staleness: the answer includes every write the leader had applied
     /// <paramref name="maxStaleness"/> ago, except at most <paramref name="maxLagRevisions"/> of the latest.
     /// </summary>

@@ -116,6 +116,33 @@ public sealed class SingleNodeConsistencyTests
         }
     }
 
+    [Fact]
+    public async Task A_snapshot_honours_a_consistency_level()
+    {
+        await using var backend = await Backend.StartAsync(overGrpc: true);
+        var put = await backend.Client.PutAsync(new PutRequest { Key = B("k"), Value = B("v") });
+        using var channel = GrpcChannel.ForAddress(backend.Endpoint!);
+        var maintenance = new Maintenance.MaintenanceClient(channel);
+        var token = new ConsistencyToken(put.Header.ClusterId, put.Header.Revision);
+
+        async Task<int> ChunksAsync(ConsistencyToken at)
+        {
+            using var call = maintenance.Snapshot(new SnapshotRequest(), GrpcArbiterClient.Headers(ReadConsistency.Causal(at)));
+            var chunks = 0;
+            while (await call.ResponseStream.MoveNext(CancellationToken.None))
+            {
+                chunks++;
+            }
+
+            return chunks;
+        }
+
+        Assert.True(await ChunksAsync(token) > 0);
+        var future = await Assert.ThrowsAsync<RpcException>(() => ChunksAsync(token with { Revision = token.Revision + 1 }));
+        Assert.Equal(StatusCode.OutOfRange, future.StatusCode);
+        Assert.Equal(nameof(ConsistencyErrorKind.FutureToken), future.Trailers.GetValue(ConsistencyMetadata.ErrorKindKey));
+    }
+
     [Theory]
     [MemberData(nameof(Transports))]
     public async Task A_session_moves_with_its_writes_and_a_token_handed_on_carries_them(bool overGrpc)
