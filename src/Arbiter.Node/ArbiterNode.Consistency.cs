@@ -85,7 +85,7 @@ public sealed partial class ArbiterNode
         // A single node applies every write before it is acknowledged: nothing it has not applied
         // was ever issued. A member tells its own lag from a token from the future by asking the leader.
         var applied = _host.Revision;
-        var leaderRevision = _raft is null ? applied : await TryLeaderRevisionAsync(Options.Cluster!.LeaderWaitTimeoutMs, cancellationToken).ConfigureAwait(false);
+        var (leaderRevision, leaderError) = _raft is null ? ((long?)applied, (string?)null) : await TryLeaderRevisionAsync(Options.Cluster!.RequestTimeoutMs, cancellationToken).ConfigureAwait(false);
         if (leaderRevision is { } leader && required > leader)
         {
             if (consistency.Level == ReadLevel.AtRevision)
@@ -96,7 +96,7 @@ public sealed partial class ArbiterNode
             throw ConsistencyException.Future(consistency.Token!.Value, leader);
         }
 
-        throw ConsistencyException.Behind(applied, required, budgetMs, leaderRevision is { } l ? $"the leader is at revision {l}" : "no leader answered");
+        throw ConsistencyException.Behind(applied, required, budgetMs, leaderRevision is { } l ? $"the leader is at revision {l}" : leaderError);
     }
 
     /// <summary>
@@ -193,7 +193,7 @@ public sealed partial class ArbiterNode
         LeaderObservation? observation = null;
         try
         {
-            var revision = await TryLeaderRevisionAsync(timeoutMs, _stopping.Token).ConfigureAwait(false);
+            var (revision, _) = await TryLeaderRevisionAsync(timeoutMs, _stopping.Token).ConfigureAwait(false);
             observation = revision is { } r ? new LeaderObservation(r, atMs) : null;
             return observation;
         }
@@ -211,33 +211,50 @@ public sealed partial class ArbiterNode
         }
     }
 
-    /// <summary>The leader's applied revision (this member's own when it leads), or null when no leader answers within <paramref name="timeoutMs"/>.</summary>
-    private async Task<long?> TryLeaderRevisionAsync(int timeoutMs, CancellationToken cancellationToken)
+    /// <summary>
+    /// The leader's applied revision (this member's own when it leads), or null and why when no
+    /// leader answers within <paramref name="timeoutMs"/> (transport failures and a leader that
+    /// moved are retried until then).
+    /// </summary>
+    private async Task<(long? Revision, string? Error)> TryLeaderRevisionAsync(int timeoutMs, CancellationToken cancellationToken)
     {
         var raft = _raft;
         if (raft is null || raft.IsLeader)
         {
-            return _host.Revision;
+            return (_host.Revision, null);
         }
 
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         attempt.CancelAfter(timeoutMs);
+        var error = "no leader known";
         try
         {
-            var url = await raft.LeaderClientUrlAsync(attempt.Token).ConfigureAwait(false);
-            if (url is null)
+            while (true)
             {
-                return _host.Revision;
-            }
+                try
+                {
+                    var url = await raft.LeaderClientUrlAsync(attempt.Token).ConfigureAwait(false);
+                    if (url is null)
+                    {
+                        return (_host.Revision, null);
+                    }
 
-            var reply = await new Peer.PeerClient(raft.ChannelTo(url))
-                .LeaderRevisionAsync(new LeaderRevisionRequest(), cancellationToken: attempt.Token).ConfigureAwait(false);
-            return reply.Revision;
+                    var reply = await new Peer.PeerClient(raft.ChannelTo(url))
+                        .LeaderRevisionAsync(new LeaderRevisionRequest(), cancellationToken: attempt.Token).ConfigureAwait(false);
+                    return (reply.Revision, null);
+                }
+                catch (Exception e) when (!attempt.IsCancellationRequested && e is RpcException or EtcdException)
+                {
+                    error = e is RpcException r ? r.Status.Detail : e.Message;
+                    await Task.Delay(25, attempt.Token).ConfigureAwait(false);
+                }
+            }
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is RpcException or EtcdException or OperationCanceledException)
         {
-            _logger.LogDebug("No leader revision within {TimeoutMs} ms: {Error}", timeoutMs, e.Message);
-            return null;
+            error = $"no leader answered within {timeoutMs} ms ({(e is OperationCanceledException ? error : e.Message)})";
+            _logger.LogDebug("No leader revision: {Error}", error);
+            return (null, error);
         }
     }
 

@@ -181,7 +181,7 @@ public sealed class ConsistencyLevelTests(ITestOutputHelper output)
             Assert.Equal(ConsistencyErrorKind.OtherClusterToken, other.Kind);
             Assert.Equal(StatusCode.FailedPrecondition, other.StatusCode);
             var future = await Assert.ThrowsAsync<ReadConsistencyException>(() => onFollower.GetStringAsync("bad/probe", ReadConsistency.Causal(current with { Revision = current.Revision + 1000 })));
-            Assert.Equal(ConsistencyErrorKind.FutureToken, future.Kind);
+            Assert.True(future.Kind == ConsistencyErrorKind.FutureToken, future.Status.Detail);
             Assert.Equal(StatusCode.OutOfRange, future.StatusCode);
             output.WriteLine($"{malformed.Status.Detail}\n{other.Status.Detail}\n{future.Status.Detail}");
             Assert.Equal(put.Header.ClusterId, current.ClusterId);
