@@ -41,6 +41,12 @@ public sealed record BenchOptions
     /// <summary>Watchers in the <c>watch</c> workload (each has its own Watch stream).</summary>
     public int Watchers { get; init; } = 16;
 
+    /// <summary>The level <c>--workload range</c> reads at (<c>--consistency</c>); null: linearizable.</summary>
+    public string? RangeConsistency { get; init; }
+
+    /// <summary>The bound of <c>range-bounded</c> reads (Arbiter's bounded staleness), in ms.</summary>
+    public int MaxStalenessMs { get; init; } = 1000;
+
     /// <summary>Per-request deadline.</summary>
     public int RequestTimeoutMs { get; init; } = 10_000;
 
@@ -70,7 +76,8 @@ public sealed record BenchOptions
 
         run options:
           --endpoints URL[,URL]   etcd v3 client URLs                 (http://127.0.0.1:2379)
-          --workload NAME[,NAME]  put | range-linearizable | range-serializable | txn | mixed |
+          --workload NAME[,NAME]  put | range-linearizable | range-serializable | range-session |
+                                  range-bounded | txn | mixed |
                                   lock-service | lock-recipe | watch | lease | all     (put)
           --clients N             concurrent clients                  (16)
           --connections N         gRPC channels shared by the clients (4)
@@ -83,6 +90,9 @@ public sealed record BenchOptions
           --read-ratio F          reads in 'mixed'                    (0.9)
           --watchers N            watchers in 'watch'                 (16)
           --timeout-ms MS         per-request deadline                (10000)
+          --consistency LEVEL     'range' reads at linearizable | serializable | session | bounded
+                                  (session and bounded are Arbiter metadata; etcd ignores them)
+          --max-staleness-ms MS   bound of bounded-staleness reads    (1000)
           --label NAME            system name recorded in the results
           --prefix P              key prefix                          (/bench/)
           --out FILE              write the JSON result file
@@ -90,6 +100,9 @@ public sealed record BenchOptions
           --quiet                 no progress lines
           --server-pid PID        record this local server's CPU time and RSS over the window
         """;
+
+    private static string Level(string value) =>
+        Bench.Workloads.RangeWorkload.Levels.Contains(value) ? value : throw new ArgumentException($"--consistency: one of {string.Join(", ", Bench.Workloads.RangeWorkload.Levels)}");
 
     /// <summary>Parses <c>run</c> options; throws <see cref="ArgumentException"/> on bad input.</summary>
     public static BenchOptions Parse(IReadOnlyList<string> args)
@@ -120,8 +133,15 @@ public sealed record BenchOptions
                 "--smoke" => options with { Smoke = true },
                 "--quiet" => options with { ProgressEnabled = false },
                 "--server-pid" => options with { ServerPid = PositiveInt(name, Value()) },
+                "--max-staleness-ms" => options with { MaxStalenessMs = PositiveInt(name, Value()) },
+                "--consistency" => options with { RangeConsistency = Level(Value()) },
                 _ => throw new ArgumentException($"unknown option '{name}'"),
             };
+        }
+
+        if (options.RangeConsistency is { } level)
+        {
+            options = options with { Workloads = [.. options.Workloads.Select(w => w == "range" ? "range-" + level : w)] };
         }
 
         if (options.Workloads.Count == 1 && options.Workloads[0] == "all")
@@ -146,9 +166,9 @@ public sealed record BenchOptions
 
         foreach (var workload in options.Workloads)
         {
-            if (!Bench.Workloads.WorkloadCatalog.Names.Contains(workload))
+            if (!Bench.Workloads.WorkloadCatalog.Names.Contains(workload) && !Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames.Contains(workload))
             {
-                throw new ArgumentException($"unknown workload '{workload}'; known: {string.Join(", ", Bench.Workloads.WorkloadCatalog.Names)}");
+                throw new ArgumentException($"unknown workload '{workload}'; known: {string.Join(", ", Bench.Workloads.WorkloadCatalog.Names.Concat(Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames))}");
             }
         }
 

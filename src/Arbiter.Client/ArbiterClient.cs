@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using Arbiter.Node;
+using Arbiter.Node.Consistency;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
 using Google.Protobuf;
@@ -81,7 +82,39 @@ public sealed class ArbiterClient : IAsyncDisposable
 
     /// <summary>Any range request; retried on failure (reads are safe to repeat).</summary>
     public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default) =>
-        RunAsync(ct => Raw.RangeAsync(request, ct), isIdempotent: true, cancellationToken);
+        RangeAsync(request, Options.DefaultReadConsistency, cancellationToken);
+
+    /// <summary>
+    /// Any range request at a consistency level (null: etcd's choice by the request's flag);
+    /// retried on failure, on the next endpoint when the member was behind the level.
+    /// </summary>
+    public Task<RangeResponse> RangeAsync(RangeRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default) =>
+        RunAsync(ct => Raw.RangeAsync(request, consistency, ct), isIdempotent: true, cancellationToken);
+
+    /// <summary>The key-value of <paramref name="key"/> read at <paramref name="consistency"/>, or null.</summary>
+    public async Task<KeyValue?> GetAsync(string key, ReadConsistency? consistency, CancellationToken cancellationToken = default)
+    {
+        var response = await RangeAsync(new RangeRequest { Key = Keys.From(key) }, consistency, cancellationToken).ConfigureAwait(false);
+        return response.Kvs.Count == 0 ? null : response.Kvs[0];
+    }
+
+    /// <summary>The value of <paramref name="key"/> as UTF-8 read at <paramref name="consistency"/>, or null when absent.</summary>
+    public async Task<string?> GetStringAsync(string key, ReadConsistency? consistency, CancellationToken cancellationToken = default) =>
+        (await GetAsync(key, consistency, cancellationToken).ConfigureAwait(false))?.Value.ToStringUtf8();
+
+    /// <summary>Every key under <paramref name="prefix"/> read at <paramref name="consistency"/>, in key order.</summary>
+    public async Task<IReadOnlyList<KeyValue>> GetPrefixAsync(string prefix, ReadConsistency? consistency, CancellationToken cancellationToken = default)
+    {
+        var response = await RangeAsync(new RangeRequest { Key = Keys.From(prefix), RangeEnd = Keys.PrefixEnd(prefix) }, consistency, cancellationToken).ConfigureAwait(false);
+        return response.Kvs;
+    }
+
+    /// <summary>
+    /// A session whose reads see its own writes and never go back in time, on any member and
+    /// across endpoint failover, without a leader round trip (see <see cref="ArbiterSession"/>).
+    /// Start it from a token handed over by another client to see what that client saw (causal).
+    /// </summary>
+    public ArbiterSession StartSession(string? token = null) => new(this, token);
 
     /// <summary>Puts a UTF-8 value, optionally under a lease.</summary>
     public Task<PutResponse> PutAsync(string key, string value, long leaseId = 0, CancellationToken cancellationToken = default) =>
@@ -112,7 +145,17 @@ public sealed class ArbiterClient : IAsyncDisposable
 
     /// <summary>Any transaction; retried only when the failure proves it was not sent.</summary>
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
-        RunAsync(ct => Raw.TxnAsync(request, ct), isIdempotent: false, cancellationToken);
+        RunAsync(ct => Raw.TxnAsync(request, Options.DefaultReadConsistency, ct), isIdempotent: false, cancellationToken);
+
+    /// <summary>
+    /// Any transaction; a read-only one is served at <paramref name="consistency"/> and retried like
+    /// a read, one that writes goes through the log and is retried only when it was not sent.
+    /// </summary>
+    public Task<TxnResponse> TxnAsync(TxnRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return RunAsync(ct => Raw.TxnAsync(request, consistency, ct), isIdempotent: Arbiter.Core.StateMachine.IsReadOnlyTxn(request), cancellationToken);
+    }
 
     /// <summary>Compacts history up to <paramref name="revision"/>.</summary>
     public Task<CompactionResponse> CompactAsync(long revision, CancellationToken cancellationToken = default) =>
@@ -171,7 +214,7 @@ public sealed class ArbiterClient : IAsyncDisposable
         var rangeEnd = options.Prefix ? Keys.PrefixEnd(key) : ByteString.Empty;
         while (true)
         {
-            var session = Raw.OpenWatch();
+            var session = Raw.OpenWatch(options.Consistency);
             await using (session.ConfigureAwait(false))
             {
                 var create = new WatchCreateRequest { Key = key, RangeEnd = rangeEnd, StartRevision = next, PrevKv = options.PrevKv };
@@ -192,7 +235,7 @@ public sealed class ArbiterClient : IAsyncDisposable
                     await session.CreateAsync(create, cancellationToken).ConfigureAwait(false);
                     responses = session.ReadAllAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
                 }
-                catch (RpcException) when (!cancellationToken.IsCancellationRequested)
+                catch (RpcException e) when (!cancellationToken.IsCancellationRequested && e is not ReadConsistencyException { Kind: not ConsistencyErrorKind.MemberBehind and not ConsistencyErrorKind.StalenessBoundExceeded })
                 {
                     broken = true;
                 }
@@ -209,8 +252,9 @@ public sealed class ArbiterClient : IAsyncDisposable
 
                         response = responses.Current;
                     }
-                    catch (RpcException) when (!cancellationToken.IsCancellationRequested)
+                    catch (RpcException e) when (!cancellationToken.IsCancellationRequested && e is not ReadConsistencyException { Kind: not ConsistencyErrorKind.MemberBehind and not ConsistencyErrorKind.StalenessBoundExceeded })
                     {
+                        // Broken stream, or a member behind the level: start again (on the next endpoint).
                         break;
                     }
 

@@ -15,6 +15,12 @@ public sealed class ArbiterClientOptions
     /// <summary>Pause before the first retry in ms; doubles per attempt.</summary>
     public int RetryDelayMs { get; set; } = 100;
 
+    /// <summary>
+    /// The consistency of reads that name none (null: etcd's behaviour, linearizable unless the
+    /// request sets <c>serializable</c>). E.g. <see cref="Node.Consistency.ReadConsistency.Serializable"/> for a cache-like reader.
+    /// </summary>
+    public Node.Consistency.ReadConsistency? DefaultReadConsistency { get; set; }
+
     /// <summary>Default TTL of sessions (and so of locks and registrations) in seconds; etcd's default is 60.</summary>
     public int SessionTtlSeconds { get; set; } = 60;
 }

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Node.Consistency;
 using Arbiter.Node.Watch;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
@@ -38,6 +39,10 @@ public sealed class EmbeddedArbiterClient : IArbiterClient
         Call(() => _node.RangeAsync(request, cancellationToken));
 
     /// <inheritdoc />
+    public Task<RangeResponse> RangeAsync(RangeRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default) =>
+        Call(() => _node.RangeAsync(request, consistency, cancellationToken));
+
+    /// <inheritdoc />
     public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default) =>
         Call(() => _node.PutAsync(request, cancellationToken));
 
@@ -48,6 +53,10 @@ public sealed class EmbeddedArbiterClient : IArbiterClient
     /// <inheritdoc />
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
         Call(() => _node.TxnAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<TxnResponse> TxnAsync(TxnRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnAsync(request, consistency, cancellationToken));
 
     /// <inheritdoc />
     public Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default) =>
@@ -78,7 +87,11 @@ public sealed class EmbeddedArbiterClient : IArbiterClient
         Call(() => _node.StatusAsync(new StatusRequest(), cancellationToken));
 
     /// <inheritdoc />
-    public IWatchSession OpenWatch() => new EmbeddedWatchSession(_node.OpenWatchStream());
+    public IWatchSession OpenWatch() => new EmbeddedWatchSession(_node.OpenWatchStream(), null);
+
+    /// <inheritdoc />
+    public IWatchSession OpenWatch(ReadConsistency? consistency) =>
+        new EmbeddedWatchSession(_node.OpenWatchStream(), consistency is null ? null : ct => _node.PrepareReadAsync(consistency, serializableFlag: false, ct));
 
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
@@ -105,15 +118,37 @@ public sealed class EmbeddedArbiterClient : IArbiterClient
         {
             throw new RpcException(new Status((StatusCode)(int)e.Error.StatusCode, e.Error.Message));
         }
+        catch (ConsistencyException e)
+        {
+            throw ReadConsistencyException.From(e);
+        }
     }
 
-    private sealed class EmbeddedWatchSession(WatchStream stream) : IWatchSession
+    private sealed class EmbeddedWatchSession(WatchStream stream, Func<CancellationToken, ValueTask>? prepare) : IWatchSession
     {
-        public ValueTask CreateAsync(WatchCreateRequest request, CancellationToken cancellationToken = default)
+        private Func<CancellationToken, ValueTask>? _prepare = prepare;
+
+        public async ValueTask CreateAsync(WatchCreateRequest request, CancellationToken cancellationToken = default)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (Interlocked.Exchange(ref _prepare, null) is { } ready)
+            {
+                // As over gRPC: the stream starts once the member may serve the level.
+                try
+                {
+                    await ready(cancellationToken).ConfigureAwait(false);
+                }
+                catch (ConsistencyException e)
+                {
+                    throw ReadConsistencyException.From(e);
+                }
+                catch (EtcdException e)
+                {
+                    throw new RpcException(new Status((StatusCode)(int)e.Error.StatusCode, e.Error.Message));
+                }
+            }
+
             stream.Create(request);
-            return ValueTask.CompletedTask;
         }
 
         public ValueTask CancelAsync(long watchId, CancellationToken cancellationToken = default)

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Arbiter.Node.Consistency;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -51,6 +52,27 @@ public sealed class GrpcArbiterClient : IArbiterClient
         Call(e => e.Kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
+    public Task<RangeResponse> RangeAsync(RangeRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (consistency is null)
+        {
+            return RangeAsync(request, cancellationToken);
+        }
+
+        // etcd ignores the metadata: say serializable and at-revision in etcd's own terms as well.
+        if ((consistency.Level == ReadLevel.Serializable && !request.Serializable) || (consistency.Level == ReadLevel.AtRevision && request.Revision == 0))
+        {
+            request = request.Clone();
+            request.Serializable |= consistency.Level == ReadLevel.Serializable;
+            request.Revision = consistency.Level == ReadLevel.AtRevision ? consistency.Revision : request.Revision;
+        }
+
+        var headers = Headers(consistency);
+        return Call(e => e.Kv.RangeAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+    }
+
+    /// <inheritdoc />
     public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default) =>
         Call(e => e.Kv.PutAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
@@ -61,6 +83,13 @@ public sealed class GrpcArbiterClient : IArbiterClient
     /// <inheritdoc />
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
         Call(e => e.Kv.TxnAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<TxnResponse> TxnAsync(TxnRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default)
+    {
+        var headers = consistency is null ? null : Headers(consistency);
+        return Call(e => e.Kv.TxnAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+    }
 
     /// <inheritdoc />
     public Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default) =>
@@ -103,10 +132,25 @@ public sealed class GrpcArbiterClient : IArbiterClient
         Call(e => e.Maintenance.StatusAsync(new StatusRequest(), cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
-    public IWatchSession OpenWatch()
+    public IWatchSession OpenWatch() => OpenWatch(null);
+
+    /// <inheritdoc />
+    public IWatchSession OpenWatch(ReadConsistency? consistency)
     {
         var endpoint = Current;
-        return new GrpcWatchSession(endpoint.Watch.Watch(), () => Advance(endpoint));
+        return new GrpcWatchSession(endpoint.Watch.Watch(consistency is null ? null : Headers(consistency)), () => Advance(endpoint));
+    }
+
+    /// <summary>The request metadata that asks for <paramref name="consistency"/>.</summary>
+    public static Metadata Headers(ReadConsistency consistency)
+    {
+        var headers = new Metadata();
+        foreach (var (key, value) in ConsistencyMetadata.Encode(consistency))
+        {
+            headers.Add(key, value);
+        }
+
+        return headers;
     }
 
     /// <inheritdoc />
@@ -130,12 +174,21 @@ public sealed class GrpcArbiterClient : IArbiterClient
         catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
         {
             Advance(endpoint);
+            if (ReadConsistencyException.From(e) is ReadConsistencyException typed)
+            {
+                throw typed;
+            }
+
             throw;
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
         {
             // Same as the embedded client: the caller's cancellation surfaces as OperationCanceledException.
             throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
+        }
+        catch (RpcException e) when (ReadConsistencyException.From(e) is ReadConsistencyException typed)
+        {
+            throw typed;
         }
     }
 
@@ -199,11 +252,20 @@ public sealed class GrpcArbiterClient : IArbiterClient
             catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
             {
                 onUnavailable();
+                if (ReadConsistencyException.From(e) is ReadConsistencyException typed)
+                {
+                    throw typed;
+                }
+
                 throw;
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
             {
                 throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
+            }
+            catch (RpcException e) when (ReadConsistencyException.From(e) is ReadConsistencyException typed)
+            {
+                throw typed;
             }
         }
 

@@ -1,3 +1,4 @@
+using Arbiter.Node.Consistency;
 using Arbiter.Protocol.Etcd;
 
 namespace Arbiter.Client;
@@ -13,6 +14,12 @@ public interface IArbiterClient : IAsyncDisposable
     /// <summary>Range (get).</summary>
     Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Range at a consistency level (null: etcd's choice by the request's <c>serializable</c> flag).
+    /// Against a real etcd the level is ignored, except serializable (sent as etcd's flag) and at-revision.
+    /// </summary>
+    Task<RangeResponse> RangeAsync(RangeRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default);
+
     /// <summary>Put.</summary>
     Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default);
 
@@ -21,6 +28,9 @@ public interface IArbiterClient : IAsyncDisposable
 
     /// <summary>Txn.</summary>
     Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default);
+
+    /// <summary>Txn; a read-only one is served at <paramref name="consistency"/> (a txn that writes goes through the log whatever the level).</summary>
+    Task<TxnResponse> TxnAsync(TxnRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default);
 
     /// <summary>Compact.</summary>
     Task<CompactionResponse> CompactAsync(CompactionRequest request, CancellationToken cancellationToken = default);
@@ -45,6 +55,13 @@ public interface IArbiterClient : IAsyncDisposable
 
     /// <summary>Opens a watch session: many watches multiplexed on one ordered response stream.</summary>
     IWatchSession OpenWatch();
+
+    /// <summary>
+    /// Opens a watch session that starts once the member may serve <paramref name="consistency"/>
+    /// (e.g. a session watch from "now" starts at or after the session's revision). A refusal
+    /// surfaces as a <see cref="ReadConsistencyException"/> when responses are read.
+    /// </summary>
+    IWatchSession OpenWatch(ReadConsistency? consistency);
 }
 
 /// <summary>One watch stream (etcd's Watch RPC): create, cancel and progress requests in, responses out, in order.</summary>

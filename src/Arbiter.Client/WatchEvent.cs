@@ -48,6 +48,13 @@ public sealed record WatchOptions
 
     /// <summary>Pause before re-creating the watch after the stream broke, in ms.</summary>
     public int ReconnectDelayMs { get; init; } = 200;
+
+    /// <summary>
+    /// Where the watch may start: null (etcd's behaviour) starts on whatever member the client
+    /// talks to; a session or causal level makes a watch from "now" start at or after that
+    /// token's revision, even on a member that had not applied it yet.
+    /// </summary>
+    public Node.Consistency.ReadConsistency? Consistency { get; init; }
 }
 
 /// <summary>

@@ -12,14 +12,22 @@ public sealed partial class ArbiterNode
     /// linearizable read first waits for the leader's read index; a serializable one reads this
     /// member's state as it is (possibly stale).
     /// </summary>
-    public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default)
+    public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default) =>
+        RangeAsync(request, consistency: null, cancellationToken);
+
+    /// <summary>
+    /// Range at a consistency level (null: etcd's, where the request's <c>serializable</c> flag
+    /// chooses between serializable and linearizable). See <see cref="PrepareReadAsync"/>.
+    /// </summary>
+    public Task<RangeResponse> RangeAsync(RangeRequest request, Consistency.ReadConsistency? consistency, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
-        if (_raft is not null && !request.Serializable)
+        var ready = PrepareReadAsync(consistency, request.Serializable, cancellationToken);
+        if (!ready.IsCompletedSuccessfully)
         {
-            return RangeLinearizableAsync(request, cancellationToken);
+            return RangeAfterAsync(ready, request);
         }
 
         var response = _host.Read(s => s.Range(request));
@@ -27,9 +35,9 @@ public sealed partial class ArbiterNode
         return Task.FromResult(response);
     }
 
-    private async Task<RangeResponse> RangeLinearizableAsync(RangeRequest request, CancellationToken cancellationToken)
+    private async Task<RangeResponse> RangeAfterAsync(ValueTask ready, RangeRequest request)
     {
-        await _log.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
+        await ready.ConfigureAwait(false);
         var response = _host.Read(s => s.Range(request));
         FillHeader(response.Header);
         return response;
@@ -61,17 +69,21 @@ public sealed partial class ArbiterNode
     /// Txn (one revision for all its writes; none if it writes nothing). A txn without writes is
     /// served from the state like a Range, as etcd does: on a single node that is linearizable.
     /// </summary>
-    public async Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default)
+    public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
+        TxnAsync(request, consistency: null, cancellationToken);
+
+    /// <summary>
+    /// Txn; a read-only one is served at <paramref name="consistency"/> (null: etcd's choice by the
+    /// ranges' <c>serializable</c> flags). A txn that writes goes through the log whatever the level.
+    /// </summary>
+    public async Task<TxnResponse> TxnAsync(TxnRequest request, Consistency.ReadConsistency? consistency, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
         if (StateMachine.IsReadOnlyTxn(request))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (_raft is not null && !IsSerializableTxn(request))
-            {
-                await _log.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
-            }
+            await PrepareReadAsync(consistency, IsSerializableTxn(request), cancellationToken).ConfigureAwait(false);
 
             var read = _host.Read(s => s.ReadOnlyTxn(request));
             FillHeader(read.Header);

@@ -45,6 +45,13 @@ public sealed record NodeOptions
     /// <summary>Events read from history per catch-up step of a watcher.</summary>
     public int WatchCatchUpEventsMax { get; init; } = 1000;
 
+    /// <summary>
+    /// How long a member waits to apply the revision a session, causal, at-revision or
+    /// bounded-staleness read needs before it refuses the read (typed error saying how far behind
+    /// it is), in ms. Short: a client is better served by another member than by a long wait.
+    /// </summary>
+    public int ConsistencyWaitBudgetMs { get; init; } = 500;
+
     /// <summary>Raft cluster membership; null runs a single node with its local log.</summary>
     public ClusterOptions? Cluster { get; init; }
 

@@ -14,6 +14,9 @@ internal sealed class StateHost : IDisposable
     private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
     private StateMachine _state;
 
+    /// <summary>Completed (and cleared) when the state moves on; created by whoever waits for a revision.</summary>
+    private TaskCompletionSource? _advanced;
+
     public StateHost(StateMachine state, WatchHub watches)
     {
         _state = state;
@@ -32,6 +35,34 @@ internal sealed class StateHost : IDisposable
         finally
         {
             _lock.ExitReadLock();
+        }
+    }
+
+    /// <summary>The store revision this member has applied.</summary>
+    public long Revision => Read(static s => s.Revision);
+
+    /// <summary>
+    /// Completes once the applied revision is at least <paramref name="revision"/> (at once if it is).
+    /// Cancellation ends the wait with <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public async ValueTask WaitRevisionAsync(long revision, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            // The signal exists before the revision is read, so an apply after the read completes it.
+            var signal = Volatile.Read(ref _advanced);
+            if (signal is null)
+            {
+                var created = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                signal = Interlocked.CompareExchange(ref _advanced, created, null) ?? created;
+            }
+
+            if (Revision >= revision)
+            {
+                return;
+            }
+
+            await signal.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -56,6 +87,7 @@ internal sealed class StateHost : IDisposable
         finally
         {
             _lock.ExitWriteLock();
+            SignalAdvanced();
         }
     }
 
@@ -74,8 +106,18 @@ internal sealed class StateHost : IDisposable
         finally
         {
             _lock.ExitWriteLock();
+            SignalAdvanced();
         }
     }
 
     public void Dispose() => _lock.Dispose();
+
+    /// <summary>Wakes revision waiters (nothing to do, one volatile read, when nobody waits).</summary>
+    private void SignalAdvanced()
+    {
+        if (Volatile.Read(ref _advanced) is not null)
+        {
+            Interlocked.Exchange(ref _advanced, null)?.TrySetResult();
+        }
+    }
 }

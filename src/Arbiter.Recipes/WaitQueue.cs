@@ -1,4 +1,5 @@
 using Arbiter.Client;
+using Arbiter.Node.Consistency;
 using Arbiter.Protocol.Etcd;
 using Google.Protobuf;
 
@@ -32,6 +33,10 @@ internal static class WaitQueue
     /// while it is not admitted, exactly that many keys separate it from the head, and a key leaving
     /// from further ahead leaves the window unchanged; only a departure inside the window can admit
     /// it. So a release wakes at most <paramref name="slots"/> waiters, never the whole line.
+    /// The window is read causally after the waiter's own key (any member that has applied
+    /// <paramref name="myRevision"/>, no leader round trip): such a state holds every key created
+    /// before it, so a predecessor is never missed; one deleted meanwhile may still show, and its
+    /// deletion then arrives on the watch that follows. Against etcd the read is linearizable.
     /// </remarks>
     public static async Task<bool> WaitForPredecessorsAsync(ArbiterClient client, string prefix, long myRevision, TimeSpan timeout, CancellationToken cancellationToken, int slots = 1)
     {
@@ -49,6 +54,7 @@ internal static class WaitQueue
                     Limit = slots,
                     KeysOnly = true,
                 },
+                ReadConsistency.MinRevision(myRevision),
                 cancellationToken).ConfigureAwait(false);
             if (window.Kvs.Count < slots)
             {

@@ -1,5 +1,7 @@
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Etcd;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 
@@ -8,16 +10,34 @@ namespace Arbiter.Server;
 /// <summary>
 /// Turns <see cref="EtcdException"/> into etcd's gRPC status (code and exact text), and honours
 /// the <c>hasleader</c> metadata: a client that requires a leader gets <c>etcdserver: no leader</c>
-/// from a member that has none.
+/// from a member that has none. Every unary response carries the consistency token of the state
+/// it reflects as the <c>arbiter-token</c> trailer (ignored by etcd clients), and a read refused
+/// for its consistency level carries the numbers that say why (<see cref="ConsistencyException"/>).
 /// </summary>
 public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options) : Interceptor
 {
+    /// <summary>Member-to-member calls (<c>arbiter.internal.v1</c>): no token trailer, no client reads them.</summary>
+    private const string InternalMethodPrefix = "/arbiter.internal.";
+
     /// <summary>gRPC's receive limit as etcd sets it: the request limit plus framing overhead.</summary>
     private int ReceiveSizeBytesMax => node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes;
 
     /// <summary>Maps an etcd error to the RpcException clients expect.</summary>
     public static RpcException ToRpcException(EtcdError error) =>
         new(new Status((StatusCode)(int)error.StatusCode, error.Message));
+
+    /// <summary>Maps a refused consistency level to its status, with the kind and revisions as trailers.</summary>
+    public static RpcException ToRpcException(ConsistencyException error)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        var trailers = new Metadata
+        {
+            { ConsistencyMetadata.ErrorKindKey, error.Kind.ToString() },
+            { ConsistencyMetadata.AppliedRevisionKey, error.AppliedRevision.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            { ConsistencyMetadata.RequiredRevisionKey, error.RequiredRevision.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+        };
+        return new RpcException(new Status((StatusCode)(int)error.Error.StatusCode, error.Error.Message), trailers);
+    }
 
     /// <inheritdoc />
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(
@@ -28,13 +48,36 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         CheckReceiveSize(request);
         try
         {
-            return await continuation(request, context).ConfigureAwait(false);
+            var response = await continuation(request, context).ConfigureAwait(false);
+            if (!context.Method.StartsWith(InternalMethodPrefix, StringComparison.Ordinal))
+            {
+                context.ResponseTrailers.Add(ConsistencyMetadata.TokenKey, node.TokenFor(HeaderOf(response)).ToString());
+            }
+
+            return response;
         }
         catch (EtcdException e)
         {
             throw ToRpcException(e.Error);
         }
+        catch (ConsistencyException e)
+        {
+            throw ToRpcException(e);
+        }
     }
+
+    /// <summary>The etcd response header of the KV and lease responses (null for others: the member's revision is used).</summary>
+    private static ResponseHeader? HeaderOf(object? response) => response switch
+    {
+        RangeResponse r => r.Header,
+        PutResponse r => r.Header,
+        DeleteRangeResponse r => r.Header,
+        TxnResponse r => r.Header,
+        CompactionResponse r => r.Header,
+        LeaseGrantResponse r => r.Header,
+        LeaseRevokeResponse r => r.Header,
+        _ => null,
+    };
 
     /// <inheritdoc />
     public override async Task ServerStreamingServerHandler<TRequest, TResponse>(
@@ -49,6 +92,10 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         catch (EtcdException e)
         {
             throw ToRpcException(e.Error);
+        }
+        catch (ConsistencyException e)
+        {
+            throw ToRpcException(e);
         }
     }
 
@@ -65,6 +112,10 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         catch (EtcdException e)
         {
             throw ToRpcException(e.Error);
+        }
+        catch (ConsistencyException e)
+        {
+            throw ToRpcException(e);
         }
     }
 

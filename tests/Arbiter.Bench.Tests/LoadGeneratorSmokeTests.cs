@@ -52,6 +52,37 @@ public sealed class LoadGeneratorSmokeTests
     }
 
     [Fact]
+    public async Task The_session_and_bounded_range_workloads_run_without_errors()
+    {
+        var url = $"http://127.0.0.1:{FreePort()}";
+        await using var node = await ArbiterNode.StartAsync(new NodeOptions());
+        await using var app = ArbiterServer.Build(node, new ServerOptions { ListenClientUrls = [url] });
+        await app.StartAsync();
+        try
+        {
+            var options = BenchOptions.Parse(["--smoke", "--endpoints", url, "--total", "100", "--workload", "range-session,range-bounded", "--quiet"]);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+
+            var results = await BenchCli.RunWorkloadsAsync(options, progress: null, timeout.Token);
+
+            Assert.Equal(["range-session", "range-bounded"], results.Select(r => r.Workload));
+            Assert.All(results, r => Assert.True(r.Ops > 0 && r.ErrorCount == 0, BenchCli.Summary(r)));
+        }
+        finally
+        {
+            await app.StopAsync();
+        }
+    }
+
+    [Fact]
+    public void The_consistency_option_picks_the_range_level()
+    {
+        Assert.Equal(["put", "range-session"], BenchOptions.Parse(["--workload", "put,range", "--consistency", "session"]).Workloads);
+        Assert.Equal(["range-bounded"], BenchOptions.Parse(["--consistency", "bounded", "--workload", "range"]).Workloads);
+        Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--workload", "range", "--consistency", "eventual"]));
+    }
+
+    [Fact]
     public void Options_reject_unknown_workloads_and_bad_numbers()
     {
         Assert.Throws<ArgumentException>(() => BenchOptions.Parse(["--workload", "nope"]));

@@ -9,12 +9,20 @@ public static class WorkloadCatalog
         "put", "range-linearizable", "range-serializable", "txn", "mixed", "lock-service", "lock-recipe", "watch", "lease",
     ];
 
+    /// <summary>
+    /// Workloads run only when named: reads at Arbiter's own consistency levels (request metadata
+    /// that etcd ignores, so they are not part of <c>all</c>, which compares with etcd).
+    /// </summary>
+    public static IReadOnlyList<string> ArbiterOnlyNames { get; } = ["range-session", "range-bounded"];
+
     /// <summary>A fresh instance of workload <paramref name="name"/>.</summary>
     public static Workload Create(string name) => name switch
     {
         "put" => new PutWorkload(),
-        "range" or "range-linearizable" => new RangeWorkload(serializable: false),
-        "range-serializable" => new RangeWorkload(serializable: true),
+        "range" or "range-linearizable" => new RangeWorkload("linearizable"),
+        "range-serializable" => new RangeWorkload("serializable"),
+        "range-session" => new RangeWorkload("session"),
+        "range-bounded" => new RangeWorkload("bounded"),
         "txn" => new TxnWorkload(),
         "mixed" => new MixedWorkload(),
         "lock-service" => new LockServiceWorkload(),

@@ -61,13 +61,14 @@ internal static class ServeCommand
             Description = "History to keep: hours or a duration such as 30m (periodic), or revisions (revision). 0 (the default) turns automatic compaction off.",
             DefaultValueFactory = _ => "0",
         };
+        var consistencyWaitMs = new Option<int>("--consistency-wait-budget") { Description = "How long a member waits to reach the revision a session, causal, at-revision or bounded-staleness read needs before refusing it, in ms.", DefaultValueFactory = _ => new NodeOptions().ConsistencyWaitBudgetMs };
         var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
             name, dataDir, inMemory, listenClient, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
-            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount,
+            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention,
         };
 
@@ -91,6 +92,7 @@ internal static class ServeCommand
                 Limits = limits,
                 FsyncEnabled = !result.GetValue(unsafeNoFsync),
                 SnapshotEveryEntries = Math.Max(1, result.GetValue(snapshotCount)),
+                ConsistencyWaitBudgetMs = Math.Max(0, result.GetValue(consistencyWaitMs)),
             };
             if (!AutoCompactionOptions.TryParse(result.GetValue(autoCompactionMode)!, result.GetValue(autoCompactionRetention)!, out var autoCompaction, out var autoCompactionError))
             {

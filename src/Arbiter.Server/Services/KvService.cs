@@ -4,12 +4,12 @@ using Grpc.Core;
 
 namespace Arbiter.Server.Services;
 
-/// <summary>etcdserverpb.KV over the node.</summary>
+/// <summary>etcdserverpb.KV over the node; reads honour the consistency level in the request metadata (<see cref="ConsistencyHeaders"/>).</summary>
 public sealed class KvService(ArbiterNode node) : KV.KVBase
 {
     /// <inheritdoc />
     public override Task<RangeResponse> Range(RangeRequest request, ServerCallContext context) =>
-        node.RangeAsync(request, context.CancellationToken);
+        node.RangeAsync(request, ConsistencyHeaders.Of(context), context.CancellationToken);
 
     /// <inheritdoc />
     public override Task<PutResponse> Put(PutRequest request, ServerCallContext context) =>
@@ -21,7 +21,7 @@ public sealed class KvService(ArbiterNode node) : KV.KVBase
 
     /// <inheritdoc />
     public override Task<TxnResponse> Txn(TxnRequest request, ServerCallContext context) =>
-        node.TxnAsync(request, context.CancellationToken);
+        node.TxnAsync(request, ConsistencyHeaders.Of(context), context.CancellationToken);
 
     /// <inheritdoc />
     public override Task<CompactionResponse> Compact(CompactionRequest request, ServerCallContext context) =>

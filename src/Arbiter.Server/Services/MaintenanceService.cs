@@ -37,10 +37,20 @@ public sealed class MaintenanceService(ArbiterNode node) : Maintenance.Maintenan
     public override Task<MoveLeaderResponse> MoveLeader(MoveLeaderRequest request, ServerCallContext context) =>
         node.MoveLeaderAsync(request, context.CancellationToken);
 
-    /// <summary>Streams a consistent snapshot in chunks, then its SHA-256, as etcd does.</summary>
+    /// <summary>
+    /// Streams a consistent snapshot in chunks, then its SHA-256, as etcd does: of this member's
+    /// state, or, when the request names a consistency level (e.g. a session token), once this member
+    /// may serve that level.
+    /// </summary>
     public override async Task Snapshot(SnapshotRequest request, IServerStreamWriter<SnapshotResponse> responseStream, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(responseStream);
+        ArgumentNullException.ThrowIfNull(context);
+        if (ConsistencyHeaders.Of(context) is { } consistency)
+        {
+            await node.PrepareReadAsync(consistency, serializableFlag: true, context.CancellationToken).ConfigureAwait(false);
+        }
+
         var bytes = node.CreateSnapshot();
         var token = context.CancellationToken;
         var sent = 0;

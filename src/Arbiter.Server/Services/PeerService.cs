@@ -26,4 +26,8 @@ public sealed class PeerService(ArbiterNode node) : Peer.PeerBase
     /// <inheritdoc />
     public override Task<LeaseTimeToLiveResponse> LeaseTimeToLive(LeaseTimeToLiveRequest request, ServerCallContext context) =>
         Task.FromResult(node.LeaseTimeToLiveHere(request));
+
+    /// <inheritdoc />
+    public override Task<LeaderRevisionResponse> LeaderRevision(LeaderRevisionRequest request, ServerCallContext context) =>
+        Task.FromResult(node.LeaderRevisionHere());
 }

@@ -14,6 +14,14 @@ public sealed class WatchService(ArbiterNode node, ServerShutdown shutdown) : Wa
         ArgumentNullException.ThrowIfNull(responseStream);
         using var lifetime = shutdown.Link(context);
         var token = lifetime.Token;
+
+        // A stream that names a consistency level starts once this member may serve it (a watch
+        // from "now" then starts at or after the session's revision); etcd's watches name none.
+        if (ConsistencyHeaders.Of(context) is { } consistency)
+        {
+            await node.PrepareReadAsync(consistency, serializableFlag: false, token).ConfigureAwait(false);
+        }
+
         var stream = node.OpenWatchStream();
         var sending = SendAsync(stream, responseStream, token);
         try
