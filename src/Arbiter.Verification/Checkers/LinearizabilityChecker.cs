@@ -4,6 +4,7 @@ using Arbiter.Verification.History;
 namespace Arbiter.Verification.Checkers;
 
 /// <summary>The outcome of a check.</summary>
+[System.Text.Json.Serialization.JsonConverter(typeof(System.Text.Json.Serialization.JsonStringEnumConverter<Verdict>))]
 public enum Verdict
 {
     /// <summary>No violation: a legal explanation exists for every part.</summary>
@@ -134,8 +135,11 @@ public static class LinearizabilityChecker
                 && o.CompleteNs < stuck.InvokeNs && o.InvokeNs > writer.CompleteNs).ToList();
             if (newer.Count > 0)
             {
-                var seen = newer.Any(w => ops.Any(r => r.Kind == OperationKind.Read && r.Status == OperationStatus.Ok && r.Value == w.Value));
-                return seen ? "stale-read" : "lost-write";
+                // Lost: after the newer write, no read ever sees it or anything written after it began.
+                var writers = ops.Where(o => o.Kind is OperationKind.Write or OperationKind.Cas && o.Value is not null).GroupBy(o => o.Value!).ToDictionary(g => g.Key, g => g.First());
+                var lost = newer.Any(w => ops.Where(r => r.Kind == OperationKind.Read && r.Status == OperationStatus.Ok && r.InvokeNs > w.CompleteNs)
+                    .All(r => r.Value is null || !writers.TryGetValue(r.Value, out var source) || source.InvokeNs < w.InvokeNs));
+                return lost ? "lost-write" : "stale-read";
             }
         }
 
