@@ -239,7 +239,20 @@ public sealed class HarnessCluster : ITargetCluster
         await member.WipeAsync($"{member.Name}g{++_generation}").ConfigureAwait(false);
         var add = new MemberAddRequest();
         add.PeerURLs.Add(member.PeerUrl);
-        await client.MemberAddAsync(add, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken).ConfigureAwait(false);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await client.MemberAddAsync(add, deadline: DateTime.UtcNow.AddSeconds(30), cancellationToken: cancellationToken).ConfigureAwait(false);
+                break;
+            }
+            catch (RpcException) when (attempt < 20)
+            {
+                // Removed but not yet added: the cluster may still be settling the removal; keep trying.
+                await Task.Delay(1_000, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
         _removed.Remove(member);
         member.InitialClusterState = "existing";
         member.Start();

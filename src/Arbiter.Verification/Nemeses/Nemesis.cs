@@ -97,8 +97,11 @@ public sealed class Nemesis
             {
                 await Task.Delay(_random.Next(2_000, 4_000), stop).ConfigureAwait(false);
                 var holdMs = _kind == NemesisKind.PauseLeader ? (_leaseTtlSeconds * 1_000) + _random.Next(500, 1_500) : _random.Next(2_000, 5_000);
-                await InjectAsync(stop).ConfigureAwait(false);
-                Injected++;
+                if (await InjectAsync(stop).ConfigureAwait(false))
+                {
+                    Injected++;
+                }
+
                 await Task.Delay(holdMs, stop).ConfigureAwait(false);
                 await HealAsync().ConfigureAwait(false);
             }
@@ -116,7 +119,7 @@ public sealed class Nemesis
 
     private HarnessCluster Harness => (HarnessCluster)_cluster;
 
-    private async Task InjectAsync(CancellationToken stop)
+    private async Task<bool> InjectAsync(CancellationToken stop)
     {
         switch (_kind)
         {
@@ -160,6 +163,8 @@ public sealed class Nemesis
                         {
                             _killed.Add(target);
                         }
+
+                        return false;
                     }
 
                     break;
@@ -169,6 +174,8 @@ public sealed class Nemesis
                 Partition();
                 break;
         }
+
+        return true;
     }
 
     private async Task<MemberProcess> TargetAsync(bool leader)
