@@ -23,6 +23,7 @@ internal static class VerifyCommand
         var duration = new Option<int>("--duration") { Description = "Seconds of workload under the nemesis per history (a short quiet tail follows the final heal).", DefaultValueFactory = _ => 30 };
         var seed = new Option<int?>("--seed") { Description = "Seed of the first history (the next ones use seed+1, …); random if not given." };
         var histories = new Option<int>("--histories") { Description = "How many histories: workloads × nemeses are cycled through.", DefaultValueFactory = _ => 1 };
+        var skip = new Option<int>("--skip") { Description = "Start that many places into the workload × nemesis cycle (and seeds), to continue an interrupted matrix.", DefaultValueFactory = _ => 0 };
         var target = new Option<string>("--target") { Description = "What the harness starts: arbiter or etcd (/usr/bin/etcd).", DefaultValueFactory = _ => "arbiter" };
         target.AcceptOnlyFromAmong("arbiter", "etcd");
         var members = new Option<int>("--members") { Description = "Members of the started cluster.", DefaultValueFactory = _ => 3 };
@@ -35,7 +36,7 @@ internal static class VerifyCommand
         var output = new Option<string>("--out") { Description = "Directory for histories, results and timelines.", DefaultValueFactory = _ => "verify-results" };
         var command = new Command("verify", "Jepsen-style verification: run a workload under a nemesis against real processes, record the history, check it.")
         {
-            workload, nemesis, duration, seed, histories, target, members, endpoints, serializable, clients, keys, leaseTtl, block, output,
+            workload, nemesis, duration, seed, histories, skip, target, members, endpoints, serializable, clients, keys, leaseTtl, block, output,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -60,7 +61,8 @@ internal static class VerifyCommand
             var outDirectory = Path.GetFullPath(result.GetValue(output)!);
             var results = new List<RunResult>();
             var count = Math.Max(1, result.GetValue(histories));
-            for (var i = 0; i < count && !cancellationToken.IsCancellationRequested; i++)
+            var first = Math.Max(0, result.GetValue(skip));
+            for (var i = first; i < first + count && !cancellationToken.IsCancellationRequested; i++)
             {
                 var options = new RunOptions
                 {

@@ -70,7 +70,7 @@ public static class VerificationRunner
                 var nemesis = new Nemesis(options.Nemesis, cluster, context.Recorder, context.ClientFaults, options.Seed, options.WorkloadOptions.LeaseTtlSeconds);
                 using var stopWorkload = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 using var stopNemesis = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                var running = workload.RunAsync(context, stopWorkload.Token);
+                var running = Guard(workload.RunAsync(context, stopWorkload.Token), context);
                 var faults = nemesis.RunAsync(stopNemesis.Token);
                 await Task.Delay(TimeSpan.FromSeconds(options.DurationSeconds), cancellationToken).ConfigureAwait(false);
                 await stopNemesis.CancelAsync().ConfigureAwait(false);
@@ -92,7 +92,15 @@ public static class VerificationRunner
                 // A quiet tail after the heal: the system must recover, and later reads pin down earlier unknowns.
                 await Task.Delay(TimeSpan.FromSeconds(3), cancellationToken).ConfigureAwait(false);
                 await stopWorkload.CancelAsync().ConfigureAwait(false);
-                await running.ConfigureAwait(false);
+                try
+                {
+                    await running.ConfigureAwait(false);
+                }
+                catch (WorkloadFailedException e)
+                {
+                    return (Failed(options, target, nemesisName, e.Message), context.ToHistory());
+                }
+
                 var history = context.ToHistory();
                 var clock = Stopwatch.StartNew();
                 var check = workload.Check(history);
@@ -125,6 +133,20 @@ public static class VerificationRunner
                 context.CloseChannels();
                 context.ClientFaults.Dispose();
             }
+        }
+    }
+
+    /// <summary>A workload that throws ends its run, noted in the history (an error in the harness, not a verdict on the system).</summary>
+    private static async Task Guard(Task workload, WorkloadContext context)
+    {
+        try
+        {
+            await workload.ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            context.Recorder.Note("harness", $"workload failed: {e}");
+            throw new WorkloadFailedException($"workload failed: {e.GetType().Name}: {e.Message}", e);
         }
     }
 
@@ -168,5 +190,26 @@ public static class VerificationRunner
         result = result with { HistoryFile = historyPath, TimelineFile = timelinePath };
         File.WriteAllText(Path.Combine(directory, "result.json"), JsonSerializer.Serialize(result, HistoryFile.JsonOptions));
         return result;
+    }
+}
+
+/// <summary>A workload threw: the harness failed, so the run has no verdict.</summary>
+public sealed class WorkloadFailedException : Exception
+{
+    /// <summary>With a message and the workload's exception.</summary>
+    public WorkloadFailedException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+
+    /// <summary>Without detail.</summary>
+    public WorkloadFailedException()
+    {
+    }
+
+    /// <summary>With a message.</summary>
+    public WorkloadFailedException(string message)
+        : base(message)
+    {
     }
 }

@@ -78,8 +78,9 @@ public sealed class LockWorkload : IWorkload
                 limit.CancelAfter(TimeSpan.FromSeconds(10));
                 handle = await new DistributedMutex(client, name, new RecipeOptions { Session = session }).AcquireAsync(TimeSpan.FromSeconds(10), limit.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is RpcException or OperationCanceledException or TimeoutException)
+            catch (Exception e) when (e is RpcException or OperationCanceledException or TimeoutException or LockLostException)
             {
+                // Lost while waiting (no keep-alive got through for the whole TTL) counts as unknown too.
                 recorder.Complete(id, OperationStatus.Info, note: $"via {url}: {e.GetType().Name} {e.Message}");
                 return false;
             }

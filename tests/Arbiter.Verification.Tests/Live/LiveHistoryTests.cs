@@ -13,13 +13,13 @@ namespace Arbiter.Verification.Tests.Live;
 public sealed class LiveHistoryTests(ITestOutputHelper output)
 {
     [LiveFact]
-    public Task Register_history_under_leader_kills_is_linearizable() => RunValidAsync("register", NemesisKind.KillLeader, 8);
+    public Task Register_history_under_leader_kills_is_linearizable() => RunValidAsync("register", NemesisKind.KillLeader, 6);
 
     [LiveFact]
-    public Task Lock_history_under_member_pauses_keeps_mutual_exclusion_and_fencing() => RunValidAsync("lock", NemesisKind.Pause, 8);
+    public Task Lock_history_under_member_pauses_keeps_mutual_exclusion_and_fencing() => RunValidAsync("lock", NemesisKind.Pause, 6);
 
     [LiveFact]
-    public Task Watch_history_under_a_majority_partition_keeps_the_watch_guarantees() => RunValidAsync("watch", NemesisKind.PartitionMajority, 8);
+    public Task Watch_history_under_a_majority_partition_keeps_the_watch_guarantees() => RunValidAsync("watch", NemesisKind.PartitionMajority, 6);
 
     [LiveFact]
     public async Task Serializable_reads_under_an_isolated_member_are_reported_as_stale_reads()
@@ -28,6 +28,7 @@ public sealed class LiveHistoryTests(ITestOutputHelper output)
         Assert.Equal(Verdict.Violation, result.Verdict);
         Assert.Contains(result.Violations, v => v.Kind is "stale-read" or "lost-write" or "nonlinearizable");
         Assert.All(result.Violations, v => Assert.NotEmpty(v.Window));
+        Assert.True(result.TimelineFile is { } timeline && File.Exists(timeline), "no timeline drawn for the violation");
     }
 
     private async Task RunValidAsync(string workload, NemesisKind nemesis, int seconds)
