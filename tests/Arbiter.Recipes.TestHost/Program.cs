@@ -90,6 +90,7 @@ switch (command)
                         {
                             // Lock in the transfer's direction, not a global order: A→B and B→A deadlock.
                             await t.LockExclusiveAsync($"{prefix}acct/{from}", cancellationToken: ct);
+                            await Task.Delay(3, ct);   // widen the window in which opposite transfers deadlock
                             await t.LockExclusiveAsync($"{prefix}acct/{to}", cancellationToken: ct);
                             await t.LockExclusiveAsync(logKey, cancellationToken: ct);
                         }

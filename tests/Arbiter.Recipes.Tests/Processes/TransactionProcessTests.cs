@@ -35,7 +35,7 @@ public sealed class TransactionProcessTests(ArbiterServerBackend backend, ITestO
     public async Task Bank_transfers_across_processes_conserve_the_total_and_apply_once(string mode)
     {
         var seed = TestSupport.Seed(output);
-        const int accounts = 6, workers = 3, transfers = 15, initial = 1000;
+        const int accounts = 4, workers = 3, transfers = 20, initial = 1000;
         for (var i = 0; i < accounts; i++)
         {
             await _client.PutAsync($"{_prefix}acct/{i}", initial.ToString(CultureInfo.InvariantCulture));
@@ -62,11 +62,7 @@ public sealed class TransactionProcessTests(ArbiterServerBackend backend, ITestO
         await using var txns = new TransactionClient(_client);
         var status = await txns.StatusAsync();
         Assert.DoesNotContain(status.Locks, l => l.Key.ToStringUtf8().StartsWith(_prefix, StringComparison.Ordinal));
-        Assert.All(status.Transactions, t => Assert.Empty(t.WaitsFor));
-        if (mode == "pessimistic")
-        {
-            Assert.Equal(deadlocks, deadlocks);   // counted above; a run may happen to have none
-        }
+        Assert.All(status.Transactions, t => Assert.Empty(t.WaitsFor));   // no waiter left
     }
 
     [Fact]
