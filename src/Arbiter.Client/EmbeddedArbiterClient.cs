@@ -12,7 +12,7 @@ namespace Arbiter.Client;
 /// <see cref="IArbiterClient"/> over an in-process <see cref="ArbiterNode"/>: no network hop, same
 /// semantics and the same exceptions as over gRPC.
 /// </summary>
-public sealed class EmbeddedArbiterClient : IArbiterClient
+public sealed class EmbeddedArbiterClient : IArbiterClient, ITransactionsClient
 {
     private readonly ArbiterNode _node;
     private readonly bool _ownsNode;
@@ -87,6 +87,30 @@ public sealed class EmbeddedArbiterClient : IArbiterClient
         Call(() => _node.StatusAsync(new StatusRequest(), cancellationToken));
 
     /// <inheritdoc />
+    public Task<Protocol.Transactions.BeginResponse> TxnBeginAsync(Protocol.Transactions.BeginRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnBeginAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.LockResponse> TxnLockAsync(Protocol.Transactions.LockRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnLockAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.CommitResponse> TxnCommitAsync(Protocol.Transactions.CommitRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnCommitAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.AbortResponse> TxnAbortAsync(Protocol.Transactions.AbortRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnAbortAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.OptimisticCommitResponse> TxnOptimisticCommitAsync(Protocol.Transactions.OptimisticCommitRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnOptimisticCommitAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.TransactionStatusResponse> TxnStatusAsync(CancellationToken cancellationToken = default) =>
+        Call(() => _node.TxnStatusAsync(cancellationToken));
+
+    /// <inheritdoc />
     public IWatchSession OpenWatch() => new EmbeddedWatchSession(_node.OpenWatchStream(), null);
 
     /// <inheritdoc />
@@ -116,7 +140,10 @@ public sealed class EmbeddedArbiterClient : IArbiterClient
         }
         catch (EtcdException e)
         {
-            throw new RpcException(new Status((StatusCode)(int)e.Error.StatusCode, e.Error.Message));
+            var status = new Status((StatusCode)(int)e.Error.StatusCode, e.Error.Message);
+            throw e.Error.Transaction is { } detail
+                ? new RpcException(status, new Metadata { { TransactionErrorMetadata.Trailer, Google.Protobuf.MessageExtensions.ToByteArray(detail) } })
+                : new RpcException(status);
         }
         catch (ConsistencyException e)
         {

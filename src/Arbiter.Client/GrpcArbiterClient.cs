@@ -12,7 +12,7 @@ namespace Arbiter.Client;
 /// endpoint for the calls that follow (the failed call itself is not repeated here; see
 /// <see cref="ArbiterClient"/> for the retry policy).
 /// </summary>
-public sealed class GrpcArbiterClient : IArbiterClient
+public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient
 {
     private readonly Endpoint[] _endpoints;
     private int _current;
@@ -132,6 +132,30 @@ public sealed class GrpcArbiterClient : IArbiterClient
         Call(e => e.Maintenance.StatusAsync(new StatusRequest(), cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
+    public Task<Protocol.Transactions.BeginResponse> TxnBeginAsync(Protocol.Transactions.BeginRequest request, CancellationToken cancellationToken = default) =>
+        Call(e => e.Transactions.BeginAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.LockResponse> TxnLockAsync(Protocol.Transactions.LockRequest request, CancellationToken cancellationToken = default) =>
+        Call(e => e.Transactions.LockAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.CommitResponse> TxnCommitAsync(Protocol.Transactions.CommitRequest request, CancellationToken cancellationToken = default) =>
+        Call(e => e.Transactions.CommitAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.AbortResponse> TxnAbortAsync(Protocol.Transactions.AbortRequest request, CancellationToken cancellationToken = default) =>
+        Call(e => e.Transactions.AbortAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.OptimisticCommitResponse> TxnOptimisticCommitAsync(Protocol.Transactions.OptimisticCommitRequest request, CancellationToken cancellationToken = default) =>
+        Call(e => e.Transactions.OptimisticCommitAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Protocol.Transactions.TransactionStatusResponse> TxnStatusAsync(CancellationToken cancellationToken = default) =>
+        Call(e => e.Transactions.StatusAsync(new Protocol.Transactions.TransactionStatusRequest(), cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
     public IWatchSession OpenWatch() => OpenWatch(null);
 
     /// <inheritdoc />
@@ -213,6 +237,8 @@ public sealed class GrpcArbiterClient : IArbiterClient
         public Watch.WatchClient Watch { get; } = new(channel);
 
         public Maintenance.MaintenanceClient Maintenance { get; } = new(channel);
+
+        public Protocol.Transactions.Transactions.TransactionsClient Transactions { get; } = new(channel);
     }
 
     private sealed class GrpcWatchSession(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call, Action onUnavailable) : IWatchSession

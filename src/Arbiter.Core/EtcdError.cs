@@ -21,6 +21,8 @@ public enum ErrorStatusCode
     FailedPrecondition = 9,
     /// <summary>OutOfRange (11).</summary>
     OutOfRange = 11,
+    /// <summary>Aborted (10): a transaction lost to a deadlock, an optimistic conflict, or was aborted.</summary>
+    Aborted = 10,
     /// <summary>Unimplemented (12).</summary>
     Unimplemented = 12,
     /// <summary>Internal (13).</summary>
@@ -36,6 +38,9 @@ public enum ErrorStatusCode
 /// <param name="Message">The exact message text etcd sends.</param>
 public sealed record EtcdError(ErrorStatusCode StatusCode, string Message)
 {
+    /// <summary>For transaction errors (arbiter.v1): which one, with its cycle, key or reason; null otherwise.</summary>
+    public Protocol.Transactions.TransactionError? Transaction { get; init; }
+
     /// <summary>Empty key in a request.</summary>
     public static readonly EtcdError EmptyKey = new(ErrorStatusCode.InvalidArgument, "etcdserver: key is not provided");
     /// <summary>ignore_value/ignore_lease on a key that does not exist.</summary>

@@ -178,6 +178,11 @@ public sealed partial class StateMachine
             throw new EtcdException(EtcdError.FutureRevision);
         }
 
+        if (_lockTable?.MinSnapshotRevision is { } pinned && request.Revision > pinned)
+        {
+            throw new EtcdException(CoreErrors.CompactionBlockedBySnapshot);
+        }
+
         Compact(request.Revision);
         return new CompactionResponse { Header = Header(_revision) };
     }

@@ -74,6 +74,7 @@ public sealed partial class StateMachine
         }
 
         Check(_rememberedOrder.Count == _rememberedResults.Count, "remembered ids and results differ");
+        _lockTable?.Verify();
     }
 
     private static void Check(bool condition, string what)

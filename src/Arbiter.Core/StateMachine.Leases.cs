@@ -99,7 +99,7 @@ public sealed partial class StateMachine
             throw new EtcdException(EtcdError.LeaseNotFound);
         }
 
-        Revoke(lease, events);
+        Revoke(lease, events, Transactions.TransactionErrors.ReasonLeaseRevoked);
         return new LeaseRevokeResponse { Header = Header(_revision) };
     }
 
@@ -145,7 +145,7 @@ public sealed partial class StateMachine
         var result = new LeaseExpireResult();
         foreach (var id in due)
         {
-            Revoke(_leases[id], events);
+            Revoke(_leases[id], events, Transactions.TransactionErrors.ReasonLeaseExpired);
             result.ExpiredLeaseIds.Add(id);
         }
 
@@ -159,6 +159,7 @@ public sealed partial class StateMachine
             SetDeadline(lease, DeadlineFor(timeMs, lease.TtlSeconds));
         }
 
+        _lockTable?.Promote(timeMs);
         return new LeasePromoteResult { LeasesRenewed = _leases.Count };
     }
 
@@ -176,9 +177,13 @@ public sealed partial class StateMachine
         _leaseDeadlines.Add((deadlineMs, lease.Id));
     }
 
-    /// <summary>Deletes the lease's keys (sorted) in one revision, then forgets the lease.</summary>
-    private void Revoke(Lease lease, List<Event> events)
+    /// <summary>
+    /// Aborts the lease's transactions (releasing their locks), deletes its keys (sorted) in one
+    /// revision, then forgets the lease: all in the one command that revokes or expires it.
+    /// </summary>
+    private void Revoke(Lease lease, List<Event> events, string reason)
     {
+        _lockTable?.AbortLease(lease.Id, reason);
         var ctx = BeginWrite(events);
         foreach (var record in lease.Keys.ToArray())
         {

@@ -42,7 +42,8 @@ public sealed partial class StateMachine
             compactEvents,
             leases,
             [.. _alarms],
-            [.. _rememberedOrder.Select(id => (id, _rememberedResults[id]))]);
+            [.. _rememberedOrder.Select(id => (id, _rememberedResults[id]))],
+            _lockTable is { IsEmpty: false } table ? table.Capture() : new TransactionTableImage());
     }
 
     /// <summary>Writes the whole state to <paramref name="stream"/>; see <see cref="StateSnapshot.WriteTo"/> for the format.</summary>
@@ -77,7 +78,7 @@ public sealed partial class StateMachine
         }
 
         var version = r.ReadInt32();
-        if (version != StateSnapshot.FormatVersion)
+        if (version != StateSnapshot.FormatVersion && version != StateSnapshot.FormatVersionWithoutTransactions)
         {
             throw new InvalidDataException($"Unsupported snapshot format version {version}.");
         }
@@ -148,6 +149,15 @@ public sealed partial class StateMachine
             var id = r.ReadUInt64();
             sm._rememberedResults[id] = ReadMessage(r, CommandResult.Parser);
             sm._rememberedOrder.Enqueue(id);
+        }
+
+        if (version >= StateSnapshot.FormatVersion)
+        {
+            var image = ReadMessage(r, TransactionTableImage.Parser);
+            if (image.CalculateSize() > 0)
+            {
+                sm.Locks.Restore(image);
+            }
         }
 
         sm.RebuildHistory(records, compactEvents);

@@ -116,7 +116,7 @@ public sealed partial class StateMachine
 
     internal static CommandResult ErrorResult(EtcdError error) => new()
     {
-        Error = new CommandError { StatusCode = (int)error.StatusCode, Message = error.Message },
+        Error = new CommandError { StatusCode = (int)error.StatusCode, Message = error.Message, Transaction = error.Transaction?.Clone() },
     };
 
     private static void ThrowIfInvalid(EtcdError? error)
@@ -153,6 +153,18 @@ public sealed partial class StateMachine
                 return new CommandResult { LeasePromote = ApplyLeasePromote(command.TimeMs) };
             case Command.OpOneofCase.Alarm:
                 return new CommandResult { Alarm = ApplyAlarm(command.Alarm) };
+            case Command.OpOneofCase.TxnBegin:
+                return new CommandResult { TxnBegin = ApplyTxnBegin(command.TimeMs, command.TxnBegin) };
+            case Command.OpOneofCase.TxnLock:
+                return new CommandResult { TxnLock = ApplyTxnLock(command.TimeMs, command.TxnLock) };
+            case Command.OpOneofCase.TxnCommit:
+                return new CommandResult { TxnCommit = ApplyTxnCommit(command.TimeMs, command.TxnCommit, events) };
+            case Command.OpOneofCase.TxnAbort:
+                return new CommandResult { TxnAbort = ApplyTxnAbort(command.TimeMs, command.TxnAbort) };
+            case Command.OpOneofCase.TxnOptimisticCommit:
+                return new CommandResult { TxnOptimisticCommit = ApplyTxnOptimisticCommit(command.TimeMs, command.TxnOptimisticCommit, events) };
+            case Command.OpOneofCase.TxnTimers:
+                return new CommandResult { TxnTimers = ApplyTxnTimers(command.TimeMs) };
             default:
                 throw new EtcdException(CoreErrors.EmptyCommand);
         }
@@ -212,6 +224,9 @@ public static class CoreErrors
 
     /// <summary>A Compare with a target outside VERSION/CREATE/MOD/VALUE/LEASE (etcd does not check).</summary>
     public static readonly EtcdError InvalidCompareTarget = new(ErrorStatusCode.InvalidArgument, "etcdserver: invalid compare target in txn request");
+
+    /// <summary>A compaction past the revision an open snapshot transaction reads at.</summary>
+    public static readonly EtcdError CompactionBlockedBySnapshot = new(ErrorStatusCode.FailedPrecondition, "arbiter: compaction would remove the revision an open snapshot transaction reads at");
 
     /// <summary>An Alarm request with an unknown action.</summary>
     public static readonly EtcdError InvalidAlarmAction = new(ErrorStatusCode.InvalidArgument, "etcdserver: invalid alarm action");

@@ -18,13 +18,17 @@ namespace Arbiter.Core;
 public sealed class StateSnapshot
 {
     internal const string Magic = "ARBSNAP1";
-    internal const int FormatVersion = 1;
+    internal const int FormatVersion = 2;
+
+    /// <summary>Snapshots written before transactions existed: read as having an empty lock table.</summary>
+    internal const int FormatVersionWithoutTransactions = 1;
 
     private readonly KeyImage[] _keys;
     private readonly Event[] _compactEvents;
     private readonly LeaseImage[] _leases;
     private readonly (AlarmType Type, ulong MemberId)[] _alarms;
     private readonly (ulong RequestId, CommandResult Result)[] _remembered;
+    private readonly TransactionTableImage _transactions;
 
     internal StateSnapshot(
         long revision,
@@ -35,7 +39,8 @@ public sealed class StateSnapshot
         Event[] compactEvents,
         LeaseImage[] leases,
         (AlarmType, ulong)[] alarms,
-        (ulong, CommandResult)[] remembered)
+        (ulong, CommandResult)[] remembered,
+        TransactionTableImage transactions)
     {
         Revision = revision;
         CompactRevision = compactRevision;
@@ -46,6 +51,7 @@ public sealed class StateSnapshot
         _leases = leases;
         _alarms = alarms;
         _remembered = remembered;
+        _transactions = transactions;
     }
 
     /// <summary>The store revision at capture.</summary>
@@ -65,7 +71,7 @@ public sealed class StateSnapshot
     /// version, revision, compact revision, applied index, size; keys in order with their retained
     /// history (protobuf KeyValue per put); the events of the compact revision (the only history
     /// not rebuilt from the keys); leases; alarms; remembered request ids with their results (FIFO
-    /// order); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
+    /// order); the lock table (format 2 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
     /// </summary>
     /// <param name="stream">Where to write; left open.</param>
     public void WriteTo(Stream stream)
@@ -129,6 +135,7 @@ public sealed class StateSnapshot
                 WriteMessage(w, result, ref buffer);
             }
 
+            WriteMessage(w, _transactions, ref buffer);
             w.Write(Hash());
         }
         finally
@@ -167,6 +174,13 @@ public sealed class StateSnapshot
         {
             h.Add((long)type);
             h.Add((long)member);
+        }
+
+        // The lock table (open transactions, locks, waiters, finished ones, counters) when non-empty,
+        // so that a snapshot from before transactions existed keeps its hash.
+        if (_transactions.CalculateSize() > 0)
+        {
+            h.AddBytes(_transactions.ToByteArray());
         }
 
         return h.Value;

@@ -136,8 +136,10 @@ public sealed partial class ArbiterNode
     }
 
     /// <summary>
-    /// Proposes expiry when the earliest lease deadline has passed on this node's monotonic clock.
-    /// Expiry is a command like any other, so every replica deletes the same keys at the same revision.
+    /// Proposes expiry when the earliest lease deadline has passed on this node's monotonic clock,
+    /// and the transactions' time-based events (time limits, lock-wait timeouts) when the earliest
+    /// of those has passed. Both are commands like any other, so every replica applies the same
+    /// effects at the same point; only the leader proposes them, after renewing leases and timers.
     /// </summary>
     private async Task LeaseExpiryLoopAsync()
     {
@@ -150,13 +152,17 @@ public sealed partial class ArbiterNode
             }
 
             var nowMs = Options.Clock.NowMs;
-            var nextDeadlineMs = _host.Read(s => s.NextLeaseDeadlineMs);
-            if (nextDeadlineMs is { } deadline && deadline <= nowMs)
+            var transactionsChanged = _host.TransactionsChanged;
+            var (nextDeadlineMs, nextTxnDeadlineMs) = _host.Read(s => (s.NextLeaseDeadlineMs, s.NextTransactionDeadlineMs));
+            Command? due = nextDeadlineMs is { } deadline && deadline <= nowMs ? new Command { LeaseExpire = new LeaseExpire() }
+                : nextTxnDeadlineMs is { } txnDeadline && txnDeadline <= nowMs ? new Command { TxnTimers = new TxnTimers() }
+                : null;
+            if (due is not null)
             {
                 try
                 {
-                    var result = await ProposeAsync(new Command { LeaseExpire = new LeaseExpire() }, token, leaderOnly: true).ConfigureAwait(false);
-                    if (result.LeaseExpire.ExpiredLeaseIds.Count > 0)
+                    var result = await ProposeAsync(due, token, leaderOnly: true).ConfigureAwait(false);
+                    if (result.LeaseExpire?.ExpiredLeaseIds.Count > 0)
                     {
                         _logger.LogDebug("Expired {Count} lease(s)", result.LeaseExpire.ExpiredLeaseIds.Count);
                     }
@@ -169,14 +175,17 @@ public sealed partial class ArbiterNode
                 }
                 catch (EtcdException e)
                 {
-                    _logger.LogWarning("Lease expiry failed: {Message}", e.Message);
+                    _logger.LogWarning("{What} failed: {Message}", due.OpCase == Command.OpOneofCase.LeaseExpire ? "Lease expiry" : "Transaction timers", e.Message);
                 }
             }
 
-            var waitMs = nextDeadlineMs is { } d ? Math.Clamp(d - nowMs, 1, Options.LeaseCheckIntervalMsMax) : Options.LeaseCheckIntervalMsMax;
+            var next = new[] { nextDeadlineMs, nextTxnDeadlineMs }.Where(d => d is not null).Select(d => d!.Value).DefaultIfEmpty(nowMs + Options.LeaseCheckIntervalMsMax).Min();
+            var waitMs = Math.Clamp(next - nowMs, 1, Options.LeaseCheckIntervalMsMax);
             try
             {
-                await Task.Delay(TimeSpan.FromMilliseconds(waitMs), token).ConfigureAwait(false);
+                // A new lock wait or transaction may bring the next deadline closer: wake up for it.
+                await Task.WhenAny(Task.Delay(TimeSpan.FromMilliseconds(waitMs), token), transactionsChanged).ConfigureAwait(false);
+                token.ThrowIfCancellationRequested();
             }
             catch (OperationCanceledException)
             {

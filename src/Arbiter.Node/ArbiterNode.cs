@@ -303,7 +303,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
 
     private static CommandResult ThrowIfFailed(CommandResult result) =>
         result.ResultCase == CommandResult.ResultOneofCase.Error
-            ? throw new EtcdException(new EtcdError((ErrorStatusCode)result.Error.StatusCode, result.Error.Message))
+            ? throw new EtcdException(Core.Transactions.TransactionErrors.FromCommandError(result.Error))
             : result;
 
     private void FillHeader(ResponseHeader? header)

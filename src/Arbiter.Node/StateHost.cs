@@ -13,6 +13,7 @@ internal sealed class StateHost : IDisposable
 {
     private readonly ReaderWriterLockSlim _lock = new(LockRecursionPolicy.NoRecursion);
     private StateMachine _state;
+    private TaskCompletionSource _transactionsChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Completed (and cleared) when the state moves on; created by whoever waits for a revision.</summary>
     private TaskCompletionSource? _advanced;
@@ -24,6 +25,13 @@ internal sealed class StateHost : IDisposable
     }
 
     public WatchHub Watches { get; }
+
+    /// <summary>
+    /// Completes at the next applied command that can change the lock table (a transaction command,
+    /// a lease revoke, expiry or promotion, a snapshot install). Take it before reading the state,
+    /// then await it: no change between the read and the await is missed.
+    /// </summary>
+    public Task TransactionsChanged => Volatile.Read(ref _transactionsChanged).Task;
 
     public T Read<T>(Func<StateMachine, T> read)
     {
@@ -82,6 +90,11 @@ internal sealed class StateHost : IDisposable
                 Watches.Publish(outcome.Events, _state.Revision, _state.CompactRevision);
             }
 
+            if (ChangesTransactions(command.OpCase))
+            {
+                PulseTransactions();
+            }
+
             return outcome;
         }
         finally
@@ -90,6 +103,13 @@ internal sealed class StateHost : IDisposable
             SignalAdvanced();
         }
     }
+
+    private static bool ChangesTransactions(Command.OpOneofCase op) => op is Command.OpOneofCase.TxnBegin or Command.OpOneofCase.TxnLock
+        or Command.OpOneofCase.TxnCommit or Command.OpOneofCase.TxnAbort or Command.OpOneofCase.TxnOptimisticCommit
+        or Command.OpOneofCase.TxnTimers or Command.OpOneofCase.LeaseRevoke or Command.OpOneofCase.LeaseExpire or Command.OpOneofCase.LeasePromote;
+
+    private void PulseTransactions() =>
+        Interlocked.Exchange(ref _transactionsChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>
     /// Replaces the whole state (a snapshot installed from the leader). Watchers in sync fall back
@@ -102,6 +122,7 @@ internal sealed class StateHost : IDisposable
         {
             _state = state;
             Watches.ResyncAll();
+            PulseTransactions();
         }
         finally
         {

@@ -70,6 +70,7 @@ public static class ArbiterServer
         app.MapGrpcService<MaintenanceService>();
         app.MapGrpcService<ClusterService>();
         app.MapGrpcService<LockService>();
+        app.MapGrpcService<TransactionsService>();
         app.MapGrpcService<ElectionService>();
         app.MapGrpcService<HealthService>();
         app.MapGrpcService<PeerService>();

@@ -22,9 +22,21 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
     /// <summary>gRPC's receive limit as etcd sets it: the request limit plus framing overhead.</summary>
     private int ReceiveSizeBytesMax => node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes;
 
-    /// <summary>Maps an etcd error to the RpcException clients expect.</summary>
-    public static RpcException ToRpcException(EtcdError error) =>
-        new(new Status((StatusCode)(int)error.StatusCode, error.Message));
+    /// <summary>The trailer that carries a transaction error's detail (serialized arbiter.v1.TransactionError).</summary>
+    public const string TransactionErrorTrailer = "arbiter-transaction-error-bin";
+
+    /// <summary>Maps an etcd error to the RpcException clients expect (a transaction error's detail in a trailer).</summary>
+    public static RpcException ToRpcException(EtcdError error)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        var status = new Status((StatusCode)(int)error.StatusCode, error.Message);
+        if (error.Transaction is null)
+        {
+            return new RpcException(status);
+        }
+
+        return new RpcException(status, new Metadata { { TransactionErrorTrailer, Google.Protobuf.MessageExtensions.ToByteArray(error.Transaction) } });
+    }
 
     /// <summary>Maps a refused consistency level to its status, with the kind and revisions as trailers.</summary>
     public static RpcException ToRpcException(ConsistencyException error)

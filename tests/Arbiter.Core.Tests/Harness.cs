@@ -10,7 +10,7 @@ internal sealed class Harness(StateMachine? machine = null)
 {
     public StateMachine Sm { get; private set; } = machine ?? new StateMachine();
 
-    public long Index { get; private set; }
+    public long Index { get; private set; } = machine?.AppliedIndex ?? 0;
 
     public long TimeMs { get; set; } = 1_000;
 

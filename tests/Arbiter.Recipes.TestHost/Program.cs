@@ -1,14 +1,18 @@
 using System.Globalization;
 using Arbiter.Client;
 using Arbiter.Recipes;
+using Arbiter.Recipes.Transactions;
 
 // Usage (one line of stdout per fact the test waits on):
 //   mutex-increment <endpoint> <lock> <counterKey> <iterations> <ttlSeconds>
 //   hold <endpoint> <mutex|semaphore:N> <name> <ttlSeconds>   (holds until stdin closes, then tries a fenced write)
 //   campaign <endpoint> <election> <id> <holdMs>
+//   bank <endpoint[,endpoint…]> <prefix> <accounts> <transfers> <worker> <seed> <pessimistic|optimistic>
+//        (each transfer locks both accounts in random order, so transfers deadlock; prints DONE <commits> <retries> <deadlocks>)
+//   txn-hold <endpoint> <key> <ttlSeconds>   (locks key X, prints LOCKED <token>; on stdin close commits a write and prints COMMIT …)
 var command = args[0];
 var endpoint = args[1];
-await using var client = ArbiterClient.Connect(endpoint);
+await using var client = ArbiterClient.Connect(endpoint.Split(','));
 var invariant = CultureInfo.InvariantCulture;
 switch (command)
 {
@@ -60,6 +64,75 @@ switch (command)
             Console.WriteLine(active == id && leadership.IsLeader ? "TERM ok" : $"TERM overlap active={active}");
             await leadership.ResignAsync();
             Console.WriteLine("RESIGNED");
+            return 0;
+        }
+
+    case "bank":
+        {
+            var prefix = args[2];
+            var accounts = int.Parse(args[3], invariant);
+            var transfers = int.Parse(args[4], invariant);
+            var worker = args[5];
+            var random = new Random(int.Parse(args[6], invariant));
+            var mode = args[7] == "optimistic" ? TransactionMode.Optimistic : TransactionMode.Pessimistic;
+            await using var txns = new TransactionClient(client, new TransactionClientOptions { SessionTtl = TimeSpan.FromSeconds(5) });
+            var policy = RetryPolicy.Default with { MaxAttempts = 200, BudgetCapacity = 100_000 };
+            for (var i = 0; i < transfers; i++)
+            {
+                var from = random.Next(accounts);
+                var to = (from + 1 + random.Next(accounts - 1)) % accounts;
+                var amount = random.Next(1, 50);
+                var logKey = $"{prefix}log/{worker}-{i}";
+                await txns.RunTransactionAsync(
+                    async (t, ct) =>
+                    {
+                        if (mode == TransactionMode.Pessimistic)
+                        {
+                            // Lock in the transfer's direction, not a global order: A→B and B→A deadlock.
+                            await t.LockExclusiveAsync($"{prefix}acct/{from}", cancellationToken: ct);
+                            await Task.Delay(3, ct);   // widen the window in which opposite transfers deadlock
+                            await t.LockExclusiveAsync($"{prefix}acct/{to}", cancellationToken: ct);
+                            await t.LockExclusiveAsync(logKey, cancellationToken: ct);
+                        }
+
+                        var a = long.Parse(await t.GetAsync($"{prefix}acct/{from}", ct) ?? "0", invariant);
+                        var b = long.Parse(await t.GetAsync($"{prefix}acct/{to}", ct) ?? "0", invariant);
+                        if (await t.GetAsync(logKey, ct) is not null)
+                        {
+                            return;   // already applied (cannot happen: the commit is exactly-once)
+                        }
+
+                        t.Put($"{prefix}acct/{from}", (a - amount).ToString(invariant));
+                        t.Put($"{prefix}acct/{to}", (b + amount).ToString(invariant));
+                        t.Put(logKey, amount.ToString(invariant));
+                    },
+                    policy,
+                    new TransactionOptions { Mode = mode });
+            }
+
+            var m = txns.Metrics;
+            Console.WriteLine($"DONE {m.Commits} {m.Retries} {m.Deadlocks}");
+            return 0;
+        }
+
+    case "txn-hold":
+        {
+            await using var txns = new TransactionClient(client, new TransactionClientOptions { SessionTtl = TimeSpan.FromSeconds(int.Parse(args[3], invariant)) });
+            var txn = await txns.BeginTransactionAsync();
+            var token = await txn.LockExclusiveAsync(args[2]);
+            Console.WriteLine($"LOCKED {token} {txn.Id}");
+            await Console.In.ReadToEndAsync();
+            txn.Put(args[2], "written-by-" + Environment.ProcessId);
+            try
+            {
+                var revision = await txn.CommitAsync();
+                Console.WriteLine($"COMMIT ok {revision}");
+            }
+            catch (TransactionException e)
+            {
+                Console.WriteLine($"COMMIT failed {e.GetType().Name} {e.Message}");
+            }
+
             return 0;
         }
 

@@ -1,0 +1,372 @@
+using Arbiter.Client;
+using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Mvcc;
+using Arbiter.Protocol.Transactions;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Arbiter.Recipes.Transactions;
+
+/// <summary>
+/// An interactive transaction. Pessimistic (strict 2PL): locks are taken on the server (reads take
+/// S, writes X when <see cref="TransactionOptions.ImplicitLocks"/>; explicit locks with
+/// <see cref="LockSharedAsync(string, string?, LockOptions?, CancellationToken)"/> /
+/// <see cref="LockExclusiveAsync(string, string?, LockOptions?, CancellationToken)"/>), held until
+/// <see cref="CommitAsync"/> or rollback. Optimistic: reads at one revision, writes buffered, the
+/// commit validated on the server against every key and range read. Writes are buffered either way
+/// and applied in one revision. <see cref="DisposeAsync"/> without a commit rolls back.
+/// Not thread-safe: one caller at a time.
+/// </summary>
+public sealed class Transaction : IAsyncDisposable
+{
+    private static readonly ByteString FromKeyEnd = ByteString.CopyFrom(0);
+
+    private readonly TransactionClient _owner;
+    private readonly TransactionOptions _options;
+    private readonly List<(ByteString Key, ByteString? Value)> _writes = [];
+    private readonly Dictionary<(ByteString Key, ByteString RangeEnd), bool> _locks = [];
+    private readonly List<KeyRange> _reads = [];
+    private readonly Dictionary<ByteString, long> _seen = [];
+    private readonly ByteString _idempotencyKey = ByteString.CopyFrom(Guid.NewGuid().ToByteArray());
+    private bool _finished;
+
+    internal Transaction(TransactionClient owner, TransactionOptions options, long id, long age)
+    {
+        _owner = owner;
+        _options = options;
+        Id = id;
+        Age = age;
+    }
+
+    /// <summary>The server's transaction id (0 for an optimistic transaction, which has no server state until commit).</summary>
+    public long Id { get; }
+
+    /// <summary>The age used by the deadlock victim rule (a retry keeps its first attempt's age).</summary>
+    public long Age { get; }
+
+    /// <summary>Pessimistic or optimistic.</summary>
+    public TransactionMode Mode => _options.Mode;
+
+    /// <summary>Optimistic: the revision every read sees (0 before the first read).</summary>
+    public long ReadRevision { get; private set; }
+
+    /// <summary>The revision the commit applied at (0 before commit).</summary>
+    public long CommitRevision { get; private set; }
+
+    /// <summary>Takes a shared lock on a key, or on [key, rangeEnd); returns the grant's fencing token.</summary>
+    public Task<long> LockSharedAsync(string key, string? rangeEnd = null, LockOptions? options = null, CancellationToken cancellationToken = default) =>
+        LockAsync(Bytes(key), Bytes(rangeEnd), exclusive: false, options, cancellationToken);
+
+    /// <summary>Takes an exclusive lock on a key, or on [key, rangeEnd); returns the grant's fencing token.</summary>
+    public Task<long> LockExclusiveAsync(string key, string? rangeEnd = null, LockOptions? options = null, CancellationToken cancellationToken = default) =>
+        LockAsync(Bytes(key), Bytes(rangeEnd), exclusive: true, options, cancellationToken);
+
+    /// <summary>Takes a lock (shared or exclusive) on a key or [key, rangeEnd) ("\0" = to the end); returns its fencing token.</summary>
+    public async Task<long> LockAsync(ByteString key, ByteString rangeEnd, bool exclusive, LockOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(rangeEnd);
+        ThrowIfFinished();
+        if (Mode != TransactionMode.Pessimistic)
+        {
+            throw new InvalidOperationException("Locks belong to pessimistic transactions; an optimistic one validates at commit instead.");
+        }
+
+        var request = new Protocol.Transactions.LockRequest
+        {
+            TxnId = Id,
+            Key = key,
+            RangeEnd = rangeEnd,
+            Mode = exclusive ? LockMode.Exclusive : LockMode.Shared,
+            WaitPolicy = options?.NoWait == true ? WaitPolicy.Nowait : WaitPolicy.Block,
+            WaitTimeoutMs = (long)(options?.Timeout ?? _options.LockTimeout ?? TimeSpan.Zero).TotalMilliseconds,
+        };
+
+        // A call cut off (e.g. its member died) is repeated: the server re-attaches it to its place in the queue.
+        var response = await _owner.CallAsync(ct => _owner.Raw.TxnLockAsync(request, ct), "Pessimistic locking", reattach: true, cancellationToken).ConfigureAwait(false);
+        _locks[(key, rangeEnd)] = exclusive || (_locks.TryGetValue((key, rangeEnd), out var held) && held);
+        return response.FencingToken;
+    }
+
+    /// <summary>Reads a key's value (null if absent), seeing this transaction's own writes.</summary>
+    public async Task<string?> GetAsync(string key, CancellationToken cancellationToken = default) =>
+        (await GetAsync(Bytes(key), cancellationToken).ConfigureAwait(false))?.Value.ToStringUtf8();
+
+    /// <summary>Reads a key (null if absent), seeing this transaction's own writes.</summary>
+    public async Task<KeyValue?> GetAsync(ByteString key, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ThrowIfFinished();
+        for (var i = _writes.Count - 1; i >= 0; i--)
+        {
+            if (_writes[i].Key.Equals(key))
+            {
+                return _writes[i].Value is { } v ? new KeyValue { Key = key, Value = v } : null;
+            }
+        }
+
+        var kvs = await ReadAsync(key, ByteString.Empty, cancellationToken).ConfigureAwait(false);
+        return kvs.Count == 0 ? null : kvs[0];
+    }
+
+    /// <summary>Reads every key in [key, rangeEnd) ("\0" = to the end), seeing this transaction's own writes.</summary>
+    public async Task<IReadOnlyList<KeyValue>> RangeAsync(ByteString key, ByteString rangeEnd, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(rangeEnd);
+        ThrowIfFinished();
+        var read = await ReadAsync(key, rangeEnd, cancellationToken).ConfigureAwait(false);
+        var merged = new SortedDictionary<ByteString, KeyValue?>(ByteStringComparer.Instance);
+        foreach (var kv in read)
+        {
+            merged[kv.Key] = kv;
+        }
+
+        foreach (var (k, v) in _writes)
+        {
+            if (InRange(k, key, rangeEnd))
+            {
+                merged[k] = v is null ? null : new KeyValue { Key = k, Value = v };
+            }
+        }
+
+        return [.. merged.Values.Where(v => v is not null).Select(v => v!)];
+    }
+
+    /// <summary>Reads every key with <paramref name="prefix"/>.</summary>
+    public Task<IReadOnlyList<KeyValue>> RangePrefixAsync(string prefix, CancellationToken cancellationToken = default)
+    {
+        var start = Bytes(prefix);
+        return RangeAsync(start, Arbiter.Core.KeyRanges.PrefixEnd(start), cancellationToken);
+    }
+
+    /// <summary>Buffers a put (applied at commit).</summary>
+    public void Put(string key, string value) => Put(Bytes(key), Bytes(value));
+
+    /// <summary>Buffers a put (applied at commit).</summary>
+    public void Put(ByteString key, ByteString value)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentNullException.ThrowIfNull(value);
+        ThrowIfFinished();
+        Buffer(key, value);
+    }
+
+    /// <summary>Buffers a delete of one key (applied at commit).</summary>
+    public void Delete(string key) => Delete(Bytes(key));
+
+    /// <summary>Buffers a delete of one key (applied at commit).</summary>
+    public void Delete(ByteString key)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ThrowIfFinished();
+        Buffer(key, null);
+    }
+
+    /// <summary>
+    /// Commits: pessimistic, takes the missing exclusive locks on written keys, then applies the
+    /// writes in one revision and releases every lock; optimistic, commits only if nothing read
+    /// changed since <see cref="ReadRevision"/>. A commit whose outcome is unknown (the connection
+    /// dropped) is repeated safely: by transaction id, or by idempotency key. Returns the revision.
+    /// </summary>
+    public async Task<long> CommitAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfFinished();
+        var ops = _writes.Select(w => w.Value is { } v
+            ? new RequestOp { RequestPut = new PutRequest { Key = w.Key, Value = v } }
+            : new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = w.Key } }).ToList();
+        try
+        {
+            if (Mode == TransactionMode.Pessimistic)
+            {
+                foreach (var (key, _) in _writes)
+                {
+                    if (!_locks.TryGetValue((key, ByteString.Empty), out var exclusive) || !exclusive)
+                    {
+                        await LockAsync(key, ByteString.Empty, exclusive: true, null, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+
+                var request = new CommitRequest { TxnId = Id };
+                request.Writes.AddRange(ops);
+                var response = await _owner.CallAsync(ct => _owner.Raw.TxnCommitAsync(request, ct), "Pessimistic transactions", reattach: true, cancellationToken).ConfigureAwait(false);
+                CommitRevision = response.Revision;
+            }
+            else
+            {
+                CommitRevision = await CommitOptimisticAsync(ops, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (TransactionException e) when (e is not (LockTimeoutException or LockBusyException))
+        {
+            _finished = true;
+            throw;
+        }
+
+        _finished = true;
+        return CommitRevision;
+    }
+
+    /// <summary>Rolls back (releases every lock; nothing is written). Idempotent.</summary>
+    public async Task RollbackAsync(CancellationToken cancellationToken = default)
+    {
+        if (_finished)
+        {
+            return;
+        }
+
+        _finished = true;
+        if (Mode == TransactionMode.Pessimistic)
+        {
+            try
+            {
+                await _owner.CallAsync(ct => _owner.Raw.TxnAbortAsync(new AbortRequest { TxnId = Id }, ct), "Pessimistic transactions", reattach: true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TransactionException)
+            {
+                // Already ended (aborted, expired): nothing is held.
+            }
+        }
+    }
+
+    /// <summary>Rolls back unless committed (best effort: an unreachable server releases the locks when the lease expires).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_finished)
+        {
+            return;
+        }
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            await RollbackAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is RpcException or OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task<IReadOnlyList<KeyValue>> ReadAsync(ByteString key, ByteString rangeEnd, CancellationToken cancellationToken)
+    {
+        if (Mode == TransactionMode.Pessimistic)
+        {
+            if (_options.ImplicitLocks && !_locks.ContainsKey((key, rangeEnd)))
+            {
+                await LockAsync(key, rangeEnd, exclusive: false, null, cancellationToken).ConfigureAwait(false);
+            }
+
+            var response = await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd }, cancellationToken).ConfigureAwait(false);
+            return response.Kvs;
+        }
+
+        var at = await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, cancellationToken).ConfigureAwait(false);
+        if (ReadRevision == 0)
+        {
+            ReadRevision = at.Header.Revision;
+        }
+
+        _reads.Add(new KeyRange { Key = key, RangeEnd = rangeEnd });
+        foreach (var kv in at.Kvs)
+        {
+            _seen[kv.Key] = kv.ModRevision;
+        }
+
+        if (rangeEnd.IsEmpty && at.Kvs.Count == 0)
+        {
+            _seen[key] = 0;
+        }
+
+        return at.Kvs;
+    }
+
+    private async Task<long> CommitOptimisticAsync(List<RequestOp> ops, CancellationToken cancellationToken)
+    {
+        if (!_owner.IsEtcdBackend)
+        {
+            var request = new OptimisticCommitRequest { ReadRevision = ReadRevision, IdempotencyKey = _idempotencyKey };
+            if (ReadRevision == 0)
+            {
+                // Nothing read: a blind write commits at whatever the revision is now.
+                request.ReadRevision = await _owner.Client.GetRevisionAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            request.Reads.AddRange(_reads);
+            request.Writes.AddRange(ops);
+            try
+            {
+                var response = await _owner.CallAsync(ct => _owner.Raw.TxnOptimisticCommitAsync(request, ct), "Optimistic commit", reattach: true, cancellationToken).ConfigureAwait(false);
+                return response.Revision;
+            }
+            catch (NotSupportedException)
+            {
+                _owner.IsEtcdBackend = true;
+            }
+        }
+
+        return await CommitWithEtcdComparesAsync(ops, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The etcd fallback: one Txn whose compares are each key seen (mod revision unchanged, 0 if it
+    /// was absent: catches updates and deletions) and each range read (mod revision at most the read
+    /// revision: catches inserts). It cannot name the conflicting key, and a commit retried after an
+    /// unknown outcome may apply twice (etcd has no idempotency key).
+    /// </summary>
+    private async Task<long> CommitWithEtcdComparesAsync(List<RequestOp> ops, CancellationToken cancellationToken)
+    {
+        var txn = new TxnRequest();
+        foreach (var (key, rev) in _seen)
+        {
+            txn.Compare.Add(new Compare { Key = key, Target = Compare.Types.CompareTarget.Mod, Result = Compare.Types.CompareResult.Equal, ModRevision = rev });
+        }
+
+        foreach (var read in _reads.Where(r => !r.RangeEnd.IsEmpty))
+        {
+            txn.Compare.Add(new Compare { Key = read.Key, RangeEnd = read.RangeEnd, Target = Compare.Types.CompareTarget.Mod, Result = Compare.Types.CompareResult.Less, ModRevision = ReadRevision + 1 });
+        }
+
+        txn.Success.AddRange(ops);
+        var response = await _owner.Client.TxnAsync(txn, cancellationToken).ConfigureAwait(false);
+        if (!response.Succeeded)
+        {
+            throw new ConflictException($"optimistic commit failed: something read at revision {ReadRevision} changed (etcd does not say which key)", null);
+        }
+
+        return response.Header.Revision;
+    }
+
+    private void Buffer(ByteString key, ByteString? value)
+    {
+        _writes.RemoveAll(w => w.Key.Equals(key));
+        _writes.Add((key, value));
+    }
+
+    private void ThrowIfFinished()
+    {
+        if (_finished)
+        {
+            throw new InvalidOperationException($"Transaction {Id} has already committed or rolled back.");
+        }
+    }
+
+    private static bool InRange(ByteString k, ByteString key, ByteString rangeEnd)
+    {
+        if (rangeEnd.IsEmpty)
+        {
+            return k.Equals(key);
+        }
+
+        return ByteStringComparer.Instance.Compare(k, key) >= 0
+            && (rangeEnd.Equals(FromKeyEnd) || ByteStringComparer.Instance.Compare(k, rangeEnd) < 0);
+    }
+
+    internal static ByteString Bytes(string? s) => s is null ? ByteString.Empty : ByteString.CopyFromUtf8(s);
+
+    private sealed class ByteStringComparer : IComparer<ByteString>
+    {
+        public static readonly ByteStringComparer Instance = new();
+
+        public int Compare(ByteString? x, ByteString? y) => (x ?? ByteString.Empty).Span.SequenceCompareTo((y ?? ByteString.Empty).Span);
+    }
+}

@@ -1,0 +1,282 @@
+using Arbiter.Client;
+using Arbiter.Recipes.Transactions;
+using Google.Protobuf;
+using Grpc.Core;
+
+namespace Arbiter.Recipes.Tests.Contract;
+
+/// <summary>Transactions SDK: STM (etcd's four isolation levels), CAS updates, pessimistic and optimistic transactions, snapshots.</summary>
+public abstract partial class ContractSuite
+{
+    private bool IsEtcd => Backend.Name == "etcd";
+
+    private TransactionClient NewTransactions() => new(NewClient(), new TransactionClientOptions { SessionTtl = TimeSpan.FromSeconds(5) });
+
+    [Theory]
+    [InlineData(StmIsolation.SerializableSnapshot, 2)]
+    [InlineData(StmIsolation.Serializable, 2)]
+    [InlineData(StmIsolation.RepeatableReads, 2)]
+    [InlineData(StmIsolation.ReadCommitted, 1)]
+    public async Task Stm_read_modify_write_with_a_concurrent_write_retries_except_under_read_committed(StmIsolation isolation, int attemptsExpected)
+    {
+        await using var txns = NewTransactions();
+        var other = NewClient();
+        var key = Prefix + "counter";
+        await other.PutAsync(key, "10");
+        var attempts = 0;
+        await txns.AtomicallyAsync(
+            async (stm, ct) =>
+            {
+                attempts++;
+                var value = int.Parse(await stm.GetAsync(key, ct), System.Globalization.CultureInfo.InvariantCulture);
+                if (attempts == 1)
+                {
+                    await other.PutAsync(key, "100", cancellationToken: ct);   // lands between the read and the commit
+                }
+
+                stm.Put(key, (value + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            },
+            isolation).Within();
+
+        Assert.Equal(attemptsExpected, attempts);
+        // Under ReadCommitted the concurrent write is lost (etcd's semantics); otherwise it is seen.
+        Assert.Equal(isolation == StmIsolation.ReadCommitted ? "11" : "101", await other.GetStringAsync(key));
+    }
+
+    [Theory]
+    [InlineData(StmIsolation.SerializableSnapshot, 2)]
+    [InlineData(StmIsolation.Serializable, 1)]
+    public async Task Stm_serializable_snapshot_also_checks_blind_writes(StmIsolation isolation, int attemptsExpected)
+    {
+        await using var txns = NewTransactions();
+        var other = NewClient();
+        await other.PutAsync(Prefix + "x", "1");
+        var attempts = 0;
+        await txns.AtomicallyAsync(
+            async (stm, ct) =>
+            {
+                attempts++;
+                await stm.GetAsync(Prefix + "x", ct);
+                if (attempts == 1)
+                {
+                    await other.PutAsync(Prefix + "y", "other", cancellationToken: ct);   // y is written, never read, by the STM
+                }
+
+                stm.Put(Prefix + "y", "stm");
+            },
+            isolation).Within();
+
+        Assert.Equal(attemptsExpected, attempts);
+        Assert.Equal("stm", await other.GetStringAsync(Prefix + "y"));
+    }
+
+    [Fact]
+    public async Task Stm_serializable_reads_all_see_the_first_reads_revision()
+    {
+        await using var txns = NewTransactions();
+        var other = NewClient();
+        await other.PutAsync(Prefix + "a", "a1");
+        await other.PutAsync(Prefix + "b", "b1");
+        var attempts = new List<List<string>>();
+        await txns.AtomicallyAsync(
+            async (stm, ct) =>
+            {
+                var seen = new List<string> { await stm.GetAsync(Prefix + "a", ct) };
+                attempts.Add(seen);
+                if (attempts.Count == 1)
+                {
+                    await other.PutAsync(Prefix + "b", "b2", cancellationToken: ct);
+                }
+
+                seen.Add(await stm.GetAsync(Prefix + "b", ct));
+            },
+            StmIsolation.Serializable).Within();
+
+        // Pinned at the first read: b is read as it was then, though it changed before the read;
+        // the commit then finds b changed, and the second attempt sees the new value.
+        Assert.Equal(["a1", "b1"], attempts[0]);
+        Assert.Equal(["a1", "b2"], attempts[^1]);
+        Assert.Equal(2, attempts.Count);
+    }
+
+    [Fact]
+    public async Task Stm_range_read_is_phantom_safe()
+    {
+        await using var txns = NewTransactions();
+        var other = NewClient();
+        await other.PutAsync(Prefix + "r/1", "1");
+        var attempts = 0;
+        var counted = 0;
+        await txns.AtomicallyAsync(
+            async (stm, ct) =>
+            {
+                attempts++;
+                counted = (await stm.RangeAsync(Prefix + "r/", Prefix + "r0", ct)).Count;
+                if (attempts == 1)
+                {
+                    await other.PutAsync(Prefix + "r/2", "2", cancellationToken: ct);   // an insert into the range read
+                }
+
+                stm.Put(Prefix + "count", counted.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }).Within();
+
+        Assert.Equal(2, attempts);
+        Assert.Equal("2", await other.GetStringAsync(Prefix + "count"));
+    }
+
+    [Fact]
+    public async Task UpdateAsync_concurrent_increments_lose_nothing()
+    {
+        await using var txns = NewTransactions();
+        var key = Prefix + "n";
+        var workers = Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 8; i++)
+            {
+                await txns.UpdateAsync(key, v => ((v is null ? 0 : int.Parse(v, System.Globalization.CultureInfo.InvariantCulture)) + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+        }));
+        await Task.WhenAll(workers).Within();
+        Assert.Equal("32", await NewClient().GetStringAsync(key));
+    }
+
+    [Fact]
+    public async Task Optimistic_transaction_conflicts_on_an_insert_into_its_read_range()
+    {
+        await using var txns = NewTransactions();
+        var other = NewClient();
+        await other.PutAsync(Prefix + "o/1", "1");
+        await using var txn = await txns.BeginTransactionAsync(new TransactionOptions { Mode = TransactionMode.Optimistic });
+        var rows = await txn.RangePrefixAsync(Prefix + "o/");
+        Assert.Single(rows);
+        txn.Put(Prefix + "sum", "1");
+        await other.PutAsync(Prefix + "o/2", "2");
+        var e = await Assert.ThrowsAsync<ConflictException>(() => txn.CommitAsync()).Within();
+        if (!IsEtcd)
+        {
+            Assert.Equal(Prefix + "o/2", e.Key.ToStringUtf8());
+            Assert.True(e.Revision > txn.ReadRevision);
+        }
+
+        Assert.Null(await other.GetStringAsync(Prefix + "sum"));
+    }
+
+    [Fact]
+    public async Task Pessimistic_deadlock_pair_names_the_cycle_and_run_transaction_retries_it()
+    {
+        await using var txns = NewTransactions();
+        if (IsEtcd)
+        {
+            var e = await Assert.ThrowsAsync<NotSupportedException>(() => txns.BeginTransactionAsync());
+            Assert.Contains("Pessimistic transactions", e.Message, StringComparison.Ordinal);
+            await Assert.ThrowsAsync<NotSupportedException>(() => txns.OpenSnapshotAsync());
+            return;
+        }
+
+        string a = Prefix + "A", b = Prefix + "B";
+        await using var older = await txns.BeginTransactionAsync();
+        await using var younger = await txns.BeginTransactionAsync();
+        await older.LockExclusiveAsync(a);
+        await younger.LockExclusiveAsync(b);
+        var olderWaits = older.LockExclusiveAsync(b);
+        await TestSupport.EventuallyAsync(async () => (await txns.StatusAsync()).Transactions.Any(t => t.TxnId == older.Id && t.WaitsFor.Contains(younger.Id)), TestSupport.Deadline, "the older transaction to wait");
+        var deadlock = await Assert.ThrowsAsync<DeadlockException>(() => younger.LockExclusiveAsync(a)).Within();
+        Assert.Equal(younger.Id, deadlock.TransactionId);
+        Assert.Equal([younger.Id, older.Id], deadlock.Cycle.Select(c => c.TransactionId));
+        Assert.Equal([a, b], deadlock.Cycle.Select(c => c.Key.ToStringUtf8()));
+        Assert.True(await olderWaits.Within() > 0);
+        older.Put(a, "from-older");
+        await older.CommitAsync();
+
+        // Opposite-order transfers in a retry loop: every deadlock is broken and retried, nothing lost.
+        await using var client = NewClient();
+        await client.PutAsync(a, "100");
+        await client.PutAsync(b, "100");
+        async Task Transfer(string from, string to)
+        {
+            for (var i = 0; i < 6; i++)
+            {
+                await txns.RunTransactionAsync(async (t, ct) =>
+                {
+                    await t.LockExclusiveAsync(from, cancellationToken: ct);
+                    await Task.Delay(5, ct);
+                    await t.LockExclusiveAsync(to, cancellationToken: ct);
+                    var x = int.Parse((await t.GetAsync(from, ct))!, System.Globalization.CultureInfo.InvariantCulture);
+                    var y = int.Parse((await t.GetAsync(to, ct))!, System.Globalization.CultureInfo.InvariantCulture);
+                    t.Put(from, (x - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                    t.Put(to, (y + 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                });
+            }
+        }
+
+        await Task.WhenAll(Transfer(a, b), Transfer(b, a)).Within(TimeSpan.FromSeconds(120));
+        Assert.Equal(200, int.Parse((await client.GetStringAsync(a))!, System.Globalization.CultureInfo.InvariantCulture) + int.Parse((await client.GetStringAsync(b))!, System.Globalization.CultureInfo.InvariantCulture));
+        Output.WriteLine($"deadlocks {txns.Metrics.Deadlocks}, retries {txns.Metrics.Retries}, commits {txns.Metrics.Commits}");
+        var status = await txns.StatusAsync();
+        Assert.DoesNotContain(status.Locks, l => l.Key.ToStringUtf8().StartsWith(Prefix, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Snapshot_reads_one_revision_that_compaction_cannot_remove()
+    {
+        if (IsEtcd)
+        {
+            return;   // covered by the NotSupported check above
+        }
+
+        await using var txns = NewTransactions();
+        var client = NewClient();
+        await client.PutAsync(Prefix + "s", "1");
+        await using (var snapshot = await txns.OpenSnapshotAsync())
+        {
+            await client.PutAsync(Prefix + "s", "2");
+            Assert.Equal("1", await snapshot.GetAsync(Prefix + "s"));
+            var revision = await client.GetRevisionAsync();
+            var e = await Assert.ThrowsAsync<RpcException>(() => client.CompactAsync(revision));
+            Assert.Equal(StatusCode.FailedPrecondition, e.StatusCode);
+            Assert.Contains("snapshot", e.Status.Detail, StringComparison.Ordinal);
+        }
+
+        await client.CompactAsync(await client.GetRevisionAsync());
+    }
+
+    [Fact]
+    public async Task Bad_transaction_input_gets_clear_errors()
+    {
+        if (IsEtcd)
+        {
+            return;
+        }
+
+        await using var txns = NewTransactions();
+        var raw = (ITransactionsClient)NewClient().Raw;
+        var unknown = Assert.IsType<UnknownTransactionException>(await Typed(() => raw.TxnLockAsync(new Protocol.Transactions.LockRequest { TxnId = 987_654, Key = ByteString.CopyFromUtf8("k") })));
+        Assert.Contains("987654", unknown.Message, StringComparison.Ordinal);
+        await using var txn = await txns.BeginTransactionAsync();
+        var inverted = await Assert.ThrowsAsync<RpcException>(() => txn.LockExclusiveAsync(Prefix + "b", Prefix + "a"));
+        Assert.Equal(StatusCode.InvalidArgument, inverted.StatusCode);
+        var empty = await Assert.ThrowsAsync<RpcException>(() => txn.LockExclusiveAsync(""));
+        Assert.Equal("etcdserver: key is not provided", empty.Status.Detail);
+        var absurd = await Assert.ThrowsAsync<RpcException>(() => txn.LockExclusiveAsync(Prefix + "k", options: new LockOptions { Timeout = TimeSpan.FromDays(3650) }));
+        Assert.Contains("wait_timeout_ms", absurd.Status.Detail, StringComparison.Ordinal);
+        await txn.RollbackAsync();
+        var afterAbort = Assert.IsType<TransactionAbortedException>(await Typed(() => raw.TxnCommitAsync(new Protocol.Transactions.CommitRequest { TxnId = txn.Id })));
+        Assert.Equal("rollback", afterAbort.Reason);
+        Assert.True(await NewClient().GetRevisionAsync() > 0);   // the server is still up
+    }
+
+    /// <summary>The typed exception the SDK makes of a raw call's failure.</summary>
+    private static async Task<Exception> Typed(Func<Task> call)
+    {
+        try
+        {
+            await call();
+        }
+        catch (RpcException e)
+        {
+            return TransactionException.FromRpc(e, "test") ?? e;
+        }
+
+        throw new Xunit.Sdk.XunitException("the call did not fail");
+    }
+}
