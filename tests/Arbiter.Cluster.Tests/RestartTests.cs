@@ -10,9 +10,7 @@ public sealed class RestartTests(ITestOutputHelper output)
     private const string Prefix = "restart/";
 
     /// <param name="snapshotCount">20 000: restart replays the whole log; 25: restore a snapshot, then replay the rest.</param>
-    // Quarantined (known bug, session note 2026-12-03): a follower stuck after a Raft snapshot install after all members are killed; run with Category=Soak.
     [Theory]
-    [Trait("Category", "Soak")]
     [InlineData(20_000)]
     [InlineData(25)]
     public async Task Killing_every_member_at_once_keeps_all_acknowledged_data(int snapshotCount)

@@ -38,7 +38,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     private readonly ConcurrentDictionary<ulong, Proposal> _waiting = new();
     private readonly SemaphoreSlim _replicationSlots;
     private RaftStateMachine _stateMachine = null!;
-    private RaftWal _wal = null!;
+    private DurableAckWriteAheadLog _wal = null!;
     private RaftCluster _raft = null!;
     private FileMembershipStorage _membership = null!;
     private Task _batchLoop = Task.CompletedTask;
@@ -108,7 +108,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             new DirectoryInfo(Path.Combine(memberDirectory, "snap")), host, _options.Limits,
             _options.SnapshotEveryEntries, OnApplied, _logger);
         await _stateMachine.RestoreAsync(cancellationToken).ConfigureAwait(false);
-        _wal = new RaftWal(
+        _wal = new DurableAckWriteAheadLog(
             new RaftWal.Options
             {
                 Location = Path.Combine(memberDirectory, "raft"),
