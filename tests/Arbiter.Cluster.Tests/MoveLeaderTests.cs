@@ -9,9 +9,7 @@ namespace Arbiter.Cluster.Tests;
 /// <summary>MoveLeader (etcdctl move-leader): sent to the leader, leadership ends at the target; Status agrees everywhere.</summary>
 public sealed class MoveLeaderTests(ITestOutputHelper output)
 {
-    // Quarantined (session note 2026-12-03): failed with DeadlineExceeded after the issue-12 timeout changes; run with Category=Soak.
     [Fact]
-    [Trait("Category", "Soak")]
     public async Task Etcdctl_move_leader_ends_at_the_target_under_load_and_status_agrees()
     {
         await using var run = await ClusterUnderLoad.StartAsync(3, "move/", acksFirst: 30);
@@ -21,15 +19,10 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
         // Each follower in turn becomes the target.
         for (var move = 0; move < 2; move++)
         {
-            var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
-            var target = members.First(m => m != leader);
-            var etcdctl = new EtcdctlRunner(leader.Endpoint);
-            var clock = Stopwatch.StartNew();
-            var result = await etcdctl.RunAsync("move-leader", $"{target.MemberId:x}");
-            output.WriteLine($"{result} ({clock.ElapsedMilliseconds} ms)");
+            var (leader, target, result) = await MoveLeaderWithEtcdctlAsync(cluster, members);
             if (result.ExitCode != 0)
             {
-                output.WriteLine(string.Join("\n", cluster.Logs.Split('\n').Where(l => l.Contains("=====", StringComparison.Ordinal) || l.Contains("Leader is now", StringComparison.Ordinal) || l.Contains("resign", StringComparison.Ordinal))));
+                output.WriteLine(cluster.Logs);
             }
 
             result.EnsureSuccess();
@@ -107,5 +100,29 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
 
         // Nothing moved.
         Assert.Same(leader, await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout));
+    }
+
+    /// <summary>
+    /// Runs <c>etcdctl move-leader</c> from the current leader to a follower. A leader that steps
+    /// down by itself between etcdctl's Status call and its MoveLeader call (an election on a
+    /// loaded machine) answers "etcdserver: not leader", as etcd does; that attempt is repeated
+    /// against the new leader, at most twice.
+    /// </summary>
+    private async Task<(ArbiterClusterMember Leader, ArbiterClusterMember Target, EtcdctlResult Result)> MoveLeaderWithEtcdctlAsync(ArbiterCluster cluster, IReadOnlyList<ArbiterClusterMember> members)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+            var target = members.First(m => m != leader);
+            var clock = Stopwatch.StartNew();
+            var result = await new EtcdctlRunner(leader.Endpoint).RunAsync("move-leader", $"{target.MemberId:x}");
+            output.WriteLine($"{result} ({clock.ElapsedMilliseconds} ms)");
+            if (attempt < 3 && result.ExitCode != 0 && result.Stderr.Contains("etcdserver: not leader", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            return (leader, target, result);
+        }
     }
 }
