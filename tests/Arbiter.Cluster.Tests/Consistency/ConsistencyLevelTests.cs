@@ -87,6 +87,14 @@ public sealed class ConsistencyLevelTests(ITestOutputHelper output)
         Assert.Equal(fromLagging.Header.Revision, behind.AppliedRevision);
         Assert.True(behind.BehindRevisions >= 1);
 
+        // A session watch from "now" on the lagging member must not start before the session's
+        // revision: the member refuses it (MemberBehind) and the SDK keeps retrying, as watches do,
+        // so nothing is delivered while the member is behind (checked again after the heal below).
+        using var watchCancel = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var sessionWatch = onLaggingSession.WatchAsync("profile/picture", cancellationToken: watchCancel.Token).GetAsyncEnumerator(watchCancel.Token);
+        var firstEvent = sessionWatch.MoveNextAsync().AsTask();
+        Assert.NotSame(firstEvent, await Task.WhenAny(firstEvent, Task.Delay(1000)));
+
         // A session client that knows both members fails over from the lagging one to the healthy one.
         await using (var bothMembers = ClientOf(2, lagging, healthy))
         {
@@ -118,6 +126,22 @@ public sealed class ConsistencyLevelTests(ITestOutputHelper output)
         // At revision: a revision the member has not reached is refused the same way, never served from the past.
         var atRevision = await Assert.ThrowsAsync<ReadConsistencyException>(() => onLagging.GetStringAsync("profile/picture", ReadConsistency.AtRevision(second.Header.Revision)));
         Assert.Equal(ConsistencyErrorKind.MemberBehind, atRevision.Kind);
+
+        // Healed: the session watch starts at or after the session's revision, so the first event it
+        // delivers is a later write, never new.png again (a watch that ignored the token would start
+        // at the member's old revision and replay it). Writes continue until the watch has started.
+        partition.Heal();
+        for (var i = 0; !firstEvent.IsCompleted; i++)
+        {
+            await onLeader.PutAsync("profile/picture", $"newest-{i}.png");
+            await Task.WhenAny(firstEvent, Task.Delay(200));
+        }
+
+        Assert.True(await firstEvent);
+        output.WriteLine($"session watch on {lagging.Name} after the heal: first event {sessionWatch.Current.Kv.Value.ToStringUtf8()} at {sessionWatch.Current.Kv.ModRevision}");
+        Assert.True(sessionWatch.Current.Kv.ModRevision > second.Header.Revision, $"the session watch delivered revision {sessionWatch.Current.Kv.ModRevision}, not after the session's {second.Header.Revision}");
+        Assert.StartsWith("newest-", sessionWatch.Current.Kv.Value.ToStringUtf8(), StringComparison.Ordinal);
+        await sessionWatch.DisposeAsync();
     }
 
     [IptablesFact]
