@@ -34,6 +34,27 @@ internal static class ClusterKit
         return await call(channel.CreateCallInvoker());
     }
 
+    /// <summary>Waits until every member in <paramref name="members"/> reports the same leader, one of them.</summary>
+    public static async Task<ArbiterClusterMember> WaitForAgreedLeaderAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
+    {
+        ArbiterClusterMember? agreed = null;
+        await WaitUntilAsync(
+            $"{string.Join(", ", members.Select(m => m.Name))} agree on a leader among them",
+            timeout,
+            async () =>
+            {
+                var leaders = new HashSet<ulong>();
+                foreach (var member in members)
+                {
+                    leaders.Add((await ArbiterCluster.TryStatusAsync(member))?.Leader ?? 0);
+                }
+
+                agreed = leaders is { Count: 1 } ? members.FirstOrDefault(m => m.MemberId == leaders.First()) : null;
+                return agreed is not null;
+            });
+        return agreed!;
+    }
+
     public static Task<StatusResponse> StatusAsync(ArbiterClusterMember member) =>
         CallAsync(member, c => new Maintenance.MaintenanceClient(c).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
 

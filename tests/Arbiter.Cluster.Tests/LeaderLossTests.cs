@@ -154,7 +154,7 @@ public sealed class LeaderLossTests(ITestOutputHelper output)
             await writers.WaitForAcksAsync(WriterCount * 5, ResumeTimeout);
             var firstWrite = writers.FirstAckSentAfter(faultAt);
             Assert.NotNull(firstWrite);
-            var newLeader = await WaitForAgreedLeaderAsync(survivors, ResumeTimeout);
+            var newLeader = await ClusterKit.WaitForAgreedLeaderAsync(survivors, ResumeTimeout);
             var newTerm = (await ClusterKit.StatusAsync(newLeader)).RaftTerm;
             output.WriteLine(
                 $"{fault} of leader {leader.Name} (term {termBefore}): writes through {string.Join(", ", survivors.Select(m => m.Name))} " +
@@ -248,26 +248,5 @@ public sealed class LeaderLossTests(ITestOutputHelper output)
     {
         var acks = writers.Acked.Select(w => w.AckedAt).Where(t => t >= from && t <= to).Order().Prepend(from).Append(to).ToList();
         return acks.Zip(acks.Skip(1), (a, b) => b - a).Max();
-    }
-
-    /// <summary>Waits until every member in <paramref name="members"/> reports the same leader, one of them.</summary>
-    private static async Task<ArbiterClusterMember> WaitForAgreedLeaderAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
-    {
-        ArbiterClusterMember? agreed = null;
-        await ClusterKit.WaitUntilAsync(
-            $"{string.Join(", ", members.Select(m => m.Name))} agree on a leader among them",
-            timeout,
-            async () =>
-            {
-                var leaders = new HashSet<ulong>();
-                foreach (var member in members)
-                {
-                    leaders.Add((await ArbiterCluster.TryStatusAsync(member))?.Leader ?? 0);
-                }
-
-                agreed = leaders is { Count: 1 } ? members.FirstOrDefault(m => m.MemberId == leaders.First()) : null;
-                return agreed is not null;
-            });
-        return agreed!;
     }
 }

@@ -66,7 +66,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
                     async () => (await ArbiterCluster.TryStatusAsync(isolated))?.Leader != isolated.MemberId)
                 : Task.FromResult(TimeSpan.Zero);
 
-            var newLeader = await WaitForAgreedLeaderAsync(majority, ConvergeTimeout);
+            var newLeader = await ClusterKit.WaitForAgreedLeaderAsync(majority, ConvergeTimeout);
             output.WriteLine($"majority agrees on leader {newLeader.Name} {cut.ElapsedMilliseconds} ms after the cut");
             if (isolateLeader)
             {
@@ -115,7 +115,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
 
             partition.Heal();
             var healed = Stopwatch.StartNew();
-            var agreedLeader = await WaitForAgreedLeaderAsync(cluster.Running.ToList(), ConvergeTimeout);
+            var agreedLeader = await ClusterKit.WaitForAgreedLeaderAsync(cluster.Running.ToList(), ConvergeTimeout);
             var (revision, hash) = await ClusterKit.WaitConvergedAsync(cluster, timeout: ConvergeTimeout);
             output.WriteLine($"after healing: leader {agreedLeader.Name}, all members at revision {revision} with hash {hash:x8} within {healed.ElapsedMilliseconds} ms");
         }
@@ -193,26 +193,5 @@ public sealed class PartitionTests(ITestOutputHelper output)
         return await new KV.KVClient(channel).RangeAsync(
             new RangeRequest { Key = ByteString.CopyFrom(0), RangeEnd = ByteString.CopyFrom(0), Serializable = serializable },
             deadline: DateTime.UtcNow + CallDeadline);
-    }
-
-    /// <summary>Waits until every member in <paramref name="members"/> reports the same leader, one of them.</summary>
-    private static async Task<ArbiterClusterMember> WaitForAgreedLeaderAsync(IReadOnlyList<ArbiterClusterMember> members, TimeSpan timeout)
-    {
-        ArbiterClusterMember? agreed = null;
-        await ClusterKit.WaitUntilAsync(
-            $"{string.Join(", ", members.Select(m => m.Name))} agree on a leader among them",
-            timeout,
-            async () =>
-            {
-                var leaders = new HashSet<ulong>();
-                foreach (var member in members)
-                {
-                    leaders.Add((await ArbiterCluster.TryStatusAsync(member))?.Leader ?? 0);
-                }
-
-                agreed = leaders is { Count: 1 } ? members.FirstOrDefault(m => m.MemberId == leaders.First()) : null;
-                return agreed is not null;
-            });
-        return agreed!;
     }
 }
