@@ -211,7 +211,12 @@ public sealed class TransactionClient : IAsyncDisposable
             }
 
             Metrics.Retried();
-            await Task.Delay(policy.Backoff(attempt, Random.Shared), cancellationToken).ConfigureAwait(false);
+            var backoff = policy.Backoff(attempt, Random.Shared);
+            if (backoff > TimeSpan.Zero)
+            {
+                await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+                stm.ForgetPrefetch();   // read afresh after waiting (see Stm.ForgetPrefetch)
+            }
         }
     }
 
