@@ -22,7 +22,23 @@ public static class TransactionBench
             [--families pessimistic,optimistic,stm,etcd-stm,postgres] [--deadlock-rounds 100]
         """;
 
+    /// <summary>Usage of the report-only command.</summary>
+    public const string ReportUsage = "arbiter-bench transactions-report --in DIR   (results.md and the charts again from DIR/results.json)";
+
     private const long Initial = 1_000_000;
+
+    /// <summary>Writes results.md and the charts again from a run's results.json.</summary>
+    public static async Task<int> ReportAsync(IReadOnlyList<string> args, TextWriter output, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        var directory = Value(args ?? [], "--in") ?? throw new ArgumentException("--in is required");
+        var run = JsonSerializer.Deserialize<TransactionRun>(await File.ReadAllTextAsync(Path.Combine(directory, "results.json"), cancellationToken).ConfigureAwait(false), BenchCli.JsonOptions)
+            ?? throw new ArgumentException($"{directory}/results.json is empty");
+        await File.WriteAllTextAsync(Path.Combine(directory, "results.md"), TransactionReport.Markdown(run), cancellationToken).ConfigureAwait(false);
+        TransactionReport.WriteCharts(run, directory);
+        await output.WriteLineAsync($"wrote {directory}/results.md, throughput.png, retries.png").ConfigureAwait(false);
+        return 0;
+    }
 
     /// <summary>Runs the command; 0 when every cell ran and every total was conserved.</summary>
     public static async Task<int> RunAsync(IReadOnlyList<string> args, TextWriter output, CancellationToken cancellationToken)
