@@ -6,7 +6,7 @@ using Arbiter.Bench.Workloads;
 
 namespace Arbiter.Bench;
 
-/// <summary>The <c>arbiter-bench</c> command: <c>run</c>, <c>report</c>, <c>probe</c>, <c>failover-load</c>, <c>failover-report</c>.</summary>
+/// <summary>The <c>arbiter-bench</c> command: <c>run</c>, <c>report</c>, <c>probe</c>, <c>failover-load</c>, <c>failover-report</c>, <c>transactions</c>, <c>transactions-report</c>.</summary>
 public static class BenchCli
 {
     /// <summary>JSON shape of result files (camelCase, indented).</summary>
@@ -33,6 +33,8 @@ public static class BenchCli
                 "probe" => await MachineProbe.RunAsync(rest, output, cancellationToken),
                 "failover-load" => await Failover.FailoverLoad.RunAsync(rest, output, cancellationToken),
                 "failover-report" => await Failover.FailoverReport.RunAsync(rest, output, cancellationToken),
+                "transactions" => await Transactions.TransactionBench.RunAsync(rest, output, cancellationToken),
+                "transactions-report" => await Transactions.TransactionBench.ReportAsync(rest, output, cancellationToken),
                 "help" or "--help" or "-h" => Help(output, 0),
                 _ => throw new ArgumentException($"unknown command '{command}'"),
             };

@@ -73,6 +73,9 @@ public sealed record BenchOptions
         arbiter-bench run [options]       load an etcd v3 endpoint (Arbiter or etcd)
         arbiter-bench report --in DIR [--out DIR]   results.md + chart.png from result JSON files
         arbiter-bench probe --dir DIR [--out FILE]  fsync latency of DIR's disk, loopback RTT
+        arbiter-bench transactions --arbiter URL --etcd URL --postgres CONN --out DIR [...]
+                                          bank transfers per concurrency-control family (bench/transactions.sh)
+        arbiter-bench transactions-report --in DIR  results.md + charts again from DIR/results.json
 
         run options:
           --endpoints URL[,URL]   etcd v3 client URLs                 (http://127.0.0.1:2379)

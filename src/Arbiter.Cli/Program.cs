@@ -5,4 +5,5 @@ var root = new RootCommand("Arbiter: a coordination service that speaks the etcd
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(LocalClusterCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
+root.Subcommands.Add(TransactionsCommand.Create());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -25,6 +25,18 @@ public sealed partial class StateMachine
         return response;
     }
 
+    /// <summary>
+    /// <see cref="TransactionStatus()"/> with each transaction's open time and what is left of its
+    /// time limit and lease, measured at <paramref name="nowMs"/> (the reader's monotonic clock; a
+    /// read, never a command, so the core stays deterministic).
+    /// </summary>
+    public TransactionStatusResponse TransactionStatus(long nowMs)
+    {
+        var response = Locks.Status(nowMs, lease => _leases.TryGetValue(lease, out var l) ? l.DeadlineMs : null);
+        response.Header = Header(_revision);
+        return response;
+    }
+
     /// <summary>The wait-for graph: each waiting transaction and the transactions it waits for.</summary>
     public IReadOnlyDictionary<long, long[]> WaitForGraph() => Locks.WaitForGraph();
 

@@ -54,7 +54,8 @@ public sealed partial class ArbiterNode
     {
         cancellationToken.ThrowIfCancellationRequested();
         await _log.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
-        var response = _host.Read(s => s.TransactionStatus());
+        var nowMs = Options.Clock.NowMs;
+        var response = _host.Read(s => s.TransactionStatus(nowMs));
         FillHeader(response.Header);
         return response;
     }

@@ -8,7 +8,10 @@ using Arbiter.Recipes.Transactions;
 //   hold <endpoint> <mutex|semaphore:N> <name> <ttlSeconds>   (holds until stdin closes, then tries a fenced write)
 //   campaign <endpoint> <election> <id> <holdMs>
 //   bank <endpoint[,endpoint…]> <prefix> <accounts> <transfers> <worker> <seed> <pessimistic|optimistic>
-//        (each transfer locks both accounts in random order, so transfers deadlock; prints DONE <commits> <retries> <deadlocks>)
+//        (each transfer locks both accounts in random order, so transfers deadlock; records "<from>:<to>:<amount>"
+//        under <prefix>log/<worker>-<i> in the same commit and skips a transfer whose record exists, so a
+//        transfer whose outcome was unknown (leader lost, call cut) is redone safely; prints PROGRESS <i> at <s> every
+//        5 transfers and DONE <commits> <retries> <deadlocks> <unknown outcomes> <found already applied>)
 //   txn-hold <endpoint> <key> <ttlSeconds>   (locks key X, prints LOCKED <token>; on stdin close commits a write and prints COMMIT …)
 var command = args[0];
 var endpoint = args[1];
@@ -75,43 +78,75 @@ switch (command)
             var worker = args[5];
             var random = new Random(int.Parse(args[6], invariant));
             var mode = args[7] == "optimistic" ? TransactionMode.Optimistic : TransactionMode.Pessimistic;
-            await using var txns = new TransactionClient(client, new TransactionClientOptions { SessionTtl = TimeSpan.FromSeconds(5) });
+            await using var txns = new TransactionClient(client, new TransactionClientOptions { SessionTtl = TimeSpan.FromSeconds(10) });
             var policy = RetryPolicy.Default with { MaxAttempts = 200, BudgetCapacity = 100_000 };
+
+            // Bounded, so that a transaction orphaned by a leader loss (its rollback lost too) cannot
+            // hold its locks for the server's 60 s default.
+            var options = new TransactionOptions { Mode = mode, TimeLimit = TimeSpan.FromSeconds(15), LockTimeout = TimeSpan.FromSeconds(10) };
+            long unknown = 0, already = 0;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             for (var i = 0; i < transfers; i++)
             {
                 var from = random.Next(accounts);
                 var to = (from + 1 + random.Next(accounts - 1)) % accounts;
                 var amount = random.Next(1, 50);
                 var logKey = $"{prefix}log/{worker}-{i}";
-                await txns.RunTransactionAsync(
-                    async (t, ct) =>
+                for (var attempt = 1; ; attempt++)
+                {
+                    try
                     {
-                        if (mode == TransactionMode.Pessimistic)
+                        var applied = await txns.RunTransactionAsync(
+                            async (t, ct) =>
+                            {
+                                if (mode == TransactionMode.Pessimistic)
+                                {
+                                    // Lock in the transfer's direction, not a global order: A→B and B→A deadlock.
+                                    await t.LockExclusiveAsync($"{prefix}acct/{from}", cancellationToken: ct);
+                                    await Task.Delay(3, ct);   // widen the window in which opposite transfers deadlock
+                                    await t.LockExclusiveAsync($"{prefix}acct/{to}", cancellationToken: ct);
+                                    await t.LockExclusiveAsync(logKey, cancellationToken: ct);
+                                }
+
+                                var a = long.Parse(await t.GetAsync($"{prefix}acct/{from}", ct) ?? "0", invariant);
+                                var b = long.Parse(await t.GetAsync($"{prefix}acct/{to}", ct) ?? "0", invariant);
+                                if (await t.GetAsync(logKey, ct) is not null)
+                                {
+                                    return false;   // applied by an earlier attempt whose outcome we did not learn
+                                }
+
+                                t.Put($"{prefix}acct/{from}", (a - amount).ToString(invariant));
+                                t.Put($"{prefix}acct/{to}", (b + amount).ToString(invariant));
+                                t.Put(logKey, $"{from}:{to}:{amount}");
+                                return true;
+                            },
+                            policy,
+                            options);
+                        if (!applied)
                         {
-                            // Lock in the transfer's direction, not a global order: A→B and B→A deadlock.
-                            await t.LockExclusiveAsync($"{prefix}acct/{from}", cancellationToken: ct);
-                            await Task.Delay(3, ct);   // widen the window in which opposite transfers deadlock
-                            await t.LockExclusiveAsync($"{prefix}acct/{to}", cancellationToken: ct);
-                            await t.LockExclusiveAsync(logKey, cancellationToken: ct);
+                            already++;
                         }
 
-                        var a = long.Parse(await t.GetAsync($"{prefix}acct/{from}", ct) ?? "0", invariant);
-                        var b = long.Parse(await t.GetAsync($"{prefix}acct/{to}", ct) ?? "0", invariant);
-                        if (await t.GetAsync(logKey, ct) is not null)
-                        {
-                            return;   // already applied (cannot happen: the commit is exactly-once)
-                        }
+                        break;
+                    }
+                    catch (Exception e) when (attempt < 100 && IsUnknownOutcome(e))
+                    {
+                        // Outcome unknown (the leader died under a call, no leader yet): redo the transfer;
+                        // its log record says whether the first try applied.
+                        unknown++;
+                        Console.Error.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s: transfer {i} attempt {attempt}: unknown outcome: {e.GetType().Name} {e.Message}");
+                        await Task.Delay(100 + random.Next(200));
+                    }
+                }
 
-                        t.Put($"{prefix}acct/{from}", (a - amount).ToString(invariant));
-                        t.Put($"{prefix}acct/{to}", (b + amount).ToString(invariant));
-                        t.Put(logKey, amount.ToString(invariant));
-                    },
-                    policy,
-                    new TransactionOptions { Mode = mode });
+                if ((i + 1) % 5 == 0)
+                {
+                    Console.WriteLine($"PROGRESS {i + 1} at {clock.Elapsed.TotalSeconds:F1} s");
+                }
             }
 
             var m = txns.Metrics;
-            Console.WriteLine($"DONE {m.Commits} {m.Retries} {m.Deadlocks}");
+            Console.WriteLine($"DONE {m.Commits} {m.Retries} {m.Deadlocks} {unknown} {already}");
             return 0;
         }
 
@@ -140,3 +175,11 @@ switch (command)
         Console.Error.WriteLine($"unknown command {command}");
         return 2;
 }
+
+static bool IsUnknownOutcome(Exception e) => e switch
+{
+    Grpc.Core.RpcException r => r.StatusCode is Grpc.Core.StatusCode.Unavailable or Grpc.Core.StatusCode.DeadlineExceeded
+        or Grpc.Core.StatusCode.Unknown or Grpc.Core.StatusCode.Internal or Grpc.Core.StatusCode.Cancelled,
+    OperationCanceledException or TimeoutException => true,
+    _ => false,
+};

@@ -156,6 +156,11 @@ internal sealed class LockTable
         };
         _txns.Add(id, txn);
         Counters.Begun++;
+        if (request.Age != 0)
+        {
+            Counters.Retried++;
+        }
+
         return new BeginResponse { TxnId = id, Age = txn.Age, TimeLimitMs = limitMs, SnapshotRevision = txn.SnapshotRevision };
     }
 
@@ -510,13 +515,26 @@ internal sealed class LockTable
         throw new InvalidOperationException("unreachable");
     }
 
-    /// <summary>Open transactions, every lock entry and the counters.</summary>
-    public TransactionStatusResponse Status()
+    /// <summary>
+    /// Open transactions, every lock entry and the counters. With <paramref name="nowMs"/> (a
+    /// reader's clock, never a command's) each transaction also says how long it has been open and
+    /// what is left of its time limit and of its lease (<paramref name="leaseDeadlineMs"/>: a
+    /// lease's deadline, null if it is gone); without, those stay 0 and the answer is a pure
+    /// function of the state.
+    /// </summary>
+    public TransactionStatusResponse Status(long? nowMs = null, Func<long, long?>? leaseDeadlineMs = null)
     {
         var response = new TransactionStatusResponse { Counters = Counters.Clone() };
         foreach (var txn in _txns.Values)
         {
-            var info = new TransactionInfo { TxnId = txn.TxnId, Age = txn.Age, Lease = txn.Lease, Snapshot = txn.Snapshot, SnapshotRevision = txn.SnapshotRevision };
+            var info = new TransactionInfo { TxnId = txn.TxnId, Age = txn.Age, Lease = txn.Lease, Snapshot = txn.Snapshot, SnapshotRevision = txn.SnapshotRevision, TimeLimitMs = txn.TimeLimitMs };
+            if (nowMs is { } now)
+            {
+                // The deadline is the time limit counted from Begin (or from the last leader change).
+                info.TimeLeftMs = Math.Clamp(txn.DeadlineMs - now, 0, txn.TimeLimitMs);
+                info.OpenMs = txn.TimeLimitMs - info.TimeLeftMs;
+                info.LeaseRemainingMs = leaseDeadlineMs?.Invoke(txn.Lease) is { } leaseDeadline ? Math.Max(0, leaseDeadline - now) : -1;
+            }
             foreach (var e in _entries)
             {
                 if (e.Proto.TxnId == txn.TxnId)

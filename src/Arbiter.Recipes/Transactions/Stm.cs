@@ -114,6 +114,14 @@ public sealed class Stm
         return response.Kvs;
     }
 
+    /// <summary>
+    /// Drops the prefetched reads. etcd retries at once, while the prefetch is fresh; this port
+    /// backs off first, and on a hot key the state read at the failed commit is stale by the time
+    /// the retry runs: an attempt computed from it is bound to fail again, and a client that keeps
+    /// backing off starves while those that just committed (no backoff) win every race.
+    /// </summary>
+    internal void ForgetPrefetch() => _prefetch = new Dictionary<string, RangeResponse>(StringComparer.Ordinal);
+
     /// <summary>Starts an attempt: empty read and write sets (prefetched reads are kept).</summary>
     internal void Reset()
     {

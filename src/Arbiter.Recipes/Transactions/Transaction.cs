@@ -260,7 +260,12 @@ public sealed class Transaction : IAsyncDisposable
             return response.Kvs;
         }
 
-        var at = await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, cancellationToken).ConfigureAwait(false);
+        // The first read fixes the revision (linearizable); later ones read that immutable past state,
+        // which any member that applied it can serve without a read barrier (Arbiter's at-revision
+        // level; etcd ignores the metadata and serves a linearizable read at the revision, as before).
+        var at = ReadRevision == 0 || _owner.IsEtcdBackend
+            ? await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, cancellationToken).ConfigureAwait(false)
+            : await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, Node.Consistency.ReadConsistency.AtRevision(ReadRevision), cancellationToken).ConfigureAwait(false);
         if (ReadRevision == 0)
         {
             ReadRevision = at.Header.Revision;

@@ -70,9 +70,10 @@ public sealed class TransactionClient : IAsyncDisposable
             throw Unsupported("Pessimistic transactions (the lock table)");
         }
 
-        var lease = await LeaseAsync(cancellationToken).ConfigureAwait(false);
-        var request = new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds };
-        var response = await CallAsync(ct => Raw.TxnBeginAsync(request, ct), "Pessimistic transactions (the lock table)", reattach: true, cancellationToken).ConfigureAwait(false);
+        var response = await BeginOnSessionAsync(
+            lease => new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds },
+            "Pessimistic transactions (the lock table)",
+            cancellationToken).ConfigureAwait(false);
         return new Transaction(this, options, response.TxnId, response.Age);
     }
 
@@ -210,7 +211,12 @@ public sealed class TransactionClient : IAsyncDisposable
             }
 
             Metrics.Retried();
-            await Task.Delay(policy.Backoff(attempt, Random.Shared), cancellationToken).ConfigureAwait(false);
+            var backoff = policy.Backoff(attempt, Random.Shared);
+            if (backoff > TimeSpan.Zero)
+            {
+                await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
+                stm.ForgetPrefetch();   // read afresh after waiting (see Stm.ForgetPrefetch)
+            }
         }
     }
 
@@ -225,9 +231,10 @@ public sealed class TransactionClient : IAsyncDisposable
             throw Unsupported("Snapshot transactions (a revision pinned against compaction)");
         }
 
-        var lease = await LeaseAsync(cancellationToken).ConfigureAwait(false);
-        var request = new BeginRequest { Lease = lease, Snapshot = true, TimeLimitMs = (long)(timeLimit ?? TimeSpan.Zero).TotalMilliseconds };
-        var response = await CallAsync(ct => Raw.TxnBeginAsync(request, ct), "Snapshot transactions (a revision pinned against compaction)", reattach: true, cancellationToken).ConfigureAwait(false);
+        var response = await BeginOnSessionAsync(
+            lease => new BeginRequest { Lease = lease, Snapshot = true, TimeLimitMs = (long)(timeLimit ?? TimeSpan.Zero).TotalMilliseconds },
+            "Snapshot transactions (a revision pinned against compaction)",
+            cancellationToken).ConfigureAwait(false);
         return new ReadSnapshot(this, response.TxnId, response.SnapshotRevision);
     }
 
@@ -279,6 +286,48 @@ public sealed class TransactionClient : IAsyncDisposable
 
     private static NotSupportedException Unsupported(string feature) =>
         new($"{feature} needs an Arbiter server (arbiter.v1.Transactions); this endpoint does not serve it (a real etcd?).");
+
+    /// <summary>
+    /// Begin on the session's lease. When the client's own session turns out to be gone on the
+    /// server (its lease expired before the keep-alive loop noticed: keep-alives starved on a
+    /// loaded machine, or cut off by a leader change for longer than the TTL), the session is
+    /// replaced and Begin is sent once more on the new one; a session the caller passed in is never
+    /// replaced (its owner decides), so the error goes through.
+    /// </summary>
+    private async Task<BeginResponse> BeginOnSessionAsync(Func<long, BeginRequest> request, string feature, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var lease = await LeaseAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await CallAsync(ct => Raw.TxnBeginAsync(request(lease), ct), feature, reattach: true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (attempt < 2 && _options.Session is null && e.StatusCode == StatusCode.NotFound
+                && e.Status.Detail == Arbiter.Core.EtcdError.LeaseNotFound.Message)
+            {
+                await ForgetOwnSessionAsync(lease, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Drops the client's own session if it is still the one with <paramref name="lease"/> (the next call makes a new one).</summary>
+    private async Task ForgetOwnSessionAsync(long lease, CancellationToken cancellationToken)
+    {
+        await _sessionGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_ownSession is { } session && session.LeaseId == lease)
+            {
+                _ownSession = null;
+                await session.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _sessionGate.Release();
+        }
+    }
 
     private async Task<long> LeaseAsync(CancellationToken cancellationToken)
     {

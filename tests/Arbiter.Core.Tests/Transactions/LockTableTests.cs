@@ -111,6 +111,33 @@ public class LockTableTests
     }
 
     [Fact]
+    public void StatusCountsRetriesAndMeasuresOpenTimeOnTheReadersClock()
+    {
+        var lease = _t.Lease(ttlSeconds: 10);
+        _t.H.TimeMs = 5_000;
+        var first = _t.Begin(lease, timeLimitMs: 8_000);
+        Ok(_t.AbortResult(first));
+        var retry = _t.Begin(lease, timeLimitMs: 8_000, age: first);
+        _t.Granted(retry, "A");
+        var status = _t.Sm.TransactionStatus(nowMs: 7_500);
+        Assert.Equal(1, status.Counters.Retried);
+        Assert.Equal(2, status.Counters.Begun);
+        var info = Assert.Single(status.Transactions);
+        Assert.Equal(retry, info.TxnId);
+        Assert.Equal(first, info.Age);
+        Assert.Equal(8_000, info.TimeLimitMs);
+        Assert.Equal(2_500, info.OpenMs);
+        Assert.Equal(5_500, info.TimeLeftMs);
+        Assert.Equal(1_000 + 10_000 - 7_500, info.LeaseRemainingMs);   // the lease was granted at 1 000 ms with 10 s
+        Assert.Equal(1, info.LocksHeld);
+
+        // Without a reader's clock the answer is a pure function of the state (what snapshots compare).
+        var pure = _t.Sm.TransactionStatus();
+        Assert.Equal(0, pure.Transactions[0].OpenMs);
+        Assert.Equal(pure, _t.Sm.TransactionStatus());
+    }
+
+    [Fact]
     public void ThreeCycleIsBrokenOnce()
     {
         var lease = _t.Lease();

@@ -66,6 +66,27 @@ public sealed class TransactionProcessTests(ArbiterServerBackend backend, ITestO
     }
 
     [Fact]
+    public async Task A_client_whose_own_session_vanished_on_the_server_begins_on_a_new_one()
+    {
+        await using var txns = new TransactionClient(_client);
+        await using (var first = await txns.BeginTransactionAsync())
+        {
+            var lease = (await txns.StatusAsync()).Transactions.Single(t => t.TxnId == first.Id).Lease;
+
+            // Behind the client's back (as an expiry its keep-alives did not see yet would): the lease is gone.
+            await _client.RevokeLeaseAsync(lease);
+            await using var second = await txns.BeginTransactionAsync();
+            var secondLease = (await txns.StatusAsync()).Transactions.Single(t => t.TxnId == second.Id).Lease;
+            Assert.NotEqual(lease, secondLease);
+            await second.LockExclusiveAsync(_prefix + "after-lost-session");
+            second.Put(_prefix + "after-lost-session", "ok");
+            await second.CommitAsync();
+        }
+
+        Assert.Equal("ok", await _client.GetStringAsync(_prefix + "after-lost-session"));
+    }
+
+    [Fact]
     public async Task Holder_killed_with_sigkill_releases_its_locks_after_its_lease_ttl()
     {
         var key = _prefix + "held";
