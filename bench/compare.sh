@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 DURATION_S=${DURATION_S:-8}
 WARMUP_S=${WARMUP_S:-1}
@@ -32,43 +34,17 @@ WORK=$(mktemp -d "$ROOT/bench/.work-XXXXXX")
 ETCD_PID=""
 ARBITER_PID=""
 cleanup() {
-  local pid
-  for pid in "$ETCD_PID" "$ARBITER_PID"; do
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
+  stop_pids "$ETCD_PID" "$ARBITER_PID"
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
 log() { echo "[compare] $*" >&2; }
 
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 20000))
-    if ! ss -ltn "( sport = :$port )" 2>/dev/null | grep -q ":$port"; then
-      echo "$port"
-      return
-    fi
-  done
-}
+ensure_packages etcd etcd-server etcd-client
+ensure_packages etcdctl etcd-server etcd-client
 
-if ! command -v etcd >/dev/null 2>&1 || ! command -v etcdctl >/dev/null 2>&1; then
-  log "installing etcd-server and etcd-client from Debian"
-  SUDO=()
-  if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
-  "${SUDO[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq etcd-server etcd-client >/dev/null
-fi
-
-log "building Arbiter and the load generator (Release)"
-dotnet build src/Arbiter.Cli -c Release -nologo -v q >/dev/null
-dotnet build bench/Arbiter.Bench -c Release -nologo -v q >/dev/null
-ARBITER_DLL=$ROOT/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll
-BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
+build_bench_tools
 
 mkdir -p "$OUT/raw"
 ETCD_PORT=$(free_port)

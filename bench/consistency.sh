@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 DURATION_S=${DURATION_S:-8}
 WARMUP_S=${WARMUP_S:-1}
@@ -28,35 +30,14 @@ WORK=$(mktemp -d "$ROOT/bench/.work-XXXXXX")
 PIDS=()
 
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
+  stop_pids "${PIDS[@]}"
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
 log() { echo "[consistency] $*" >&2; }
 
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 20000))
-    if ! ss -ltn "( sport = :$port )" 2>/dev/null | grep -q ":$port"; then
-      echo "$port"
-      return
-    fi
-  done
-}
-
-log "building Arbiter and the load generator (Release)"
-dotnet build src/Arbiter.Cli -c Release -nologo -v q >/dev/null
-dotnet build bench/Arbiter.Bench -c Release -nologo -v q >/dev/null
-ARBITER_DLL=$ROOT/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll
-BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
+build_bench_tools
 mkdir -p "$OUT/raw"
 
 # Three members of each system.

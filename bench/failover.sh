@@ -15,6 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 SEED=${SEED:-12}
 ROUNDS=${ROUNDS:-4}
@@ -62,24 +64,14 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-for tool in etcd etcdctl iptables setpriv jq; do
-  command -v "$tool" >/dev/null || { log "needs $tool (apt-get install etcd-server etcd-client iptables util-linux jq)"; exit 2; }
-done
+ensure_packages etcd etcd-server etcd-client
+ensure_packages etcdctl etcd-server etcd-client
+ensure_packages iptables iptables
+ensure_packages setpriv util-linux
+ensure_packages jq jq
 
-log "building Arbiter and the load generator (Release)"
-dotnet build src/Arbiter.Cli -c Release -nologo -v q >/dev/null
-dotnet build bench/Arbiter.Bench -c Release -nologo -v q >/dev/null
-ARBITER_DLL=$ROOT/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll
-BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
+build_bench_tools
 mkdir -p "$OUT/raw"
-
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 20000))
-    if ! ss -ltn "( sport = :$port )" 2>/dev/null | grep -q ":$port"; then echo "$port"; return; fi
-  done
-}
 
 declare -A CLIENT_PORT PEER_PORT
 

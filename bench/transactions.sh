@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 DURATION_S=${DURATION_S:-10}
 WARMUP_S=${WARMUP_S:-1}
@@ -33,13 +35,7 @@ ETCD_PID=""
 ARBITER_PID=""
 PG_DATA=""
 cleanup() {
-  local pid
-  for pid in "$ETCD_PID" "$ARBITER_PID"; do
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
+  stop_pids "$ETCD_PID" "$ARBITER_PID"
   if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
     as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate stop >/dev/null 2>&1 || true
   fi
@@ -49,28 +45,13 @@ trap cleanup EXIT INT TERM
 
 log() { echo "[transactions] $*" >&2; }
 
-free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 20000))
-    if ! ss -ltn "( sport = :$port )" 2>/dev/null | grep -q ":$port"; then
-      echo "$port"
-      return
-    fi
-  done
-}
-
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo); fi
 as_postgres() {
   if [ "$(id -un)" = postgres ]; then "$@"; else "${SUDO[@]}" runuser -u postgres -- "$@"; fi
 }
 
-if ! command -v etcd >/dev/null 2>&1; then
-  log "installing etcd-server from Debian"
-  "${SUDO[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq etcd-server etcd-client >/dev/null
-fi
+ensure_packages etcd etcd-server etcd-client
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   log "installing postgresql from Debian"
   "${SUDO[@]}" apt-get update -qq
@@ -78,11 +59,7 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
 fi
 PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
 
-log "building Arbiter and the load generator (Release)"
-dotnet build src/Arbiter.Cli -c Release -nologo -v q >/dev/null
-dotnet build bench/Arbiter.Bench -c Release -nologo -v q >/dev/null
-ARBITER_DLL=$ROOT/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll
-BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
+build_bench_tools
 
 mkdir -p "$OUT"
 ETCD_PORT=$(free_port)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Shared by the bench/*.sh scripts (sourced, not run): free ports, stopping servers, Debian
+# packages, building the server and the load generator. Expects the caller to be in the repository
+# root, to define log(), and (for build_bench_tools) to have set ROOT.
+
+# A TCP port nothing listens on, from 20000-39999 (not etcd's 2379/2380).
+free_port() {
+  local port
+  while true; do
+    port=$((20000 + RANDOM % 20000))
+    if ! ss -ltn "( sport = :$port )" 2>/dev/null | grep -q ":$port"; then
+      echo "$port"
+      return
+    fi
+  done
+}
+
+# Stops every given process that still runs (SIGTERM, then waits for it); empty arguments are skipped.
+stop_pids() {
+  local pid
+  for pid in "$@"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+# Installs Debian packages when the command that says they are there is missing:
+#   ensure_packages COMMAND PACKAGE...
+ensure_packages() {
+  local command=$1
+  shift
+  if command -v "$command" >/dev/null 2>&1; then
+    return
+  fi
+  log "installing $* from Debian"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null
+}
+
+# Builds the server and arbiter-bench (Release); sets ARBITER_DLL and BENCH_DLL.
+build_bench_tools() {
+  log "building Arbiter and the load generator (Release)"
+  dotnet build src/Arbiter.Cli -c Release -nologo -v q >/dev/null
+  dotnet build bench/Arbiter.Bench -c Release -nologo -v q >/dev/null
+  ARBITER_DLL=$ROOT/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll
+  BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
+}
