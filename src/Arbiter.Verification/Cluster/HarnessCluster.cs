@@ -39,6 +39,9 @@ public sealed record HarnessClusterOptions
     /// </summary>
     public bool ClockSkew { get; init; }
 
+    /// <summary>Arbiter members' <c>--log-level</c> (the last 400 lines of each are kept and written next to the history).</summary>
+    public string MemberLogLevel { get; init; } = System.Environment.GetEnvironmentVariable("ARBITER_VERIFY_MEMBER_LOG_LEVEL") is { Length: > 0 } level ? level : "warn";
+
     /// <summary>Where data directories go; a fresh temporary directory if null.</summary>
     public string? WorkDirectory { get; init; }
 }

@@ -275,7 +275,7 @@ public sealed class MemberProcess : IAsyncDisposable
         "--initial-cluster-token", _cluster.Token,
         "--heartbeat-interval", Text(_cluster.Options.HeartbeatIntervalMs),
         "--election-timeout", Text(_cluster.Options.ElectionTimeoutMs),
-        "--log-level", "warn",
+        "--log-level", _cluster.Options.MemberLogLevel,
     ];
 
     private List<string> EtcdArguments() =>

@@ -139,7 +139,7 @@ public static class VerificationRunner
                     log.WriteLine(failedCluster.Logs(30));
                 }
 
-                return (Write(options, result, history), history);
+                return (Write(options, result, history, cluster is HarnessCluster logged ? logged.Logs(400) : null), history);
             }
             finally
             {
@@ -182,7 +182,7 @@ public static class VerificationRunner
         Error = error,
     };
 
-    private static RunResult Write(RunOptions options, RunResult result, HistoryFile history)
+    private static RunResult Write(RunOptions options, RunResult result, HistoryFile history, string? memberLogs)
     {
         if (options.OutputDirectory is null)
         {
@@ -193,6 +193,11 @@ public static class VerificationRunner
         Directory.CreateDirectory(directory);
         var historyPath = Path.Combine(directory, "history.json");
         history.Save(historyPath);
+        if (memberLogs is not null)
+        {
+            File.WriteAllText(Path.Combine(directory, "members.log"), memberLogs);
+        }
+
         string? timelinePath = null;
         if (result.Violations.Count > 0)
         {
