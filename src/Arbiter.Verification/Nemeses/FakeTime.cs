@@ -23,8 +23,14 @@ public static class FakeTime
         "/usr/local/lib/faketime/libfaketimeMT.so.1",
     ];
 
-    /// <summary>The multi-threaded libfaketime library, or null if it is not installed.</summary>
-    public static string? LibraryPath() => Candidates.FirstOrDefault(File.Exists);
+    /// <summary>
+    /// The multi-threaded libfaketime library (or the one ARBITER_VERIFY_FAKETIME_LIBRARY names), or
+    /// null if it is not installed.
+    /// </summary>
+    public static string? LibraryPath() =>
+        System.Environment.GetEnvironmentVariable("ARBITER_VERIFY_FAKETIME_LIBRARY") is { Length: > 0 } given
+            ? File.Exists(given) ? given : null
+            : Candidates.FirstOrDefault(File.Exists);
 
     /// <summary>Why clock skew cannot be injected here, or null if it can.</summary>
     public static string? UnavailableReason() =>

@@ -205,6 +205,9 @@ public sealed class Nemesis
         return true;
     }
 
+    /// <summary>How long the clock-skew nemesis keeps reading a member's clock back until it shows the offset.</summary>
+    private const int ClockReadBackSecondsMax = 6;
+
     private async Task SkewClocksAsync(CancellationToken stop)
     {
         var members = Harness.Members.Where(m => m.IsRunning && m.ClockOffsetFile is not null).ToList();
@@ -222,17 +225,29 @@ public sealed class Nemesis
             _recorder.Note("nemesis", $"clock of {member.CurrentName} set {offsetSeconds:+0.000;-0.000} s off");
         }
 
-        // Read the clocks back, so that the history shows the skew was real (libfaketime re-reads its file once a second).
-        await Task.Delay(TimeSpan.FromSeconds(FakeTime.CacheDurationSeconds + 0.3), stop).ConfigureAwait(false);
+        // Read the clocks back, so that the history shows the skew was real. libfaketime re-reads its
+        // file about once a second and Kestrel refreshes its date header once a second, so poll.
         foreach (var member in chosen)
         {
-            var before = DateTimeOffset.UtcNow;
-            var reported = await HarnessCluster.WallClockAsync(member.Endpoint, TimeSpan.FromSeconds(2)).ConfigureAwait(false);
-            var after = DateTimeOffset.UtcNow;
-            double? observed = reported is { } at ? Math.Round((at - (before + ((after - before) / 2))).TotalSeconds, 1) : null;
+            double? observed = null;
+            var deadline = DateTime.UtcNow.AddSeconds(ClockReadBackSecondsMax);
+            while (!stop.IsCancellationRequested)
+            {
+                var before = DateTimeOffset.UtcNow;
+                var reported = await HarnessCluster.WallClockAsync(member.Endpoint, TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                var after = DateTimeOffset.UtcNow;
+                observed = reported is { } at ? Math.Round((at - (before + ((after - before) / 2))).TotalSeconds, 1) : null;
+                if ((observed is { } o && Math.Abs(o - member.ClockOffsetSeconds) <= 2.5) || DateTime.UtcNow > deadline)
+                {
+                    break;
+                }
+
+                await Task.Delay(250, stop).ConfigureAwait(false);
+            }
+
             _clockSkews.Add((member.CurrentName, member.ClockOffsetSeconds, observed));
-            _recorder.Note("nemesis", observed is { } o
-                ? $"{member.CurrentName} reports a wall clock {o:+0.0;-0.0} s off the harness's (date header, 1 s resolution)"
+            _recorder.Note("nemesis", observed is { } seen
+                ? $"{member.CurrentName} reports a wall clock {seen:+0.0;-0.0} s off the harness's (date header, 1 s resolution)"
                 : $"{member.CurrentName} did not report its wall clock");
         }
     }
