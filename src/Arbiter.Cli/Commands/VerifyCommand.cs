@@ -26,7 +26,7 @@ internal static class VerifyCommand
         var skip = new Option<int>("--skip") { Description = "Start that many places into the workload × nemesis cycle (and seeds), to continue an interrupted matrix.", DefaultValueFactory = _ => 0 };
         var target = new Option<string>("--target") { Description = "What the harness starts: arbiter or etcd (/usr/bin/etcd).", DefaultValueFactory = _ => "arbiter" };
         target.AcceptOnlyFromAmong("arbiter", "etcd");
-        var members = new Option<int>("--members") { Description = "Members of the started cluster.", DefaultValueFactory = _ => 3 };
+        var members = new Option<int>("--members") { Description = "Members of the started cluster (3 or 5; partition-ring always starts at least 5).", DefaultValueFactory = _ => 3 };
         var endpoints = new Option<string?>("--endpoints") { Description = "Comma-separated client URLs of an existing cluster (Arbiter or etcd): nothing is started, only none and client-faults apply." };
         var serializable = new Option<bool>("--serializable-reads") { Description = "Register reads served from each member's own state: the deliberately weak mode the checker must catch under a partition." };
         var clients = new Option<int>("--clients") { Description = "Concurrent clients.", DefaultValueFactory = _ => 5 };
@@ -48,7 +48,8 @@ internal static class VerifyCommand
                 workloads = w == "all" ? [.. WorkloadRegistry.Names] : [.. w.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
                 _ = workloads.Select(WorkloadRegistry.Create).ToList();
                 var n = result.GetValue(nemesis)!;
-                nemeses = n == "all" ? [.. Enum.GetValues<NemesisKind>()] : [.. n.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Nemesis.Names.Parse)];
+                var kind = result.GetValue(target) == "etcd" ? ServerKind.Etcd : ServerKind.Arbiter;
+                nemeses = n == "all" ? [.. Enum.GetValues<NemesisKind>().Where(k => Nemesis.AppliesTo(k, kind))] : [.. n.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(Nemesis.Names.Parse)];
             }
             catch (ArgumentException e)
             {

@@ -33,6 +33,15 @@ public sealed record HarnessClusterOptions
     /// <summary>How to run <c>arbiter</c> (file and leading arguments before <c>serve</c>); the current executable if null.</summary>
     public (string File, string[] Prefix)? ArbiterCommand { get; init; }
 
+    /// <summary>
+    /// Start each member with libfaketime preloaded (Arbiter only; see <see cref="Nemeses.FakeTime"/>) so
+    /// that its wall clock can be skewed with <see cref="MemberProcess.SetClockOffset"/>.
+    /// </summary>
+    public bool ClockSkew { get; init; }
+
+    /// <summary>Arbiter members' <c>--log-level</c> (the last 400 lines of each are kept and written next to the history).</summary>
+    public string MemberLogLevel { get; init; } = System.Environment.GetEnvironmentVariable("ARBITER_VERIFY_MEMBER_LOG_LEVEL") is { Length: > 0 } level ? level : "warn";
+
     /// <summary>Where data directories go; a fresh temporary directory if null.</summary>
     public string? WorkDirectory { get; init; }
 }
@@ -54,6 +63,15 @@ public sealed class HarnessCluster : ITargetCluster
 
     private HarnessCluster(HarnessClusterOptions options, int block)
     {
+        if (options.ClockSkew && (options.Kind != ServerKind.Arbiter || Nemeses.FakeTime.UnavailableReason() is not null))
+        {
+            throw new ArgumentException(
+                options.Kind != ServerKind.Arbiter
+                    ? "clock skew works on arbiter members only: etcd is a Go program, whose clock reads go straight to the vDSO and bypass libfaketime"
+                    : Nemeses.FakeTime.UnavailableReason(),
+                nameof(options));
+        }
+
         Options = options;
         Kind = options.Kind;
         Block = block;
@@ -265,6 +283,26 @@ public sealed class HarnessCluster : ITargetCluster
         {
             using var channel = GrpcChannel.ForAddress(endpoint);
             return await new Maintenance.MaintenanceClient(channel).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.Add(timeout)).ConfigureAwait(false);
+        }
+        catch (RpcException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// A member's wall clock as it reports it: the <c>date</c> header of a Status response (Kestrel
+    /// stamps it from <c>DateTime.UtcNow</c>, to the second), or null if it does not answer in time.
+    /// </summary>
+    public static async Task<DateTimeOffset?> WallClockAsync(string endpoint, TimeSpan timeout)
+    {
+        try
+        {
+            using var channel = GrpcChannel.ForAddress(endpoint);
+            using var call = new Maintenance.MaintenanceClient(channel).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.Add(timeout));
+            var headers = await call.ResponseHeadersAsync.ConfigureAwait(false);
+            await call.ResponseAsync.ConfigureAwait(false);
+            return headers.GetValue("date") is { } date && DateTimeOffset.TryParse(date, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var at) ? at : null;
         }
         catch (RpcException)
         {

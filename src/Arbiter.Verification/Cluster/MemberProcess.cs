@@ -34,6 +34,11 @@ public sealed class MemberProcess : IAsyncDisposable
         Address = address;
         Uid = uid;
         DataDir = Path.Combine(cluster.WorkDirectory, name);
+        if (cluster.Options.ClockSkew)
+        {
+            ClockOffsetFile = Path.Combine(cluster.WorkDirectory, $"{name}.faketime");
+            Nemeses.FakeTime.WriteOffset(ClockOffsetFile, 0);
+        }
     }
 
     /// <summary>Member name.</summary>
@@ -59,6 +64,23 @@ public sealed class MemberProcess : IAsyncDisposable
 
     /// <summary>True between <see cref="Pause"/> and <see cref="Resume"/>.</summary>
     public bool IsPaused { get; private set; }
+
+    /// <summary>The libfaketime offset file its wall clock follows (null: its clock is the machine's).</summary>
+    public string? ClockOffsetFile { get; }
+
+    /// <summary>How far its wall clock is set off the machine's, seconds (0 without clock skew).</summary>
+    public double ClockOffsetSeconds { get; private set; }
+
+    /// <summary>
+    /// Moves its wall clock <paramref name="offsetSeconds"/> off the machine's (0 resets it); it shows
+    /// within <see cref="Nemeses.FakeTime.CacheDurationSeconds"/>. Its monotonic clock is not moved.
+    /// </summary>
+    public void SetClockOffset(double offsetSeconds)
+    {
+        var file = ClockOffsetFile ?? throw new InvalidOperationException($"{CurrentName} was not started with clock skew enabled (HarnessClusterOptions.ClockSkew)");
+        Nemeses.FakeTime.WriteOffset(file, offsetSeconds);
+        ClockOffsetSeconds = offsetSeconds;
+    }
 
     /// <summary><c>new</c> for founders, <c>existing</c> for a member added later.</summary>
     public string InitialClusterState { get; set; } = "new";
@@ -92,26 +114,34 @@ public sealed class MemberProcess : IAsyncDisposable
 
         var arguments = _cluster.Kind == ServerKind.Arbiter ? ArbiterArguments() : EtcdArguments();
         var (file, prefix) = _cluster.Kind == ServerKind.Arbiter ? _cluster.ServerCommand : ("/usr/bin/etcd", []);
-        var info = new ProcessStartInfo(Uid is null ? file : "setpriv")
+        List<string> command = [file, .. prefix, .. arguments];
+        if (ClockOffsetFile is { } offsetFile)
+        {
+            // Through env, after setpriv: libfaketime must load first in the member's own uid (a root
+            // setpriv would create libfaketime's per-pid semaphore, which the member could not open).
+            command = ["/usr/bin/env", .. Nemeses.FakeTime.Environment(offsetFile).Select(e => $"{e.Key}={e.Value}"), .. command];
+        }
+
+        if (Uid is { } uid)
+        {
+            command = ["setpriv", $"--reuid={uid}", $"--regid={uid}", "--clear-groups", .. command];
+        }
+
+        var info = new ProcessStartInfo(command[0])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        if (Uid is { } uid)
-        {
-            foreach (var a in (string[])[$"--reuid={uid}", $"--regid={uid}", "--clear-groups", file])
-            {
-                info.ArgumentList.Add(a);
-            }
-
-            info.Environment["HOME"] = DataDir;
-            info.Environment["DOTNET_CLI_HOME"] = DataDir;
-        }
-
-        foreach (var a in prefix.Concat(arguments))
+        foreach (var a in command.Skip(1))
         {
             info.ArgumentList.Add(a);
+        }
+
+        if (Uid is not null)
+        {
+            info.Environment["HOME"] = DataDir;
+            info.Environment["DOTNET_CLI_HOME"] = DataDir;
         }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
@@ -140,6 +170,7 @@ public sealed class MemberProcess : IAsyncDisposable
 
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
             await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+            RemoveFakeTimeLeftovers(process.Id);
         }
 
         IsPaused = false;
@@ -182,6 +213,31 @@ public sealed class MemberProcess : IAsyncDisposable
     /// <summary>The name it is started under (changes when it is re-added as a new member).</summary>
     public string CurrentName => _name ?? Name;
 
+    /// <summary>
+    /// libfaketime keeps a semaphore and a shared-memory segment per pid in /dev/shm and removes them
+    /// only on a clean exit; left behind by a SIGKILL they would stop a later process with that pid
+    /// under another uid from starting with libfaketime.
+    /// </summary>
+    private void RemoveFakeTimeLeftovers(int pid)
+    {
+        if (ClockOffsetFile is null)
+        {
+            return;
+        }
+
+        foreach (var leftover in (string[])[$"/dev/shm/sem.faketime_sem_{pid}", $"/dev/shm/faketime_shm_{pid}"])
+        {
+            try
+            {
+                File.Delete(leftover);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Not ours to remove, or already gone.
+            }
+        }
+    }
+
     private static void Signal(int pid, string signal)
     {
         using var kill = Process.Start(new ProcessStartInfo("kill", ["-s", signal, pid.ToString(CultureInfo.InvariantCulture)]) { UseShellExecute = false });
@@ -219,7 +275,7 @@ public sealed class MemberProcess : IAsyncDisposable
         "--initial-cluster-token", _cluster.Token,
         "--heartbeat-interval", Text(_cluster.Options.HeartbeatIntervalMs),
         "--election-timeout", Text(_cluster.Options.ElectionTimeoutMs),
-        "--log-level", "warn",
+        "--log-level", _cluster.Options.MemberLogLevel,
     ];
 
     private List<string> EtcdArguments() =>

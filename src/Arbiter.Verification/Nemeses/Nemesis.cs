@@ -39,6 +39,12 @@ public enum NemesisKind
 
     /// <summary>Remove a random follower, wipe it, add it back as a new member (one server at a time), under load.</summary>
     Membership,
+
+    /// <summary>
+    /// Move the wall clock of a random subset of members by ±0.1 s to ±1,000 s (libfaketime; the
+    /// monotonic clock is left alone), reset at the heal. Arbiter members only.
+    /// </summary>
+    ClockSkew,
 }
 
 /// <summary>
@@ -72,6 +78,11 @@ public sealed class Nemesis
             throw new ArgumentException($"partitions need members under separate uids and working iptables: {IptablesPartitioner.UnavailableReason() ?? "start the cluster with separate users"}", nameof(kind));
         }
 
+        if (kind == NemesisKind.ClockSkew && cluster is not HarnessCluster { Options.ClockSkew: true })
+        {
+            throw new ArgumentException($"clock-skew needs an arbiter cluster the harness started with libfaketime (HarnessClusterOptions.ClockSkew): {FakeTime.UnavailableReason() ?? "start the cluster with clock skew enabled"}", nameof(kind));
+        }
+
         _kind = kind;
         _cluster = cluster;
         _recorder = recorder;
@@ -79,6 +90,18 @@ public sealed class Nemesis
         _random = new Random(unchecked((seed * 0x5EED) + 17));
         _leaseTtlSeconds = leaseTtlSeconds;
     }
+
+    /// <summary>
+    /// Whether <paramref name="kind"/> can be injected into a cluster of <paramref name="server"/>:
+    /// clock skew cannot reach etcd (a Go program reads the clock through the vDSO, not libc, so
+    /// libfaketime has no effect on it).
+    /// </summary>
+    public static bool AppliesTo(NemesisKind kind, ServerKind server) => kind != NemesisKind.ClockSkew || server == ServerKind.Arbiter;
+
+    /// <summary>Clock skews injected and then read back from the member: (member, offset set, offset the member reported, seconds).</summary>
+    public IReadOnlyList<(string Member, double SetSeconds, double? ObservedSeconds)> ClockSkews => _clockSkews;
+
+    private readonly List<(string Member, double SetSeconds, double? ObservedSeconds)> _clockSkews = [];
 
     /// <summary>Faults injected so far.</summary>
     public int Injected { get; private set; }
@@ -170,12 +193,63 @@ public sealed class Nemesis
                     break;
                 }
 
+            case NemesisKind.ClockSkew:
+                await SkewClocksAsync(stop).ConfigureAwait(false);
+                break;
+
             default:
                 Partition();
                 break;
         }
 
         return true;
+    }
+
+    /// <summary>How long the clock-skew nemesis keeps reading a member's clock back until it shows the offset.</summary>
+    private const int ClockReadBackSecondsMax = 6;
+
+    private async Task SkewClocksAsync(CancellationToken stop)
+    {
+        var members = Harness.Members.Where(m => m.IsRunning && m.ClockOffsetFile is not null).ToList();
+        var chosen = members.Where(_ => _random.Next(2) == 0).ToList();
+        if (chosen.Count == 0)
+        {
+            chosen.Add(members[_random.Next(members.Count)]);
+        }
+
+        foreach (var member in chosen)
+        {
+            // Log-uniform magnitude from 0.1 s to 1,000 s, either direction.
+            var offsetSeconds = Math.Round(Math.Pow(10, (_random.NextDouble() * 4) - 1) * (_random.Next(2) == 0 ? -1 : 1), 3);
+            member.SetClockOffset(offsetSeconds);
+            _recorder.Note("nemesis", $"clock of {member.CurrentName} set {offsetSeconds:+0.000;-0.000} s off");
+        }
+
+        // Read the clocks back, so that the history shows the skew was real. libfaketime re-reads its
+        // file about once a second and Kestrel refreshes its date header once a second, so poll.
+        foreach (var member in chosen)
+        {
+            double? observed = null;
+            var deadline = DateTime.UtcNow.AddSeconds(ClockReadBackSecondsMax);
+            while (!stop.IsCancellationRequested)
+            {
+                var before = DateTimeOffset.UtcNow;
+                var reported = await HarnessCluster.WallClockAsync(member.Endpoint, TimeSpan.FromSeconds(2)).ConfigureAwait(false);
+                var after = DateTimeOffset.UtcNow;
+                observed = reported is { } at ? Math.Round((at - (before + ((after - before) / 2))).TotalSeconds, 1) : null;
+                if ((observed is { } o && Math.Abs(o - member.ClockOffsetSeconds) <= 2.5) || DateTime.UtcNow > deadline)
+                {
+                    break;
+                }
+
+                await Task.Delay(250, stop).ConfigureAwait(false);
+            }
+
+            _clockSkews.Add((member.CurrentName, member.ClockOffsetSeconds, observed));
+            _recorder.Note("nemesis", observed is { } seen
+                ? $"{member.CurrentName} reports a wall clock {seen:+0.0;-0.0} s off the harness's (date header, 1 s resolution)"
+                : $"{member.CurrentName} did not report its wall clock");
+        }
     }
 
     private async Task<MemberProcess> TargetAsync(bool leader)
@@ -188,21 +262,34 @@ public sealed class Nemesis
     private void Partition()
     {
         var members = Harness.Members.OrderBy(_ => _random.Next()).ToList();
+        var (pairs, description) = Cuts(_kind, members, m => m.CurrentName);
+        _partitioner.Cut(pairs);
+        _recorder.Note("nemesis", description);
+    }
+
+    /// <summary>
+    /// The pairs of members a partition of <paramref name="kind"/> cuts apart, for members in the
+    /// (already shuffled) order given, and a description. A ring needs at least 5 members: each member
+    /// then keeps its two ring neighbours (with itself, a majority of 3 out of 5), and no two members
+    /// see the same majority. With fewer members a ring is a bridge.
+    /// </summary>
+    internal static (List<(T, T)> Pairs, string Description) Cuts<T>(NemesisKind kind, IReadOnlyList<T> members, Func<T, string> name)
+    {
         var n = members.Count;
-        var pairs = new List<(MemberProcess, MemberProcess)>();
+        var pairs = new List<(T, T)>();
         string description;
-        switch (_kind)
+        switch (kind)
         {
             case NemesisKind.PartitionOne:
                 pairs.AddRange(members.Skip(1).Select(m => (members[0], m)));
-                description = $"isolate {members[0].CurrentName}";
+                description = $"isolate {name(members[0])}";
                 break;
             case NemesisKind.PartitionMajority:
                 {
                     var minority = members.Take(n / 2).ToList();
                     var majority = members.Skip(n / 2).ToList();
                     pairs.AddRange(minority.SelectMany(a => majority.Select(b => (a, b))));
-                    description = $"split {Names(minority)} | {Names(majority)}";
+                    description = $"split {Join(minority)} | {Join(majority)}";
                     break;
                 }
 
@@ -219,24 +306,26 @@ public sealed class Nemesis
                     }
                 }
 
-                description = $"ring {Names(members)} (each sees its two neighbours)";
+                description = $"ring {Join(members)} (each sees only its two neighbours)";
                 break;
-            default:
+            case NemesisKind.PartitionRing or NemesisKind.PartitionBridge:
                 {
                     // Bridge (and the ring of 3): the middle member sees both halves, the halves not each other.
                     var bridge = members[n / 2];
                     var left = members.Take(n / 2).ToList();
                     var right = members.Skip((n / 2) + 1).ToList();
                     pairs.AddRange(left.SelectMany(a => right.Select(b => (a, b))));
-                    description = $"bridge {Names(left)} | {bridge.CurrentName} | {Names(right)}";
+                    description = $"bridge {Join(left)} | {name(bridge)} | {Join(right)}";
                     break;
                 }
+
+            default:
+                throw new ArgumentException($"{Nemesis.Names.Of(kind)} is not a partition", nameof(kind));
         }
 
-        _partitioner.Cut(pairs);
-        _recorder.Note("nemesis", description);
+        return (pairs, description);
 
-        static string Names(IEnumerable<MemberProcess> ms) => string.Join(",", ms.Select(m => m.CurrentName));
+        string Join(IEnumerable<T> ms) => string.Join(",", ms.Select(name));
     }
 
     private async Task HealAsync()
@@ -261,6 +350,20 @@ public sealed class Nemesis
         }
 
         _killed.Clear();
+        if (_kind == NemesisKind.ClockSkew)
+        {
+            var skewed = Harness.Members.Where(m => m.ClockOffsetSeconds != 0).ToList();
+            foreach (var member in skewed)
+            {
+                member.SetClockOffset(0);
+            }
+
+            if (skewed.Count > 0)
+            {
+                _recorder.Note("nemesis", $"clocks of {string.Join(",", skewed.Select(m => m.CurrentName))} reset");
+            }
+        }
+
         await Task.CompletedTask.ConfigureAwait(false);
     }
 

@@ -17,6 +17,9 @@ public sealed record RunResult
     /// <summary>The seed (replays the nemesis schedule and the clients' choices).</summary>
     public required int Seed { get; init; }
 
+    /// <summary>Members of the cluster the harness started (0 for given endpoints).</summary>
+    public int Members { get; init; }
+
     /// <summary>Length of the faulty part, seconds.</summary>
     public required int DurationSeconds { get; init; }
 
@@ -62,6 +65,6 @@ public sealed record RunResult
         var head = Error is not null ? "ERROR" : Verdict switch { Verdict.Ok => "VALID", Verdict.Violation => "INVALID", _ => "UNKNOWN" };
         var share = Operations == 0 ? 0 : 100.0 * Indeterminate / Operations;
         var kinds = ViolationsByKind.Count == 0 ? "0 violations" : string.Join(", ", ViolationsByKind.Select(k => $"{k.Value} {k.Key}"));
-        return $"{head} {Target} {Workload} × {Nemesis} seed {Seed}: {Operations} ops ({share:F1}% indeterminate, {Failed} failed), {Faults} faults, {kinds}{(Error is null ? string.Empty : $" — {Error}")}";
+        return $"{head} {Target}{(Members is 0 or 3 ? string.Empty : $" ({Members} members)")} {Workload} × {Nemesis} seed {Seed}: {Operations} ops ({share:F1}% indeterminate, {Failed} failed), {Faults} faults, {kinds}{(Error is null ? string.Empty : $" — {Error}")}";
     }
 }

@@ -45,12 +45,24 @@ public static class VerificationRunner
         var target = options.Endpoints is { Count: > 0 } ? "endpoints" : options.Cluster.Kind.ToString().ToLowerInvariant();
         var workload = WorkloadRegistry.Create(options.Workload);
         var nemesisName = Nemesis.Names.Of(options.Nemesis);
+        if (options.Endpoints is not { Count: > 0 } && !Nemesis.AppliesTo(options.Nemesis, options.Cluster.Kind))
+        {
+            throw new ArgumentException($"{nemesisName} cannot be injected into {target}: clock skew reaches arbiter members only (etcd, a Go program, reads the clock through the vDSO, which libfaketime cannot move)", nameof(options));
+        }
+
+        var clusterOptions = options.Cluster with
+        {
+            ClockSkew = options.Cluster.ClockSkew || options.Nemesis == NemesisKind.ClockSkew,
+
+            // Overlapping majorities need at least 5 members: with 3, a "ring" is just a bridge.
+            Members = options.Nemesis == NemesisKind.PartitionRing ? Math.Max(5, options.Cluster.Members) : options.Cluster.Members,
+        };
         ITargetCluster cluster;
         try
         {
             cluster = options.Endpoints is { Count: > 0 } endpoints
                 ? new ExternalCluster(endpoints)
-                : await HarnessCluster.StartAsync(options.Cluster, cancellationToken).ConfigureAwait(false);
+                : await HarnessCluster.StartAsync(clusterOptions, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TimeoutException or InvalidOperationException or System.ComponentModel.Win32Exception)
         {
@@ -110,6 +122,7 @@ public static class VerificationRunner
                     Workload = workload.Name,
                     Nemesis = nemesisName,
                     Seed = options.Seed,
+                    Members = cluster is HarnessCluster h ? h.Members.Count : 0,
                     DurationSeconds = options.DurationSeconds,
                     Verdict = check.Verdict,
                     Operations = history.Operations.Count,
@@ -126,7 +139,7 @@ public static class VerificationRunner
                     log.WriteLine(failedCluster.Logs(30));
                 }
 
-                return (Write(options, result, history), history);
+                return (Write(options, result, history, cluster is HarnessCluster logged ? logged.Logs(400) : null), history);
             }
             finally
             {
@@ -169,7 +182,7 @@ public static class VerificationRunner
         Error = error,
     };
 
-    private static RunResult Write(RunOptions options, RunResult result, HistoryFile history)
+    private static RunResult Write(RunOptions options, RunResult result, HistoryFile history, string? memberLogs)
     {
         if (options.OutputDirectory is null)
         {
@@ -180,6 +193,11 @@ public static class VerificationRunner
         Directory.CreateDirectory(directory);
         var historyPath = Path.Combine(directory, "history.json");
         history.Save(historyPath);
+        if (memberLogs is not null)
+        {
+            File.WriteAllText(Path.Combine(directory, "members.log"), memberLogs);
+        }
+
         string? timelinePath = null;
         if (result.Violations.Count > 0)
         {

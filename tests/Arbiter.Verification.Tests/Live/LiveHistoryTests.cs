@@ -39,9 +39,29 @@ public sealed class LiveHistoryTests(ITestOutputHelper output)
         Assert.True(history.Operations.Count(o => o.Status == History.OperationStatus.Ok) > 20, $"too few operations completed: {result.Line()}");
     }
 
-    private async Task<(RunResult, History.HistoryFile)> RunAsync(string workload, NemesisKind nemesis, int seconds, WorkloadOptions workloadOptions)
+    private Task<(RunResult, History.HistoryFile)> RunAsync(string workload, NemesisKind nemesis, int seconds, WorkloadOptions workloadOptions) =>
+        LiveSupport.RunAsync(output, workload, nemesis, seconds, workloadOptions);
+}
+
+internal static class LiveSupport
+{
+    public static int Seed() => int.TryParse(Environment.GetEnvironmentVariable("ARBITER_TEST_SEED"), out var seed) ? seed : Random.Shared.Next(1, int.MaxValue / 2);
+
+    /// <summary>tests/Arbiter.Verification.Tests/bin/{Configuration}/net10.0/ → src/Arbiter.Cli/bin/{Configuration}/net10.0/arbiter.dll.</summary>
+    public static string ArbiterDll
     {
-        var seed = LiveSupport.Seed();
+        get
+        {
+            var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+            var repoRoot = testDir.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+            return Path.Combine(repoRoot, "src", "Arbiter.Cli", "bin", testDir.Parent.Name, testDir.Name, "arbiter.dll");
+        }
+    }
+
+    /// <summary>Records and checks one live history, printing the seed, verdict, notes, violations and the cluster's log.</summary>
+    public static async Task<(RunResult, History.HistoryFile)> RunAsync(ITestOutputHelper output, string workload, NemesisKind nemesis, int seconds, WorkloadOptions workloadOptions, HarnessClusterOptions? cluster = null)
+    {
+        var seed = Seed();
         output.WriteLine($"seed {seed} (replay with ARBITER_TEST_SEED={seed})");
         var log = new StringWriter();
         var (result, history) = await VerificationRunner.RunAsync(
@@ -51,7 +71,7 @@ public sealed class LiveHistoryTests(ITestOutputHelper output)
                 Nemesis = nemesis,
                 DurationSeconds = seconds,
                 Seed = seed,
-                Cluster = LiveSupport.Cluster(),
+                Cluster = cluster ?? Cluster(),
                 WorkloadOptions = workloadOptions,
                 OutputDirectory = Path.Combine(Path.GetTempPath(), "arbiter-verify-tests"),
             },
@@ -72,22 +92,6 @@ public sealed class LiveHistoryTests(ITestOutputHelper output)
         Assert.Null(result.Error);
         return (result, history);
     }
-}
-
-internal static class LiveSupport
-{
-    public static int Seed() => int.TryParse(Environment.GetEnvironmentVariable("ARBITER_TEST_SEED"), out var seed) ? seed : Random.Shared.Next(1, int.MaxValue / 2);
-
-    /// <summary>tests/Arbiter.Verification.Tests/bin/{Configuration}/net10.0/ → src/Arbiter.Cli/bin/{Configuration}/net10.0/arbiter.dll.</summary>
-    public static string ArbiterDll
-    {
-        get
-        {
-            var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-            var repoRoot = testDir.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
-            return Path.Combine(repoRoot, "src", "Arbiter.Cli", "bin", testDir.Parent.Name, testDir.Name, "arbiter.dll");
-        }
-    }
 
     public static HarnessClusterOptions Cluster(ServerKind kind = ServerKind.Arbiter) => new()
     {
@@ -99,13 +103,25 @@ internal static class LiveSupport
 }
 
 /// <summary>A live history test: skipped, with the reason, where partitions (root, iptables, setpriv) are unavailable.</summary>
-public sealed class LiveFactAttribute : FactAttribute
+public class LiveFactAttribute : FactAttribute
 {
     public LiveFactAttribute()
     {
         if (IptablesPartitioner.UnavailableReason() is { } reason)
         {
             Skip = $"live histories need root, iptables and setpriv: {reason}";
+        }
+    }
+}
+
+/// <summary>A live test that also needs libfaketime (clock skew); skipped with the reason without it.</summary>
+public sealed class ClockSkewFactAttribute : LiveFactAttribute
+{
+    public ClockSkewFactAttribute()
+    {
+        if (Skip is null && FakeTime.UnavailableReason() is { } reason)
+        {
+            Skip = $"clock skew needs libfaketime: {reason}";
         }
     }
 }
