@@ -64,23 +64,8 @@ dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$AR
   --log-level warn >"$OUT/arbiter.log" 2>&1 &
 ARBITER_PID=$!
 
-wait_ready() {
-  local url=$1 pid=$2
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "server for $url exited; see its log in $OUT"
-      return 1
-    fi
-    if ETCDCTL_API=3 etcdctl --endpoints="$url" --command-timeout=2s get /bench-ready >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  log "server for $url did not become ready"
-  return 1
-}
-wait_ready "$ETCD_URL" "$ETCD_PID"
-wait_ready "$ARBITER_URL" "$ARBITER_PID"
+wait_endpoint_ready "$ETCD_URL" "$ETCD_PID" 100
+wait_endpoint_ready "$ARBITER_URL" "$ARBITER_PID" 100
 
 log "probing the machine"
 dotnet "$BENCH_DLL" probe --dir "$WORK" --out "$OUT/probe.json" >/dev/null

@@ -49,3 +49,21 @@ build_bench_tools() {
   ARBITER_DLL=$ROOT/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll
   BENCH_DLL=$ROOT/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
 }
+
+# Waits until an etcd v3 endpoint answers a read (etcdctl), or its process exits: wait_endpoint_ready URL PID [TRIES]
+# (each try waits 0.2 s; the default, 150, is 30 s). Needs $OUT for the message naming the logs.
+wait_endpoint_ready() {
+  local url=$1 pid=$2 tries=${3:-150}
+  for _ in $(seq 1 "$tries"); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "server for $url exited; see its log in $OUT"
+      return 1
+    fi
+    if ETCDCTL_API=3 etcdctl --endpoints="$url" --command-timeout=2s get /bench-ready >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "server for $url did not become ready"
+  return 1
+}

@@ -88,23 +88,8 @@ as_postgres "$PG_BIN/initdb" -D "$PG_DATA" --auth=trust -U postgres >"$OUT/postg
 as_postgres "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pgsock/postgres.log" -w -o \
   "-p $PG_PORT -k $WORK/pgsock -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200" start >/dev/null
 
-wait_ready() {
-  local url=$1 pid=$2
-  for _ in $(seq 1 150); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "server for $url exited; see its log in $OUT"
-      return 1
-    fi
-    if ETCDCTL_API=3 etcdctl --endpoints="$url" --command-timeout=2s get /bench-ready >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  log "server for $url did not become ready"
-  return 1
-}
-wait_ready "$ETCD_URL" "$ETCD_PID"
-wait_ready "$ARBITER_URL" "$ARBITER_PID"
+wait_endpoint_ready "$ETCD_URL" "$ETCD_PID"
+wait_endpoint_ready "$ARBITER_URL" "$ARBITER_PID"
 
 DISK_DEV=$(df --output=source "$WORK" | tail -1)
 {

@@ -98,7 +98,7 @@ public sealed class TransactionBankFailoverTests(ITestOutputHelper output) : IAs
         foreach (var worker in _workers)
         {
             // Generous: typically done 15 s after the kill, but the machine is shared and sometimes very loaded.
-            var done = (await ExpectLineAsync(worker, "DONE", TimeSpan.FromSeconds(120))).Split(' ');
+            var done = (await worker.ExpectLineAsync("DONE", TimeSpan.FromSeconds(120))).Split(' ');
             commits += long.Parse(done[1], CultureInfo.InvariantCulture);
             retries += long.Parse(done[2], CultureInfo.InvariantCulture);
             deadlocks += long.Parse(done[3], CultureInfo.InvariantCulture);
@@ -240,28 +240,4 @@ public sealed class TransactionBankFailoverTests(ITestOutputHelper output) : IAs
         (await ClusterKit.CallAsync(member, c => new KV.KVClient(c).RangeAsync(
             new RangeRequest { Key = ClusterKit.Bytes(prefix), RangeEnd = ClusterKit.PrefixEnd(prefix) },
             deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync)).Kvs.ToDictionary(kv => kv.Key.ToStringUtf8());
-
-    private static async Task<string> ExpectLineAsync(ManagedProcess process, string prefix, TimeSpan timeout)
-    {
-        using var deadline = new CancellationTokenSource(timeout);
-        try
-        {
-            while (await process.StdoutLines.WaitToReadAsync(deadline.Token))
-            {
-                while (process.StdoutLines.TryRead(out var line))
-                {
-                    if (line.StartsWith(prefix, StringComparison.Ordinal))
-                    {
-                        return line;
-                    }
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            throw new TimeoutException($"{process.DisplayName} did not print '{prefix}' within {timeout}\n{process.Log}");
-        }
-
-        throw new InvalidOperationException($"{process.DisplayName} exited without printing '{prefix}'\n{process.Log}");
-    }
 }

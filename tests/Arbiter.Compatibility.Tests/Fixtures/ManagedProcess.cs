@@ -46,6 +46,31 @@ public sealed class ManagedProcess : IAsyncDisposable
     /// <summary>Stdout lines in order; completes when stdout closes.</summary>
     public ChannelReader<string> StdoutLines => _stdoutLines.Reader;
 
+    /// <summary>The next stdout line starting with <paramref name="prefix"/>; throws with the process's log after <paramref name="timeout"/> or when it exits first.</summary>
+    public async Task<string> ExpectLineAsync(string prefix, TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        try
+        {
+            while (await StdoutLines.WaitToReadAsync(deadline.Token))
+            {
+                while (StdoutLines.TryRead(out var line))
+                {
+                    if (line.StartsWith(prefix, StringComparison.Ordinal))
+                    {
+                        return line;
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"{DisplayName} did not print '{prefix}' within {timeout}\n{Log}");
+        }
+
+        throw new InvalidOperationException($"{DisplayName} exited without printing '{prefix}'\n{Log}");
+    }
+
     public static ManagedProcess Start(
         string fileName,
         IEnumerable<string> arguments,

@@ -22,28 +22,10 @@ public static class HostProcess
     public static ManagedProcess Start(string name, params string[] arguments) =>
         ManagedProcess.Start("dotnet", [DllPath, .. arguments], name, redirectStdin: true);
 
-    /// <summary>The next stdout line starting with <paramref name="prefix"/>; throws with the child's log after the deadline.</summary>
-    public static async Task<string> ExpectLineAsync(this ManagedProcess process, string prefix, TimeSpan? timeout = null)
+    /// <summary>The next stdout line starting with <paramref name="prefix"/>; throws with the child's log after the deadline (the suite's default when none is given).</summary>
+    public static Task<string> ExpectLineAsync(this ManagedProcess process, string prefix, TimeSpan? timeout = null)
     {
-        using var deadline = new CancellationTokenSource(timeout ?? TestSupport.Deadline);
-        try
-        {
-            while (await process.StdoutLines.WaitToReadAsync(deadline.Token))
-            {
-                while (process.StdoutLines.TryRead(out var line))
-                {
-                    if (line.StartsWith(prefix, StringComparison.Ordinal))
-                    {
-                        return line;
-                    }
-                }
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            throw new TimeoutException($"{process.DisplayName} did not print '{prefix}' in time\n{process.Log}");
-        }
-
-        throw new InvalidOperationException($"{process.DisplayName} exited without printing '{prefix}'\n{process.Log}");
+        ArgumentNullException.ThrowIfNull(process);
+        return process.ExpectLineAsync(prefix, timeout ?? TestSupport.Deadline);
     }
 }
