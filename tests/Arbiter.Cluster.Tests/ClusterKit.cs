@@ -246,7 +246,6 @@ internal sealed class Writers : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly Stopwatch _clock;
     private readonly TimeSpan _callDeadline;
-    private volatile bool _draining;
 
     /// <param name="cluster">Whose logs a timeout shows.</param>
     /// <param name="prefix">Every key starts with it.</param>
@@ -295,16 +294,6 @@ internal sealed class Writers : IAsyncDisposable
             _cluster);
     }
 
-    /// <summary>
-    /// Stops issuing writes and waits for the ones in flight to end on their own (acknowledged, or
-    /// failed and recorded in <see cref="FailedCalls"/>, at the latest at their deadline).
-    /// </summary>
-    public async Task DrainAsync()
-    {
-        _draining = true;
-        await Task.WhenAll(_loops);
-    }
-
     /// <summary>Stops every writer (a write in flight is cancelled: unknown outcome, not counted) and waits for them.</summary>
     public async Task StopAsync()
     {
@@ -317,7 +306,7 @@ internal sealed class Writers : IAsyncDisposable
         var at = writer;
         long lastRevision = 0;
         var channels = new Dictionary<ArbiterClusterMember, GrpcChannel>();
-        for (var sequence = 0; !_stop.IsCancellationRequested && !_draining; sequence++)
+        for (var sequence = 0; !_stop.IsCancellationRequested; sequence++)
         {
             var members = _targets();
             if (members.Count == 0)

@@ -180,9 +180,9 @@ public sealed class LeaderLossTests(ITestOutputHelper output)
             await writers.WaitForAcksAsync(WriterCount * 5, ResumeTimeout);
 
             // Judged: the writes that have ended by now. Writes still in flight are cancelled when the
-            // writers stop and not judged. KNOWN DEFECT (issue #12): draining them instead
-            // (writers.DrainAsync()) shows writes sent 1-2 s after the fault, through a surviving
-            // member, that hang until the client's 6 s deadline in most runs; fix that, then drain here.
+            // writers stop and not judged. KNOWN DEFECT (issue #12): letting them end by themselves
+            // (stop issuing writes, then wait for the loops) shows writes sent 1-2 s after the fault,
+            // through a surviving member, that hang until the client's 6 s deadline in most runs.
             WriteFailures(writers, faultAt);
         }
 
