@@ -133,8 +133,23 @@ public sealed class ArbiterClusterFixture : ServerFixture
     protected override async Task StartServerAsync()
     {
         _cluster = await ArbiterCluster.StartAsync(3, Settings).ConfigureAwait(false);
-        _follower = await _cluster.FollowerAsync().ConfigureAwait(false);
-        await WarmUpForwardingAsync(_follower).ConfigureAwait(false);
+
+        // A fresh cluster may change leader once early on (a loaded machine); the warm-up then gets
+        // etcd's leader-loss answer (Unavailable) and starts again on the new leader's follower.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            _follower = await _cluster.FollowerAsync().ConfigureAwait(false);
+            try
+            {
+                await WarmUpForwardingAsync(_follower).ConfigureAwait(false);
+                return;
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(200).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>
