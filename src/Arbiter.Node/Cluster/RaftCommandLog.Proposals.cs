@@ -201,9 +201,23 @@ internal sealed partial class RaftCommandLog
                 entry.Commands.Add(proposal.Command);
             }
 
+            // The entry carries the term of the leadership it is proposed under, never _raft.Term:
+            // that is the log's current term, which DotNext raises (and flushes) before it steps the
+            // leader down, and meanwhile its ReplicateAsync still appends. An old leader resumed
+            // after a pause then wrote its own batch with the new leader's term at the index of the
+            // new leader's no-op: same index and term, different content, so the entry was never
+            // overwritten and the members diverged (docs/operations.md, "Log matching").
+            var leadership = CurrentLeadership() ?? throw new NotLeaderException();
+            using var replicating = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, leadership.Token);
+
             // Returns once a quorum has the entry (the leader flushed it) and it is applied here;
             // the apply completed every proposal of the batch (OnApplied).
-            await _raft.ReplicateAsync(new BinaryLogEntry { Content = entry.ToByteArray(), Term = _raft.Term }, _stopping.Token).ConfigureAwait(false);
+            await _raft.ReplicateAsync(new BinaryLogEntry { Content = entry.ToByteArray(), Term = leadership.Term }, replicating.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException e) when (!_stopping.IsCancellationRequested)
+        {
+            // The leadership ended (its token): the entry may still commit under the next leader.
+            FailAll(batch, new NotLeaderException(e));
         }
         catch (NotLeaderException e)
         {
@@ -228,6 +242,30 @@ internal sealed partial class RaftCommandLog
             _replicationSlots.Release();
         }
     }
+
+    /// <summary>
+    /// This member's leadership if it still holds it: the term it was elected in and the token
+    /// DotNext cancels when that leadership ends. Null while a step-down is under way (the log's
+    /// term already moved past the leadership's term) or when another member leads.
+    /// </summary>
+    private Leadership? CurrentLeadership()
+    {
+        var leadership = Volatile.Read(ref _leadership);
+        return leadership is not null && !leadership.Token.IsCancellationRequested && leadership.Term == _raft.Term ? leadership : null;
+    }
+
+    /// <summary>Records the leadership that starts (called from DotNext's LeaderChanged, inside its transition lock).</summary>
+    private void OnLeadershipChanged(RaftClusterMember? leader)
+    {
+        // Raised while DotNext holds its transition lock, just after it installed the leader
+        // state: no term change can run concurrently, so the log's term is that leader state's
+        // term and ConsensusToken is its token (LeadershipToken stays cancelled until the
+        // leader's no-op commits).
+        Volatile.Write(ref _leadership, leader is { IsRemote: false } ? new Leadership(_raft.Term, _raft.ConsensusToken) : null);
+    }
+
+    /// <summary>A term in which this member leads, and the token that ends with it.</summary>
+    private sealed record Leadership(long Term, CancellationToken Token);
 
     private static void FailAll(List<Proposal> batch, Exception error)
     {

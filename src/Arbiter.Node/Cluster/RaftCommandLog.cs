@@ -42,6 +42,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     private RaftCluster _raft = null!;
     private FileMembershipStorage _membership = null!;
     private Task _batchLoop = Task.CompletedTask;
+    private Leadership? _leadership;
 
     private RaftCommandLog(NodeOptions options, ILogger logger)
     {
@@ -141,6 +142,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         _raft = new RaftCluster(configuration) { AuditTrail = _wal };
         _raft.LeaderChanged += (_, leader) =>
         {
+            OnLeadershipChanged(leader);
             OnLeaderChanged(leader);
             _logger.LogInformation("Leader is now {Leader} (term {Term})", leader is null ? "(none)" : PeerAddress.ToUrl(leader.EndPoint), _raft.Term);
         };

@@ -24,10 +24,16 @@ public sealed class ArbiterProcess(string name = "arbiter-compat", IReadOnlyList
     /// <summary>
     /// tests/Arbiter.Compatibility.Tests/bin/{Configuration}/net10.0/ → src/Arbiter.Cli/bin/{Configuration}/net10.0/arbiter.dll.
     /// </summary>
+    /// <remarks>ARBITER_TEST_SERVER_DLL names another build to run instead (e.g. an older one, to show that a test catches the defect it guards).</remarks>
     public static string DllPath
     {
         get
         {
+            if (System.Environment.GetEnvironmentVariable("ARBITER_TEST_SERVER_DLL") is { Length: > 0 } chosen)
+            {
+                return File.Exists(chosen) ? chosen : throw new FileNotFoundException($"ARBITER_TEST_SERVER_DLL names {chosen}, which does not exist", chosen);
+            }
+
             var testDir = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
             var framework = testDir.Name;
             var configuration = testDir.Parent!.Name;
