@@ -207,7 +207,21 @@ internal sealed partial class RaftCommandLog
             // after a pause then wrote its own batch with the new leader's term at the index of the
             // new leader's no-op: same index and term, different content, so the entry was never
             // overwritten and the members diverged (docs/operations.md, "Log matching").
-            var leadership = CurrentLeadership() ?? throw new NotLeaderException();
+            var leadership = CurrentLeadership();
+            if (leadership is null)
+            {
+                if (Volatile.Read(ref _leadership) is { } ending && !ending.Token.IsCancellationRequested)
+                {
+                    // The window the leader-pause divergence came through: DotNext still has this
+                    // member's leader state, but the log's term has moved on.
+                    _logger.LogInformation(
+                        "Leadership of term {Term} is ending (the log is at term {LogTerm}): a batch of {Count} command(s) was not proposed; its requests retry as not leader",
+                        ending.Term, _raft.Term, batch.Count);
+                }
+
+                throw new NotLeaderException();
+            }
+
             using var replicating = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, leadership.Token);
 
             // Returns once a quorum has the entry (the leader flushed it) and it is applied here;
