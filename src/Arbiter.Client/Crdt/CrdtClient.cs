@@ -59,6 +59,26 @@ public sealed class CrdtClient
         }
     }
 
+    /// <summary>
+    /// Carries a causal token from elsewhere (another client's <see cref="CausalToken"/>, passed
+    /// along with a request): this client's next last-writer-wins write is ordered after it.
+    /// </summary>
+    public void Observe(HlcTimestamp? token)
+    {
+        if (token is null)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_causalToken is null || token.WallMs > _causalToken.WallMs || (token.WallMs == _causalToken.WallMs && token.Logical > _causalToken.Logical))
+            {
+                _causalToken = token.Clone();
+            }
+        }
+    }
+
     /// <summary>A counter with increments and decrements (PN-Counter).</summary>
     public CrdtCounter Counter(string key) => new(this, key, CrdtType.PnCounter);
 
@@ -134,22 +154,6 @@ public sealed class CrdtClient
         catch (RpcException e) when (e.StatusCode == StatusCode.Unimplemented)
         {
             throw NotSupported(e);
-        }
-    }
-
-    private void Observe(HlcTimestamp? token)
-    {
-        if (token is null)
-        {
-            return;
-        }
-
-        lock (_gate)
-        {
-            if (_causalToken is null || token.WallMs > _causalToken.WallMs || (token.WallMs == _causalToken.WallMs && token.Logical > _causalToken.Logical))
-            {
-                _causalToken = token.Clone();
-            }
         }
     }
 
