@@ -68,6 +68,55 @@ public sealed class CrdtClockSkewTests(ITestOutputHelper output) : IDisposable
             (await c.MvRegister("profile").GetAsync()).Siblings.Select(s => s.ToStringUtf8()).SequenceEqual(["merged"]));
     }
 
+    /// <remarks>
+    /// Soak: in 1 of 2 runs the member 2 s ahead had its increment counted on another member
+    /// before the clock was set back (the assertion right after the alarm); the cause is not found
+    /// yet (a refusal path that does not observe the sender's clock, or libfaketime applying the
+    /// offset late). Run: dotnet test tests/Arbiter.Cluster.Tests -c Release --filter "FullyQualifiedName~beyond_the_maximum".
+    /// </remarks>
+    [Fact]
+    [Trait("Category", "Soak")]
+    public async Task A_member_whose_clock_runs_beyond_the_maximum_offset_is_refused_with_an_alarm_until_its_clock_is_back()
+    {
+        if (FakeTime.UnavailableReason() is { } reason)
+        {
+            output.WriteLine($"not run: {reason}");
+            return;
+        }
+
+        // 2 s ahead, four times the default maximum offset (500 ms).
+        FakeTime.WriteOffset(_offsetFile, 2.0);
+        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings
+        {
+            MemberEnvironment = name => name == "m1" ? FakeTime.Environment(_offsetFile) : null,
+        });
+        var members = cluster.Running.ToList();
+        await using var fast = new ArbiterClient(new GrpcArbiterClient(members[0].Endpoint));
+        await using var other = new ArbiterClient(new GrpcArbiterClient(members[1].Endpoint));
+
+        // The fast member accepts its own update (available), but nobody trusts its clock.
+        await fast.Crdt.Counter("views").AddAsync(5);
+        await other.Crdt.Counter("views").AddAsync(1);
+        await ClusterKit.WaitUntilAsync(
+            "a member logs the alarm for m1's clock",
+            ClusterKit.ConvergeTimeout,
+            () => Task.FromResult(members.Skip(1).Any(m => m.Log.Contains("ALARM: CRDT deltas refused", StringComparison.Ordinal))));
+        Assert.Equal(1, await other.Crdt.Counter("views").GetAsync());
+
+        // A client token from the fast member is refused too, with nothing applied.
+        var token = fast.Crdt.CausalToken;
+        other.Crdt.Observe(token);
+        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(() => other.Crdt.Counter("views").IncrementAsync());
+        output.WriteLine($"token from the fast member: {refused.StatusCode} \"{refused.Status.Detail}\"");
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, refused.StatusCode);
+
+        // Once its clock is back within the bound, its update spreads.
+        FakeTime.WriteOffset(_offsetFile, 0);
+        await using var fresh = new ArbiterClient(new GrpcArbiterClient(members[1].Endpoint));
+        await WaitEveryMemberAsync(members, "every member counts 6 views once m1's clock is back", async c => await c.Counter("views").GetAsync() == 6);
+        Assert.Equal(6, await fresh.Crdt.Counter("views").GetAsync());
+    }
+
     private static async Task WaitEveryMemberAsync(IReadOnlyList<ArbiterClusterMember> members, string what, Func<CrdtClient, Task<bool>> condition)
     {
         await ClusterKit.WaitUntilAsync(what, ClusterKit.ConvergeTimeout, async () =>
