@@ -82,7 +82,10 @@ public sealed class LatticeTests(ITestOutputHelper output)
             var simulation = Simulation.Run(type, steps, loss: true);
             foreach (var state in simulation.States.Concat(simulation.Deltas))
             {
+                // The size joins carry over incrementally, taken before anything encodes the state.
+                int sizeBytes = state.SizeBytes;
                 byte[] bytes = state.ToBytes();
+                Assert.Equal(bytes.Length, sizeBytes);
                 var decoded = CrdtState.FromBytes(bytes);
                 Assert.Equal(state, decoded);
                 Assert.Equal(bytes, decoded.ToBytes());
@@ -132,9 +135,11 @@ public sealed class LatticeTests(ITestOutputHelper output)
         var shuffled = deltas.ToArray();
         random.Shuffle(shuffled);
         var fromDeltas = shuffled.Aggregate(CrdtState.Empty(CrdtType.OrMap), (acc, delta) => acc.Join(delta));
+        int fromDeltasSizeBytes = fromDeltas.SizeBytes;
         Assert.Equal(fromDeltas, fromStates);
         Assert.Equal(fromStates, states[2].Join(states[0]).Join(states[1]));
         Assert.Equal(states[1].Join(fromDeltas), fromStates);
+        Assert.Equal(fromDeltas.ToBytes().Length, fromDeltasSizeBytes);
         var elements = fromStates.ToValue().Map.Entries.Single().Value.Set.Elements.Select(Ops.S).ToList();
         var before = merged.ToValue().Map.Entries.Single().Value.Set.Elements.Select(Ops.S);
         Assert.Equal(before.Except(["e1", "e2", "e3"]), elements);

@@ -190,10 +190,35 @@ internal sealed class DotMap : DotStore
 {
     public static readonly DotMap Empty = new(ImmutableSortedDictionary<MapKey, DotStore>.Empty);
 
-    public DotMap(ImmutableSortedDictionary<MapKey, DotStore> entries) => Entries = entries;
+    private int _bodySizeBytes;
+
+    public DotMap(ImmutableSortedDictionary<MapKey, DotStore> entries)
+        : this(entries, -1)
+    {
+    }
+
+    private DotMap(ImmutableSortedDictionary<MapKey, DotStore> entries, int bodySizeBytes)
+    {
+        Entries = entries;
+        _bodySizeBytes = bodySizeBytes;
+    }
 
     /// <summary>Never holds an empty nested store.</summary>
     public ImmutableSortedDictionary<MapKey, DotStore> Entries { get; }
+
+    /// <summary>The size of the encoded CrdtStateDotMap body; a join carries it over from its left side, adjusted by the entries it changed.</summary>
+    public int BodySizeBytes
+    {
+        get
+        {
+            if (_bodySizeBytes < 0)
+            {
+                _bodySizeBytes = StateSize.DotMapBody(this);
+            }
+
+            return _bodySizeBytes;
+        }
+    }
 
     public override bool IsEmpty => Entries.IsEmpty;
 
@@ -224,6 +249,7 @@ internal sealed class DotMap : DotStore
         // side holds can change, and the left side's other keys are not even visited.
         var removed = RemovedDots(right, rightContext);
         var result = left.Entries.ToBuilder();
+        int bodySizeBytes = left.BodySizeBytes;
         IEnumerable<KeyValuePair<MapKey, DotStore>> visited = removed is { Count: 0 }
             ? right.Entries.Where(entry => left.Entries.ContainsKey(entry.Key)).Select(entry => new KeyValuePair<MapKey, DotStore>(entry.Key, left.Entries[entry.Key]))
             : left.Entries;
@@ -247,10 +273,12 @@ internal sealed class DotMap : DotStore
             if (joined.IsEmpty)
             {
                 result.Remove(key);
+                bodySizeBytes -= StateSize.DotMapEntry(key, leftStore);
             }
             else if (!ReferenceEquals(joined, leftStore))
             {
                 result[key] = joined;
+                bodySizeBytes += StateSize.DotMapEntry(key, joined) - StateSize.DotMapEntry(key, leftStore);
             }
         }
 
@@ -262,12 +290,13 @@ internal sealed class DotMap : DotStore
                 if (!joined.IsEmpty)
                 {
                     result[key] = joined;
+                    bodySizeBytes += StateSize.DotMapEntry(key, joined);
                 }
             }
         }
 
         var entries = result.ToImmutable();
-        return entries.IsEmpty ? Empty : ReferenceEquals(entries, left.Entries) ? left : new DotMap(entries);
+        return entries.IsEmpty ? Empty : ReferenceEquals(entries, left.Entries) ? left : new DotMap(entries, bodySizeBytes);
     }
 
     /// <summary>The dots <paramref name="context"/> has seen that <paramref name="store"/> does not hold, or null if the context names too many to list.</summary>

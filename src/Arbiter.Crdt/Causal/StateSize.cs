@@ -24,7 +24,7 @@ internal static class StateSize
     {
         DotSet set => Message(DotSetBody(set)),
         DotFun fun => Message(DotFunBody(fun)),
-        DotMap map => Message(DotMapBody(map)),
+        DotMap map => Message(map.BodySizeBytes),
         _ => throw new InvalidOperationException($"unknown dot store {store.GetType().Name}"),
     };
 
@@ -95,21 +95,27 @@ internal static class StateSize
         return bytes;
     }
 
-    private static int DotMapBody(DotMap map)
+    public static int DotMapBody(DotMap map)
     {
         int bytes = 0;
         foreach (var (key, nested) in map.Entries)
         {
-            int entry = key.Bytes.Length != 0 ? Message(key.Bytes.Length) : 0;
-            if (key.Type != Protocol.Crdt.CrdtType.Unspecified)
-            {
-                entry += TagBytes + CodedOutputStream.ComputeEnumSize((int)key.Type);
-            }
-
-            entry += Message(nested.SizeBytes);
-            bytes += Message(entry);
+            bytes += DotMapEntry(key, nested);
         }
 
         return bytes;
+    }
+
+    /// <summary>One CrdtStateDotMapEntry field of a CrdtStateDotMap, tag and length included.</summary>
+    public static int DotMapEntry(MapKey key, DotStore nested)
+    {
+        int entry = key.Bytes.Length != 0 ? Message(key.Bytes.Length) : 0;
+        if (key.Type != Protocol.Crdt.CrdtType.Unspecified)
+        {
+            entry += TagBytes + CodedOutputStream.ComputeEnumSize((int)key.Type);
+        }
+
+        entry += Message(nested.SizeBytes);
+        return Message(entry);
     }
 }
