@@ -1,7 +1,7 @@
 namespace Arbiter.Crdt;
 
 /// <summary>
-/// The named limits of the CRDT layer, enforced by <see cref="CrdtMutator.Apply"/> with a
+/// The named limits of the CRDT layer, enforced by <see cref="CrdtMutator"/> with a
 /// <see cref="CrdtException"/> that names the limit. Joins never refuse: states that grew past a
 /// limit by merging concurrent updates are still merged (see docs/crdt.md).
 /// </summary>

@@ -29,7 +29,16 @@ public static class CrdtMutator
     /// map is nested too deep, or the state would exceed <see cref="CrdtLimits.StateSizeBytesMax"/>.
     /// Nothing is returned and nothing changes.
     /// </exception>
-    public static CrdtState Apply(CrdtState current, CrdtOperation operation, ReplicaId replica, Hlc stamp, CrdtLimits limits)
+    public static CrdtState Apply(CrdtState current, CrdtOperation operation, ReplicaId replica, Hlc stamp, CrdtLimits limits) =>
+        Apply(current, operation, replica, stamp, limits, out _);
+
+    /// <summary>
+    /// As <see cref="Apply(CrdtState, CrdtOperation, ReplicaId, Hlc, CrdtLimits)"/>, and also gives
+    /// <paramref name="next"/> = <paramref name="current"/> joined with the delta (computed anyway
+    /// to check the state's size), so the caller need not join again.
+    /// </summary>
+    /// <exception cref="CrdtException">As the other overload; nothing is returned and nothing changes.</exception>
+    public static CrdtState Apply(CrdtState current, CrdtOperation operation, ReplicaId replica, Hlc stamp, CrdtLimits limits, out CrdtState next)
     {
         ArgumentNullException.ThrowIfNull(current);
         ArgumentNullException.ThrowIfNull(operation);
@@ -40,15 +49,18 @@ public static class CrdtMutator
         var delta = new CausalState(state.Type, store, CausalContext.FromDots(mutation.Seen));
         if (delta.IsEmpty)
         {
+            next = current;
             return CausalState.EmptyOf(state.Type);
         }
 
         var after = current.Join(delta);
-        if (after.SizeBytes > limits.StateSizeBytesMax)
+        int sizeBytes = after.SizeBytes;
+        if (sizeBytes > limits.StateSizeBytesMax)
         {
-            throw new CrdtException($"the key's state would grow to {after.SizeBytes} bytes, over the limit of {limits.StateSizeBytesMax} (StateSizeBytesMax); refused");
+            throw new CrdtException($"the key's state would grow to {sizeBytes} bytes, over the limit of {limits.StateSizeBytesMax} (StateSizeBytesMax); refused");
         }
 
+        next = after;
         return delta;
     }
 

@@ -26,8 +26,8 @@ public abstract class CrdtState : IEquatable<CrdtState>
     /// <summary>The highest hybrid logical clock stamp held anywhere in the state (LWW registers, nested ones included); <see cref="Hlc.Zero"/> if none. A writer observes it before stamping an LWW write.</summary>
     public abstract Hlc MaxStamp { get; }
 
-    /// <summary>The size of <see cref="ToBytes"/>, in bytes.</summary>
-    public int SizeBytes => Encoded.Length;
+    /// <summary>The size of <see cref="ToBytes"/>, in bytes (computed without encoding the state).</summary>
+    public int SizeBytes => _encoded?.Length ?? StateSize.State((CausalState)this);
 
     private byte[] Encoded => _encoded ??= StateCodec.Encode((CausalState)this);
 

@@ -86,7 +86,7 @@ internal sealed class CausalContext
 
     public CausalContext Union(CausalContext other)
     {
-        if (other.IsEmpty)
+        if (other.IsEmpty || ReferenceEquals(this, other))
         {
             return this;
         }
@@ -96,6 +96,56 @@ internal sealed class CausalContext
             return other;
         }
 
-        return Create(Versions.Concat(other.Versions), Cloud.Concat(other.Cloud));
+        // Fold the smaller context into the larger one, renormalizing only the replicas it touched
+        // (a state joining a delta touches one or two), instead of re-sorting everything.
+        var (large, small) = Versions.Count + Cloud.Count >= other.Versions.Count + other.Cloud.Count ? (this, other) : (other, this);
+        var versions = large.Versions.ToBuilder();
+        var cloud = large.Cloud.ToBuilder();
+        var touched = new SortedSet<ulong>();
+        foreach (var (replica, seq) in small.Versions)
+        {
+            if (!versions.TryGetValue(replica, out ulong known) || known < seq)
+            {
+                versions[replica] = seq;
+                touched.Add(replica);
+            }
+        }
+
+        foreach (var dot in small.Cloud)
+        {
+            if (!(versions.TryGetValue(dot.Replica, out ulong known) && dot.Seq <= known) && cloud.Add(dot))
+            {
+                touched.Add(dot.Replica);
+            }
+        }
+
+        foreach (ulong replica in touched)
+        {
+            versions.TryGetValue(replica, out ulong known);
+            var ofReplica = cloud.Where(dot => dot.Replica == replica).ToList();
+            foreach (var dot in ofReplica)
+            {
+                if (dot.Seq <= known)
+                {
+                    cloud.Remove(dot);
+                }
+                else if (dot.Seq == known + 1)
+                {
+                    known = dot.Seq;
+                    cloud.Remove(dot);
+                }
+                else
+                {
+                    break;
+                }
+            }
+
+            if (known > 0)
+            {
+                versions[replica] = known;
+            }
+        }
+
+        return new CausalContext(versions.ToImmutable(), cloud.ToImmutable());
     }
 }

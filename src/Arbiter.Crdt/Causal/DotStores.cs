@@ -10,7 +10,40 @@ namespace Arbiter.Crdt.Causal;
 /// </summary>
 internal abstract class DotStore
 {
+    private int _sizeBytes = -1;
+
     public abstract bool IsEmpty { get; }
+
+    /// <summary>The size of this store's encoding (the body of a CrdtStateStore message), in bytes; computed once.</summary>
+    public int SizeBytes
+    {
+        get
+        {
+            if (_sizeBytes < 0)
+            {
+                _sizeBytes = StateSize.Store(this);
+            }
+
+            return _sizeBytes;
+        }
+    }
+
+    /// <summary>Whether any dot of the store is in <paramref name="context"/> (a join with a side that has seen it may drop it).</summary>
+    public abstract bool AnyDotIn(CausalContext context);
+
+    /// <summary>Whether any dot of the store is in <paramref name="dots"/>.</summary>
+    public bool AnyDotIn(HashSet<Dot> dots)
+    {
+        foreach (var dot in AllDots())
+        {
+            if (dots.Contains(dot))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>Every dot in the store, nested stores included.</summary>
     public abstract IEnumerable<Dot> AllDots();
@@ -52,14 +85,29 @@ internal sealed class DotSet : DotStore
 
     public override DotStore EmptyOfSameKind() => Empty;
 
+    public override bool AnyDotIn(CausalContext context)
+    {
+        foreach (var dot in Dots)
+        {
+            if (context.Contains(dot))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public static DotSet Join(DotSet left, CausalContext leftContext, DotSet right, CausalContext rightContext)
     {
-        var result = ImmutableSortedSet.CreateBuilder<Dot>();
+        // Starts from the left side and changes only what the right side removes or adds, so an
+        // unchanged store is returned as is (with its cached size).
+        var result = left.Dots.ToBuilder();
         foreach (var dot in left.Dots)
         {
-            if (right.Dots.Contains(dot) || !rightContext.Contains(dot))
+            if (!right.Dots.Contains(dot) && rightContext.Contains(dot))
             {
-                result.Add(dot);
+                result.Remove(dot);
             }
         }
 
@@ -71,7 +119,8 @@ internal sealed class DotSet : DotStore
             }
         }
 
-        return result.Count == 0 ? Empty : new DotSet(result.ToImmutable());
+        var dots = result.ToImmutable();
+        return dots.IsEmpty ? Empty : ReferenceEquals(dots, left.Dots) ? left : new DotSet(dots);
     }
 }
 
@@ -90,20 +139,36 @@ internal sealed class DotFun : DotStore
 
     public override DotStore EmptyOfSameKind() => Empty;
 
+    public override bool AnyDotIn(CausalContext context)
+    {
+        foreach (var dot in Entries.Keys)
+        {
+            if (context.Contains(dot))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     public static DotFun Join(DotFun left, CausalContext leftContext, DotFun right, CausalContext rightContext)
     {
-        var result = ImmutableSortedDictionary.CreateBuilder<Dot, DotPayload>();
+        var result = left.Entries.ToBuilder();
         foreach (var (dot, payload) in left.Entries)
         {
             if (right.Entries.TryGetValue(dot, out var other))
             {
                 // One dot names one event, so both sides hold the same payload; should they not
                 // (a bug elsewhere), the larger one is kept on every replica alike.
-                result[dot] = payload.CompareTo(other) >= 0 ? payload : other;
+                if (other.CompareTo(payload) > 0)
+                {
+                    result[dot] = other;
+                }
             }
-            else if (!rightContext.Contains(dot))
+            else if (rightContext.Contains(dot))
             {
-                result[dot] = payload;
+                result.Remove(dot);
             }
         }
 
@@ -115,7 +180,8 @@ internal sealed class DotFun : DotStore
             }
         }
 
-        return result.Count == 0 ? Empty : new DotFun(result.ToImmutable());
+        var entries = result.ToImmutable();
+        return entries.IsEmpty ? Empty : ReferenceEquals(entries, left.Entries) ? left : new DotFun(entries);
     }
 }
 
@@ -124,10 +190,35 @@ internal sealed class DotMap : DotStore
 {
     public static readonly DotMap Empty = new(ImmutableSortedDictionary<MapKey, DotStore>.Empty);
 
-    public DotMap(ImmutableSortedDictionary<MapKey, DotStore> entries) => Entries = entries;
+    private int _bodySizeBytes;
+
+    public DotMap(ImmutableSortedDictionary<MapKey, DotStore> entries)
+        : this(entries, -1)
+    {
+    }
+
+    private DotMap(ImmutableSortedDictionary<MapKey, DotStore> entries, int bodySizeBytes)
+    {
+        Entries = entries;
+        _bodySizeBytes = bodySizeBytes;
+    }
 
     /// <summary>Never holds an empty nested store.</summary>
     public ImmutableSortedDictionary<MapKey, DotStore> Entries { get; }
+
+    /// <summary>The size of the encoded CrdtStateDotMap body; a join carries it over from its left side, adjusted by the entries it changed.</summary>
+    public int BodySizeBytes
+    {
+        get
+        {
+            if (_bodySizeBytes < 0)
+            {
+                _bodySizeBytes = StateSize.DotMapBody(this);
+            }
+
+            return _bodySizeBytes;
+        }
+    }
 
     public override bool IsEmpty => Entries.IsEmpty;
 
@@ -135,16 +226,59 @@ internal sealed class DotMap : DotStore
 
     public override DotStore EmptyOfSameKind() => Empty;
 
+    public override bool AnyDotIn(CausalContext context)
+    {
+        foreach (var nested in Entries.Values)
+        {
+            if (nested.AnyDotIn(context))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The most dots a right-hand context may name for <see cref="Join"/> to list the dots it removes instead of testing every left-hand dot against it.</summary>
+    private const int RemovedDotsListedMax = 256;
+
     public static DotMap Join(DotMap left, CausalContext leftContext, DotMap right, CausalContext rightContext)
     {
-        var result = ImmutableSortedDictionary.CreateBuilder<MapKey, DotStore>();
-        foreach (var (key, leftStore) in left.Entries)
+        // A small right side (a delta) names few dots: list those it has seen but does not hold
+        // (the only left-hand dots the join can drop). If there are none, only the keys the right
+        // side holds can change, and the left side's other keys are not even visited.
+        var removed = RemovedDots(right, rightContext);
+        var result = left.Entries.ToBuilder();
+        int bodySizeBytes = left.BodySizeBytes;
+        IEnumerable<KeyValuePair<MapKey, DotStore>> visited = removed is { Count: 0 }
+            ? right.Entries.Where(entry => left.Entries.ContainsKey(entry.Key)).Select(entry => new KeyValuePair<MapKey, DotStore>(entry.Key, left.Entries[entry.Key]))
+            : left.Entries;
+        foreach (var (key, leftStore) in visited)
         {
-            var rightStore = right.Entries.TryGetValue(key, out var found) ? found : leftStore.EmptyOfSameKind();
-            var joined = DotStore.Join(leftStore, leftContext, rightStore, rightContext);
-            if (!joined.IsEmpty)
+            DotStore joined;
+            if (right.Entries.TryGetValue(key, out var rightStore))
+            {
+                joined = DotStore.Join(leftStore, leftContext, rightStore, rightContext);
+            }
+            else if (removed is null ? leftStore.AnyDotIn(rightContext) : leftStore.AnyDotIn(removed))
+            {
+                joined = DotStore.Join(leftStore, leftContext, leftStore.EmptyOfSameKind(), rightContext);
+            }
+            else
+            {
+                // The right side has neither this key nor seen any of its dots: it stays as is.
+                continue;
+            }
+
+            if (joined.IsEmpty)
+            {
+                result.Remove(key);
+                bodySizeBytes -= StateSize.DotMapEntry(key, leftStore);
+            }
+            else if (!ReferenceEquals(joined, leftStore))
             {
                 result[key] = joined;
+                bodySizeBytes += StateSize.DotMapEntry(key, joined) - StateSize.DotMapEntry(key, leftStore);
             }
         }
 
@@ -156,10 +290,55 @@ internal sealed class DotMap : DotStore
                 if (!joined.IsEmpty)
                 {
                     result[key] = joined;
+                    bodySizeBytes += StateSize.DotMapEntry(key, joined);
                 }
             }
         }
 
-        return result.Count == 0 ? Empty : new DotMap(result.ToImmutable());
+        var entries = result.ToImmutable();
+        return entries.IsEmpty ? Empty : ReferenceEquals(entries, left.Entries) ? left : new DotMap(entries, bodySizeBytes);
+    }
+
+    /// <summary>The dots <paramref name="context"/> has seen that <paramref name="store"/> does not hold, or null if the context names too many to list.</summary>
+    private static HashSet<Dot>? RemovedDots(DotMap store, CausalContext context)
+    {
+        ulong named = (ulong)context.Cloud.Count;
+        foreach (ulong seq in context.Versions.Values)
+        {
+            named += seq;
+            if (named > RemovedDotsListedMax)
+            {
+                return null;
+            }
+        }
+
+        if (named > RemovedDotsListedMax)
+        {
+            return null;
+        }
+
+        var held = new HashSet<Dot>(store.AllDots());
+        var removed = new HashSet<Dot>();
+        foreach (var (replica, max) in context.Versions)
+        {
+            for (ulong seq = 1; seq <= max; seq++)
+            {
+                var dot = new Dot(replica, seq);
+                if (!held.Contains(dot))
+                {
+                    removed.Add(dot);
+                }
+            }
+        }
+
+        foreach (var dot in context.Cloud)
+        {
+            if (!held.Contains(dot))
+            {
+                removed.Add(dot);
+            }
+        }
+
+        return removed;
     }
 }
