@@ -17,6 +17,7 @@ namespace Arbiter.Client;
 public sealed class ArbiterClient : IAsyncDisposable
 {
     private readonly bool _ownsRaw;
+    private Crdt.CrdtClient? _crdt;
 
     /// <summary>Wraps <paramref name="raw"/>; disposes it with this client when <paramref name="ownsRaw"/>.</summary>
     public ArbiterClient(IArbiterClient raw, ArbiterClientOptions? options = null, bool ownsRaw = true)
@@ -28,6 +29,9 @@ public sealed class ArbiterClient : IAsyncDisposable
 
     /// <summary>The protocol-level client underneath.</summary>
     public IArbiterClient Raw { get; }
+
+    /// <summary>The eventual tier: CRDT counters, sets, registers, maps and flags (docs/crdt.md).</summary>
+    public Crdt.CrdtClient Crdt => LazyInitializer.EnsureInitialized(ref _crdt, () => new Crdt.CrdtClient(Raw));
 
     /// <summary>Deadlines, retries and session defaults.</summary>
     public ArbiterClientOptions Options { get; }

@@ -12,7 +12,7 @@ namespace Arbiter.Client;
 /// <see cref="IArbiterClient"/> over an in-process <see cref="ArbiterNode"/>: no network hop, same
 /// semantics and the same exceptions as over gRPC.
 /// </summary>
-public sealed class EmbeddedArbiterClient : IArbiterClient, ITransactionsClient
+public sealed class EmbeddedArbiterClient : IArbiterClient, ITransactionsClient, ICrdtClient
 {
     private readonly ArbiterNode _node;
     private readonly bool _ownsNode;
@@ -109,6 +109,29 @@ public sealed class EmbeddedArbiterClient : IArbiterClient, ITransactionsClient
     /// <inheritdoc />
     public Task<Protocol.Transactions.TransactionStatusResponse> TxnStatusAsync(CancellationToken cancellationToken = default) =>
         Call(() => _node.TxnStatusAsync(cancellationToken));
+
+    /// <inheritdoc />
+    public Task<Protocol.Crdt.CrdtUpdateResponse> CrdtUpdateAsync(Protocol.Crdt.CrdtUpdateRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.CrdtUpdateAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public Task<Protocol.Crdt.CrdtGetResponse> CrdtGetAsync(Protocol.Crdt.CrdtGetRequest request, CancellationToken cancellationToken = default) =>
+        Call(() => _node.CrdtGetAsync(request, cancellationToken));
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<Protocol.Crdt.CrdtWatchResponse> CrdtWatchAsync(Protocol.Crdt.CrdtWatchRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var changes = _node.CrdtWatchAsync(request.Key, cancellationToken).GetAsyncEnumerator(cancellationToken);
+        await using (changes.ConfigureAwait(false))
+        {
+            // Call maps the node's errors as for every other call (a bad key: InvalidArgument).
+            while ((await Call(async () => new Google.Protobuf.WellKnownTypes.BoolValue { Value = await changes.MoveNextAsync().ConfigureAwait(false) }).ConfigureAwait(false)).Value)
+            {
+                yield return changes.Current.Clone();
+            }
+        }
+    }
 
     /// <inheritdoc />
     public IWatchSession OpenWatch() => new EmbeddedWatchSession(_node.OpenWatchStream(), null);

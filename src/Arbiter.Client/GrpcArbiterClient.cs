@@ -12,7 +12,7 @@ namespace Arbiter.Client;
 /// endpoint for the calls that follow (the failed call itself is not repeated here; see
 /// <see cref="ArbiterClient"/> for the retry policy).
 /// </summary>
-public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient
+public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICrdtClient
 {
     private readonly Endpoint[] _endpoints;
     private int _current;
@@ -159,6 +159,45 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient
     public IWatchSession OpenWatch() => OpenWatch(null);
 
     /// <inheritdoc />
+    public Task<Protocol.Crdt.CrdtUpdateResponse> CrdtUpdateAsync(Protocol.Crdt.CrdtUpdateRequest request, CancellationToken cancellationToken = default) =>
+        Call(e => e.Crdt.UpdateAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public Task<Protocol.Crdt.CrdtGetResponse> CrdtGetAsync(Protocol.Crdt.CrdtGetRequest request, CancellationToken cancellationToken = default) =>
+        Call(e => e.Crdt.GetAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+
+    /// <inheritdoc />
+    public async IAsyncEnumerable<Protocol.Crdt.CrdtWatchResponse> CrdtWatchAsync(Protocol.Crdt.CrdtWatchRequest request, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var endpoint = Current;
+        using var call = endpoint.Crdt.Watch(request, cancellationToken: cancellationToken);
+        while (true)
+        {
+            bool more;
+            try
+            {
+                more = await call.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+            {
+                throw new OperationCanceledException(e.Status.Detail, e, cancellationToken);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
+            {
+                Advance(endpoint);
+                throw;
+            }
+
+            if (!more)
+            {
+                yield break;
+            }
+
+            yield return call.ResponseStream.Current;
+        }
+    }
+
+    /// <inheritdoc />
     public IWatchSession OpenWatch(ReadConsistency? consistency)
     {
         var endpoint = Current;
@@ -239,6 +278,8 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient
         public Maintenance.MaintenanceClient Maintenance { get; } = new(channel);
 
         public Protocol.Transactions.Transactions.TransactionsClient Transactions { get; } = new(channel);
+
+        public Protocol.Crdt.Crdt.CrdtClient Crdt { get; } = new(channel);
     }
 
     private sealed class GrpcWatchSession(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call, Action onUnavailable) : IWatchSession

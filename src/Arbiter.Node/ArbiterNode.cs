@@ -144,6 +144,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         hub.Host = host;
         var log = new LocalCommandLog(host, wal, state.AppliedIndex, options, logger);
         node = new ArbiterNode(options, host, log, wal, logger);
+        node.StartCrdt(loggerFactory ?? NullLoggerFactory.Instance);
 
         await node.ProposeAsync(new Command { LeasePromote = new LeasePromote() }, cancellationToken).ConfigureAwait(false);
         node._leasesPromotedTerm = log.Term;
@@ -169,6 +170,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         hub.Host = host;
         var log = await RaftCommandLog.StartAsync(host, options, loggerFactory, cancellationToken).ConfigureAwait(false);
         node = new ArbiterNode(options, host, log, wal: null, logger);
+        node.StartCrdt(loggerFactory);
 
         // Leases are promoted by whichever member leads, once per term, before it expires any.
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
@@ -241,6 +243,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
             }
         }
 
+        await StopCrdtAsync().ConfigureAwait(false);
         await _log.DisposeAsync().ConfigureAwait(false);
         _host.Watches.Dispose();
         _wal?.Dispose();

@@ -60,4 +60,10 @@ public sealed record NodeOptions
 
     /// <summary>The clock leases are measured by; the default is the machine's monotonic clock.</summary>
     public IMonotonicClock Clock { get; init; } = SystemMonotonicClock.Instance;
+
+    /// <summary>The wall clock the eventual tier's hybrid logical clock reads (nothing else does).</summary>
+    public Arbiter.Node.Crdt.IWallClock WallClock { get; init; } = Arbiter.Node.Crdt.SystemWallClock.Instance;
+
+    /// <summary>The eventual tier (CRDT replica) on this member.</summary>
+    public Arbiter.Node.Crdt.CrdtOptions Crdt { get; init; } = new();
 }

@@ -74,6 +74,8 @@ public static class ArbiterServer
         app.MapGrpcService<ElectionService>();
         app.MapGrpcService<HealthService>();
         app.MapGrpcService<PeerService>();
+        app.MapGrpcService<CrdtService>();
+        app.MapGrpcService<CrdtPeerService>();
         return app;
     }
 

@@ -18,6 +18,7 @@ public sealed class BenchClient
         Lease = new Lease.LeaseClient(channel);
         Watch = new Watch.WatchClient(channel);
         Lock = new LockClient(channel);
+        Crdt = new Arbiter.Protocol.Crdt.Crdt.CrdtClient(channel);
         Random = new Random(seed);
         _requestTimeoutMs = requestTimeoutMs;
     }
@@ -36,6 +37,9 @@ public sealed class BenchClient
 
     /// <summary>v3lockpb.Lock.</summary>
     public LockClient Lock { get; }
+
+    /// <summary>arbiter.v1.Crdt (the eventual tier).</summary>
+    public Arbiter.Protocol.Crdt.Crdt.CrdtClient Crdt { get; }
 
     /// <summary>This client's random source (seeded per client, so runs repeat).</summary>
     public Random Random { get; }

@@ -6,14 +6,14 @@ public static class WorkloadCatalog
     /// <summary>Workload names, in the order <c>all</c> runs them.</summary>
     public static IReadOnlyList<string> Names { get; } =
     [
-        "put", "range-linearizable", "range-serializable", "txn", "mixed", "lock-service", "lock-recipe", "watch", "lease",
+        "put", "range-linearizable", "range-serializable", "txn", "mixed", "lock-service", "lock-recipe", "watch", "lease", "cas-counter",
     ];
 
     /// <summary>
     /// Workloads run only when named: reads at Arbiter's own consistency levels (request metadata
     /// that etcd ignores, so they are not part of <c>all</c>, which compares with etcd).
     /// </summary>
-    public static IReadOnlyList<string> ArbiterOnlyNames { get; } = ["range-session", "range-bounded"];
+    public static IReadOnlyList<string> ArbiterOnlyNames { get; } = ["range-session", "range-bounded", "crdt-increment"];
 
     /// <summary>A fresh instance of workload <paramref name="name"/>.</summary>
     public static Workload Create(string name) => name switch
@@ -29,6 +29,8 @@ public static class WorkloadCatalog
         "lock-recipe" => new LockRecipeWorkload(),
         "watch" => new WatchWorkload(),
         "lease" => new LeaseWorkload(),
+        "crdt-increment" => new CrdtIncrementWorkload(),
+        "cas-counter" => new CasCounterWorkload(),
         _ => throw new ArgumentException($"unknown workload '{name}'", nameof(name)),
     };
 }

@@ -30,6 +30,9 @@ public sealed record ClusterSettings
 
     /// <summary>More <c>arbiter serve</c> flags for every member.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+
+    /// <summary>More environment variables for the member with this name (e.g. libfaketime's to skew its clock), or null.</summary>
+    public Func<string, IReadOnlyDictionary<string, string>?>? MemberEnvironment { get; init; }
 }
 
 /// <summary>One member of an <see cref="ArbiterCluster"/>: a real <c>arbiter serve</c> process with its own ports and data dir.</summary>
@@ -65,8 +68,25 @@ public sealed class ArbiterClusterMember : ServerProcess
 
     protected override string FileName => Uid is null ? "dotnet" : "setpriv";
 
-    protected override IReadOnlyDictionary<string, string>? Environment =>
-        Uid is null ? null : new Dictionary<string, string> { ["HOME"] = DataDir, ["DOTNET_CLI_HOME"] = DataDir };
+    protected override IReadOnlyDictionary<string, string>? Environment
+    {
+        get
+        {
+            var environment = new Dictionary<string, string>(StringComparer.Ordinal);
+            if (Uid is not null)
+            {
+                environment["HOME"] = DataDir;
+                environment["DOTNET_CLI_HOME"] = DataDir;
+            }
+
+            foreach (var (name, value) in _cluster.Settings.MemberEnvironment?.Invoke(Name) ?? new Dictionary<string, string>())
+            {
+                environment[name] = value;
+            }
+
+            return environment.Count == 0 ? null : environment;
+        }
+    }
 
     protected override IEnumerable<string> Arguments(bool isRestart) => Uid is { } uid
         ? [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", "dotnet", .. ServeArguments()]

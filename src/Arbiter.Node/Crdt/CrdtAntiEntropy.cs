@@ -1,0 +1,315 @@
+using Arbiter.Crdt;
+using Arbiter.Protocol.Internal;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Node.Crdt;
+
+/// <summary>Another member of the cluster as the eventual tier reaches it.</summary>
+/// <param name="MemberId">Its Raft member id.</param>
+/// <param name="ClientUrl">The client URL its CrdtPeer service answers on.</param>
+internal sealed record CrdtPeerMember(ulong MemberId, string ClientUrl);
+
+/// <summary>
+/// Keeps this member's CRDT replica converging with the other members': pushes durable deltas to
+/// each member as they appear (with acknowledgements, so each delta goes to a member once unless
+/// it is lost), and compares digests with every member on a timer and after any failure, so that a
+/// member that was down, cut off or wiped, or that missed deltas the buffer no longer holds, is
+/// repaired with full states. Who the other members are comes from the Raft configuration.
+/// </summary>
+internal sealed class CrdtAntiEntropy : IAsyncDisposable
+{
+    private readonly CrdtReplica _replica;
+    private readonly Func<CancellationToken, Task<IReadOnlyList<CrdtPeerMember>>> _listPeers;
+    private readonly Func<string, GrpcChannel> _channelTo;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly Dictionary<ulong, PeerLink> _links = [];
+    private readonly Task _loop;
+    private IReadOnlyList<CrdtPeerMember> _peers = [];
+    private long _peersListedAtMs;
+
+    public CrdtAntiEntropy(CrdtReplica replica, Func<CancellationToken, Task<IReadOnlyList<CrdtPeerMember>>> listPeers, Func<string, GrpcChannel> channelTo, ILogger logger)
+    {
+        _replica = replica;
+        _listPeers = listPeers;
+        _channelTo = channelTo;
+        _logger = logger;
+        _replica.DeltasAvailable += Wake;
+        _loop = Task.Run(LoopAsync);
+    }
+
+    private CrdtOptions Options => _replica.Options;
+
+    private void Wake()
+    {
+        if (_wake.CurrentCount == 0)
+        {
+            _wake.Release();
+        }
+    }
+
+    /// <summary>The other members, as last listed (refreshed every second at most).</summary>
+    public async Task<IReadOnlyList<CrdtPeerMember>> PeersAsync(CancellationToken cancellationToken)
+    {
+        if (Environment.TickCount64 - Interlocked.Read(ref _peersListedAtMs) > 1000)
+        {
+            try
+            {
+                _peers = await _listPeers(cancellationToken).ConfigureAwait(false);
+                Interlocked.Exchange(ref _peersListedAtMs, Environment.TickCount64);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                _logger.LogDebug(e, "Listing members for CRDT anti-entropy failed; keeping the last list");
+            }
+        }
+
+        return _peers;
+    }
+
+    private async Task LoopAsync()
+    {
+        var token = _stopping.Token;
+        while (!token.IsCancellationRequested)
+        {
+            try
+            {
+                await _wake.WaitAsync(Options.GossipIntervalMs, token).ConfigureAwait(false);
+                var peers = await PeersAsync(token).ConfigureAwait(false);
+                foreach (var peer in peers)
+                {
+                    if (!_links.TryGetValue(peer.MemberId, out var link) || link.Peer.ClientUrl != peer.ClientUrl)
+                    {
+                        link = new PeerLink(peer);
+                        _links[peer.MemberId] = link;
+                    }
+
+                    if (link.Round.IsCompleted)
+                    {
+                        link.Round = RoundAsync(link, token);
+                    }
+                }
+
+                foreach (var gone in _links.Keys.Where(id => peers.All(p => p.MemberId != id)).ToList())
+                {
+                    _links.Remove(gone);
+                }
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "CRDT anti-entropy round failed");
+            }
+        }
+
+        await Task.WhenAll(_links.Values.Select(l => l.Round)).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+    }
+
+    private async Task RoundAsync(PeerLink link, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (link.NeedsRepair || Environment.TickCount64 - link.RepairedAtMs >= Options.RepairIntervalMs)
+            {
+                await RepairAsync(link, cancellationToken).ConfigureAwait(false);
+            }
+
+            // Push what the buffer has past the member's acknowledgement, batch by batch.
+            while (!link.NeedsRepair && _replica.DeltasAfter(link.AckedSequence, Options.DeltasPerBatchMax) is var next)
+            {
+                if (next is not { } batch)
+                {
+                    link.NeedsRepair = true; // the buffer dropped deltas this member has not acknowledged
+                    break;
+                }
+
+                if (batch.Deltas.Count == 0)
+                {
+                    break;
+                }
+
+                var request = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp(), LastSequence = (ulong)batch.LastSequence };
+                request.Deltas.AddRange(batch.Deltas);
+                await Client(link).PushDeltasAsync(request, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+                link.AckedSequence = batch.LastSequence;
+            }
+
+            if (link.Failing)
+            {
+                _logger.LogInformation("CRDT anti-entropy reaches member {Member:x16} again", link.Peer.MemberId);
+                link.Failing = false;
+            }
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Unreachable, refused or slow: compare digests when it answers again.
+            link.NeedsRepair = true;
+            if (!link.Failing)
+            {
+                _logger.LogWarning("CRDT anti-entropy cannot reach member {Member:x16} at {Url}: {Reason}", link.Peer.MemberId, link.Peer.ClientUrl, Describe(e));
+                link.Failing = true;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Digest comparison with one member: their state of every key that differs is joined here,
+    /// then this replica's (joined) state of those keys and of the keys they lack is pushed to
+    /// them. Afterwards they hold everything this replica had when the round started.
+    /// </summary>
+    private async Task RepairAsync(PeerLink link, CancellationToken cancellationToken)
+    {
+        var sequenceAtStart = _replica.LastSequence;
+        var digest = new CrdtDigest { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
+        digest.Keys.AddRange(_replica.Digest());
+        var client = Client(link);
+        var answer = await client.RepairAsync(digest, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+        if (answer.States.Count > 0)
+        {
+            await _replica.JoinRemoteAsync(answer.States, Hlc.FromTimestamp(answer.Clock), cancellationToken).ConfigureAwait(false);
+        }
+
+        var toPush = _replica.StatesOf(answer.States.Select(s => s.Key).Concat(answer.Wanted));
+        for (var start = 0; start < toPush.Count; start += Options.DeltasPerBatchMax)
+        {
+            var push = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
+            push.Deltas.AddRange(toPush.Skip(start).Take(Options.DeltasPerBatchMax));
+            await client.PushDeltasAsync(push, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+
+        link.AckedSequence = Math.Max(link.AckedSequence, sequenceAtStart);
+        link.NeedsRepair = false;
+        link.RepairedAtMs = Environment.TickCount64;
+        if (answer.States.Count > 0 || toPush.Count > 0)
+        {
+            _logger.LogInformation(
+                "CRDT repair with member {Member:x16}: {Received} key(s) received, {Sent} sent",
+                link.Peer.MemberId, answer.States.Count, toPush.Count);
+        }
+    }
+
+    /// <summary>
+    /// Pushes one update's delta to every other member at once and returns how many replicas hold
+    /// it (this one included) when <paramref name="required"/> have it, every member answered, or
+    /// the timeout passed. Nothing is rolled back on a timeout: gossip keeps spreading the delta.
+    /// </summary>
+    public async Task<int> ReplicateAsync(string key, CrdtState delta, int required, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var acknowledged = 1;
+        if (required <= acknowledged)
+        {
+            return acknowledged;
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        var peers = await PeersAsync(deadline.Token).ConfigureAwait(false);
+        var batch = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
+        batch.Deltas.Add(new CrdtKeyState { Key = key, State = Google.Protobuf.ByteString.CopyFrom(delta.ToBytes()) });
+        var pushes = peers.Select(peer => new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl))
+            .PushDeltasAsync(batch, cancellationToken: deadline.Token).ResponseAsync).ToList();
+        while (pushes.Count > 0 && acknowledged < required)
+        {
+            var done = await Task.WhenAny(pushes).ConfigureAwait(false);
+            pushes.Remove(done);
+            if (done.IsCompletedSuccessfully)
+            {
+                acknowledged++;
+            }
+        }
+
+        return acknowledged;
+    }
+
+    /// <summary>
+    /// Reads one key from every other member at once and joins what answers into
+    /// <paramref name="local"/>, until <paramref name="required"/> replicas (this one included)
+    /// answered, every member answered, or the timeout passed.
+    /// </summary>
+    public async Task<(CrdtState? State, int ReplicasRead)> ReadAsync(string key, CrdtState? local, int required, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var read = 1;
+        if (required <= read)
+        {
+            return (local, read);
+        }
+
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        var peers = await PeersAsync(deadline.Token).ConfigureAwait(false);
+        var reads = peers.Select(peer => new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl))
+            .ReadStateAsync(new CrdtReadStateRequest { Key = key }, cancellationToken: deadline.Token).ResponseAsync).ToList();
+        var merged = local;
+        var remote = new List<CrdtReadStateResponse>();
+        while (reads.Count > 0 && read < required)
+        {
+            var done = await Task.WhenAny(reads).ConfigureAwait(false);
+            reads.Remove(done);
+            if (done.IsCompletedSuccessfully)
+            {
+                read++;
+                remote.Add(done.Result);
+                if (!done.Result.State.IsEmpty)
+                {
+                    var state = CrdtState.FromBytes(done.Result.State.Span);
+                    merged = CrdtReplica.Merge(merged, state, out _);
+                }
+            }
+        }
+
+        // Keep what was read: the next local read sees it too (read repair).
+        var learned = remote.Where(r => !r.State.IsEmpty).Select(r => new CrdtKeyState { Key = key, State = r.State }).ToList();
+        if (learned.Count > 0)
+        {
+            try
+            {
+                await _replica.JoinRemoteAsync(learned, remote.Max(r => Hlc.FromTimestamp(r.Clock)), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                _logger.LogDebug(e, "Read repair of CRDT key {Key} failed; anti-entropy will bring it", key);
+            }
+        }
+
+        return (merged, read);
+    }
+
+    private CrdtPeer.CrdtPeerClient Client(PeerLink link) => new(_channelTo(link.Peer.ClientUrl));
+
+    private DateTime Deadline() => DateTime.UtcNow.AddMilliseconds(Options.PeerCallTimeoutMs);
+
+    private static string Describe(Exception e) => e is RpcException rpc ? $"{rpc.StatusCode}: {rpc.Status.Detail}" : $"{e.GetType().Name}: {e.Message}";
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        _replica.DeltasAvailable -= Wake;
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _loop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _stopping.Dispose();
+        _wake.Dispose();
+    }
+
+    private sealed class PeerLink(CrdtPeerMember peer)
+    {
+        public CrdtPeerMember Peer { get; } = peer;
+
+        /// <summary>Newest delta sequence this member has acknowledged (or received by repair).</summary>
+        public long AckedSequence { get; set; }
+
+        /// <summary>True at first contact and after any failure: compare digests before pushing deltas.</summary>
+        public bool NeedsRepair { get; set; } = true;
+
+        public long RepairedAtMs { get; set; }
+
+        public bool Failing { get; set; }
+
+        public Task Round { get; set; } = Task.CompletedTask;
+    }
+}
