@@ -347,7 +347,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         header.RaftTerm = _log.Term;
     }
 
-    private static (ulong ClusterId, ulong MemberId) ComputeIds(NodeOptions options)
+    internal static (ulong ClusterId, ulong MemberId) ComputeIds(NodeOptions options)
     {
         if (options.Cluster is not null)
         {
