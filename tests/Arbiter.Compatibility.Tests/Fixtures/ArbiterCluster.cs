@@ -144,7 +144,7 @@ public sealed class ArbiterCluster : IAsyncDisposable
     /// Starts <paramref name="size"/> founding members and waits until they agree on a leader;
     /// <paramref name="beforeStart"/> may first prepare each member's (empty) data dir, e.g. restore a backup into it.
     /// </summary>
-    public static async Task<ArbiterCluster> StartAsync(int size, ClusterSettings? settings = null, Func<ArbiterClusterMember, Task>? beforeStart = null)
+    public static async Task<ArbiterCluster> StartAsync(int size, ClusterSettings? settings = null, Func<ArbiterCluster, ArbiterClusterMember, Task>? beforeStart = null)
     {
         var cluster = new ArbiterCluster(settings ?? new ClusterSettings());
         try
@@ -157,7 +157,7 @@ public sealed class ArbiterCluster : IAsyncDisposable
 
             foreach (var member in cluster._founders)
             {
-                await (beforeStart?.Invoke(member) ?? Task.CompletedTask).ConfigureAwait(false);
+                await (beforeStart?.Invoke(cluster, member) ?? Task.CompletedTask).ConfigureAwait(false);
             }
 
             // Start all at once: each waits only until its own client port answers.

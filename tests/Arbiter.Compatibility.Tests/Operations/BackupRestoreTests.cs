@@ -28,7 +28,7 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
         var work = Directory.CreateTempSubdirectory("arbiter-backup-");
         try
         {
-            var (revision, compacted, leaseId) = await WriteHistoryAsync(source.Endpoint);
+            var (revision, compacted, leaseId) = await StoreHistory.WriteAsync(source.Endpoint);
             var file = Path.Combine(work.FullName, "backup.db");
             var saved = await ArbiterCli.RunAsync("snapshot", "save", file, "--endpoints", source.Endpoint);
             Assert.True(saved.ExitCode == 0, saved.ToString());
@@ -40,7 +40,7 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
             using var json = JsonDocument.Parse(status.Stdout);
             using var channel = GrpcChannel.ForAddress(source.Endpoint);
             var hashKv = await new Maintenance.MaintenanceClient(channel).HashKVAsync(new HashKVRequest { Revision = revision }, deadline: DateTime.UtcNow + Deadline);
-            var sourceKeys = await ReadAllAsync(source.Endpoint, revision: 0);
+            var sourceKeys = await StoreHistory.ReadAllAsync(source.Endpoint, revision: 0);
             Assert.Equal(revision, json.RootElement.GetProperty("revision").GetInt64());
             Assert.Equal(hashKv.Hash, json.RootElement.GetProperty("hash").GetUInt32());
             Assert.Equal(sourceKeys.Count, json.RootElement.GetProperty("totalKey").GetInt64());
@@ -54,7 +54,7 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
             var restore = await ArbiterCli.RunAsync("snapshot", "restore", file, "--data-dir", restored.DataDir, "--name", restored.Name);
             Assert.True(restore.ExitCode == 0, restore.ToString());
             await restored.StartAsync();
-            await AssertSameStoreAsync(source.Endpoint, restored.Endpoint, revision, compacted, leaseId);
+            await StoreHistory.AssertSameAsync(source.Endpoint, restored.Endpoint, revision, compacted, leaseId);
 
             // New ids (etcdctl restore's rule): another member and cluster than the source's.
             using var restoredChannel = GrpcChannel.ForAddress(restored.Endpoint);
@@ -88,7 +88,7 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
         var work = Directory.CreateTempSubdirectory("arbiter-backup-");
         try
         {
-            var (revision, compacted, leaseId) = await WriteHistoryAsync(source.Endpoint);
+            var (revision, compacted, leaseId) = await StoreHistory.WriteAsync(source.Endpoint);
             var file = Path.Combine(work.FullName, "etcdctl.db");
             var saved = await new EtcdctlRunner(source.Endpoint).RunAsync("snapshot", "save", file);
             saved.EnsureSuccess();
@@ -96,7 +96,7 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
             var restore = await ArbiterCli.RunAsync("snapshot", "restore", file, "--data-dir", restored.DataDir, "--name", restored.Name);
             Assert.True(restore.ExitCode == 0, restore.ToString());
             await restored.StartAsync();
-            await AssertSameStoreAsync(source.Endpoint, restored.Endpoint, revision, compacted, leaseId);
+            await StoreHistory.AssertSameAsync(source.Endpoint, restored.Endpoint, revision, compacted, leaseId);
         }
         finally
         {
@@ -112,7 +112,7 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
         var work = Directory.CreateTempSubdirectory("arbiter-backup-");
         try
         {
-            await WriteHistoryAsync(source.Endpoint);
+            await StoreHistory.WriteAsync(source.Endpoint);
             var good = Path.Combine(work.FullName, "good.db");
             Assert.Equal(0, (await ArbiterCli.RunAsync("snapshot", "save", good, "--endpoints", source.Endpoint)).ExitCode);
             var bytes = await File.ReadAllBytesAsync(good);
@@ -165,72 +165,6 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
             work.Delete(recursive: true);
         }
     }
-
-    /// <summary>
-    /// Keys over several revisions (several versions of one, a delete, a re-create), a lease with a key
-    /// attached, and a compaction: returns the final revision, the compacted one and the lease id.
-    /// </summary>
-    internal static async Task<(long Revision, long Compacted, long LeaseId)> WriteHistoryAsync(string endpoint)
-    {
-        using var channel = GrpcChannel.ForAddress(endpoint);
-        var kv = new KV.KVClient(channel);
-        var lease = new Lease.LeaseClient(channel);
-        async Task<long> Put(string key, string value, long leaseId = 0) =>
-            (await kv.PutAsync(new PutRequest { Key = Utf8(key), Value = Utf8(value), Lease = leaseId }, deadline: DateTime.UtcNow + Deadline)).Header.Revision;
-
-        for (var i = 0; i < 5; i++)
-        {
-            await Put("app/config", $"v{i}");
-            await Put($"app/item/{i}", $"item {i}");
-        }
-
-        var compacted = await Put("app/doomed", "x");
-        await kv.DeleteRangeAsync(new DeleteRangeRequest { Key = Utf8("app/doomed") }, deadline: DateTime.UtcNow + Deadline);
-        await Put("app/doomed", "back");
-        await Put("bin/\u00ff\u0001", "binary key");
-        var granted = await lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = 600 }, deadline: DateTime.UtcNow + Deadline);
-        await Put("app/session", "held", granted.ID);
-        await kv.CompactAsync(new CompactionRequest { Revision = compacted, Physical = true }, deadline: DateTime.UtcNow + Deadline);
-        await Put("app/config", "latest");
-        var revision = await Put("app/item/0", "updated");
-        return (revision, compacted, granted.ID);
-    }
-
-    /// <summary>Both stores read the same: every key at the head and at each revision since the compaction, the leases, the compaction itself.</summary>
-    internal static async Task AssertSameStoreAsync(string expectedEndpoint, string actualEndpoint, long revision, long compacted, long leaseId)
-    {
-        for (var at = compacted; at <= revision; at++)
-        {
-            var expected = await ReadAllAsync(expectedEndpoint, at);
-            var actual = await ReadAllAsync(actualEndpoint, at);
-            Assert.Equal(Describe(expected), Describe(actual));
-        }
-
-        var head = await ReadAllAsync(actualEndpoint, 0);
-        Assert.Equal(Describe(await ReadAllAsync(expectedEndpoint, 0)), Describe(head));
-        Assert.Contains(head, kv => kv.Lease == leaseId);
-        using var channel = GrpcChannel.ForAddress(actualEndpoint);
-        var kvClient = new KV.KVClient(channel);
-        var range = await kvClient.RangeAsync(new RangeRequest { Key = Utf8("\0"), RangeEnd = Utf8("\0") }, deadline: DateTime.UtcNow + Deadline);
-        Assert.Equal(revision, range.Header.Revision);
-        var old = await Assert.ThrowsAsync<RpcException>(async () => await kvClient.RangeAsync(new RangeRequest { Key = Utf8("app/config"), Revision = compacted - 1 }, deadline: DateTime.UtcNow + Deadline));
-        Assert.Contains("compacted", old.Status.Detail, StringComparison.Ordinal);
-        var lease = new Lease.LeaseClient(channel);
-        var leases = await lease.LeaseLeasesAsync(new LeaseLeasesRequest(), deadline: DateTime.UtcNow + Deadline);
-        Assert.Equal([leaseId], leases.Leases.Select(l => l.ID));
-        var ttl = await lease.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = leaseId, Keys = true }, deadline: DateTime.UtcNow + Deadline);
-        Assert.Equal((600L, Utf8("app/session")), (ttl.GrantedTTL, ttl.Keys.Single()));
-    }
-
-    internal static async Task<List<KeyValue>> ReadAllAsync(string endpoint, long revision)
-    {
-        using var channel = GrpcChannel.ForAddress(endpoint);
-        var response = await new KV.KVClient(channel).RangeAsync(new RangeRequest { Key = Utf8("\0"), RangeEnd = Utf8("\0"), Revision = revision }, deadline: DateTime.UtcNow + Deadline);
-        return [.. response.Kvs];
-    }
-
-    private static List<string> Describe(IEnumerable<KeyValue> kvs) =>
-        [.. kvs.Select(kv => $"{Convert.ToHexString(kv.Key.Span)}={Convert.ToHexString(kv.Value.Span)} create {kv.CreateRevision} mod {kv.ModRevision} version {kv.Version} lease {kv.Lease}")];
 
     private static ByteString Utf8(string text) => ByteString.CopyFromUtf8(text);
 }
