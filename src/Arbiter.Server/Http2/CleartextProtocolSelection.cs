@@ -17,6 +17,9 @@ namespace Arbiter.Server.Http2;
 /// </summary>
 internal static class CleartextProtocolSelection
 {
+    /// <summary>Longest wait for a new connection's first bytes, in ms.</summary>
+    private const int FirstBytesTimeoutMs = 10_000;
+
     private static ReadOnlySpan<byte> Preface => "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8;
 
     private static readonly byte[] H2 = "h2"u8.ToArray();
@@ -34,7 +37,11 @@ internal static class CleartextProtocolSelection
         listen.KestrelServerOptions.AllowAlternateSchemes = true;
         listen.Use(next => async context =>
         {
-            if (await StartsWithPrefaceAsync(context.Transport.Input, context.ConnectionClosed).ConfigureAwait(false))
+            // A client that connects and sends nothing is handed to Kestrel as HTTP/1.1 after a while,
+            // whose own timeouts then close it.
+            using var firstBytes = CancellationTokenSource.CreateLinkedTokenSource(context.ConnectionClosed);
+            firstBytes.CancelAfter(FirstBytesTimeoutMs);
+            if (await StartsWithPrefaceAsync(context.Transport.Input, firstBytes.Token).ConfigureAwait(false))
             {
                 var negotiated = new NegotiatedHttp2();
                 context.Features.Set<ITlsApplicationProtocolFeature>(negotiated);
