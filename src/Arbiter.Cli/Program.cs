@@ -6,4 +6,5 @@ root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(LocalClusterCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
 root.Subcommands.Add(TransactionsCommand.Create());
+root.Subcommands.Add(SnapshotCommand.Create());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

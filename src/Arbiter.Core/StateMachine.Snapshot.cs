@@ -50,6 +50,17 @@ public sealed partial class StateMachine
     /// <param name="stream">Where to write; left open.</param>
     public void WriteSnapshot(Stream stream) => CaptureSnapshot().WriteTo(stream);
 
+    /// <summary>
+    /// Renumbers the last applied log index, for a state restored into a new data directory whose
+    /// log starts afresh (<c>arbiter snapshot restore</c>). Never called on a live member.
+    /// </summary>
+    /// <param name="appliedIndex">The index the new log continues after.</param>
+    public void RestartLogAt(long appliedIndex)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(appliedIndex);
+        _appliedIndex = appliedIndex;
+    }
+
     /// <summary>Restores a state machine from a stream written by <see cref="WriteSnapshot"/>.</summary>
     /// <exception cref="InvalidDataException">The stream is not a valid snapshot.</exception>
     public static StateMachine ReadSnapshot(Stream stream, CoreLimits? limits = null)

@@ -37,6 +37,21 @@ public sealed partial class StateMachine
         return response;
     }
 
+    /// <summary>
+    /// Open transactions, locks held, lock requests waiting, and the transaction counters, for
+    /// metrics: cheaper than <see cref="TransactionStatus()"/> (no copy of the lock table).
+    /// </summary>
+    public (int OpenTransactions, int LocksHeld, int LocksWaiting, TransactionCounters Counters) TransactionSummary()
+    {
+        if (_lockTable is null)
+        {
+            return (0, 0, 0, new TransactionCounters());
+        }
+
+        var (held, waiting) = _lockTable.CountLocks();
+        return (_lockTable.OpenCount, held, waiting, _lockTable.Counters.Clone());
+    }
+
     /// <summary>The wait-for graph: each waiting transaction and the transactions it waits for.</summary>
     public IReadOnlyDictionary<long, long[]> WaitForGraph() => Locks.WaitForGraph();
 

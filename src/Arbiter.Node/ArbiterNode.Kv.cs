@@ -24,6 +24,7 @@ public sealed partial class ArbiterNode
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        Metrics.Range();
         var ready = PrepareReadAsync(consistency, request.Serializable, cancellationToken);
         if (!ready.IsCompletedSuccessfully)
         {
@@ -50,9 +51,13 @@ public sealed partial class ArbiterNode
         // still comes back as a faulted task.
         ArgumentNullException.ThrowIfNull(request);
         var invalid = RequestValidator.Validate(request, Options.Limits);
-        return invalid is not null
-            ? Task.FromException<PutResponse>(new EtcdException(invalid))
-            : ProposeAsync(new Command { Put = request }, r => r.Put, r => r.Header, cancellationToken);
+        if (invalid is not null)
+        {
+            return Task.FromException<PutResponse>(new EtcdException(invalid));
+        }
+
+        Metrics.Put();
+        return ProposeAsync(new Command { Put = request }, r => r.Put, r => r.Header, cancellationToken);
     }
 
     /// <summary>DeleteRange.</summary>
@@ -60,9 +65,13 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         var invalid = RequestValidator.Validate(request, Options.Limits);
-        return invalid is not null
-            ? Task.FromException<DeleteRangeResponse>(new EtcdException(invalid))
-            : ProposeAsync(new Command { DeleteRange = request }, r => r.DeleteRange, r => r.Header, cancellationToken);
+        if (invalid is not null)
+        {
+            return Task.FromException<DeleteRangeResponse>(new EtcdException(invalid));
+        }
+
+        Metrics.Delete();
+        return ProposeAsync(new Command { DeleteRange = request }, r => r.DeleteRange, r => r.Header, cancellationToken);
     }
 
     /// <summary>
@@ -80,6 +89,7 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));
+        Metrics.Txn();
         if (StateMachine.IsReadOnlyTxn(request))
         {
             cancellationToken.ThrowIfCancellationRequested();

@@ -52,10 +52,16 @@ public sealed partial class ArbiterNode : IAsyncDisposable
             local.LeaderId = MemberId;
         }
 
+        // A single node leads from its start: one leader change, as a single etcd member counts.
+        Metrics = new Metrics.NodeMetrics(this, host, () => log.CommittedIndex, () => _raft?.LeaderChangesSeen ?? 1, () => _wal?.SizeBytes);
+
         // Request ids need only be unique per node lifetime; a random prefix keeps them unique
         // across restarts too (they are remembered in snapshots for deduplication).
         _requestIdPrefix = (ulong)RandomNumberGenerator.GetInt32(1, int.MaxValue) << 32;
     }
+
+    /// <summary>This member's instruments (meter <c>Arbiter.Node</c>), for an OpenTelemetry exporter.</summary>
+    public Metrics.NodeMetrics Metrics { get; }
 
     /// <summary>The options this node runs with.</summary>
     public NodeOptions Options { get; }
@@ -248,6 +254,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         _host.Watches.Dispose();
         _wal?.Dispose();
         _host.Dispose();
+        Metrics.Dispose();
         _stopping.Dispose();
         _logger.LogInformation("Arbiter member {Name} stopped", Options.Name);
     }
@@ -261,9 +268,19 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// </param>
     private async Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken, bool leaderOnly = false)
     {
-        var result = leaderOnly && _raft is not null
-            ? (await _raft.ProposeForwardedAsync(Prepare(command), cancellationToken).ConfigureAwait(false)).Result
-            : await _log.ProposeAsync(Prepare(command), cancellationToken).ConfigureAwait(false);
+        CommandResult result;
+        try
+        {
+            result = leaderOnly && _raft is not null
+                ? (await _raft.ProposeForwardedAsync(Prepare(command), cancellationToken).ConfigureAwait(false)).Result
+                : await _log.ProposeAsync(Prepare(command), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Metrics.ProposalFailed();
+            throw;
+        }
+
         return ThrowIfFailed(result);
     }
 
@@ -271,7 +288,19 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <remarks>The write path of every KV request: one async frame between the service and the log.</remarks>
     private async Task<T> ProposeAsync<T>(Command command, Func<CommandResult, T> response, Func<T, ResponseHeader?> header, CancellationToken cancellationToken)
     {
-        var result = response(ThrowIfFailed(await _log.ProposeAsync(Prepare(command), cancellationToken).ConfigureAwait(false)));
+        CommandResult outcome;
+        try
+        {
+            outcome = await _log.ProposeAsync(Prepare(command), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Not applied, or not known to be (etcd's proposals_failed_total: timeouts, lost leaders, stops).
+            Metrics.ProposalFailed();
+            throw;
+        }
+
+        var result = response(ThrowIfFailed(outcome));
         FillHeader(header(result));
         return result;
     }
@@ -321,7 +350,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         header.RaftTerm = _log.Term;
     }
 
-    private static (ulong ClusterId, ulong MemberId) ComputeIds(NodeOptions options)
+    internal static (ulong ClusterId, ulong MemberId) ComputeIds(NodeOptions options)
     {
         if (options.Cluster is not null)
         {

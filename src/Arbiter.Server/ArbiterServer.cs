@@ -1,13 +1,17 @@
 using System.Net;
 using Arbiter.Node;
+using Arbiter.Node.Metrics;
 using Arbiter.Server.Concurrency;
 using Arbiter.Server.Http2;
+using Arbiter.Server.Metrics;
 using Arbiter.Server.Services;
+using Arbiter.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using OpenTelemetry.Metrics;
 
 namespace Arbiter.Server;
 
@@ -17,9 +21,17 @@ public static class ArbiterServer
     /// <summary>Longest a stop waits for open calls before closing their connections.</summary>
     public static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(3);
 
+    /// <summary>Where Prometheus scrapes, on the client URLs and the metrics URLs (etcd's path).</summary>
+    public const string MetricsPath = "/metrics";
+
+    /// <summary>etcd's plain-HTTP health check, on the client URLs and the metrics URLs.</summary>
+    public const string HealthPath = "/health";
+
     /// <summary>
     /// Builds the web application: Kestrel on the client URLs (HTTP/2 without TLS, as etcd's
-    /// plain client port), the etcd services, v3lock, v3election and grpc.health.v1.
+    /// plain client port), the etcd services, v3lock, v3election and grpc.health.v1; <c>/metrics</c>
+    /// (Prometheus text, through OpenTelemetry's exporter) and <c>/health</c> on the client URLs and
+    /// on the metrics URLs.
     /// </summary>
     public static WebApplication Build(ArbiterNode node, ServerOptions options, Action<ILoggingBuilder>? configureLogging = null)
     {
@@ -40,9 +52,16 @@ public static class ArbiterServer
                 var endpoint = ParseEndpoint(url);
                 kestrel.Listen(endpoint, listen =>
                 {
-                    listen.Protocols = HttpProtocols.Http2;
+                    // gRPC over h2c (prior knowledge), and HTTP/1.1 for /metrics and /health as on etcd's client port.
+                    listen.UseHttp1AndPriorKnowledgeHttp2();
                     listen.UseAuthorityNormalization();
                 });
+            }
+
+            foreach (var url in options.ListenMetricsUrls)
+            {
+                // etcd's --listen-metrics-urls: plain HTTP serving /metrics and /health only.
+                kestrel.Listen(ParseEndpoint(url), listen => listen.Protocols = HttpProtocols.Http1);
             }
         });
 
@@ -55,11 +74,24 @@ public static class ArbiterServer
         // a client keeps open beyond that (e.g. a request stream it never completes).
         builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(host => host.ShutdownTimeout = ShutdownTimeout);
         builder.Services.AddSingleton<EtcdErrorInterceptor>();
+        builder.Services.AddSingleton<GrpcMetricsInterceptor>();
+        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+            .AddMeter(NodeMetrics.MeterName, GrpcMetricsInterceptor.MeterName, StorageMetrics.MeterName)
+            .AddPrometheusExporter(prometheus =>
+            {
+                // Each scrape sees the counters as they are now; and etcd's label sets exactly
+                // (no otel_scope_* labels, no target_info series).
+                prometheus.ScrapeResponseCacheDurationMilliseconds = 0;
+                prometheus.ScopeInfoEnabled = false;
+                prometheus.TargetInfoEnabled = false;
+            }));
         builder.Services.AddGrpc(grpc =>
         {
             grpc.MaxReceiveMessageSize = Math.Max(options.MessageSizeBytesCap, node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes);
             grpc.MaxSendMessageSize = null;
             grpc.EnableDetailedErrors = false;
+            // Outermost first: the metrics see the status the client gets.
+            grpc.Interceptors.Add<GrpcMetricsInterceptor>();
             grpc.Interceptors.Add<EtcdErrorInterceptor>();
         });
 
@@ -76,6 +108,8 @@ public static class ArbiterServer
         app.MapGrpcService<PeerService>();
         app.MapGrpcService<CrdtService>();
         app.MapGrpcService<CrdtPeerService>();
+        app.MapPrometheusScrapingEndpoint(MetricsPath);
+        app.MapGet(HealthPath, context => HealthEndpoint.HandleAsync(context, node));
         return app;
     }
 

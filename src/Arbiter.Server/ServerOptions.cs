@@ -6,6 +6,12 @@ public sealed record ServerOptions
     /// <summary>URLs to listen on for clients (etcd's <c>--listen-client-urls</c>); plain HTTP/2 (h2c).</summary>
     public IReadOnlyList<string> ListenClientUrls { get; init; } = ["http://127.0.0.1:2379"];
 
+    /// <summary>
+    /// Extra plain-HTTP URLs serving only <c>/metrics</c> and <c>/health</c> (etcd's
+    /// <c>--listen-metrics-urls</c>); none by default.
+    /// </summary>
+    public IReadOnlyList<string> ListenMetricsUrls { get; init; } = [];
+
     /// <summary>Extra bytes of gRPC framing allowed over the request limit (etcd: 512 KiB).</summary>
     public int GrpcOverheadBytes { get; init; } = 512 * 1024;
 

@@ -208,7 +208,9 @@ public sealed partial class WriteAheadLog : IDisposable
                 if (_options.FsyncEnabled && _writeHandle is not null)
                 {
                     // Records go into preallocated space, so fdatasync has no size change to commit.
+                    var started = System.Diagnostics.Stopwatch.GetTimestamp();
                     NativeFile.DataSync(_writeHandle);
+                    StorageMetrics.WalFsyncDurationSeconds.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
                 }
 
                 _writeHandleDirty = false;

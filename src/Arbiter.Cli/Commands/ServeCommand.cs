@@ -27,6 +27,7 @@ internal static class ServeCommand
         var dataDir = new Option<string?>("--data-dir") { Description = "Data directory (default: ./data/<name>)." };
         var inMemory = new Option<bool>("--in-memory") { Description = "Keep everything in memory; nothing survives a restart." };
         var listenClient = new Option<string>("--listen-client-urls") { Description = "Comma-separated URLs to serve clients on.", DefaultValueFactory = _ => "http://127.0.0.1:2379" };
+        var listenMetrics = new Option<string?>("--listen-metrics-urls") { Description = "Comma-separated plain-HTTP URLs serving only /metrics and /health (as etcd's)." };
         var advertiseClient = new Option<string?>("--advertise-client-urls") { Description = "Client URLs to advertise (default: the listen URLs)." };
         var advertisePeer = new Option<string>("--initial-advertise-peer-urls") { Description = "Peer URLs to advertise.", DefaultValueFactory = _ => "http://127.0.0.1:2380" };
         var clusterToken = new Option<string>("--initial-cluster-token") { Description = "Cluster token (mixed into member and cluster ids).", DefaultValueFactory = _ => "arbiter-cluster" };
@@ -66,7 +67,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
-            name, dataDir, inMemory, listenClient, advertiseClient, advertisePeer, clusterToken, logLevel,
+            name, dataDir, inMemory, listenClient, listenMetrics, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention,
@@ -130,7 +131,25 @@ internal static class ServeCommand
                 };
             }
 
-            return await RunAsync(options, new ServerOptions { ListenClientUrls = listenUrls }, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
+            var serverOptions = new ServerOptions
+            {
+                ListenClientUrls = listenUrls,
+                ListenMetricsUrls = result.GetValue(listenMetrics) is { } metricsUrls ? Split(metricsUrls) : [],
+            };
+            foreach (var url in serverOptions.ListenMetricsUrls)
+            {
+                try
+                {
+                    ArbiterServer.ParseEndpoint(url);
+                }
+                catch (ArgumentException e)
+                {
+                    Console.Error.WriteLine($"error: {e.Message}");
+                    return 2;
+                }
+            }
+
+            return await RunAsync(options, serverOptions, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
@@ -172,6 +191,10 @@ internal static class ServeCommand
                     });
                     logging.SetMinimumLevel(level);
                     logging.AddFilter("Microsoft.AspNetCore", level < LogLevel.Warning ? LogLevel.Warning : level);
+
+                    // Kestrel warns at start that a plain HTTP/1.1+HTTP/2 port serves HTTP/1.1 only;
+                    // not so here (CleartextProtocolSelection). Its errors still show.
+                    logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel", level < LogLevel.Error ? LogLevel.Error : level);
 
                     // While this category can log at all, ASP.NET Core starts an Activity per request
                     // (a trace id for log scopes, and a copy of the execution context): 15% of a put's

@@ -64,6 +64,21 @@ internal sealed class LockTable
 
     public int OpenCount => _txns.Count;
 
+    /// <summary>Locks granted and lock requests queued, counted now (a read; nothing changes).</summary>
+    public (int Held, int Waiting) CountLocks()
+    {
+        var held = 0;
+        foreach (var e in _entries)
+        {
+            if (e.Proto.Granted)
+            {
+                held++;
+            }
+        }
+
+        return (held, _entries.Count - held);
+    }
+
     public bool IsEmpty => _txns.Count == 0 && _entries.Count == 0 && _finished.Count == 0 && _remembered.Count == 0 && _lastTxnId == 0 && _lastFencingToken == 0;
 
     /// <summary>The earliest time-based event (time limit or lock-wait timeout), or null.</summary>

@@ -29,7 +29,9 @@ internal sealed class DurableAckWriteAheadLog(WriteAheadLog.Options options, ISt
         await AppendAsync(entries, startIndex, skipCommitted, token).ConfigureAwait(false);
         if (appendsEntries)
         {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             await FlushAsync(token).ConfigureAwait(false);
+            Storage.StorageMetrics.WalFsyncDurationSeconds.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
     }
 }

@@ -33,6 +33,11 @@ internal sealed partial class RaftCommandLog
     /// <summary>The leader the current epoch belongs to (null: none).</summary>
     private System.Net.EndPoint? _epochLeader;
 
+    private long _leaderChangesSeen;
+
+    /// <summary>Leaders this member has seen take over (etcd's <c>leader_changes_seen_total</c>).</summary>
+    public long LeaderChangesSeen => Interlocked.Read(ref _leaderChangesSeen);
+
     private void OnLeaderChanged(RaftClusterMember? leader)
     {
         // DotNext may announce the same leader again: calls in flight to it go on.
@@ -40,6 +45,11 @@ internal sealed partial class RaftCommandLog
         if (Equals(Interlocked.Exchange(ref _epochLeader, endPoint), endPoint) && endPoint is not null)
         {
             return;
+        }
+
+        if (endPoint is not null)
+        {
+            Interlocked.Increment(ref _leaderChangesSeen);
         }
 
         var previous = Interlocked.Exchange(ref _leaderEpoch, new CancellationTokenSource());

@@ -112,6 +112,13 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         var index = long.Parse(snapshotFile.Name.Split('-')[0], System.Globalization.CultureInfo.InvariantCulture);
         Volatile.Write(ref _raftAppliedIndex, index);
         _snapshotIndex = index;
+        if (index == 0)
+        {
+            // The seed of a cluster restored from a backup (arbiter snapshot restore): a real snapshot
+            // after the first entry, so that the log can be compacted and a member that joins later is
+            // sent the state rather than a log that starts on top of a seed it lacks.
+            _snapshotRequested = true;
+        }
         _logger.LogInformation("Installed Raft snapshot at index {Index} ({SizeBytes} bytes)", index, snapshotFile.Length);
         return ValueTask.CompletedTask;
     }

@@ -11,6 +11,7 @@ public sealed class WatchHub : IDisposable
 {
     private readonly object _gate = new();
     private readonly List<Watcher> _synced = [];
+    private int _watcherCount;
     private readonly Timer _progressTimer;
 
     internal WatchHub(NodeOptions options, Func<ResponseHeader> newHeader)
@@ -27,6 +28,11 @@ public sealed class WatchHub : IDisposable
     internal Func<ResponseHeader> NewHeader { get; }
 
     internal StateHost Host { get; set; } = null!;
+
+    /// <summary>How many watches are open on every stream of this member (synced or catching up).</summary>
+    public int WatcherCount => Volatile.Read(ref _watcherCount);
+
+    internal void CountWatchers(int delta) => Interlocked.Add(ref _watcherCount, delta);
 
     /// <summary>How many watchers receive events as they are applied.</summary>
     public int SyncedWatcherCount

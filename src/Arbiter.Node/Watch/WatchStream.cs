@@ -105,6 +105,7 @@ public sealed class WatchStream : IAsyncDisposable
                     NextRevision = request.StartRevision == 0 ? currentRevision + 1 : request.StartRevision,
                 };
                 _watchers.Add(id, watcher);
+                _hub.CountWatchers(1);
             }
 
             var header = _hub.NewHeader();
@@ -136,6 +137,7 @@ public sealed class WatchStream : IAsyncDisposable
                 return;
             }
 
+            _hub.CountWatchers(-1);
             watcher.Canceled = true;
         }
 
@@ -179,6 +181,7 @@ public sealed class WatchStream : IAsyncDisposable
         {
             all = [.. _watchers.Values];
             _watchers.Clear();
+            _hub.CountWatchers(-all.Count);
         }
 
         foreach (var watcher in all)
@@ -341,7 +344,11 @@ public sealed class WatchStream : IAsyncDisposable
     {
         lock (_gate)
         {
-            _watchers.Remove(watcher.Id);
+            if (_watchers.Remove(watcher.Id))
+            {
+                _hub.CountWatchers(-1);
+            }
+
             watcher.Canceled = true;
         }
 

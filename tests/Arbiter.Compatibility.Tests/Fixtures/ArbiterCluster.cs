@@ -166,8 +166,11 @@ public sealed class ArbiterCluster : IAsyncDisposable
     /// <summary>Server output of every member, for failure messages.</summary>
     public string Logs => string.Join("\n", _members.Select(m => $"===== {m.Name} =====\n{m.Log}"));
 
-    /// <summary>Starts <paramref name="size"/> founding members and waits until they agree on a leader.</summary>
-    public static async Task<ArbiterCluster> StartAsync(int size, ClusterSettings? settings = null)
+    /// <summary>
+    /// Starts <paramref name="size"/> founding members and waits until they agree on a leader;
+    /// <paramref name="beforeStart"/> may first prepare each member's (empty) data dir, e.g. restore a backup into it.
+    /// </summary>
+    public static async Task<ArbiterCluster> StartAsync(int size, ClusterSettings? settings = null, Func<ArbiterCluster, ArbiterClusterMember, Task>? beforeStart = null)
     {
         var cluster = new ArbiterCluster(settings ?? new ClusterSettings());
         try
@@ -176,6 +179,11 @@ public sealed class ArbiterCluster : IAsyncDisposable
             {
                 var member = cluster.NewMember();
                 cluster._founders.Add(member);
+            }
+
+            foreach (var member in cluster._founders)
+            {
+                await (beforeStart?.Invoke(cluster, member) ?? Task.CompletedTask).ConfigureAwait(false);
             }
 
             // Start all at once: each waits only until its own client port answers.
@@ -198,7 +206,8 @@ public sealed class ArbiterCluster : IAsyncDisposable
         return member;
     }
 
-    internal string InitialClusterFor(ArbiterClusterMember member)
+    /// <summary>The <c>--initial-cluster</c> value <paramref name="member"/> is started with.</summary>
+    public string InitialClusterFor(ArbiterClusterMember member)
     {
         var listed = member.InitialClusterState == "new" ? _founders : _members.Where(m => (m.IsRunning && !_removed.Contains(m)) || m == member);
         return string.Join(",", listed.Select(m => $"{m.Name}={m.PeerUrl}"));
