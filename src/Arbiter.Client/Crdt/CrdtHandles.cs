@@ -3,26 +3,33 @@ using Google.Protobuf;
 
 namespace Arbiter.Client.Crdt;
 
-/// <summary>A counter key (PN-Counter or G-Counter). Concurrent increments on any members all count.</summary>
-public sealed class CrdtCounter
+/// <summary>A typed handle on one CRDT key: the client it calls through and the key.</summary>
+public abstract class CrdtHandle
 {
-    private readonly CrdtClient _client;
-    private readonly CrdtType _type;
-
-    internal CrdtCounter(CrdtClient client, string key, CrdtType type)
+    private protected CrdtHandle(CrdtClient client, string key)
     {
-        _client = client;
+        Client = client;
         Key = key;
-        _type = type;
     }
 
     /// <summary>The key.</summary>
     public string Key { get; }
 
+    private protected CrdtClient Client { get; }
+}
+
+/// <summary>A counter key (PN-Counter or G-Counter). Concurrent increments on any members all count.</summary>
+public sealed class CrdtCounter : CrdtHandle
+{
+    private readonly CrdtType _type;
+
+    internal CrdtCounter(CrdtClient client, string key, CrdtType type)
+        : base(client, key) => _type = type;
+
     /// <summary>Adds <paramref name="delta"/> (negative only on a PN-Counter) and returns the value on the member after it.</summary>
     public async Task<long> AddAsync(long delta, CrdtCallOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var response = await _client.UpdateAsync(Key, _type, new CrdtOperation { CounterAdd = new CounterAdd { Delta = delta } }, options, cancellationToken).ConfigureAwait(false);
+        var response = await Client.UpdateAsync(Key, _type, new CrdtOperation { CounterAdd = new CounterAdd { Delta = delta } }, options, cancellationToken).ConfigureAwait(false);
         return response.Value.Counter;
     }
 
@@ -34,22 +41,16 @@ public sealed class CrdtCounter
 
     /// <summary>The merged value (0 if the key does not exist).</summary>
     public async Task<long> GetAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
-        (await _client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Counter;
+        (await Client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Counter;
 }
 
 /// <summary>An add-wins set key (OR-Set): an add concurrent with a remove of the same element wins.</summary>
-public sealed class CrdtSet
+public sealed class CrdtSet : CrdtHandle
 {
-    private readonly CrdtClient _client;
-
     internal CrdtSet(CrdtClient client, string key)
+        : base(client, key)
     {
-        _client = client;
-        Key = key;
     }
-
-    /// <summary>The key.</summary>
-    public string Key { get; }
 
     /// <summary>Adds elements (UTF-8 strings).</summary>
     public Task AddAsync(params string[] elements) => AddAsync(elements.Select(CrdtClient.Bytes), null, default);
@@ -59,7 +60,7 @@ public sealed class CrdtSet
     {
         var add = new SetAdd();
         add.Elements.AddRange(elements);
-        await _client.UpdateAsync(Key, CrdtType.OrSet, new CrdtOperation { SetAdd = add }, options, cancellationToken).ConfigureAwait(false);
+        await Client.UpdateAsync(Key, CrdtType.OrSet, new CrdtOperation { SetAdd = add }, options, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Removes elements (UTF-8 strings) as this member has observed them.</summary>
@@ -70,12 +71,12 @@ public sealed class CrdtSet
     {
         var remove = new SetRemove();
         remove.Elements.AddRange(elements);
-        await _client.UpdateAsync(Key, CrdtType.OrSet, new CrdtOperation { SetRemove = remove }, options, cancellationToken).ConfigureAwait(false);
+        await Client.UpdateAsync(Key, CrdtType.OrSet, new CrdtOperation { SetRemove = remove }, options, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The elements, sorted by bytes.</summary>
     public async Task<IReadOnlyList<ByteString>> GetAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
-        (await _client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Set?.Elements.ToList() ?? [];
+        (await Client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Set?.Elements.ToList() ?? [];
 
     /// <summary>The elements as UTF-8 strings.</summary>
     public async Task<IReadOnlyList<string>> GetStringsAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
@@ -87,18 +88,12 @@ public sealed class CrdtSet
 /// (through the same <see cref="CrdtClient"/>) wins over what was read; of two truly concurrent
 /// writes one is lost (use <see cref="CrdtMvRegister"/> to keep both).
 /// </summary>
-public sealed class CrdtLwwRegister
+public sealed class CrdtLwwRegister : CrdtHandle
 {
-    private readonly CrdtClient _client;
-
     internal CrdtLwwRegister(CrdtClient client, string key)
+        : base(client, key)
     {
-        _client = client;
-        Key = key;
     }
-
-    /// <summary>The key.</summary>
-    public string Key { get; }
 
     /// <summary>Assigns a UTF-8 string.</summary>
     public Task SetAsync(string value, CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
@@ -106,11 +101,11 @@ public sealed class CrdtLwwRegister
 
     /// <summary>Assigns a value.</summary>
     public async Task SetAsync(ByteString value, CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
-        await _client.UpdateAsync(Key, CrdtType.LwwRegister, new CrdtOperation { RegisterAssign = new RegisterAssign { Value = value } }, options, cancellationToken).ConfigureAwait(false);
+        await Client.UpdateAsync(Key, CrdtType.LwwRegister, new CrdtOperation { RegisterAssign = new RegisterAssign { Value = value } }, options, cancellationToken).ConfigureAwait(false);
 
     /// <summary>The current value, or null if never assigned.</summary>
     public async Task<ByteString?> GetAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
-        (await _client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Lww is { Assigned: true } lww ? lww.Value : null;
+        (await Client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Lww is { Assigned: true } lww ? lww.Value : null;
 
     /// <summary>The current value as a UTF-8 string, or null if never assigned.</summary>
     public async Task<string?> GetStringAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
@@ -123,23 +118,17 @@ public sealed class CrdtLwwRegister
 public sealed record CrdtSiblings(IReadOnlyList<ByteString> Siblings, ByteString Context);
 
 /// <summary>A multi-value register: concurrent writes are kept as siblings until a write that saw them replaces them.</summary>
-public sealed class CrdtMvRegister
+public sealed class CrdtMvRegister : CrdtHandle
 {
-    private readonly CrdtClient _client;
-
     internal CrdtMvRegister(CrdtClient client, string key)
+        : base(client, key)
     {
-        _client = client;
-        Key = key;
     }
-
-    /// <summary>The key.</summary>
-    public string Key { get; }
 
     /// <summary>The siblings and their context.</summary>
     public async Task<CrdtSiblings> GetAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var value = await _client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false);
+        var value = await Client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false);
         return value.Mv is { } mv ? new CrdtSiblings([.. mv.Siblings], mv.Context) : new CrdtSiblings([], ByteString.Empty);
     }
 
@@ -149,52 +138,40 @@ public sealed class CrdtMvRegister
     /// </summary>
     public async Task<CrdtSiblings> SetAsync(ByteString value, ByteString context, CrdtCallOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var response = await _client.UpdateAsync(Key, CrdtType.MvRegister, new CrdtOperation { RegisterAssign = new RegisterAssign { Value = value, Context = context } }, options, cancellationToken).ConfigureAwait(false);
+        var response = await Client.UpdateAsync(Key, CrdtType.MvRegister, new CrdtOperation { RegisterAssign = new RegisterAssign { Value = value, Context = context } }, options, cancellationToken).ConfigureAwait(false);
         var mv = response.Value.Mv;
         return new CrdtSiblings([.. mv.Siblings], mv.Context);
     }
 }
 
 /// <summary>An enable-wins flag.</summary>
-public sealed class CrdtFlag
+public sealed class CrdtFlag : CrdtHandle
 {
-    private readonly CrdtClient _client;
-
     internal CrdtFlag(CrdtClient client, string key)
+        : base(client, key)
     {
-        _client = client;
-        Key = key;
     }
-
-    /// <summary>The key.</summary>
-    public string Key { get; }
 
     /// <summary>Enables (or, with false, disables) the flag; an enable concurrent with a disable wins.</summary>
     public async Task SetAsync(bool enabled, CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
-        await _client.UpdateAsync(Key, CrdtType.Flag, new CrdtOperation { FlagAssign = new FlagAssign { Enabled = enabled } }, options, cancellationToken).ConfigureAwait(false);
+        await Client.UpdateAsync(Key, CrdtType.Flag, new CrdtOperation { FlagAssign = new FlagAssign { Enabled = enabled } }, options, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Whether the flag is enabled (false if the key does not exist).</summary>
     public async Task<bool> GetAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
-        (await _client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Flag;
+        (await Client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false)).Flag;
 }
 
 /// <summary>An observed-remove map from fields to nested CRDTs (each field keeps one type).</summary>
-public sealed class CrdtMap
+public sealed class CrdtMap : CrdtHandle
 {
-    private readonly CrdtClient _client;
-
     internal CrdtMap(CrdtClient client, string key)
+        : base(client, key)
     {
-        _client = client;
-        Key = key;
     }
-
-    /// <summary>The key.</summary>
-    public string Key { get; }
 
     /// <summary>Applies <paramref name="operation"/> to the nested CRDT of <paramref name="type"/> under <paramref name="field"/>.</summary>
     public async Task UpdateAsync(string field, CrdtType type, CrdtOperation operation, CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
-        await _client.UpdateAsync(Key, CrdtType.OrMap, new CrdtOperation { MapUpdate = new MapUpdate { Field = CrdtClient.Bytes(field), Type = type, Operation = operation } }, options, cancellationToken).ConfigureAwait(false);
+        await Client.UpdateAsync(Key, CrdtType.OrMap, new CrdtOperation { MapUpdate = new MapUpdate { Field = CrdtClient.Bytes(field), Type = type, Operation = operation } }, options, cancellationToken).ConfigureAwait(false);
 
     /// <summary>Adds <paramref name="delta"/> to the PN-Counter under <paramref name="field"/>.</summary>
     public Task AddAsync(string field, long delta, CrdtCallOptions? options = null, CancellationToken cancellationToken = default) =>
@@ -205,13 +182,13 @@ public sealed class CrdtMap
     {
         var remove = new MapRemove();
         remove.Fields.AddRange(fields.Select(CrdtClient.Bytes));
-        await _client.UpdateAsync(Key, CrdtType.OrMap, new CrdtOperation { MapRemove = remove }, options, cancellationToken).ConfigureAwait(false);
+        await Client.UpdateAsync(Key, CrdtType.OrMap, new CrdtOperation { MapRemove = remove }, options, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The fields (UTF-8) and their values, sorted by field.</summary>
     public async Task<IReadOnlyDictionary<string, CrdtValue>> GetAsync(CrdtCallOptions? options = null, CancellationToken cancellationToken = default)
     {
-        var value = await _client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false);
+        var value = await Client.GetAsync(Key, options, cancellationToken).ConfigureAwait(false);
         return value.Map?.Entries.ToDictionary(e => CrdtClient.Text(e.Field), e => e.Value, StringComparer.Ordinal) ?? [];
     }
 }

@@ -265,7 +265,29 @@ internal sealed partial class RaftCommandLog
     private Leadership? CurrentLeadership()
     {
         var leadership = Volatile.Read(ref _leadership);
-        return leadership is not null && !leadership.Token.IsCancellationRequested && leadership.Term == _raft.Term ? leadership : null;
+        if (leadership is null || leadership.Term != _raft.Term)
+        {
+            return null;
+        }
+
+        if (leadership.Token.IsCancellationRequested)
+        {
+            // A single-member cluster becomes leader while it starts, before DotNext installs the
+            // leader state, so the token read in LeaderChanged was already cancelled. While the
+            // log's term is still the leadership's, the installed leader state's token is that
+            // leadership's (a new term would have changed the log's term first).
+            var token = _raft.LeadershipToken;
+            if (token.IsCancellationRequested || leadership.Term != _raft.Term)
+            {
+                return null;
+            }
+
+            var resolved = leadership with { Token = token };
+            Interlocked.CompareExchange(ref _leadership, resolved, leadership);
+            return resolved;
+        }
+
+        return leadership;
     }
 
     /// <summary>Records the leadership that starts (called from DotNext's LeaderChanged, inside its transition lock).</summary>
