@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Text;
+using Arbiter.Crdt;
 using Arbiter.Protocol.Crdt;
 using Google.Protobuf;
 using Grpc.Core;
@@ -72,7 +73,7 @@ public sealed class CrdtClient
 
         lock (_gate)
         {
-            if (_causalToken is null || token.WallMs > _causalToken.WallMs || (token.WallMs == _causalToken.WallMs && token.Logical > _causalToken.Logical))
+            if (_causalToken is null || Hlc.FromTimestamp(token) > Hlc.FromTimestamp(_causalToken))
             {
                 _causalToken = token.Clone();
             }

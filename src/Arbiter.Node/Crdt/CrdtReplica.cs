@@ -223,8 +223,7 @@ internal sealed class CrdtReplica : IAsyncDisposable
 
             try
             {
-                delta = CrdtMutator.Apply(current ?? CrdtState.Empty(type), operation, Id, stamp, _options.Limits);
-                next = (current ?? CrdtState.Empty(type)).Join(delta);
+                delta = CrdtMutator.Apply(current ?? CrdtState.Empty(type), operation, Id, stamp, _options.Limits, out next);
             }
             catch (CrdtException e)
             {
@@ -504,7 +503,7 @@ internal sealed class CrdtReplica : IAsyncDisposable
                     {
                         if (record.Key is not null)
                         {
-                            lastIndex = _log.Append(new CrdtKeyState { Key = record.Key, State = ByteString.CopyFrom(record.Delta!.ToBytes()) }.ToByteArray());
+                            lastIndex = _log.Append(new CrdtKeyState { Key = record.Key, State = record.Encoded }.ToByteArray());
                         }
                     }
 
@@ -529,7 +528,7 @@ internal sealed class CrdtReplica : IAsyncDisposable
 
                         _durable[record.Key] = next;
                         _digests.Remove(record.Key);
-                        _buffer.Add(record.Key, record.Delta!);
+                        _buffer.Add(record.Key, record.Encoded);
                         gossip = true;
                         if (_watchers.TryGetValue(record.Key, out var watchers))
                         {
@@ -644,12 +643,16 @@ internal sealed class CrdtReplica : IAsyncDisposable
         {
             Key = key;
             Delta = delta;
+            Encoded = delta is null ? ByteString.Empty : ByteString.CopyFrom(delta.ToBytes());
         }
 
         /// <summary>Null for a barrier: completes once everything queued before it is durable.</summary>
         public string? Key { get; }
 
         public CrdtState? Delta { get; }
+
+        /// <summary>The delta's encoding, made once for the log and the gossip buffer.</summary>
+        public ByteString Encoded { get; }
 
         public TaskCompletionSource Durable { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -665,10 +668,10 @@ internal sealed class CrdtReplica : IAsyncDisposable
 
         public long LastSequence { get; private set; }
 
-        public void Add(string key, CrdtState delta)
+        public void Add(string key, ByteString delta)
         {
             LastSequence++;
-            _entries.Enqueue((LastSequence, key, ByteString.CopyFrom(delta.ToBytes())));
+            _entries.Enqueue((LastSequence, key, delta));
             while (_entries.Count > entriesMax)
             {
                 _entries.Dequeue();
