@@ -30,6 +30,16 @@ public sealed partial class ArbiterNode
     public ConsistencyToken TokenFor(Protocol.Etcd.ResponseHeader? header) =>
         new(ClusterId, header is { Revision: > 0 } ? header.Revision : Revision);
 
+    /// <summary>
+    /// Opens the state image of one of this member's Raft snapshots, for a lagging follower that
+    /// fetches it (<c>Peer.FetchSnapshotImage</c>); null when this member no longer has it.
+    /// </summary>
+    public FileStream? OpenSnapshotImage(long index, long term) => _raft?.OpenSnapshotImage(index, term);
+
+    /// <summary>The leader's side of <c>Peer.RefreshSnapshot</c> (a follower stuck at an installed snapshot asks for a newer one).</summary>
+    public Task<RefreshSnapshotResponse> RefreshSnapshotHereAsync(long aboveIndex, CancellationToken cancellationToken) =>
+        _raft?.RefreshSnapshotAsync(aboveIndex, cancellationToken) ?? Task.FromResult(new RefreshSnapshotResponse());
+
     /// <summary>The leader's side of <c>Peer.LeaderRevision</c>: this member's revision, if it leads.</summary>
     public LeaderRevisionResponse LeaderRevisionHere() =>
         _raft is null || _raft.IsLeader

@@ -7,6 +7,7 @@ using DotNext.Net.Cluster.Consensus.Raft;
 using DotNext.Net.Cluster.Consensus.Raft.Membership;
 using DotNext.Net.Cluster.Consensus.Raft.StateMachine;
 using Google.Protobuf;
+using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using RaftWal = DotNext.Net.Cluster.Consensus.Raft.StateMachine.WriteAheadLog;
 
@@ -39,6 +40,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     private readonly SemaphoreSlim _replicationSlots;
     private RaftStateMachine _stateMachine = null!;
     private DurableAckWriteAheadLog _wal = null!;
+    private SnapshotImages _images = null!;
     private RaftCluster _raft = null!;
     private FileMembershipStorage _membership = null!;
     private Task _batchLoop = Task.CompletedTask;
@@ -105,15 +107,22 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         ClusterId = LoadOrCreateClusterId(memberDirectory);
 
         // Restore the snapshot before the log opens, or DotNext replays the whole log into an empty state.
+        var snapshotDirectory = new DirectoryInfo(Path.Combine(memberDirectory, "snap"));
+        _images = new SnapshotImages(Path.Combine(memberDirectory, "snap-images"));
+        DropTicketsWithoutImage(snapshotDirectory);
         _stateMachine = new RaftStateMachine(
-            new DirectoryInfo(Path.Combine(memberDirectory, "snap")), host, _options.Limits,
+            snapshotDirectory, _images, host, _options.Limits,
             _options.SnapshotEveryEntries, OnApplied, _logger);
         await _stateMachine.RestoreAsync(cancellationToken).ConfigureAwait(false);
+        _stateMachine.FetchImage = FetchSnapshotImageFromLeaderAsync;
+        StartSnapshotCatchUpWatch();
+        var walDirectory = Path.Combine(memberDirectory, "raft");
         _wal = new DurableAckWriteAheadLog(
             new RaftWal.Options
             {
-                Location = Path.Combine(memberDirectory, "raft"),
+                Location = walDirectory,
                 HashAlgorithm = RaftWal.IntegrityHashAlgorithm.Crc32,
+                ChunkSize = LoadOrChooseWalChunkSize(memberDirectory, walDirectory),
             },
             _stateMachine);
 
@@ -156,6 +165,43 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         CheckStillMember(memberDirectory);
     }
 
+    /// <summary>
+    /// A snapshot install that failed before its image arrived leaves DotNext's snapshot file (the
+    /// ticket) behind; DotNext would restore the newest file at start. Nothing was installed from
+    /// it (the log did not move), so it is dropped and the snapshot before it is restored.
+    /// </summary>
+    private void DropTicketsWithoutImage(DirectoryInfo snapshotDirectory)
+    {
+        if (!snapshotDirectory.Exists)
+        {
+            return;
+        }
+
+        foreach (var file in snapshotDirectory.EnumerateFiles("*-*"))
+        {
+            if (SnapshotTicket.TryRead(file) is { } ticket && !_images.Has(ticket))
+            {
+                _logger.LogWarning("Dropping Raft snapshot {Ticket}: its image never arrived (an install cut short)", ticket);
+                file.Delete();
+            }
+        }
+    }
+
+    /// <summary>The image of one of this member's snapshots, for a follower that fetches it; null when gone.</summary>
+    public FileStream? OpenSnapshotImage(long index, long term) => _images.TryOpen(index, term);
+
+    private async Task FetchSnapshotImageFromLeaderAsync(SnapshotTicket ticket, Stream destination, CancellationToken cancellationToken)
+    {
+        var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false)
+            ?? throw new EtcdException(EtcdError.NoLeader);
+        using var call = new Peer.PeerClient(ChannelTo(url)).FetchSnapshotImage(
+            new FetchSnapshotImageRequest { Index = ticket.Index, Term = ticket.Term }, cancellationToken: cancellationToken);
+        await foreach (var chunk in call.ResponseStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await destination.WriteAsync(chunk.Data.Memory, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     private async Task WriteInitialMembershipAsync(string memberDirectory, CancellationToken cancellationToken)
     {
         // Only on first start of a founding member: afterwards the membership on disk (kept
@@ -174,6 +220,33 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         }
 
         await ((IClusterConfigurationStorage)storage).SaveConfigurationAsync(configuration, 0L, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Size of the files the Raft log keeps its entries in. DotNext's default is the OS page (4 KiB),
+    /// and each file stays open and memory-mapped: 80 MB of log held 20,000 open files and a member
+    /// failed with "Too many open files" (a follower catching up on large values; a shell's usual
+    /// limit of 1024 would be reached at 4 MB). The size is fixed for the life of a log (entries are
+    /// addressed by offset), so a data dir from before keeps 4 KiB, written down beside the log.
+    /// </summary>
+    internal const int WalChunkSizeBytes = 1 << 20;
+
+    private const int LegacyWalChunkSizeBytes = 4096;
+
+    private static int LoadOrChooseWalChunkSize(string memberDirectory, string walDirectory)
+    {
+        var file = Path.Combine(memberDirectory, "raft-chunk-size");
+        if (File.Exists(file))
+        {
+            return int.Parse(File.ReadAllText(file).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        var existingLog = Directory.Exists(walDirectory) && Directory.EnumerateFileSystemEntries(walDirectory).Any();
+        var chunkSizeBytes = existingLog ? LegacyWalChunkSizeBytes : WalChunkSizeBytes;
+        var temporary = file + ".tmp";
+        File.WriteAllText(temporary, chunkSizeBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        File.Move(temporary, file, overwrite: true);
+        return chunkSizeBytes;
     }
 
     private ulong LoadOrCreateClusterId(string memberDirectory)
@@ -220,6 +293,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         }
 
         await _removalCheck.ConfigureAwait(false);
+        await _catchUpWatch.ConfigureAwait(false);
 
         if (_raft is not null)
         {

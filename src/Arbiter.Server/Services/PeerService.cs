@@ -28,6 +28,26 @@ public sealed class PeerService(ArbiterNode node) : Peer.PeerBase
         Task.FromResult(node.LeaseTimeToLiveHere(request));
 
     /// <inheritdoc />
+    public override async Task FetchSnapshotImage(FetchSnapshotImageRequest request, IServerStreamWriter<SnapshotImageChunk> responseStream, ServerCallContext context)
+    {
+        await using var image = node.OpenSnapshotImage(request.Index, request.Term)
+            ?? throw new RpcException(new Status(StatusCode.NotFound, $"this member has no image of Raft snapshot {request.Index}-{request.Term}"));
+        var buffer = new byte[ImageChunkSizeBytes];
+        int read;
+        while ((read = await image.ReadAsync(buffer, context.CancellationToken)) > 0)
+        {
+            await responseStream.WriteAsync(new SnapshotImageChunk { Data = Google.Protobuf.ByteString.CopyFrom(buffer, 0, read) }, context.CancellationToken);
+        }
+    }
+
+    /// <inheritdoc />
+    public override Task<RefreshSnapshotResponse> RefreshSnapshot(RefreshSnapshotRequest request, ServerCallContext context) =>
+        node.RefreshSnapshotHereAsync(request.AboveIndex, context.CancellationToken);
+
+    /// <summary>Chunks well under gRPC's default 4 MB message limit.</summary>
+    private const int ImageChunkSizeBytes = 1 << 20;
+
+    /// <inheritdoc />
     public override Task<LeaderRevisionResponse> LeaderRevision(LeaderRevisionRequest request, ServerCallContext context) =>
         Task.FromResult(node.LeaderRevisionHere());
 }

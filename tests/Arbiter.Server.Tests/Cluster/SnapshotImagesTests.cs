@@ -1,0 +1,69 @@
+using System.Security.Cryptography;
+using Arbiter.Node.Cluster;
+
+namespace Arbiter.Server.Tests.Cluster;
+
+/// <summary>The tickets DotNext ships instead of state images, and the images kept beside them.</summary>
+public sealed class SnapshotImagesTests : IDisposable
+{
+    private readonly DirectoryInfo _root = Directory.CreateTempSubdirectory("arbiter-images-");
+
+    [Fact]
+    public void A_ticket_round_trips_and_a_full_image_is_not_a_ticket()
+    {
+        var ticket = new SnapshotTicket(1000, 7, 123, SHA256.HashData("image"u8));
+        Assert.Equal(ticket, SnapshotTicket.TryParse(ticket.ToBytes()));
+        Assert.Null(SnapshotTicket.TryParse("ARBSNAP1 a full image of the state"u8));
+
+        var file = new FileInfo(Path.Combine(_root.FullName, "1000-7"));
+        File.WriteAllBytes(file.FullName, ticket.ToBytes());
+        Assert.Equal(ticket, SnapshotTicket.TryRead(file));
+    }
+
+    [Fact]
+    public void A_cut_ticket_is_refused_with_a_clear_error()
+    {
+        var bytes = new SnapshotTicket(1, 1, 1, new byte[32]).ToBytes();
+        var error = Assert.Throws<InvalidDataException>(() => SnapshotTicket.TryParse(bytes.AsSpan(0, bytes.Length - 1)));
+        Assert.Contains("ticket", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_fetched_image_is_kept_only_when_it_is_the_one_its_ticket_names()
+    {
+        var images = new SnapshotImages(_root.FullName);
+        var image = new byte[100_000];
+        Random.Shared.NextBytes(image);
+        var ticket = new SnapshotTicket(50, 2, image.Length, SHA256.HashData(image));
+
+        var corrupt = (byte[])image.Clone();
+        corrupt[^1] ^= 1;
+        await Assert.ThrowsAsync<InvalidDataException>(() => images.StoreAsync(ticket, (stream, token) => stream.WriteAsync(corrupt, token).AsTask(), CancellationToken.None));
+        await Assert.ThrowsAsync<InvalidDataException>(() => images.StoreAsync(ticket, (stream, token) => stream.WriteAsync(image.AsMemory(0, 10), token).AsTask(), CancellationToken.None));
+        Assert.False(images.Has(ticket));
+        Assert.Empty(_root.GetFiles()); // nothing half-written left behind
+
+        await images.StoreAsync(ticket, (stream, token) => stream.WriteAsync(image, token).AsTask(), CancellationToken.None);
+        Assert.True(images.Has(ticket));
+        await using var stored = images.TryOpen(50, 2);
+        Assert.NotNull(stored);
+        Assert.Equal(SHA256.HashData(image), await SHA256.HashDataAsync(stored));
+    }
+
+    [Fact]
+    public void Images_no_snapshot_names_are_deleted_once_older_than_the_newest()
+    {
+        var images = new SnapshotImages(_root.FullName);
+        images.Write(10, 1, "a"u8);
+        images.Write(20, 1, "b"u8);
+        images.Write(30, 2, "c"u8);
+
+        images.DeleteUnreferenced(keepFromIndex: 30, referenced: new HashSet<string> { "20-1" });
+
+        Assert.Null(images.TryOpen(10, 1));
+        Assert.NotNull(images.TryOpen(20, 1)?.DisposeAsync().AsTask());
+        Assert.NotNull(images.TryOpen(30, 2)?.DisposeAsync().AsTask());
+    }
+
+    public void Dispose() => _root.Delete(recursive: true);
+}
