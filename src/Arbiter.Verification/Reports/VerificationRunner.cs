@@ -113,9 +113,19 @@ public static class VerificationRunner
                     return (Failed(options, target, nemesisName, e.Message), context.ToHistory());
                 }
 
+                var agreement = await CheckReplicasAgreeAsync(cluster, context, log, cancellationToken).ConfigureAwait(false);
                 var history = context.ToHistory();
                 var clock = Stopwatch.StartNew();
                 var check = workload.Check(history);
+                if (agreement.Count > 0)
+                {
+                    check = check with
+                    {
+                        Verdict = Verdict.Violation,
+                        Violations = [.. check.Violations, .. agreement],
+                        Summary = $"{check.Summary}; members disagree after the heal",
+                    };
+                }
                 var result = new RunResult
                 {
                     Target = target,
@@ -146,6 +156,29 @@ public static class VerificationRunner
                 context.CloseChannels();
                 context.ClientFaults.Dispose();
             }
+        }
+    }
+
+    /// <summary>
+    /// After the quiet tail: every member at the same revision with the same data
+    /// (<see cref="ReplicaAgreement"/>). A sampling error is noted, not counted as a violation.
+    /// </summary>
+    private static async Task<IReadOnlyList<Violation>> CheckReplicasAgreeAsync(ITargetCluster cluster, WorkloadContext context, TextWriter log, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var samples = await ReplicaAgreement.SampleAsync(cluster.Endpoints, context.Channel, TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false);
+            var violations = ReplicaAgreement.Compare(samples);
+            context.Recorder.Note("cluster", violations.Count == 0
+                ? $"{samples.Count} members agree at revision {(samples.Count > 0 ? samples[0].HashRevision : 0)}"
+                : string.Join("; ", violations.Select(v => v.Explanation)));
+            return violations;
+        }
+        catch (Grpc.Core.RpcException e)
+        {
+            context.Recorder.Note("cluster", $"member agreement not checked: {e.Status.Detail}");
+            log.WriteLine($"warning: member agreement not checked: {e.Status.Detail}");
+            return [];
         }
     }
 
