@@ -74,27 +74,45 @@ public static class JsonGateway
     public static void MapJsonGateway(this WebApplication app, ArbiterNode node, ServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(app);
+        ArgumentNullException.ThrowIfNull(options);
         var bodySizeBytesMax = BodySizeBytesMax(node, options);
         var routes = BuildRoutes(app.Services);
+
+        // The metrics URLs serve /metrics and /health only (etcd's --listen-metrics-urls).
+        // (By port: a metrics URL on 0.0.0.0 is reached at the interface's own address.)
+        var metricsPorts = options.ListenMetricsUrls.Select(url => ArbiterServer.ParseEndpoint(url).Port)
+            .Except(options.ListenClientUrls.Select(url => ArbiterServer.ParseEndpoint(url).Port))
+            .ToHashSet();
+        RequestDelegate OnClientUrls(RequestDelegate serve) => http =>
+        {
+            if (metricsPorts.Contains(http.Connection.LocalPort))
+            {
+                http.Response.StatusCode = StatusCodes.Status404NotFound;
+                return Task.CompletedTask;
+            }
+
+            return serve(http);
+        };
+
         foreach (var prefix in Prefixes)
         {
             foreach (var (path, route) in routes)
             {
                 var served = prefix + path["/v3".Length..];
-                app.Map(served, http => ServeAsync(http, route, bodySizeBytesMax));
+                app.Map(served, OnClientUrls(http => ServeAsync(http, route, bodySizeBytesMax)));
             }
 
             // grpc-gateway's answer for an unknown path under its prefix.
-            app.Map(prefix + "/{**rest}", http => PlainAsync(http, StatusCodes.Status404NotFound, "Not Found\n"));
+            app.Map(prefix + "/{**rest}", OnClientUrls(http => PlainAsync(http, StatusCodes.Status404NotFound, "Not Found\n")));
         }
 
-        app.Map(RetiredPrefix + "/{**rest}", http => PlainAsync(http, StatusCodes.Status404NotFound, "404 page not found\n"));
-        app.MapGet(VersionPath, async http =>
+        app.Map(RetiredPrefix + "/{**rest}", OnClientUrls(http => PlainAsync(http, StatusCodes.Status404NotFound, "404 page not found\n")));
+        app.MapGet(VersionPath, OnClientUrls(async http =>
         {
             AddCorsHeaders(http.Response);
             http.Response.ContentType = "application/json";
             await http.Response.WriteAsync(VersionBody, http.RequestAborted).ConfigureAwait(false);
-        });
+        }));
     }
 
     /// <summary>The routes by their <c>/v3/…</c> path; where two methods share a path (etcd 3.4 gives HashKV Hash's path), the first declared serves it, as in etcd.</summary>
