@@ -152,6 +152,12 @@ public sealed class GatewayDifferentialTests(GatewayPair pair, ITestOutputHelper
         await t.PostAsync("/v3/election/leader", $$$"""{"name":"{{{B64("elect/e")}}}"}"""); // no leader yet
         await t.PostAsync("/v3/election/campaign", $$$"""{"name":"{{{B64("elect/e")}}}","value":"{{{B64("v1")}}}","lease":7201}""");
         await t.PostAsync("/v3/election/leader", $$$"""{"name":"{{{B64("elect/e")}}}"}""");
+        await using (var etcdObserver = await GatewayStream.OpenAsync(pair, pair.Etcd.Endpoint, "/v3/election/observe", $$$"""{"name":"{{{B64("elect/e")}}}"}"""))
+        await using (var arbiterObserver = await GatewayStream.OpenAsync(pair, pair.Arbiter.Endpoint, "/v3/election/observe", $$$"""{"name":"{{{B64("elect/e")}}}"}"""))
+        {
+            await t.CompareLinesAsync(etcdObserver, arbiterObserver, 1); // the current leader
+        }
+
         await t.PostAsync("/v3/election/proclaim", $$$"""{"leader":{"name":"{{{B64("elect/e")}}}","key":"{{{B64("elect/e/1c21")}}}","rev":"{rev+1}","lease":7201},"value":"{{{B64("v2")}}}"}""");
         await t.PostAsync("/v3/election/leader", $$$"""{"name":"{{{B64("elect/e")}}}"}""");
         await t.PostAsync("/v3/election/resign", $$$"""{"leader":{"name":"{{{B64("elect/e")}}}","key":"{{{B64("elect/e/1c21")}}}","rev":"{rev+1}","lease":7201}}""");
@@ -241,6 +247,28 @@ public sealed class GatewayDifferentialTests(GatewayPair pair, ITestOutputHelper
         output.WriteLine($"h2c: {overH2c}\nhttp/1.1: {overHttp11.Body}");
         Assert.Equal(overHttp11.Body, overH2c);
         Assert.Contains("\"count\":\"1\"", overH2c, StringComparison.Ordinal);
+    }
+
+    /// <summary><c>Grpc-Metadata-&lt;key&gt;</c> headers reach the call as metadata (here Arbiter's consistency level, which etcd does not have).</summary>
+    [Fact]
+    public async Task ArbiterPassesGrpcMetadataHeaders()
+    {
+        var body = $$$"""{"key":"{{{B64("meta/k")}}}"}""";
+        async Task<GatewayReply> RangeWithLevelAsync(string level)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, pair.Arbiter.Endpoint + "/v3/kv/range") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+            request.Headers.Add("Grpc-Metadata-Arbiter-Consistency", level);
+            using var response = await pair.Http.SendAsync(request);
+            return new GatewayReply((int)response.StatusCode, response.Content.Headers.ContentType?.ToString() ?? string.Empty, await response.Content.ReadAsStringAsync());
+        }
+
+        var refused = await RangeWithLevelAsync("no-such-level");
+        output.WriteLine(refused.ToString());
+        Assert.Equal(400, refused.Status);
+        Assert.Contains("\"code\":3", refused.Body, StringComparison.Ordinal);
+        Assert.Contains("arbiter: invalid consistency level", refused.Body, StringComparison.Ordinal);
+        var served = await RangeWithLevelAsync("serializable");
+        Assert.Equal(200, served.Status);
     }
 
     private static string B64(string text) => Convert.ToBase64String(Encoding.UTF8.GetBytes(text));
