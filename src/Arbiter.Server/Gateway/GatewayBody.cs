@@ -6,8 +6,9 @@ using Grpc.Core;
 namespace Arbiter.Server.Gateway;
 
 /// <summary>
-/// A request body as grpc-gateway reads it: a sequence of JSON objects (one for a unary call, each
-/// one a message of the request stream for a streaming call); an empty body is an empty message.
+/// A request body as grpc-gateway reads it: a sequence of JSON objects (one for a unary call, where
+/// an empty body is the empty message; each one a message of the request stream for a bidirectional
+/// call, where an empty body is no message).
 /// Field names may be the proto's or their lowerCamelCase form; unknown fields are ignored, as etcd's
 /// gateway ignores them.
 /// </summary>
@@ -15,9 +16,25 @@ internal static class GatewayBody
 {
     private static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
 
-    /// <summary>The messages in <paramref name="body"/> (at most <paramref name="countMax"/>; the rest is not read, as Go's decoder leaves it).</summary>
+    /// <summary>A unary call's request: the body's first JSON object (the rest is not read, as Go's decoder leaves it), or the empty message for an empty body.</summary>
     /// <exception cref="RpcException">InvalidArgument, with Go's text where it is known, when the body is not JSON or not the message.</exception>
-    public static List<IMessage> Parse(ReadOnlyMemory<byte> body, MessageDescriptor descriptor, int countMax)
+    public static IMessage ParseOne(ReadOnlyMemory<byte> body, MessageDescriptor descriptor)
+    {
+        var (messages, error) = ParseMany(body, descriptor, countMax: 1);
+        if (error is not null)
+        {
+            throw error;
+        }
+
+        // Go's decoder meets io.EOF on an empty body; grpc-gateway then sends the empty message.
+        return messages.Count > 0 ? messages[0] : descriptor.Parser.ParseFrom(ByteString.Empty);
+    }
+
+    /// <summary>
+    /// A stream's requests: the body's JSON objects up to the first that does not parse (at most
+    /// <paramref name="countMax"/>), and that failure, if any. An empty body is no request at all.
+    /// </summary>
+    public static (List<IMessage> Messages, RpcException? Error) ParseMany(ReadOnlyMemory<byte> body, MessageDescriptor descriptor, int countMax)
     {
         var messages = new List<IMessage>();
         var reader = new Utf8JsonReader(body.Span, new JsonReaderOptions { AllowMultipleValues = true, MaxDepth = 64 });
@@ -38,7 +55,7 @@ internal static class GatewayBody
             }
             catch (JsonException e)
             {
-                throw Invalid(GoSyntaxError(e, body));
+                return (messages, Invalid(GoSyntaxError(e, body)));
             }
 
             var json = System.Text.Encoding.UTF8.GetString(body.Span[(int)start..(int)end]);
@@ -48,17 +65,11 @@ internal static class GatewayBody
             }
             catch (Exception e) when (e is InvalidProtocolBufferException or InvalidJsonException or FormatException or OverflowException)
             {
-                throw Invalid(e.Message);
+                return (messages, Invalid(e.Message));
             }
         }
 
-        if (messages.Count == 0)
-        {
-            // Go's decoder meets io.EOF on an empty body; grpc-gateway then sends the empty message.
-            messages.Add(descriptor.Parser.ParseFrom(ByteString.Empty));
-        }
-
-        return messages;
+        return (messages, null);
     }
 
     private static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));

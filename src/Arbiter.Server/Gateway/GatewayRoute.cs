@@ -76,7 +76,7 @@ internal abstract class GatewayRoute(MethodDescriptor descriptor, string fullNam
             var context = new GatewayCallContext(http, FullName);
             try
             {
-                var request = (TRequest)GatewayBody.Parse(body, Descriptor.InputType, countMax: 1)[0];
+                var request = (TRequest)GatewayBody.ParseOne(body, Descriptor.InputType);
                 var response = await call(request, context).ConfigureAwait(false);
                 http.Response.StatusCode = StatusCodes.Status200OK;
                 http.Response.ContentType = "application/json";
@@ -99,11 +99,14 @@ internal abstract class GatewayRoute(MethodDescriptor descriptor, string fullNam
         /// <inheritdoc />
         public override async Task HandleAsync(HttpContext http, ReadOnlyMemory<byte> body)
         {
+            // grpc-gateway sets these before the first response (sent with it, or with the end).
+            http.Response.StatusCode = StatusCodes.Status200OK;
+            http.Response.ContentType = "application/json";
             var context = new GatewayCallContext(http, FullName);
             using var writer = new ResponseStream<TResponse>(http.Response);
             try
             {
-                var request = (TRequest)GatewayBody.Parse(body, Descriptor.InputType, countMax: 1)[0];
+                var request = (TRequest)GatewayBody.ParseOne(body, Descriptor.InputType);
                 await call(request, writer, context).ConfigureAwait(false);
             }
             catch (Exception e) when (!(e is OperationCanceledException && http.RequestAborted.IsCancellationRequested))
@@ -129,11 +132,23 @@ internal abstract class GatewayRoute(MethodDescriptor descriptor, string fullNam
         /// <inheritdoc />
         public override async Task HandleAsync(HttpContext http, ReadOnlyMemory<byte> body)
         {
+            var (messages, error) = GatewayBody.ParseMany(body, Descriptor.InputType, MessagesPerBodyMax);
+            if (messages.Count == 0 && error is not null)
+            {
+                // grpc-gateway fails the call when the first request does not decode, with code
+                // Unknown (a plain Go error); a later one only ends the request stream.
+                await WriteErrorAsync(http.Response, new Status(StatusCode.Unknown, error.Status.Detail)).ConfigureAwait(false);
+                return;
+            }
+
+            // grpc-gateway sets these before the first response (sent with it, or with the end).
+            http.Response.StatusCode = StatusCodes.Status200OK;
+            http.Response.ContentType = "application/json";
             var context = new GatewayCallContext(http, FullName);
             using var writer = new ResponseStream<TResponse>(http.Response);
             try
             {
-                var requests = GatewayBody.Parse(body, Descriptor.InputType, MessagesPerBodyMax).Cast<TRequest>().ToList();
+                var requests = messages.Cast<TRequest>().ToList();
                 var reader = new RequestStream<TRequest>(requests, holdRequestStreamOpen);
                 await call(reader, writer, context).ConfigureAwait(false);
             }

@@ -97,6 +97,9 @@ public sealed class GatewayDifferentialTests(GatewayPair pair, ITestOutputHelper
         await t.StreamAsync("/v3/lease/keepalive", """{"ID":7001}""", lines: 1, expectEnd: true);
         await t.StreamAsync("/v3/lease/keepalive", """{"ID":7001}{"ID":"7002"}""", lines: 2, expectEnd: true);
         await t.StreamAsync("/v3/lease/keepalive", """{"ID":9999}""", lines: 1, expectEnd: true);
+        await t.StreamAsync("/v3/lease/keepalive", string.Empty, lines: 0, expectEnd: true); // no request: the stream just ends
+        await t.StreamAsync("/v3/lease/keepalive", """{"ID":7001}xyz""", lines: 1, expectEnd: true); // a bad later request ends the request stream
+        await t.PostAsync("/v3/lease/keepalive", "xyz"); // a bad first request fails the call (code Unknown)
         await t.PostAsync("/v3/lease/revoke", """{"ID":7001}""");
         await t.PostAsync("/v3/lease/revoke", """{"ID":7001}"""); // not found
         await t.PostAsync("/v3/kv/lease/revoke", """{"ID":7002}""");
@@ -117,6 +120,7 @@ public sealed class GatewayDifferentialTests(GatewayPair pair, ITestOutputHelper
         await t.PostAsync("/v3/kv/put", $$$"""{"key":"{{{B64("watch/k")}}}","value":"{{{B64("new")}}}"}""");
         await t.PostAsync("/v3/kv/deleterange", $$$"""{"key":"{{{B64("watch/k")}}}"}""");
         await t.CompareLinesAsync(etcd, arbiter, 2); // the put and the delete, with prev_kv
+        await t.PostAsync("/v3/watch", "{\"create_request\":"); // a cut-off first request fails the call
     }
 
     [Fact]
