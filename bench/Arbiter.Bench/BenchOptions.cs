@@ -169,9 +169,10 @@ public sealed record BenchOptions
 
         foreach (var workload in options.Workloads)
         {
-            if (!Bench.Workloads.WorkloadCatalog.Names.Contains(workload) && !Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames.Contains(workload))
+            if (!Bench.Workloads.WorkloadCatalog.Names.Contains(workload) && !Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames.Contains(workload)
+                && !Bench.Workloads.WorkloadCatalog.GatewayNames.Contains(workload))
             {
-                throw new ArgumentException($"unknown workload '{workload}'; known: {string.Join(", ", Bench.Workloads.WorkloadCatalog.Names.Concat(Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames))}");
+                throw new ArgumentException($"unknown workload '{workload}'; known: {string.Join(", ", Bench.Workloads.WorkloadCatalog.Names.Concat(Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames).Concat(Bench.Workloads.WorkloadCatalog.GatewayNames))}");
             }
         }
 

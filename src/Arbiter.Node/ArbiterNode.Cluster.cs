@@ -30,7 +30,8 @@ public sealed partial class ArbiterNode
     /// </summary>
     public async Task<MemberListResponse> MemberListAsync(CancellationToken cancellationToken = default)
     {
-        var response = new MemberListResponse { Header = NewHeader(Revision) };
+        // etcd's cluster server fills cluster id, member id and term, not the revision.
+        var response = new MemberListResponse { Header = NewHeader() };
         if (_raft is null)
         {
             response.Members.Add(Self());

@@ -43,8 +43,9 @@ public sealed partial class ArbiterNode
         if (request.Action == AlarmRequest.Types.AlarmAction.Get)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var (alarms, revision) = _host.Read(s => (s.Alarms, s.Revision));
-            var listed = new AlarmResponse { Header = NewHeader(revision) };
+            // etcd answers a listing without a response header.
+            var alarms = _host.Read(s => s.Alarms);
+            var listed = new AlarmResponse();
             listed.Alarms.AddRange(alarms.Where(a => request.Alarm == AlarmType.None || a.Alarm == request.Alarm));
             return listed;
         }

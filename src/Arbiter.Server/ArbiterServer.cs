@@ -2,6 +2,7 @@ using System.Net;
 using Arbiter.Node;
 using Arbiter.Node.Metrics;
 using Arbiter.Server.Concurrency;
+using Arbiter.Server.Gateway;
 using Arbiter.Server.Http2;
 using Arbiter.Server.Metrics;
 using Arbiter.Server.Services;
@@ -29,7 +30,8 @@ public static class ArbiterServer
 
     /// <summary>
     /// Builds the web application: Kestrel on the client URLs (HTTP/2 without TLS, as etcd's
-    /// plain client port), the etcd services, v3lock, v3election and grpc.health.v1; <c>/metrics</c>
+    /// plain client port), the etcd services, v3lock, v3election and grpc.health.v1, and etcd's
+    /// HTTP/JSON gateway (<see cref="JsonGateway"/>: <c>/v3/…</c>, <c>/v3beta/…</c>, <c>/version</c>); <c>/metrics</c>
     /// (Prometheus text, through OpenTelemetry's exporter) and <c>/health</c> on the client URLs and
     /// on the metrics URLs.
     /// </summary>
@@ -110,6 +112,7 @@ public static class ArbiterServer
         app.MapGrpcService<CrdtPeerService>();
         app.MapPrometheusScrapingEndpoint(MetricsPath);
         app.MapGet(HealthPath, context => HealthEndpoint.HandleAsync(context, node));
+        app.MapJsonGateway(node, options);
         return app;
     }
 

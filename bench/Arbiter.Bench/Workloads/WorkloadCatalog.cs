@@ -15,6 +15,12 @@ public static class WorkloadCatalog
     /// </summary>
     public static IReadOnlyList<string> ArbiterOnlyNames { get; } = ["range-session", "range-bounded", "crdt-increment"];
 
+    /// <summary>
+    /// Workloads through etcd's HTTP/JSON gateway (HTTP/1.1, first endpoint only), run only when
+    /// named: <c>gateway-put</c>, <c>gateway-range</c>.
+    /// </summary>
+    public static IReadOnlyList<string> GatewayNames { get; } = ["gateway-put", "gateway-range"];
+
     /// <summary>A fresh instance of workload <paramref name="name"/>.</summary>
     public static Workload Create(string name) => name switch
     {
@@ -31,6 +37,8 @@ public static class WorkloadCatalog
         "lease" => new LeaseWorkload(),
         "crdt-increment" => new CrdtIncrementWorkload(),
         "cas-counter" => new CasCounterWorkload(),
+        "gateway-put" => new GatewayWorkload("put"),
+        "gateway-range" => new GatewayWorkload("range"),
         _ => throw new ArgumentException($"unknown workload '{name}'", nameof(name)),
     };
 }

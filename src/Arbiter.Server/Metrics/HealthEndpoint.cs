@@ -24,7 +24,8 @@ public static class HealthEndpoint
         ArgumentNullException.ThrowIfNull(node);
         var healthy = await IsHealthyAsync(node, context.RequestAborted).ConfigureAwait(false);
         context.Response.StatusCode = healthy ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
-        context.Response.ContentType = "application/json";
+        // etcd writes no Content-Type; Go then sniffs the JSON text as text/plain.
+        context.Response.ContentType = "text/plain; charset=utf-8";
         await context.Response.WriteAsync(healthy ? "{\"health\":\"true\"}" : "{\"health\":\"false\"}", context.RequestAborted).ConfigureAwait(false);
     }
 

@@ -23,7 +23,10 @@ public sealed class ElectionService(NodeRecipes recipes, ServerShutdown shutdown
     private ArbiterNode Node => recipes.Node;
 
     /// <inheritdoc />
-    public override async Task<CampaignResponse> Campaign(CampaignRequest request, ServerCallContext context)
+    public override Task<CampaignResponse> Campaign(CampaignRequest request, ServerCallContext context) =>
+        RecipeErrors.AsClientErrorsAsync(CampaignCoreAsync(request, context));
+
+    private async Task<CampaignResponse> CampaignCoreAsync(CampaignRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         using var lifetime = shutdown.Link(context);
@@ -70,7 +73,10 @@ public sealed class ElectionService(NodeRecipes recipes, ServerShutdown shutdown
     }
 
     /// <inheritdoc />
-    public override async Task<ProclaimResponse> Proclaim(ProclaimRequest request, ServerCallContext context)
+    public override Task<ProclaimResponse> Proclaim(ProclaimRequest request, ServerCallContext context) =>
+        RecipeErrors.AsClientErrorsAsync(ProclaimCoreAsync(request, context));
+
+    private async Task<ProclaimResponse> ProclaimCoreAsync(ProclaimRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         var leader = request.Leader ?? throw new EtcdException(MissingLeaderKey);
@@ -79,7 +85,10 @@ public sealed class ElectionService(NodeRecipes recipes, ServerShutdown shutdown
     }
 
     /// <inheritdoc />
-    public override async Task<ResignResponse> Resign(ResignRequest request, ServerCallContext context)
+    public override Task<ResignResponse> Resign(ResignRequest request, ServerCallContext context) =>
+        RecipeErrors.AsClientErrorsAsync(ResignCoreAsync(request, context));
+
+    private async Task<ResignResponse> ResignCoreAsync(ResignRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         var leader = request.Leader ?? throw new EtcdException(MissingLeaderKey);
@@ -88,7 +97,10 @@ public sealed class ElectionService(NodeRecipes recipes, ServerShutdown shutdown
     }
 
     /// <inheritdoc />
-    public override async Task<LeaderResponse> Leader(LeaderRequest request, ServerCallContext context)
+    public override Task<LeaderResponse> Leader(LeaderRequest request, ServerCallContext context) =>
+        RecipeErrors.AsClientErrorsAsync(LeaderCoreAsync(request, context));
+
+    private async Task<LeaderResponse> LeaderCoreAsync(LeaderRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         var response = await Node.RangeAsync(LockService.FirstCreated(Prefix(request.Name)), context.CancellationToken).ConfigureAwait(false);

@@ -20,7 +20,10 @@ public sealed class LockService(NodeRecipes recipes, ServerShutdown shutdown) : 
     private ArbiterNode Node => recipes.Node;
 
     /// <inheritdoc />
-    public override async Task<LockResponse> Lock(LockRequest request, ServerCallContext context)
+    public override Task<LockResponse> Lock(LockRequest request, ServerCallContext context) =>
+        RecipeErrors.AsClientErrorsAsync(LockCoreAsync(request, context));
+
+    private async Task<LockResponse> LockCoreAsync(LockRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         using var lifetime = shutdown.Link(context);
@@ -62,7 +65,10 @@ public sealed class LockService(NodeRecipes recipes, ServerShutdown shutdown) : 
     }
 
     /// <inheritdoc />
-    public override async Task<UnlockResponse> Unlock(UnlockRequest request, ServerCallContext context)
+    public override Task<UnlockResponse> Unlock(UnlockRequest request, ServerCallContext context) =>
+        RecipeErrors.AsClientErrorsAsync(UnlockCoreAsync(request, context));
+
+    private async Task<UnlockResponse> UnlockCoreAsync(UnlockRequest request, ServerCallContext context)
     {
         ArgumentNullException.ThrowIfNull(request);
         var response = await Node.DeleteRangeAsync(new DeleteRangeRequest { Key = request.Key }, context.CancellationToken).ConfigureAwait(false);
