@@ -57,7 +57,7 @@ internal sealed class ClientTls
             {
                 certificate = X509Certificate2.CreateFromPemFile(options.CertFile, options.KeyFile);
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException)
             {
                 throw new TlsConfigurationException($"CertFile {options.CertFile} and KeyFile {options.KeyFile} do not make a certificate with its key: {e.Message}");
             }

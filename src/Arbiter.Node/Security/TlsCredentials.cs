@@ -51,7 +51,7 @@ public sealed class TlsCredentials : IDisposable
         {
             certificate = X509Certificate2.CreateFromPem(certText, keyText);
         }
-        catch (CryptographicException e)
+        catch (Exception e) when (e is CryptographicException or ArgumentException)
         {
             throw new TlsConfigurationException($"--{flagPrefix}cert-file {certFile} and --{flagPrefix}key-file {keyFile} do not make a certificate with its key (a PEM certificate and the PEM private key that matches it are needed): {e.Message}");
         }
