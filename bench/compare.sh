@@ -11,6 +11,8 @@
 #   DURATION_S=10 CLIENT_COUNTS="1 16" WORKLOADS="put txn" bench/compare.sh
 #   KEY_SPACE=1 WORKLOADS="put cas-counter crdt-increment" bench/compare.sh   (one hot counter: the
 #                                              eventual tier's increments next to etcd's compare-and-swap)
+#   TLS=1 CLIENT_COUNTS=16 WORKLOADS="put range-linearizable" bench/compare.sh   (both servers with the
+#                                              same throw-away certificates, clients over mutual TLS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -28,6 +30,9 @@ WORKLOADS=${WORKLOADS:-"put range-linearizable range-serializable txn mixed lock
 KEY_SPACE=${KEY_SPACE:-1000}
 LOCK_KEY_SPACE=${LOCK_KEY_SPACE:-8}
 VALUE_SIZE=${VALUE_SIZE:-256}
+# 1: both servers also listen on https with the same certificates (client-cert-auth) and every
+# measured and warm-up run goes over mutual TLS; readiness checks use the plain URL.
+TLS=${TLS:-0}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/bench/results/$STAMP}
 # Server data lives on the repository's disk (not a tmpfs), so fsync costs what it costs here.
@@ -54,20 +59,38 @@ ETCD_PEER_PORT=$(free_port)
 ARBITER_PORT=$(free_port)
 ETCD_URL=http://127.0.0.1:$ETCD_PORT
 ARBITER_URL=http://127.0.0.1:$ARBITER_PORT
+ETCD_LISTEN=$ETCD_URL
+ARBITER_LISTEN=$ARBITER_URL
+SERVER_TLS=()
+CLIENT_TLS=()
+if [ "$TLS" = "1" ]; then
+  dotnet "$ARBITER_DLL" cert --dir "$WORK/tls" >/dev/null
+  ETCD_TLS_URL=https://127.0.0.1:$(free_port)
+  ARBITER_TLS_URL=https://127.0.0.1:$(free_port)
+  ETCD_LISTEN=$ETCD_URL,$ETCD_TLS_URL
+  ARBITER_LISTEN=$ARBITER_URL,$ARBITER_TLS_URL
+  SERVER_TLS=(--cert-file "$WORK/tls/server.crt" --key-file "$WORK/tls/server.key" --trusted-ca-file "$WORK/tls/ca.crt" --client-cert-auth)
+  CLIENT_TLS=(--cacert "$WORK/tls/ca.crt" --cert "$WORK/tls/client.crt" --key "$WORK/tls/client.key")
+fi
 
-log "starting etcd on $ETCD_URL and Arbiter on $ARBITER_URL (data in $WORK)"
+log "starting etcd on $ETCD_LISTEN and Arbiter on $ARBITER_LISTEN (data in $WORK)"
 etcd --name bench --data-dir "$WORK/etcd" \
-  --listen-client-urls "$ETCD_URL" --advertise-client-urls "$ETCD_URL" \
+  --listen-client-urls "$ETCD_LISTEN" --advertise-client-urls "$ETCD_LISTEN" \
   --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
   --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-  --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" >"$OUT/etcd.log" 2>&1 &
+  --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" "${SERVER_TLS[@]}" >"$OUT/etcd.log" 2>&1 &
 ETCD_PID=$!
-dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$ARBITER_URL" \
-  --log-level warn >"$OUT/arbiter.log" 2>&1 &
+dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$ARBITER_LISTEN" \
+  --log-level warn "${SERVER_TLS[@]}" >"$OUT/arbiter.log" 2>&1 &
 ARBITER_PID=$!
 
 wait_endpoint_ready "$ETCD_URL" "$ETCD_PID" 100
 wait_endpoint_ready "$ARBITER_URL" "$ARBITER_PID" 100
+if [ "$TLS" = "1" ]; then
+  # Measure over TLS from here on.
+  ETCD_URL=$ETCD_TLS_URL
+  ARBITER_URL=$ARBITER_TLS_URL
+fi
 
 log "probing the machine"
 dotnet "$BENCH_DLL" probe --dir "$WORK" --out "$OUT/probe.json" >/dev/null
@@ -92,13 +115,14 @@ DISK_DEV=$(df --output=source "$WORK" | tail -1)
   echo "| loopback TCP RTT | p50 $(probe loopbackRttMs p50) ms, p99 $(probe loopbackRttMs p99) ms |"
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| cell | ${WARMUP_S} s warm-up + ${DURATION_S} s measured; key space $KEY_SPACE (locks: $LOCK_KEY_SPACE names), values $VALUE_SIZE B |"
+  echo "| client TLS | $([ "$TLS" = "1" ] && echo "on: https with client-cert-auth, same throw-away ECDSA P-256 certificates for both" || echo off) |"
   echo "| servers warmed up first | every workload, ${WARMUP_ALL_S} s per server (half at 1 client, half at 16), not measured |"
 } >"$OUT/machine.md"
 
 run_cell() { # system url pid workload clients
   local system=$1 url=$2 pid=$3 workload=$4 clients=$5
   local args=(--workload "$workload" --duration "$DURATION_S" --warmup "$WARMUP_S" --value-size "$VALUE_SIZE"
-    --endpoints "$url" --label "$system" --server-pid "$pid" --out "$OUT/raw/$workload-c$clients-$system.json")
+    --endpoints "$url" --label "$system" --server-pid "$pid" --out "$OUT/raw/$workload-c$clients-$system.json" "${CLIENT_TLS[@]}")
   local connections=$((clients < 4 ? clients : 4))
   case "$workload" in
     watch) args+=(--clients 1 --watchers "$clients" --connections "$connections" --key-space "$KEY_SPACE") ;;
@@ -123,9 +147,9 @@ warm_up() { # system url
     for clients in 1 16; do
       case "$workload" in
         watch) dotnet "$BENCH_DLL" run --workload watch --clients 1 --watchers "$clients" --connections 4 --key-space "$KEY_SPACE" \
-          --duration "$half_s" --warmup 0 --value-size "$VALUE_SIZE" --endpoints "$2" --quiet >/dev/null 2>&1 || true ;;
+          --duration "$half_s" --warmup 0 --value-size "$VALUE_SIZE" --endpoints "$2" "${CLIENT_TLS[@]}" --quiet >/dev/null 2>&1 || true ;;
         *) dotnet "$BENCH_DLL" run --workload "$workload" --clients "$clients" --connections 4 --key-space "$KEY_SPACE" \
-          --duration "$half_s" --warmup 0 --value-size "$VALUE_SIZE" --endpoints "$2" --quiet >/dev/null 2>&1 || true ;;
+          --duration "$half_s" --warmup 0 --value-size "$VALUE_SIZE" --endpoints "$2" "${CLIENT_TLS[@]}" --quiet >/dev/null 2>&1 || true ;;
       esac
     done
   done

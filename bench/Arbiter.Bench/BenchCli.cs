@@ -51,7 +51,7 @@ public static class BenchCli
     {
         ArgumentNullException.ThrowIfNull(options);
         var results = new List<WorkloadResult>();
-        using var connections = new EtcdConnections(options.Endpoints, options.Connections);
+        using var connections = new EtcdConnections(options.Endpoints, options.Connections, options.CaFile, options.CertFile, options.KeyFile);
         foreach (var name in options.Workloads)
         {
             var workload = WorkloadCatalog.Create(name);

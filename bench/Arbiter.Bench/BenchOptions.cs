@@ -62,6 +62,15 @@ public sealed record BenchOptions
     /// <summary>Smoke mode: every workload, a few hundred operations each, no warm-up.</summary>
     public bool Smoke { get; init; }
 
+    /// <summary>PEM CA bundle for https endpoints (etcdctl's <c>--cacert</c>); null: none.</summary>
+    public string? CaFile { get; init; }
+
+    /// <summary>PEM client certificate for mutual TLS (etcdctl's <c>--cert</c>).</summary>
+    public string? CertFile { get; init; }
+
+    /// <summary>PEM private key of <see cref="CertFile"/> (etcdctl's <c>--key</c>).</summary>
+    public string? KeyFile { get; init; }
+
     /// <summary>Process id of the server under test (same machine): its CPU time over the measured window is recorded.</summary>
     public int ServerPid { get; init; }
 
@@ -79,6 +88,7 @@ public sealed record BenchOptions
 
         run options:
           --endpoints URL[,URL]   etcd v3 client URLs                 (http://127.0.0.1:2379)
+          --cacert/--cert/--key F TLS for https endpoints, as etcdctl's
           --workload NAME[,NAME]  put | range-linearizable | range-serializable | range-session |
                                   range-bounded | txn | mixed |
                                   lock-service | lock-recipe | watch | lease | all     (put)
@@ -118,6 +128,9 @@ public sealed record BenchOptions
             options = name switch
             {
                 "--endpoints" => options with { Endpoints = SplitList(Value()) },
+                "--cacert" => options with { CaFile = Value() },
+                "--cert" => options with { CertFile = Value() },
+                "--key" => options with { KeyFile = Value() },
                 "--workload" or "--workloads" => options with { Workloads = SplitList(Value()) },
                 "--clients" => options with { Clients = PositiveInt(name, Value()) },
                 "--connections" => options with { Connections = PositiveInt(name, Value()) },

@@ -7,4 +7,5 @@ root.Subcommands.Add(LocalClusterCommand.Create());
 root.Subcommands.Add(VerifyCommand.Create());
 root.Subcommands.Add(TransactionsCommand.Create());
 root.Subcommands.Add(SnapshotCommand.Create());
+root.Subcommands.Add(CertCommand.Create());
 return await root.Parse(args).InvokeAsync().ConfigureAwait(false);

@@ -36,11 +36,17 @@ public sealed class ArbiterClient : IAsyncDisposable
     /// <summary>Deadlines, retries and session defaults.</summary>
     public ArbiterClientOptions Options { get; }
 
-    /// <summary>Connects over gRPC to <paramref name="options"/>' endpoints (failover in order).</summary>
+    /// <summary>
+    /// Connects over gRPC to <paramref name="options"/>' endpoints (failover in order); https
+    /// endpoints use <see cref="ArbiterClientOptions.CaFile"/>, <see cref="ArbiterClientOptions.CertFile"/>
+    /// and <see cref="ArbiterClientOptions.KeyFile"/> as etcdctl's <c>--cacert/--cert/--key</c>.
+    /// Throws <see cref="Node.Security.TlsConfigurationException"/> when a TLS file is missing or wrong.
+    /// </summary>
     public static ArbiterClient Connect(ArbiterClientOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints]), options);
+        var tls = ClientTls.Load(options);
+        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints], tls is null ? null : tls.CreateHandler), options);
     }
 
     /// <summary>Connects over gRPC to <paramref name="endpoints"/> with default options.</summary>

@@ -21,6 +21,18 @@ public sealed class ArbiterClientOptions
     /// </summary>
     public Node.Consistency.ReadConsistency? DefaultReadConsistency { get; set; }
 
+    /// <summary>
+    /// PEM CA bundle the server's certificate must chain to on https endpoints (etcdctl's
+    /// <c>--cacert</c>); null: the system's trusted roots. The host name is checked too.
+    /// </summary>
+    public string? CaFile { get; set; }
+
+    /// <summary>PEM client certificate for mutual TLS (etcdctl's <c>--cert</c>); needs <see cref="KeyFile"/>.</summary>
+    public string? CertFile { get; set; }
+
+    /// <summary>PEM private key of <see cref="CertFile"/> (etcdctl's <c>--key</c>).</summary>
+    public string? KeyFile { get; set; }
+
     /// <summary>Default TTL of sessions (and so of locks and registrations) in seconds; etcd's default is 60.</summary>
     public int SessionTtlSeconds { get; set; } = 60;
 }

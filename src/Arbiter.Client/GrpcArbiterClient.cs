@@ -25,6 +25,16 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
 
     /// <summary>Connects to the first of <paramref name="endpoints"/> and fails over to the others in turn.</summary>
     public GrpcArbiterClient(IReadOnlyList<string> endpoints)
+        : this(endpoints, createHandler: null)
+    {
+    }
+
+    /// <summary>
+    /// Connects to the first of <paramref name="endpoints"/> and fails over to the others in turn,
+    /// each channel over a handler from <paramref name="createHandler"/> (e.g. with TLS settings;
+    /// null: the default handler).
+    /// </summary>
+    public GrpcArbiterClient(IReadOnlyList<string> endpoints, Func<HttpMessageHandler>? createHandler)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         if (endpoints.Count == 0)
@@ -32,7 +42,13 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
             throw new ArgumentException("at least one endpoint is needed", nameof(endpoints));
         }
 
-        _endpoints = [.. endpoints.Select(e => new Endpoint(GrpcChannel.ForAddress(e, new GrpcChannelOptions { MaxReceiveMessageSize = null, MaxSendMessageSize = null })))];
+        _endpoints = [.. endpoints.Select(e => new Endpoint(GrpcChannel.ForAddress(e, new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = null,
+            MaxSendMessageSize = null,
+            HttpHandler = createHandler?.Invoke(),
+            DisposeHttpClient = true,
+        })))];
     }
 
     /// <summary>Uses an existing channel (it is disposed with the client).</summary>

@@ -14,7 +14,8 @@ public static class ArbiterServiceCollectionExtensions
     /// <summary>
     /// Registers a singleton <see cref="ArbiterClient"/> (gRPC, options bound from
     /// <paramref name="configuration"/>, e.g. the "Arbiter" section: <c>Endpoints</c>, <c>CallTimeoutMs</c>,
-    /// <c>RetryAttemptsMax</c>, <c>SessionTtlSeconds</c>), and <see cref="IDistributedLockProvider"/>.
+    /// <c>RetryAttemptsMax</c>, <c>SessionTtlSeconds</c>, and for https endpoints <c>CaFile</c>, <c>CertFile</c>,
+    /// <c>KeyFile</c>), and <see cref="IDistributedLockProvider"/>.
     /// </summary>
     public static IServiceCollection AddArbiter(this IServiceCollection services, IConfiguration configuration, Action<ArbiterClientOptions>? configure = null)
     {
@@ -33,6 +34,9 @@ public static class ArbiterServiceCollectionExtensions
                 o.RetryAttemptsMax = configuration.GetValue(nameof(ArbiterClientOptions.RetryAttemptsMax), o.RetryAttemptsMax);
                 o.RetryDelayMs = configuration.GetValue(nameof(ArbiterClientOptions.RetryDelayMs), o.RetryDelayMs);
                 o.SessionTtlSeconds = configuration.GetValue(nameof(ArbiterClientOptions.SessionTtlSeconds), o.SessionTtlSeconds);
+                o.CaFile = configuration[nameof(ArbiterClientOptions.CaFile)] ?? o.CaFile;
+                o.CertFile = configuration[nameof(ArbiterClientOptions.CertFile)] ?? o.CertFile;
+                o.KeyFile = configuration[nameof(ArbiterClientOptions.KeyFile)] ?? o.KeyFile;
                 configure?.Invoke(o);
             });
         return services.AddArbiterCore(sp => ArbiterClient.Connect(sp.GetRequiredService<IOptions<ArbiterClientOptions>>().Value));

@@ -32,8 +32,10 @@ public sealed partial class ArbiterNode
     {
         var members = await _raft!.ListMembersAsync(cancellationToken).ConfigureAwait(false);
         return members
-            .Where(m => m.ID != MemberId && m.ClientURLs.Count > 0)
-            .Select(m => new CrdtPeerMember(m.ID, m.ClientURLs[0]))
+            .Where(m => m.ID != MemberId)
+            .Select(m => (m.ID, Url: _raft.PeerClientUrl(string.Join(',', m.ClientURLs))))
+            .Where(m => m.Url is not null)
+            .Select(m => new CrdtPeerMember(m.ID, m.Url!))
             .ToList();
     }
 

@@ -64,6 +64,22 @@ public sealed record NodeOptions
     /// <summary>The wall clock the eventual tier's hybrid logical clock reads (nothing else does).</summary>
     public Arbiter.Node.Crdt.IWallClock WallClock { get; init; } = Arbiter.Node.Crdt.SystemWallClock.Instance;
 
+    /// <summary>
+    /// TLS on the client port (<c>--cert-file</c>, <c>--key-file</c>, <c>--trusted-ca-file</c>,
+    /// <c>--client-cert-auth</c>); null: none. The server serves it on https client URLs; a member
+    /// also uses its CAs to check another member's client port when it forwards a request there.
+    /// </summary>
+    public Security.TlsCredentials? ClientTls { get; init; }
+
+    /// <summary>
+    /// TLS between members (<c>--peer-cert-file</c>, <c>--peer-key-file</c>,
+    /// <c>--peer-trusted-ca-file</c>, <c>--peer-client-cert-auth</c>); null: members talk in clear.
+    /// Covers the Raft transport, and the calls a member makes to another's client port (forwarded
+    /// proposals and reads, CRDT anti-entropy), which then need an https client URL and are refused
+    /// without a certificate from the peer CA.
+    /// </summary>
+    public Security.TlsCredentials? PeerTls { get; init; }
+
     /// <summary>The eventual tier (CRDT replica) on this member.</summary>
     public Arbiter.Node.Crdt.CrdtOptions Crdt { get; init; } = new();
 }

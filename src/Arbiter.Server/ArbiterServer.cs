@@ -5,6 +5,7 @@ using Arbiter.Server.Concurrency;
 using Arbiter.Server.Gateway;
 using Arbiter.Server.Http2;
 using Arbiter.Server.Metrics;
+using Arbiter.Server.Security;
 using Arbiter.Server.Services;
 using Arbiter.Storage;
 using Microsoft.AspNetCore.Builder;
@@ -29,9 +30,10 @@ public static class ArbiterServer
     public const string HealthPath = "/health";
 
     /// <summary>
-    /// Builds the web application: Kestrel on the client URLs (HTTP/2 without TLS, as etcd's
-    /// plain client port), the etcd services, v3lock, v3election and grpc.health.v1, and etcd's
-    /// HTTP/JSON gateway (<see cref="JsonGateway"/>: <c>/v3/…</c>, <c>/v3beta/…</c>, <c>/version</c>); <c>/metrics</c>
+    /// Builds the web application: Kestrel on the client URLs (HTTP/2 without TLS on http URLs, as
+    /// etcd's plain client port; TLS with ALPN on https URLs, mutual with --client-cert-auth), the
+    /// etcd services, v3lock, v3election and grpc.health.v1, and etcd's HTTP/JSON gateway
+    /// (<see cref="JsonGateway"/>: <c>/v3/…</c>, <c>/v3beta/…</c>, <c>/version</c>); <c>/metrics</c>
     /// (Prometheus text, through OpenTelemetry's exporter) and <c>/health</c> on the client URLs and
     /// on the metrics URLs.
     /// </summary>
@@ -51,11 +53,21 @@ public static class ArbiterServer
             kestrel.Limits.Http2.MaxStreamsPerConnection = 10_000;
             foreach (var url in options.ListenClientUrls)
             {
-                var endpoint = ParseEndpoint(url);
+                var (endpoint, secure) = ParseListenUrl(url);
                 kestrel.Listen(endpoint, listen =>
                 {
-                    // gRPC over h2c (prior knowledge), and HTTP/1.1 for /metrics and /health as on etcd's client port.
-                    listen.UseHttp1AndPriorKnowledgeHttp2();
+                    if (secure)
+                    {
+                        // TLS with ALPN: h2 for gRPC, http/1.1 for /metrics and /health.
+                        var tls = node.Options.ClientTls ?? throw new ArgumentException($"'{url}': an https client URL needs --cert-file and --key-file", nameof(options));
+                        listen.UseArbiterTls(tls, node.Options.PeerTls, kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Arbiter.Tls"));
+                    }
+                    else
+                    {
+                        // gRPC over h2c (prior knowledge), and HTTP/1.1 for /metrics and /health as on etcd's client port.
+                        listen.UseHttp1AndPriorKnowledgeHttp2();
+                    }
+
                     listen.UseAuthorityNormalization();
                 });
             }
@@ -98,6 +110,8 @@ public static class ArbiterServer
         });
 
         var app = builder.Build();
+        var peerTls = node.Options.PeerTls is not null;
+        app.Use((context, next) => TlsListen.GuardInternalServicesAsync(context, next, peerTls));
         app.MapGrpcService<KvService>();
         app.MapGrpcService<WatchService>();
         app.MapGrpcService<LeaseService>();
@@ -116,19 +130,29 @@ public static class ArbiterServer
         return app;
     }
 
-    /// <summary>Parses <c>http://host:port</c> into an endpoint; only plain HTTP is served for now.</summary>
+    /// <summary>Parses a plain <c>http://host:port</c> URL (a metrics URL) into an endpoint.</summary>
     public static IPEndPoint ParseEndpoint(string url)
     {
+        var (endpoint, secure) = ParseListenUrl(url);
+        return secure
+            ? throw new ArgumentException($"'{url}' is not a listen URL of the form http://<ip>:<port> (metrics URLs are plain HTTP)", nameof(url))
+            : endpoint;
+    }
+
+    /// <summary>Parses <c>http://host:port</c> or <c>https://host:port</c> into an endpoint and whether it is TLS.</summary>
+    public static (IPEndPoint EndPoint, bool Secure) ParseListenUrl(string url)
+    {
         ArgumentNullException.ThrowIfNull(url);
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme != Uri.UriSchemeHttp)
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
         {
-            throw new ArgumentException($"'{url}' is not a listen URL of the form http://<ip>:<port> (TLS is not supported yet)", nameof(url));
+            throw new ArgumentException($"'{url}' is not a listen URL of the form http://<ip>:<port> or https://<ip>:<port>", nameof(url));
         }
 
+        var secure = uri.Scheme == Uri.UriSchemeHttps;
         var port = uri.IsDefaultPort ? 2379 : uri.Port;
         if (uri.Host is "localhost")
         {
-            return new IPEndPoint(IPAddress.Loopback, port);
+            return (new IPEndPoint(IPAddress.Loopback, port), secure);
         }
 
         if (!IPAddress.TryParse(uri.Host.Trim('[', ']'), out var address))
@@ -136,6 +160,6 @@ public static class ArbiterServer
             throw new ArgumentException($"'{url}': listen URLs need an IP address (or localhost), as etcd's do", nameof(url));
         }
 
-        return new IPEndPoint(address, port);
+        return (new IPEndPoint(address, port), secure);
     }
 }

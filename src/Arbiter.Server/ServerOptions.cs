@@ -3,7 +3,7 @@ namespace Arbiter.Server;
 /// <summary>How the gRPC server listens.</summary>
 public sealed record ServerOptions
 {
-    /// <summary>URLs to listen on for clients (etcd's <c>--listen-client-urls</c>); plain HTTP/2 (h2c).</summary>
+    /// <summary>URLs to listen on for clients (etcd's <c>--listen-client-urls</c>): http (h2c and HTTP/1.1) or https (TLS from <see cref="Arbiter.Node.NodeOptions.ClientTls"/>).</summary>
     public IReadOnlyList<string> ListenClientUrls { get; init; } = ["http://127.0.0.1:2379"];
 
     /// <summary>

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using Arbiter.Node.Security;
 
 namespace Arbiter.Cli.Commands;
 
@@ -16,9 +17,10 @@ internal static class LocalClusterCommand
         var size = new Option<int>("--size") { Description = "Number of members (3 or 5 are typical).", DefaultValueFactory = _ => 3 };
         var dataDir = new Option<string>("--data-dir") { Description = "Parent directory of the members' data directories.", DefaultValueFactory = _ => Path.Combine("data", "local-cluster") };
         var host = new Option<string>("--host") { Description = "Loopback or local address to listen on.", DefaultValueFactory = _ => "127.0.0.1" };
+        var tls = new Option<bool>("--tls") { Description = "Generate a throw-away CA and certificates into <data-dir>/tls and run with client and peer mutual TLS." };
         var command = new Command("local-cluster", "Start a local Raft cluster (child `arbiter serve` processes) for trying it out.")
         {
-            size, dataDir, host,
+            size, dataDir, host, tls,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -29,19 +31,33 @@ internal static class LocalClusterCommand
                 return 2;
             }
 
-            return await RunAsync(memberCount, Path.GetFullPath(result.GetValue(dataDir)!), result.GetValue(host)!, cancellationToken).ConfigureAwait(false);
+            return await RunAsync(memberCount, Path.GetFullPath(result.GetValue(dataDir)!), result.GetValue(host)!, result.GetValue(tls), cancellationToken).ConfigureAwait(false);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(int memberCount, string dataDirectory, string host, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int memberCount, string dataDirectory, string host, bool tls, CancellationToken cancellationToken)
     {
+        var scheme = tls ? "https" : "http";
         var members = Enumerable.Range(1, memberCount).Select(i => new
         {
             Name = $"m{i}",
-            ClientUrl = string.Create(CultureInfo.InvariantCulture, $"http://{host}:{PortFor(i, 2379)}"),
-            PeerUrl = string.Create(CultureInfo.InvariantCulture, $"http://{host}:{PortFor(i, 2380)}"),
+            ClientUrl = string.Create(CultureInfo.InvariantCulture, $"{scheme}://{host}:{PortFor(i, 2379)}"),
+            PeerUrl = string.Create(CultureInfo.InvariantCulture, $"{scheme}://{host}:{PortFor(i, 2380)}"),
         }).ToList();
+        TlsFileSet? certificates = null;
+        if (tls)
+        {
+            // Kept across runs (the members' data stays too); a new set only when there is none.
+            var directory = Path.Combine(dataDirectory, "tls");
+            certificates = new TlsFileSet(directory);
+            if (!File.Exists(certificates.CaFile))
+            {
+                certificates = ThrowawayCertificateAuthority.WriteSet(directory, "root");
+                Console.WriteLine($"wrote a throw-away CA and server, peer and client (CN=root) certificates to {directory}");
+            }
+        }
+
         var initialCluster = string.Join(",", members.Select(m => $"{m.Name}={m.PeerUrl}"));
         var processes = new List<Process>();
         try
@@ -60,6 +76,20 @@ internal static class LocalClusterCommand
                     start.ArgumentList.Add(argument);
                 }
 
+                if (certificates is not null)
+                {
+                    foreach (var argument in new[]
+                    {
+                        "--cert-file", certificates.ServerCertFile, "--key-file", certificates.ServerKeyFile,
+                        "--trusted-ca-file", certificates.CaFile, "--client-cert-auth",
+                        "--peer-cert-file", certificates.PeerCertFile, "--peer-key-file", certificates.PeerKeyFile,
+                        "--peer-trusted-ca-file", certificates.CaFile, "--peer-client-cert-auth",
+                    })
+                    {
+                        start.ArgumentList.Add(argument);
+                    }
+                }
+
                 var process = Process.Start(start) ?? throw new InvalidOperationException("could not start a member");
                 processes.Add(process);
                 Prefix(process, member.Name);
@@ -67,7 +97,8 @@ internal static class LocalClusterCommand
             }
 
             Console.WriteLine();
-            Console.WriteLine($"Try: etcdctl --endpoints={string.Join(",", members.Select(m => m.ClientUrl))} endpoint status -w table");
+            var credentials = certificates is null ? string.Empty : $" --cacert={certificates.CaFile} --cert={certificates.ClientCertFile} --key={certificates.ClientKeyFile}";
+            Console.WriteLine($"Try: etcdctl --endpoints={string.Join(",", members.Select(m => m.ClientUrl))}{credentials} endpoint status -w table");
             Console.WriteLine("Kill a member (kill -9 <pid>) to watch a failover; Ctrl-C stops them all.");
             await Task.WhenAny(Task.Delay(Timeout.Infinite, cancellationToken), Task.WhenAll(processes.Select(p => p.WaitForExitAsync(CancellationToken.None)))).ConfigureAwait(false);
         }

@@ -3,6 +3,7 @@ using Arbiter.Core;
 using Arbiter.Node;
 using Arbiter.Node.Cluster;
 using Arbiter.Node.Compaction;
+using Arbiter.Node.Security;
 using Arbiter.Server;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
@@ -63,6 +64,14 @@ internal static class ServeCommand
             DefaultValueFactory = _ => "0",
         };
         var consistencyWaitMs = new Option<int>("--consistency-wait-budget") { Description = "How long a member waits to reach the revision a session, causal, at-revision or bounded-staleness read needs before refusing it, in ms.", DefaultValueFactory = _ => new NodeOptions().ConsistencyWaitBudgetMs };
+        var certFile = new Option<string?>("--cert-file") { Description = "PEM certificate of the client port (TLS on https client URLs)." };
+        var keyFile = new Option<string?>("--key-file") { Description = "PEM private key of --cert-file." };
+        var trustedCaFile = new Option<string?>("--trusted-ca-file") { Description = "PEM CA bundle client certificates must be issued by." };
+        var clientCertAuth = new Option<bool>("--client-cert-auth") { Description = "Require a client certificate issued by --trusted-ca-file (mutual TLS)." };
+        var peerCertFile = new Option<string?>("--peer-cert-file") { Description = "PEM certificate for member-to-member TLS (needs https peer URLs)." };
+        var peerKeyFile = new Option<string?>("--peer-key-file") { Description = "PEM private key of --peer-cert-file." };
+        var peerTrustedCaFile = new Option<string?>("--peer-trusted-ca-file") { Description = "PEM CA bundle other members' certificates must be issued by." };
+        var peerClientCertAuth = new Option<bool>("--peer-client-cert-auth") { Description = "Require members dialling in to present a certificate issued by --peer-trusted-ca-file." };
         var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
@@ -71,6 +80,7 @@ internal static class ServeCommand
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention,
+            certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
         };
 
         command.SetAction(async (result, cancellationToken) =>
@@ -131,6 +141,19 @@ internal static class ServeCommand
                 };
             }
 
+            var tlsFlags = new TlsFlags(
+                result.GetValue(certFile), result.GetValue(keyFile), result.GetValue(trustedCaFile), result.GetValue(clientCertAuth),
+                result.GetValue(peerCertFile), result.GetValue(peerKeyFile), result.GetValue(peerTrustedCaFile), result.GetValue(peerClientCertAuth));
+            var peerUrls = options.Cluster is { } clusterOptions
+                ? [clusterOptions.ListenPeerUrl, .. options.AdvertisePeerUrls, .. clusterOptions.InitialCluster.Values]
+                : Array.Empty<string>();
+            if (!TryLoadTls(tlsFlags, listenUrls, options.AdvertiseClientUrls, peerUrls, out var clientTls, out var peerTls, out var tlsError))
+            {
+                Console.Error.WriteLine($"error: {tlsError}");
+                return 2;
+            }
+
+            options = options with { ClientTls = clientTls, PeerTls = peerTls };
             var serverOptions = new ServerOptions
             {
                 ListenClientUrls = listenUrls,
@@ -222,6 +245,120 @@ internal static class ServeCommand
 
         return 0;
     }
+
+    /// <summary>The TLS flags as given.</summary>
+    private sealed record TlsFlags(
+        string? CertFile, string? KeyFile, string? TrustedCaFile, bool ClientCertAuth,
+        string? PeerCertFile, string? PeerKeyFile, string? PeerTrustedCaFile, bool PeerClientCertAuth);
+
+    /// <summary>
+    /// Checks the TLS flags against the URLs and loads the files; on failure, one line saying what
+    /// is wrong (and nothing loaded). Rules: a certificate needs its key and the other way round; an
+    /// https client URL needs the client-port certificate; peer TLS is on exactly when the peer URLs
+    /// are https, needs the peer certificate and the peer CA (members are checked against it), and
+    /// an https advertised client URL (members forward requests to each other's client port).
+    /// </summary>
+    private static bool TryLoadTls(
+        TlsFlags flags, IReadOnlyList<string> listenClientUrls, IReadOnlyList<string> advertiseClientUrls, string[] peerUrls,
+        out TlsCredentials? clientTls, out TlsCredentials? peerTls, out string error)
+    {
+        clientTls = null;
+        peerTls = null;
+        error = string.Empty;
+        if ((flags.CertFile is null) != (flags.KeyFile is null))
+        {
+            error = "--cert-file and --key-file go together: give both or neither";
+            return false;
+        }
+
+        if ((flags.PeerCertFile is null) != (flags.PeerKeyFile is null))
+        {
+            error = "--peer-cert-file and --peer-key-file go together: give both or neither";
+            return false;
+        }
+
+        if (flags.CertFile is null && (flags.ClientCertAuth || flags.TrustedCaFile is not null))
+        {
+            error = "--client-cert-auth and --trusted-ca-file need --cert-file and --key-file (and an https client URL)";
+            return false;
+        }
+
+        if (flags.PeerCertFile is null && (flags.PeerClientCertAuth || flags.PeerTrustedCaFile is not null))
+        {
+            error = "--peer-client-cert-auth and --peer-trusted-ca-file need --peer-cert-file and --peer-key-file (and https peer URLs)";
+            return false;
+        }
+
+        if (listenClientUrls.FirstOrDefault(IsHttps) is { } secureUrl && flags.CertFile is null)
+        {
+            error = $"--listen-client-urls {secureUrl}: an https URL needs --cert-file and --key-file";
+            return false;
+        }
+
+        if (flags.CertFile is not null && !listenClientUrls.Any(IsHttps))
+        {
+            error = "--cert-file is given but no --listen-client-urls URL is https://";
+            return false;
+        }
+
+        var securePeers = peerUrls.Where(IsHttps).ToList();
+        if (securePeers.Count > 0 && flags.PeerCertFile is null)
+        {
+            error = $"peer URL {securePeers[0]}: an https peer URL needs --peer-cert-file, --peer-key-file and --peer-trusted-ca-file";
+            return false;
+        }
+
+        if (flags.PeerCertFile is not null)
+        {
+            if (peerUrls.Length == 0)
+            {
+                error = "--peer-cert-file is for cluster members (give --initial-cluster with https peer URLs)";
+                return false;
+            }
+
+            if (securePeers.Count != peerUrls.Length)
+            {
+                error = $"--peer-cert-file is given but peer URL {peerUrls.First(u => !IsHttps(u))} is not https:// (every peer URL must be, in --initial-cluster too)";
+                return false;
+            }
+
+            if (flags.PeerTrustedCaFile is null)
+            {
+                error = "--peer-cert-file needs --peer-trusted-ca-file: members are checked against that CA";
+                return false;
+            }
+
+            if (!advertiseClientUrls.Any(IsHttps))
+            {
+                error = "peer TLS needs an https client URL (--advertise-client-urls): members forward requests to each other's client port";
+                return false;
+            }
+        }
+
+        try
+        {
+            if (flags.CertFile is not null)
+            {
+                clientTls = TlsCredentials.Load(flags.CertFile, flags.KeyFile!, flags.TrustedCaFile, flags.ClientCertAuth);
+            }
+
+            if (flags.PeerCertFile is not null)
+            {
+                peerTls = TlsCredentials.Load(flags.PeerCertFile, flags.PeerKeyFile!, flags.PeerTrustedCaFile, flags.PeerClientCertAuth, "peer-");
+            }
+
+            return true;
+        }
+        catch (TlsConfigurationException e)
+        {
+            clientTls?.Dispose();
+            clientTls = null;
+            error = e.Message;
+            return false;
+        }
+    }
+
+    private static bool IsHttps(string url) => url.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Accepts etcd's level names (debug, info, warn, error, panic, fatal) and .NET's.</summary>
     private static LogLevel ParseLogLevel(string text, System.CommandLine.Parsing.ArgumentResult result)

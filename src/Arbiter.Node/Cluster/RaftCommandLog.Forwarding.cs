@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Arbiter.Core;
+using Arbiter.Node.Security;
 using Arbiter.Protocol.Internal;
 using DotNext.Net.Cluster.Consensus.Raft;
 using Grpc.Core;
@@ -120,8 +121,8 @@ internal sealed partial class RaftCommandLog
                         AdoptClusterId(clusterId);
                     }
 
-                    return metadata.TryGetValue(MetadataClientUrls, out var urls) && urls.Split(',', StringSplitOptions.RemoveEmptyEntries) is [var first, ..]
-                        ? (first, epoch)
+                    return metadata.TryGetValue(MetadataClientUrls, out var urls) && PeerClientUrl(urls) is { } url
+                        ? (url, epoch)
                         : throw new EtcdException(EtcdError.NoLeader);
                 }
 
@@ -154,13 +155,25 @@ internal sealed partial class RaftCommandLog
         }
     }
 
-    /// <summary>A gRPC channel to another member's client URL (kept open, one per URL).</summary>
-    public GrpcChannel ChannelTo(string clientUrl) => _channels.GetOrAdd(clientUrl, static url => GrpcChannel.ForAddress(url, new GrpcChannelOptions
+    /// <summary>
+    /// A gRPC channel to another member's client URL (kept open, one per URL). An https URL is
+    /// dialled with this member's peer certificate (or, without peer TLS, its client-port one) and
+    /// the other member's certificate must chain to a CA of <c>--peer-trusted-ca-file</c> or
+    /// <c>--trusted-ca-file</c>.
+    /// </summary>
+    public GrpcChannel ChannelTo(string clientUrl) => _channels.GetOrAdd(clientUrl, url => GrpcChannel.ForAddress(url, new GrpcChannelOptions
     {
-        HttpHandler = new SocketsHttpHandler { EnableMultipleHttp2Connections = true, ConnectTimeout = TimeSpan.FromSeconds(2) },
+        HttpHandler = PeerTransportSecurity.ForwardingHandler(url, _options.PeerTls, _options.ClientTls),
         MaxReceiveMessageSize = null,
         MaxSendMessageSize = null,
     }));
+
+    /// <summary>
+    /// Which of a member's advertised client URLs (comma-separated) other members call it on: with
+    /// peer TLS the first https one (those calls must be encrypted and authenticated), otherwise the
+    /// first plain one, else the first. Null when there is none to use.
+    /// </summary>
+    internal string? PeerClientUrl(string advertisedClientUrls) => PeerTransportSecurity.PickClientUrl(advertisedClientUrls, _options.PeerTls is not null);
 
     /// <summary>
     /// Sends the command to the leader at <paramref name="url"/>. Null when the caller should retry:

@@ -296,7 +296,7 @@ internal sealed partial class RaftCommandLog
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(_cluster.ElectionTimeoutMs);
             if (await TryGetMetadataAsync(member, timeout.Token).ConfigureAwait(false) is { } metadata
-                && metadata.GetValueOrDefault(MetadataClientUrls, string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries) is [var url, ..])
+                && PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is { } url)
             {
                 await new Protocol.Internal.Peer.PeerClient(ChannelTo(url))
                     .StandbyAsync(new Protocol.Internal.StandbyRequest { DurationMs = durationMs }, cancellationToken: timeout.Token)

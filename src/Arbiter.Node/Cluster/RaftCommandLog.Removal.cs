@@ -122,7 +122,7 @@ internal sealed partial class RaftCommandLog
                 using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 timeout.CancelAfter(RemovalCheckCallTimeoutMs);
                 var metadata = await member.GetMetadataAsync(refresh: true, timeout.Token).ConfigureAwait(false);
-                if (metadata.GetValueOrDefault(MetadataClientUrls, string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries) is not [var url, ..])
+                if (PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is not { } url)
                 {
                     continue;
                 }

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Threading.Channels;
 using Arbiter.Core;
+using Arbiter.Node.Security;
 using Arbiter.Protocol.Internal;
 using DotNext.Net.Cluster.Consensus.Raft;
 using DotNext.Net.Cluster.Consensus.Raft.Membership;
@@ -143,6 +144,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             ColdStart = false,
             ConfigurationStorage = _membership,
             LoggerFactory = new RepeatedWarningLoggerFactory(loggerFactory, TimeProvider.System),
+            SslOptions = PeerTransportSecurity.RaftSslOptions(_options.PeerTls),
         };
         configuration.Metadata[MetadataName] = _options.Name;
         configuration.Metadata[MetadataClientUrls] = string.Join(",", _options.AdvertiseClientUrls);

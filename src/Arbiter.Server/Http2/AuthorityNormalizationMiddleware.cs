@@ -1,14 +1,25 @@
 using System.IO.Pipelines;
+using System.Net;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace Arbiter.Server.Http2;
 
-/// <summary>Hooks <see cref="Http2AuthorityRewriter"/> into a Kestrel endpoint.</summary>
+/// <summary>
+/// Hooks <see cref="Http2AuthorityRewriter"/> into a Kestrel endpoint, and closes a connection the
+/// client half-closed with a FIN rather than a reset (see <see cref="HalfClosedConnection"/>).
+/// </summary>
 internal static class AuthorityNormalizationMiddleware
 {
     // Back-pressure towards the socket; HTTP/2 flow control keeps real usage far below.
     private const long PauseWriterThresholdBytes = 1024 * 1024;
+
+    /// <summary>
+    /// After a client half-closed, how long Kestrel's abort is held back so that the connection
+    /// ends with a FIN once Kestrel has finished with it; past this, the abort (a reset) goes ahead.
+    /// </summary>
+    private const int HalfClosedAbortGraceMs = 5_000;
 
     /// <summary>
     /// Rewrites <c>:authority: http://host:port</c> (sent by etcdctl's per-endpoint commands) to
@@ -29,11 +40,12 @@ internal static class AuthorityNormalizationMiddleware
             resumeWriterThreshold: PauseWriterThresholdBytes / 2,
             useSynchronizationContext: false));
         using var rewriter = new Http2AuthorityRewriter(limits.MaxFrameSize, limits.HeaderTableSize);
-        var pump = PumpAsync(transport.Input, pipe.Writer, rewriter);
+        await using var connection = new HalfClosedConnection(context, HalfClosedAbortGraceMs);
+        var pump = PumpAsync(transport.Input, pipe.Writer, rewriter, connection);
         context.Transport = new DuplexPipe(pipe.Reader, transport.Output);
         try
         {
-            await next(context).ConfigureAwait(false);
+            await next(connection).ConfigureAwait(false);
         }
         finally
         {
@@ -47,7 +59,7 @@ internal static class AuthorityNormalizationMiddleware
         }
     }
 
-    private static async Task PumpAsync(PipeReader input, PipeWriter output, Http2AuthorityRewriter rewriter)
+    private static async Task PumpAsync(PipeReader input, PipeWriter output, Http2AuthorityRewriter rewriter, HalfClosedConnection connection)
     {
         try
         {
@@ -63,6 +75,8 @@ internal static class AuthorityNormalizationMiddleware
                 var consumed = rewriter.Process(buffer, output);
                 if (result.IsCompleted)
                 {
+                    // The client sent its FIN (a half-close, or the end of the connection).
+                    connection.ClientFinished();
                     rewriter.FlushRemainder(buffer.Slice(consumed), output);
                     input.AdvanceTo(buffer.End);
                     await output.FlushAsync().ConfigureAwait(false);
@@ -84,6 +98,87 @@ internal static class AuthorityNormalizationMiddleware
 #pragma warning restore CA1031
         {
             await output.CompleteAsync(ex).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The connection as Kestrel's HTTP layer sees it. When a client half-closes (shutdown(SHUT_WR))
+    /// while a stream is open (a watch, a lease keep-alive), Kestrel's HTTP/2 layer aborts the
+    /// connection, and Kestrel's socket transport closes an aborted socket abortively (SO_LINGER 0):
+    /// the client gets a reset (ECONNRESET) where etcd (Go) closes with a FIN. Once the client's FIN
+    /// has been read, this holds such an abort back: Kestrel still ends every stream, finishes, and
+    /// disposes the transport, which then flushes what is left and closes with a FIN. If Kestrel
+    /// does not finish within the grace period, the abort goes through after all.
+    /// </summary>
+    private sealed class HalfClosedConnection(ConnectionContext inner, int graceMs) : ConnectionContext
+    {
+        private readonly CancellationTokenSource _grace = new();
+        private int _clientFinished;
+        private int _abortDeferred;
+
+        public override string ConnectionId
+        {
+            get => inner.ConnectionId;
+            set => inner.ConnectionId = value;
+        }
+
+        public override IFeatureCollection Features => inner.Features;
+
+        public override IDictionary<object, object?> Items
+        {
+            get => inner.Items;
+            set => inner.Items = value;
+        }
+
+        public override IDuplexPipe Transport
+        {
+            get => inner.Transport;
+            set => inner.Transport = value;
+        }
+
+        public override CancellationToken ConnectionClosed
+        {
+            get => inner.ConnectionClosed;
+            set => inner.ConnectionClosed = value;
+        }
+
+        public override EndPoint? LocalEndPoint
+        {
+            get => inner.LocalEndPoint;
+            set => inner.LocalEndPoint = value;
+        }
+
+        public override EndPoint? RemoteEndPoint
+        {
+            get => inner.RemoteEndPoint;
+            set => inner.RemoteEndPoint = value;
+        }
+
+        /// <summary>Called once the client's FIN has been read.</summary>
+        public void ClientFinished() => Volatile.Write(ref _clientFinished, 1);
+
+        public override void Abort(ConnectionAbortedException abortReason)
+        {
+            if (Volatile.Read(ref _clientFinished) == 0)
+            {
+                inner.Abort(abortReason);
+                return;
+            }
+
+            if (Interlocked.Exchange(ref _abortDeferred, 1) == 0)
+            {
+                _grace.Token.UnsafeRegister(static (state, _) => ((ConnectionContext)state!).Abort(new ConnectionAbortedException("The client half-closed and the connection did not finish in time.")), inner);
+                _grace.CancelAfter(graceMs);
+            }
+        }
+
+        public override void Abort() => Abort(new ConnectionAbortedException("The connection was aborted by the application."));
+
+        public override ValueTask DisposeAsync()
+        {
+            // Only the grace timer: the transport itself belongs to Kestrel, which disposes it.
+            _grace.Dispose();
+            return base.DisposeAsync();
         }
     }
 

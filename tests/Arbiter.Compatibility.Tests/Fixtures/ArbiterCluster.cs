@@ -31,6 +31,16 @@ public sealed record ClusterSettings
     /// <summary>More <c>arbiter serve</c> flags for every member.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
+    /// <summary>
+    /// Certificates for TLS between members (null: none). Each member then also serves an https
+    /// client URL (<see cref="ArbiterClusterMember.TlsEndpoint"/>, which members forward to) beside
+    /// its plain one, and runs with https peer URLs, <c>--peer-client-cert-auth</c> and the set's CA.
+    /// </summary>
+    public Arbiter.Node.Security.TlsFileSet? PeerTls { get; init; }
+
+    /// <summary>A different certificate set for the member with this name (e.g. one from another CA), or null for <see cref="PeerTls"/>.</summary>
+    public Func<string, Arbiter.Node.Security.TlsFileSet?>? MemberPeerTls { get; init; }
+
     /// <summary>More environment variables for the member with this name (e.g. libfaketime's to skew its clock), or null.</summary>
     public Func<string, IReadOnlyDictionary<string, string>?>? MemberEnvironment { get; init; }
 }
@@ -56,6 +66,14 @@ public sealed class ArbiterClusterMember : ServerProcess
             File.SetUnixFileMode(DataDir, AnyoneMayWrite);
         }
     }
+
+    /// <summary>The https client URL members forward to, with <see cref="ClusterSettings.PeerTls"/> (its port is allocated either way).</summary>
+    public string TlsEndpoint => $"https://127.0.0.1:{TlsPort}";
+
+    public int TlsPort { get; } = PortAllocator.FreePort();
+
+    /// <summary>The peer URL as given to the cluster: https with <see cref="ClusterSettings.PeerTls"/>.</summary>
+    public string MemberPeerUrl => _cluster.Settings.PeerTls is null ? PeerUrl : "https://" + PeerUrl["http://".Length..];
 
     /// <summary>The uid the process runs as (<see cref="ClusterSettings.RunMembersAsSeparateUsers"/>), or null for the test's own user.</summary>
     public int? Uid { get; }
@@ -92,16 +110,31 @@ public sealed class ArbiterClusterMember : ServerProcess
         ? [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", "dotnet", .. ServeArguments()]
         : ServeArguments();
 
+    private IEnumerable<string> TlsArguments()
+    {
+        if (_cluster.Settings.PeerTls is not { } trusted)
+        {
+            return ["--listen-client-urls", Endpoint, "--advertise-client-urls", Endpoint];
+        }
+
+        var own = _cluster.Settings.MemberPeerTls?.Invoke(Name) ?? trusted;
+        return
+        [
+            "--listen-client-urls", $"{Endpoint},{TlsEndpoint}", "--advertise-client-urls", $"{Endpoint},{TlsEndpoint}",
+            "--cert-file", own.ServerCertFile, "--key-file", own.ServerKeyFile, "--trusted-ca-file", own.CaFile,
+            "--peer-cert-file", own.PeerCertFile, "--peer-key-file", own.PeerKeyFile, "--peer-trusted-ca-file", own.CaFile, "--peer-client-cert-auth",
+        ];
+    }
+
     private IEnumerable<string> ServeArguments() =>
     [
         ArbiterProcess.DllPath,
         "serve",
         "--name", Name,
         "--data-dir", DataDir,
-        "--listen-client-urls", Endpoint,
-        "--advertise-client-urls", Endpoint,
-        "--initial-advertise-peer-urls", PeerUrl,
-        "--listen-peer-urls", PeerUrl,
+        .. TlsArguments(),
+        "--initial-advertise-peer-urls", MemberPeerUrl,
+        "--listen-peer-urls", MemberPeerUrl,
         "--initial-cluster", _cluster.InitialClusterFor(this),
         "--initial-cluster-state", InitialClusterState,
         "--heartbeat-interval", _cluster.Settings.HeartbeatIntervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -170,7 +203,11 @@ public sealed class ArbiterCluster : IAsyncDisposable
     /// Starts <paramref name="size"/> founding members and waits until they agree on a leader;
     /// <paramref name="beforeStart"/> may first prepare each member's (empty) data dir, e.g. restore a backup into it.
     /// </summary>
-    public static async Task<ArbiterCluster> StartAsync(int size, ClusterSettings? settings = null, Func<ArbiterCluster, ArbiterClusterMember, Task>? beforeStart = null)
+    /// <param name="size">Founding members.</param>
+    /// <param name="settings">How they run.</param>
+    /// <param name="beforeStart">Prepares a member's data dir first, or null.</param>
+    /// <param name="waitForLeader">False: return once every member answers, without waiting for them to agree on a leader (a member meant to be refused never would).</param>
+    public static async Task<ArbiterCluster> StartAsync(int size, ClusterSettings? settings = null, Func<ArbiterCluster, ArbiterClusterMember, Task>? beforeStart = null, bool waitForLeader = true)
     {
         var cluster = new ArbiterCluster(settings ?? new ClusterSettings());
         try
@@ -188,7 +225,11 @@ public sealed class ArbiterCluster : IAsyncDisposable
 
             // Start all at once: each waits only until its own client port answers.
             await Task.WhenAll(cluster._founders.Select(m => m.StartAsync())).ConfigureAwait(false);
-            await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            if (waitForLeader)
+            {
+                await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            }
+
             return cluster;
         }
         catch
@@ -210,7 +251,7 @@ public sealed class ArbiterCluster : IAsyncDisposable
     public string InitialClusterFor(ArbiterClusterMember member)
     {
         var listed = member.InitialClusterState == "new" ? _founders : _members.Where(m => (m.IsRunning && !_removed.Contains(m)) || m == member);
-        return string.Join(",", listed.Select(m => $"{m.Name}={m.PeerUrl}"));
+        return string.Join(",", listed.Select(m => $"{m.Name}={m.MemberPeerUrl}"));
     }
 
     /// <summary>
@@ -285,7 +326,7 @@ public sealed class ArbiterCluster : IAsyncDisposable
         using (var channel = via.OpenChannel())
         {
             var request = new MemberAddRequest();
-            request.PeerURLs.Add(member.PeerUrl);
+            request.PeerURLs.Add(member.MemberPeerUrl);
             var added = await new Protocol.Etcd.Cluster.ClusterClient(channel).MemberAddAsync(request, deadline: DateTime.UtcNow.AddSeconds(30)).ConfigureAwait(false);
             member.MemberId = added.Member.ID;
         }
