@@ -40,7 +40,7 @@ public sealed class ArbiterClient : IAsyncDisposable
     public static ArbiterClient Connect(ArbiterClientOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints]), options);
+        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints], options.UserName, options.Password), options);
     }
 
     /// <summary>Connects over gRPC to <paramref name="endpoints"/> with default options.</summary>

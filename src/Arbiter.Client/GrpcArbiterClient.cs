@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Arbiter.Node.Consistency;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 
 namespace Arbiter.Client;
@@ -25,6 +26,15 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
 
     /// <summary>Connects to the first of <paramref name="endpoints"/> and fails over to the others in turn.</summary>
     public GrpcArbiterClient(IReadOnlyList<string> endpoints)
+        : this(endpoints, userName: null, password: null)
+    {
+    }
+
+    /// <summary>
+    /// Connects to the first of <paramref name="endpoints"/> (failing over to the others in turn),
+    /// authenticating as <paramref name="userName"/> when given (each endpoint gets its own token).
+    /// </summary>
+    public GrpcArbiterClient(IReadOnlyList<string> endpoints, string? userName, string? password)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         if (endpoints.Count == 0)
@@ -32,7 +42,7 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
             throw new ArgumentException("at least one endpoint is needed", nameof(endpoints));
         }
 
-        _endpoints = [.. endpoints.Select(e => new Endpoint(GrpcChannel.ForAddress(e, new GrpcChannelOptions { MaxReceiveMessageSize = null, MaxSendMessageSize = null })))];
+        _endpoints = [.. endpoints.Select(e => new Endpoint(GrpcChannel.ForAddress(e, new GrpcChannelOptions { MaxReceiveMessageSize = null, MaxSendMessageSize = null }), userName, password))];
     }
 
     /// <summary>Uses an existing channel (it is disposed with the client).</summary>
@@ -265,21 +275,37 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
         }
     }
 
-    private sealed class Endpoint(GrpcChannel channel)
+    private sealed class Endpoint
     {
-        public GrpcChannel Channel { get; } = channel;
+        public Endpoint(GrpcChannel channel, string? userName = null, string? password = null)
+        {
+            Channel = channel;
 
-        public KV.KVClient Kv { get; } = new(channel);
+            // With a user, every call carries etcd's token metadata (renewed on "invalid auth token").
+            var invoker = userName is null
+                ? channel.CreateCallInvoker()
+                : channel.Intercept(new AuthTokenInterceptor(channel.CreateCallInvoker(), userName, password ?? string.Empty));
+            Kv = new(invoker);
+            Lease = new(invoker);
+            Watch = new(invoker);
+            Maintenance = new(invoker);
+            Transactions = new(invoker);
+            Crdt = new(invoker);
+        }
 
-        public Lease.LeaseClient Lease { get; } = new(channel);
+        public GrpcChannel Channel { get; }
 
-        public Watch.WatchClient Watch { get; } = new(channel);
+        public KV.KVClient Kv { get; }
 
-        public Maintenance.MaintenanceClient Maintenance { get; } = new(channel);
+        public Lease.LeaseClient Lease { get; }
 
-        public Protocol.Transactions.Transactions.TransactionsClient Transactions { get; } = new(channel);
+        public Watch.WatchClient Watch { get; }
 
-        public Protocol.Crdt.Crdt.CrdtClient Crdt { get; } = new(channel);
+        public Maintenance.MaintenanceClient Maintenance { get; }
+
+        public Protocol.Transactions.Transactions.TransactionsClient Transactions { get; }
+
+        public Protocol.Crdt.Crdt.CrdtClient Crdt { get; }
     }
 
     private sealed class GrpcWatchSession(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call, Action onUnavailable) : IWatchSession

@@ -4,6 +4,7 @@ using Arbiter.Node;
 using Arbiter.Node.Cluster;
 using Arbiter.Node.Compaction;
 using Arbiter.Server;
+using Arbiter.Server.Auth;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -63,6 +64,9 @@ internal static class ServeCommand
             DefaultValueFactory = _ => "0",
         };
         var consistencyWaitMs = new Option<int>("--consistency-wait-budget") { Description = "How long a member waits to reach the revision a session, causal, at-revision or bounded-staleness read needs before refusing it, in ms.", DefaultValueFactory = _ => new NodeOptions().ConsistencyWaitBudgetMs };
+        var authToken = new Option<string>("--auth-token") { Description = "Token kind: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256|ES256|…[,ttl=5m] (etcd's syntax).", DefaultValueFactory = _ => "simple" };
+        var authTokenTtl = new Option<int>("--auth-token-ttl") { Description = "Seconds a simple token lives unused (each use renews it).", DefaultValueFactory = _ => new AuthOptions().SimpleTokenTtlSeconds };
+        var bcryptCost = new Option<int>("--bcrypt-cost") { Description = "bcrypt cost for password hashes (4-31).", DefaultValueFactory = _ => AuthOptions.BcryptCostDefault };
         var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
@@ -70,7 +74,7 @@ internal static class ServeCommand
             name, dataDir, inMemory, listenClient, listenMetrics, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
-            autoCompactionMode, autoCompactionRetention,
+            autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
         };
 
         command.SetAction(async (result, cancellationToken) =>
@@ -131,10 +135,17 @@ internal static class ServeCommand
                 };
             }
 
+            if (!TryParseAuth(result.GetValue(authToken)!, result.GetValue(authTokenTtl), result.GetValue(bcryptCost), out var authOptions, out var authError))
+            {
+                Console.Error.WriteLine($"error: {authError}");
+                return 2;
+            }
+
             var serverOptions = new ServerOptions
             {
                 ListenClientUrls = listenUrls,
                 ListenMetricsUrls = result.GetValue(listenMetrics) is { } metricsUrls ? Split(metricsUrls) : [],
+                Auth = authOptions,
             };
             foreach (var url in serverOptions.ListenMetricsUrls)
             {
@@ -152,6 +163,35 @@ internal static class ServeCommand
             return await RunAsync(options, serverOptions, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
         });
         return command;
+    }
+
+    /// <summary>Validates --auth-token, --auth-token-ttl and --bcrypt-cost (etcd's ranges), reading JWT key files.</summary>
+    internal static bool TryParseAuth(string authToken, int ttlSeconds, int bcryptCost, out AuthOptions options, out string? error)
+    {
+        options = new AuthOptions();
+        error = null;
+        if (bcryptCost is < 4 or > 31)
+        {
+            error = $"--bcrypt-cost {bcryptCost} is outside 4-31";
+            return false;
+        }
+
+        if (ttlSeconds <= 0)
+        {
+            error = $"--auth-token-ttl {ttlSeconds} must be a positive number of seconds";
+            return false;
+        }
+
+        try
+        {
+            options = AuthOptions.ParseAuthToken(authToken, new AuthOptions { SimpleTokenTtlSeconds = ttlSeconds, BcryptCost = bcryptCost });
+            return true;
+        }
+        catch (ArgumentException e)
+        {
+            error = e.Message;
+            return false;
+        }
     }
 
     private static async Task<int> RunAsync(NodeOptions options, ServerOptions serverOptions, LogLevel level, CancellationToken cancellationToken)
