@@ -6,7 +6,14 @@ namespace Arbiter.Node.Auth;
 /// </summary>
 /// <param name="User">The user name.</param>
 /// <param name="Revision">The auth revision the token was checked at (a later auth change makes the request fail with "revision of auth store is old").</param>
-public sealed record AuthIdentity(string User, ulong Revision);
+public sealed record AuthIdentity(string User, ulong Revision)
+{
+    /// <summary>
+    /// The identity of a Watch stream whose token was invalid: etcd opens the stream and cancels
+    /// each watch created on it with "invalid auth token", instead of failing the call.
+    /// </summary>
+    public static readonly AuthIdentity InvalidToken = new(string.Empty, 0);
+}
 
 /// <summary>
 /// The identity of the request being served, carried along its async flow: the API layer sets it

@@ -67,7 +67,7 @@ public sealed class WatchStream : IAsyncDisposable
         _hub.Host.Read(state =>
         {
             var currentRevision = state.Revision;
-            if (state.Auth.Enabled && WatchPermissionError(state, request, identity) is { } refusal)
+            if ((state.Auth.Enabled || ReferenceEquals(identity, Auth.AuthIdentity.InvalidToken)) && WatchPermissionError(state, request, identity) is { } refusal)
             {
                 Refuse(currentRevision, refusal);
                 return 0;
@@ -261,6 +261,11 @@ public sealed class WatchStream : IAsyncDisposable
     /// </summary>
     private static string? WatchPermissionError(StateMachine state, WatchCreateRequest request, Auth.AuthIdentity? identity)
     {
+        if (ReferenceEquals(identity, Auth.AuthIdentity.InvalidToken))
+        {
+            return $"rpc error: code = Unauthenticated desc = {Core.Auth.AuthErrors.InvalidAuthToken.Message}";
+        }
+
         var rangeEnd = request.RangeEnd is { Length: 1 } end && end[0] == 0 ? Google.Protobuf.ByteString.Empty : request.RangeEnd;
         var error = state.CheckRangePermission(identity?.User, identity?.Revision ?? 0, request.Key, rangeEnd);
         if (error is null)

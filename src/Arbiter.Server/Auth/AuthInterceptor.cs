@@ -39,6 +39,8 @@ public sealed class AuthInterceptor(ArbiterNode node, Authenticator authenticato
         "/grpc.health.v1.Health/Watch",
     };
 
+    private const string WatchMethod = "/etcdserverpb.Watch/Watch";
+
     /// <summary>etcd 3.4's authMaintenanceServer: these need the root role.</summary>
     private static readonly HashSet<string> AdminOnly = new(StringComparer.Ordinal)
     {
@@ -66,9 +68,16 @@ public sealed class AuthInterceptor(ArbiterNode node, Authenticator authenticato
         TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
         ArgumentNullException.ThrowIfNull(continuation);
-        CallIdentity.Current = await AuthenticateCallAsync(context).ConfigureAwait(false);
-        CheckMethod(context, request);
-        return await continuation(request, context).ConfigureAwait(false);
+        try
+        {
+            CallIdentity.Current = await AuthenticateCallAsync(context).ConfigureAwait(false);
+            CheckMethod(context, request);
+            return await continuation(request, context).ConfigureAwait(false);
+        }
+        catch (EtcdException e) when (AsEtcdReports(context.Method, e.Error) is { } reported)
+        {
+            throw new EtcdException(reported);
+        }
     }
 
     /// <inheritdoc />
@@ -76,9 +85,16 @@ public sealed class AuthInterceptor(ArbiterNode node, Authenticator authenticato
         TRequest request, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, ServerStreamingServerMethod<TRequest, TResponse> continuation)
     {
         ArgumentNullException.ThrowIfNull(continuation);
-        CallIdentity.Current = await AuthenticateCallAsync(context).ConfigureAwait(false);
-        CheckMethod(context, request);
-        await continuation(request, responseStream, context).ConfigureAwait(false);
+        try
+        {
+            CallIdentity.Current = await AuthenticateCallAsync(context).ConfigureAwait(false);
+            CheckMethod(context, request);
+            await continuation(request, responseStream, context).ConfigureAwait(false);
+        }
+        catch (EtcdException e) when (AsEtcdReports(context.Method, e.Error) is { } reported)
+        {
+            throw new EtcdException(reported);
+        }
     }
 
     /// <inheritdoc />
@@ -116,7 +132,14 @@ public sealed class AuthInterceptor(ArbiterNode node, Authenticator authenticato
         var token = context.RequestHeaders.GetValue("token") ?? context.RequestHeaders.GetValue("authorization");
         if (token is not null)
         {
-            return await authenticator.ResolveAsync(token, context.CancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await authenticator.ResolveAsync(token, context.CancellationToken).ConfigureAwait(false);
+            }
+            catch (EtcdException e) when (method == WatchMethod && e.Error == AuthErrors.InvalidAuthToken)
+            {
+                return AuthIdentity.InvalidToken;
+            }
         }
 
         if (authenticator.Options.ClientCertificateNamesUser && CertificateUser(context) is { } user)
@@ -137,6 +160,33 @@ public sealed class AuthInterceptor(ArbiterNode node, Authenticator authenticato
         }
 
         CheckArbiterRequest(request, CallIdentity.Current);
+    }
+
+    /// <summary>
+    /// etcd 3.4 reports auth errors differently on some services: Maintenance returns the auth
+    /// store's own error (code Unknown, text "auth: …"); v3lock and v3election return the error of
+    /// the client they run through (code Unknown, etcd's text). Null: report it as it is.
+    /// </summary>
+    private static EtcdError? AsEtcdReports(string method, EtcdError error)
+    {
+        if (method.StartsWith("/etcdserverpb.Maintenance/", StringComparison.Ordinal))
+        {
+            var raw = error == AuthErrors.UserEmpty ? "auth: user name is empty"
+                : error == AuthErrors.PermissionDenied ? "auth: permission denied"
+                : error == AuthErrors.InvalidAuthToken ? "auth: invalid auth token"
+                : error == AuthErrors.UserNotFound ? "auth: user not found"
+                : null;
+            return raw is null ? null : new EtcdError(ErrorStatusCode.Unknown, raw);
+        }
+
+        if (method.StartsWith("/v3lockpb.Lock/", StringComparison.Ordinal) || method.StartsWith("/v3electionpb.Election/", StringComparison.Ordinal))
+        {
+            var isAuthError = error == AuthErrors.UserEmpty || error == AuthErrors.PermissionDenied || error == AuthErrors.InvalidAuthToken
+                || error == AuthErrors.AuthOldRevision || error == AuthErrors.UserNotFound;
+            return isAuthError ? error with { StatusCode = ErrorStatusCode.Unknown } : null;
+        }
+
+        return null;
     }
 
     /// <summary>arbiter.v1 requests checked here (the others are commands the core checks, or node reads).</summary>

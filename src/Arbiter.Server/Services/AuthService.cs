@@ -53,12 +53,9 @@ public sealed class AuthService(ArbiterNode node, Authenticator authenticator) :
     {
         ArgumentNullException.ThrowIfNull(request);
         var noPassword = request.Options?.NoPassword ?? false;
-        if (request.Name.Length == 0)
-        {
-            // Refused before paying for a hash.
-            throw new EtcdException(AuthErrors.UserEmpty);
-        }
 
+        // Root is checked first, as etcd's applier does (an empty name from a non-root user is "permission denied").
+        node.CheckAdmin();
         var add = new AuthUserAdd { Name = request.Name, NoPassword = noPassword };
         if (!noPassword)
         {
