@@ -46,7 +46,7 @@ public sealed class ArbiterClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var tls = ClientTls.Load(options);
-        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints], tls is null ? null : tls.CreateHandler), options);
+        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints], tls is null ? null : tls.CreateHandler, options.UserName, options.Password), options);
     }
 
     /// <summary>Connects over gRPC to <paramref name="endpoints"/> with default options.</summary>

@@ -35,4 +35,14 @@ public sealed class ArbiterClientOptions
 
     /// <summary>Default TTL of sessions (and so of locks and registrations) in seconds; etcd's default is 60.</summary>
     public int SessionTtlSeconds { get; set; } = 60;
+
+    /// <summary>
+    /// User to authenticate as when the server has auth enabled (etcd's <c>--user</c>); null: none.
+    /// The client then sends etcd's token metadata and re-authenticates when the token expires or
+    /// the auth store changes (<see cref="AuthTokenInterceptor"/>). gRPC connections only.
+    /// </summary>
+    public string? UserName { get; set; }
+
+    /// <summary>The password of <see cref="UserName"/>.</summary>
+    public string? Password { get; set; }
 }

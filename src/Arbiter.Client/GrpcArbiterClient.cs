@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Arbiter.Node.Consistency;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
+using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
 
 namespace Arbiter.Client;
@@ -32,9 +33,10 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
     /// <summary>
     /// Connects to the first of <paramref name="endpoints"/> and fails over to the others in turn,
     /// each channel over a handler from <paramref name="createHandler"/> (e.g. with TLS settings;
-    /// null: the default handler).
+    /// null: the default handler), authenticating as <paramref name="userName"/> when given (each
+    /// endpoint gets its own token).
     /// </summary>
-    public GrpcArbiterClient(IReadOnlyList<string> endpoints, Func<HttpMessageHandler>? createHandler)
+    public GrpcArbiterClient(IReadOnlyList<string> endpoints, Func<HttpMessageHandler>? createHandler, string? userName = null, string? password = null)
     {
         ArgumentNullException.ThrowIfNull(endpoints);
         if (endpoints.Count == 0)
@@ -48,7 +50,7 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
             MaxSendMessageSize = null,
             HttpHandler = createHandler?.Invoke(),
             DisposeHttpClient = true,
-        })))];
+        }), userName, password))];
     }
 
     /// <summary>Uses an existing channel (it is disposed with the client).</summary>
@@ -281,21 +283,37 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
         }
     }
 
-    private sealed class Endpoint(GrpcChannel channel)
+    private sealed class Endpoint
     {
-        public GrpcChannel Channel { get; } = channel;
+        public Endpoint(GrpcChannel channel, string? userName = null, string? password = null)
+        {
+            Channel = channel;
 
-        public KV.KVClient Kv { get; } = new(channel);
+            // With a user, every call carries etcd's token metadata (renewed on "invalid auth token").
+            var invoker = userName is null
+                ? channel.CreateCallInvoker()
+                : channel.Intercept(new AuthTokenInterceptor(channel.CreateCallInvoker(), userName, password ?? string.Empty));
+            Kv = new(invoker);
+            Lease = new(invoker);
+            Watch = new(invoker);
+            Maintenance = new(invoker);
+            Transactions = new(invoker);
+            Crdt = new(invoker);
+        }
 
-        public Lease.LeaseClient Lease { get; } = new(channel);
+        public GrpcChannel Channel { get; }
 
-        public Watch.WatchClient Watch { get; } = new(channel);
+        public KV.KVClient Kv { get; }
 
-        public Maintenance.MaintenanceClient Maintenance { get; } = new(channel);
+        public Lease.LeaseClient Lease { get; }
 
-        public Protocol.Transactions.Transactions.TransactionsClient Transactions { get; } = new(channel);
+        public Watch.WatchClient Watch { get; }
 
-        public Protocol.Crdt.Crdt.CrdtClient Crdt { get; } = new(channel);
+        public Maintenance.MaintenanceClient Maintenance { get; }
+
+        public Protocol.Transactions.Transactions.TransactionsClient Transactions { get; }
+
+        public Protocol.Crdt.Crdt.CrdtClient Crdt { get; }
     }
 
     private sealed class GrpcWatchSession(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call, Action onUnavailable) : IWatchSession

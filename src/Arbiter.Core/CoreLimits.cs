@@ -67,4 +67,22 @@ public sealed record CoreLimits
 
     /// <summary>Most read keys and ranges in one optimistic commit.</summary>
     public int OptimisticReadRangesMax { get; init; } = 1000;
+
+    /// <summary>Longest user or role name, in UTF-8 bytes (etcd bounds names only by request size).</summary>
+    public int AuthNameBytesMax { get; init; } = 1024;
+
+    /// <summary>Most users in the auth store.</summary>
+    public int AuthUsersMax { get; init; } = 10_000;
+
+    /// <summary>Most roles in the auth store.</summary>
+    public int AuthRolesMax { get; init; } = 10_000;
+
+    /// <summary>Most key permissions one role may hold.</summary>
+    public int AuthPermissionsPerRoleMax { get; init; } = 1000;
+
+    /// <summary>Most roles one user may hold.</summary>
+    public int AuthRolesPerUserMax { get; init; } = 1000;
+
+    /// <summary>Most simple tokens remembered at once; assigning one more forgets the oldest (its holder re-authenticates).</summary>
+    public int AuthTokensMax { get; init; } = 100_000;
 }

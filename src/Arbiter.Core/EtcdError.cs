@@ -31,6 +31,8 @@ public enum ErrorStatusCode
     Unavailable = 14,
     /// <summary>DataLoss (15).</summary>
     DataLoss = 15,
+    /// <summary>Unauthenticated (16): an invalid auth token.</summary>
+    Unauthenticated = 16,
 }
 
 /// <summary>An error with etcd's exact status code and text (clients match on both).</summary>

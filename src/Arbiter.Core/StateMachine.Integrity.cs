@@ -75,6 +75,7 @@ public sealed partial class StateMachine
 
         Check(_rememberedOrder.Count == _rememberedResults.Count, "remembered ids and results differ");
         _lockTable?.Verify();
+        Auth.Verify();
     }
 
     private static void Check(bool condition, string what)

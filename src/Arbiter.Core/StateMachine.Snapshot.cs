@@ -43,7 +43,8 @@ public sealed partial class StateMachine
             leases,
             [.. _alarms],
             [.. _rememberedOrder.Select(id => (id, _rememberedResults[id]))],
-            _lockTable is { IsEmpty: false } table ? table.Capture() : new TransactionTableImage());
+            _lockTable is { IsEmpty: false } table ? table.Capture() : new TransactionTableImage(),
+            Auth.IsEmpty ? new AuthStoreImage() : Auth.Capture());
     }
 
     /// <summary>Writes the whole state to <paramref name="stream"/>; see <see cref="StateSnapshot.WriteTo"/> for the format.</summary>
@@ -89,7 +90,7 @@ public sealed partial class StateMachine
         }
 
         var version = r.ReadInt32();
-        if (version != StateSnapshot.FormatVersion && version != StateSnapshot.FormatVersionWithoutTransactions)
+        if (version is not (StateSnapshot.FormatVersion or StateSnapshot.FormatVersionWithoutAuth or StateSnapshot.FormatVersionWithoutTransactions))
         {
             throw new InvalidDataException($"Unsupported snapshot format version {version}.");
         }
@@ -162,12 +163,21 @@ public sealed partial class StateMachine
             sm._rememberedOrder.Enqueue(id);
         }
 
-        if (version >= StateSnapshot.FormatVersion)
+        if (version >= StateSnapshot.FormatVersionWithoutAuth)
         {
             var image = ReadMessage(r, TransactionTableImage.Parser);
             if (image.CalculateSize() > 0)
             {
                 sm.Locks.Restore(image);
+            }
+        }
+
+        if (version >= StateSnapshot.FormatVersion)
+        {
+            var auth = ReadMessage(r, AuthStoreImage.Parser);
+            if (auth.CalculateSize() > 0)
+            {
+                sm.Auth.Restore(auth);
             }
         }
 

@@ -1,3 +1,4 @@
+using Arbiter.Core.Auth;
 using Arbiter.Core.Mvcc;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Internal;
@@ -39,6 +40,7 @@ public sealed partial class StateMachine
     public StateMachine(CoreLimits? limits = null)
     {
         Limits = limits ?? new CoreLimits();
+        Auth = new AuthStore(Limits);
     }
 
     /// <summary>The limits in force.</summary>
@@ -131,6 +133,7 @@ public sealed partial class StateMachine
 
     private CommandResult ApplyCore(long index, Command command, List<Event> events)
     {
+        CheckCommandPermission(command);
         switch (command.OpCase)
         {
             case Command.OpOneofCase.Put:
@@ -165,6 +168,8 @@ public sealed partial class StateMachine
                 return new CommandResult { TxnOptimisticCommit = ApplyTxnOptimisticCommit(command.TimeMs, command.TxnOptimisticCommit, events) };
             case Command.OpOneofCase.TxnTimers:
                 return new CommandResult { TxnTimers = ApplyTxnTimers(command.TimeMs) };
+            case Command.OpOneofCase.Auth:
+                return new CommandResult { Auth = Auth.Apply(command.Auth, command.AuthUser, index) };
             default:
                 throw new EtcdException(CoreErrors.EmptyCommand);
         }

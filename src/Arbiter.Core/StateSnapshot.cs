@@ -18,7 +18,10 @@ namespace Arbiter.Core;
 public sealed class StateSnapshot
 {
     internal const string Magic = "ARBSNAP1";
-    internal const int FormatVersion = 2;
+    internal const int FormatVersion = 3;
+
+    /// <summary>Snapshots written before the auth store existed: read as having an empty one (auth off).</summary>
+    internal const int FormatVersionWithoutAuth = 2;
 
     /// <summary>Snapshots written before transactions existed: read as having an empty lock table.</summary>
     internal const int FormatVersionWithoutTransactions = 1;
@@ -29,6 +32,7 @@ public sealed class StateSnapshot
     private readonly (AlarmType Type, ulong MemberId)[] _alarms;
     private readonly (ulong RequestId, CommandResult Result)[] _remembered;
     private readonly TransactionTableImage _transactions;
+    private readonly AuthStoreImage _auth;
 
     internal StateSnapshot(
         long revision,
@@ -40,7 +44,8 @@ public sealed class StateSnapshot
         LeaseImage[] leases,
         (AlarmType, ulong)[] alarms,
         (ulong, CommandResult)[] remembered,
-        TransactionTableImage transactions)
+        TransactionTableImage transactions,
+        AuthStoreImage auth)
     {
         Revision = revision;
         CompactRevision = compactRevision;
@@ -52,6 +57,7 @@ public sealed class StateSnapshot
         _alarms = alarms;
         _remembered = remembered;
         _transactions = transactions;
+        _auth = auth;
     }
 
     /// <summary>The store revision at capture.</summary>
@@ -71,7 +77,7 @@ public sealed class StateSnapshot
     /// version, revision, compact revision, applied index, size; keys in order with their retained
     /// history (protobuf KeyValue per put); the events of the compact revision (the only history
     /// not rebuilt from the keys); leases; alarms; remembered request ids with their results (FIFO
-    /// order); the lock table (format 2 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
+    /// order); the lock table (format 2 on); the auth store (format 3 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
     /// </summary>
     /// <param name="stream">Where to write; left open.</param>
     public void WriteTo(Stream stream)
@@ -136,6 +142,7 @@ public sealed class StateSnapshot
             }
 
             WriteMessage(w, _transactions, ref buffer);
+            WriteMessage(w, _auth, ref buffer);
             w.Write(Hash());
         }
         finally
@@ -181,6 +188,13 @@ public sealed class StateSnapshot
         if (_transactions.CalculateSize() > 0)
         {
             h.AddBytes(_transactions.ToByteArray());
+        }
+
+        // The auth store (users with their hashes, roles, flag, revision, tokens) when non-empty, for the same reason.
+        if (_auth.CalculateSize() > 0)
+        {
+            h.Add(0x417574_68); // "Auth": keeps an auth image from hashing like a lock table's bytes
+            h.AddBytes(_auth.ToByteArray());
         }
 
         return h.Value;

@@ -31,7 +31,7 @@ public sealed partial class ArbiterNode
             return RangeAfterAsync(ready, request);
         }
 
-        var response = _host.Read(s => s.Range(request));
+        var response = _host.Read(s => ReadRangeChecked(s, request));
         FillHeader(response.Header);
         return Task.FromResult(response);
     }
@@ -39,7 +39,7 @@ public sealed partial class ArbiterNode
     private async Task<RangeResponse> RangeAfterAsync(ValueTask ready, RangeRequest request)
     {
         await ready.ConfigureAwait(false);
-        var response = _host.Read(s => s.Range(request));
+        var response = _host.Read(s => ReadRangeChecked(s, request));
         FillHeader(response.Header);
         return response;
     }
@@ -95,7 +95,7 @@ public sealed partial class ArbiterNode
             cancellationToken.ThrowIfCancellationRequested();
             await PrepareReadAsync(consistency, IsSerializableTxn(request), cancellationToken).ConfigureAwait(false);
 
-            var read = _host.Read(s => s.ReadOnlyTxn(request));
+            var read = _host.Read(s => ReadTxnChecked(s, request));
             FillHeader(read.Header);
             return read;
         }

@@ -323,6 +323,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         }
 
         command.TimeMs = Options.Clock.NowMs;
+        StampIdentity(command);
 
         // etcd measures the marshalled request against --max-request-bytes.
         if (command.CalculateSize() > Options.Limits.RequestSizeBytesMax)

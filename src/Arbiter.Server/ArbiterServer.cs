@@ -88,6 +88,9 @@ public static class ArbiterServer
         // a client keeps open beyond that (e.g. a request stream it never completes).
         builder.Services.Configure<Microsoft.Extensions.Hosting.HostOptions>(host => host.ShutdownTimeout = ShutdownTimeout);
         builder.Services.AddSingleton<EtcdErrorInterceptor>();
+        builder.Services.AddSingleton(options.Auth);
+        builder.Services.AddSingleton<Auth.Authenticator>();
+        builder.Services.AddSingleton<Auth.AuthInterceptor>();
         builder.Services.AddSingleton<GrpcMetricsInterceptor>();
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddMeter(NodeMetrics.MeterName, GrpcMetricsInterceptor.MeterName, StorageMetrics.MeterName)
@@ -107,6 +110,9 @@ public static class ArbiterServer
             // Outermost first: the metrics see the status the client gets.
             grpc.Interceptors.Add<GrpcMetricsInterceptor>();
             grpc.Interceptors.Add<EtcdErrorInterceptor>();
+
+            // Inside the error interceptor, so that its refusals carry etcd's status and text.
+            grpc.Interceptors.Add<Auth.AuthInterceptor>();
         });
 
         var app = builder.Build();
@@ -117,6 +123,7 @@ public static class ArbiterServer
         app.MapGrpcService<LeaseService>();
         app.MapGrpcService<MaintenanceService>();
         app.MapGrpcService<ClusterService>();
+        app.MapGrpcService<AuthService>();
         app.MapGrpcService<LockService>();
         app.MapGrpcService<TransactionsService>();
         app.MapGrpcService<ElectionService>();

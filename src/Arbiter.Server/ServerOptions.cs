@@ -20,4 +20,7 @@ public sealed record ServerOptions
     /// are refused with etcd's exact error text; past the cap, grpc-dotnet refuses them itself.
     /// </summary>
     public int MessageSizeBytesCap { get; init; } = 64 * 1024 * 1024;
+
+    /// <summary>Authentication: token kind and TTL, bcrypt cost (etcd's <c>--auth-token</c>, <c>--auth-token-ttl</c>, <c>--bcrypt-cost</c>).</summary>
+    public Auth.AuthOptions Auth { get; init; } = new();
 }

@@ -5,6 +5,7 @@ using Arbiter.Node.Cluster;
 using Arbiter.Node.Compaction;
 using Arbiter.Node.Security;
 using Arbiter.Server;
+using Arbiter.Server.Auth;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -72,6 +73,9 @@ internal static class ServeCommand
         var peerKeyFile = new Option<string?>("--peer-key-file") { Description = "PEM private key of --peer-cert-file." };
         var peerTrustedCaFile = new Option<string?>("--peer-trusted-ca-file") { Description = "PEM CA bundle other members' certificates must be issued by." };
         var peerClientCertAuth = new Option<bool>("--peer-client-cert-auth") { Description = "Require members dialling in to present a certificate issued by --peer-trusted-ca-file." };
+        var authToken = new Option<string>("--auth-token") { Description = "Token kind: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256|ES256|…[,ttl=5m] (etcd's syntax).", DefaultValueFactory = _ => "simple" };
+        var authTokenTtl = new Option<int>("--auth-token-ttl") { Description = "Seconds a simple token lives unused (each use renews it).", DefaultValueFactory = _ => new AuthOptions().SimpleTokenTtlSeconds };
+        var bcryptCost = new Option<int>("--bcrypt-cost") { Description = "bcrypt cost for password hashes (4-31).", DefaultValueFactory = _ => AuthOptions.BcryptCostDefault };
         var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
@@ -79,7 +83,7 @@ internal static class ServeCommand
             name, dataDir, inMemory, listenClient, listenMetrics, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
-            autoCompactionMode, autoCompactionRetention,
+            autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
         };
 
@@ -141,6 +145,12 @@ internal static class ServeCommand
                 };
             }
 
+            if (!TryParseAuth(result.GetValue(authToken)!, result.GetValue(authTokenTtl), result.GetValue(bcryptCost), out var authOptions, out var authError))
+            {
+                Console.Error.WriteLine($"error: {authError}");
+                return 2;
+            }
+
             var tlsFlags = new TlsFlags(
                 result.GetValue(certFile), result.GetValue(keyFile), result.GetValue(trustedCaFile), result.GetValue(clientCertAuth),
                 result.GetValue(peerCertFile), result.GetValue(peerKeyFile), result.GetValue(peerTrustedCaFile), result.GetValue(peerClientCertAuth));
@@ -158,6 +168,8 @@ internal static class ServeCommand
             {
                 ListenClientUrls = listenUrls,
                 ListenMetricsUrls = result.GetValue(listenMetrics) is { } metricsUrls ? Split(metricsUrls) : [],
+                // etcd's rule: with verified client certificates, the certificate's common name is the user.
+                Auth = authOptions with { ClientCertificateNamesUser = clientTls is { ClientCertAuth: true } },
             };
             foreach (var url in serverOptions.ListenMetricsUrls)
             {
@@ -175,6 +187,35 @@ internal static class ServeCommand
             return await RunAsync(options, serverOptions, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
         });
         return command;
+    }
+
+    /// <summary>Validates --auth-token, --auth-token-ttl and --bcrypt-cost (etcd's ranges), reading JWT key files.</summary>
+    internal static bool TryParseAuth(string authToken, int ttlSeconds, int bcryptCost, out AuthOptions options, out string? error)
+    {
+        options = new AuthOptions();
+        error = null;
+        if (bcryptCost is < 4 or > 31)
+        {
+            error = $"--bcrypt-cost {bcryptCost} is outside 4-31";
+            return false;
+        }
+
+        if (ttlSeconds <= 0)
+        {
+            error = $"--auth-token-ttl {ttlSeconds} must be a positive number of seconds";
+            return false;
+        }
+
+        try
+        {
+            options = AuthOptions.ParseAuthToken(authToken, new AuthOptions { SimpleTokenTtlSeconds = ttlSeconds, BcryptCost = bcryptCost });
+            return true;
+        }
+        catch (ArgumentException e)
+        {
+            error = e.Message;
+            return false;
+        }
     }
 
     private static async Task<int> RunAsync(NodeOptions options, ServerOptions serverOptions, LogLevel level, CancellationToken cancellationToken)

@@ -63,9 +63,16 @@ public sealed class WatchStream : IAsyncDisposable
             _ => request.RangeEnd.ToByteArray(),
         };
 
+        var identity = Auth.CallIdentity.Current;
         _hub.Host.Read(state =>
         {
             var currentRevision = state.Revision;
+            if ((state.Auth.Enabled || ReferenceEquals(identity, Auth.AuthIdentity.InvalidToken)) && WatchPermissionError(state, request, identity) is { } refusal)
+            {
+                Refuse(currentRevision, refusal);
+                return 0;
+            }
+
             if (rangeEnd is { Length: > 0 } && key.AsSpan().SequenceCompareTo(rangeEnd) >= 0)
             {
                 Refuse(currentRevision, "mvcc: watcher range is empty");
@@ -247,6 +254,37 @@ public sealed class WatchStream : IAsyncDisposable
     }
 
     internal void ScheduleCatchUp(Watcher watcher) => _catchUp.Writer.TryWrite(watcher);
+
+    /// <summary>
+    /// etcd 3.4's isWatchPermitted: READ on the watched range, refused with the gRPC error's text
+    /// as the cancel reason. As etcd, a range end of "\0" is checked as the single key.
+    /// </summary>
+    private static string? WatchPermissionError(StateMachine state, WatchCreateRequest request, Auth.AuthIdentity? identity)
+    {
+        if (ReferenceEquals(identity, Auth.AuthIdentity.InvalidToken))
+        {
+            return $"rpc error: code = Unauthenticated desc = {Core.Auth.AuthErrors.InvalidAuthToken.Message}";
+        }
+
+        var rangeEnd = request.RangeEnd is { Length: 1 } end && end[0] == 0 ? Google.Protobuf.ByteString.Empty : request.RangeEnd;
+        var error = state.CheckRangePermission(identity?.User, identity?.Revision ?? 0, request.Key, rangeEnd);
+        if (error is null)
+        {
+            return null;
+        }
+
+        // etcd reports the user-empty, old-revision and invalid-token errors as themselves, any other as permission denied.
+        var reported = error == Core.Auth.AuthErrors.UserEmpty || error == Core.Auth.AuthErrors.AuthOldRevision ? error : Core.Auth.AuthErrors.PermissionDenied;
+        return $"rpc error: code = {GrpcCodeName(reported.StatusCode)} desc = {reported.Message}";
+    }
+
+    private static string GrpcCodeName(ErrorStatusCode code) => code switch
+    {
+        ErrorStatusCode.InvalidArgument => "InvalidArgument",
+        ErrorStatusCode.PermissionDenied => "PermissionDenied",
+        ErrorStatusCode.Unauthenticated => "Unauthenticated",
+        _ => code.ToString(),
+    };
 
     private void Refuse(long revision, string reason)
     {

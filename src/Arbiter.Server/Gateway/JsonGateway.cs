@@ -48,6 +48,7 @@ public static class JsonGateway
         (typeof(LeaseService), Etcd.Lease.Descriptor, (b, s) => Etcd.Lease.BindService(b, (Etcd.Lease.LeaseBase)s)),
         (typeof(ClusterService), Etcd.Cluster.Descriptor, (b, s) => Etcd.Cluster.BindService(b, (Etcd.Cluster.ClusterBase)s)),
         (typeof(MaintenanceService), Etcd.Maintenance.Descriptor, (b, s) => Etcd.Maintenance.BindService(b, (Etcd.Maintenance.MaintenanceBase)s)),
+        (typeof(AuthService), Etcd.Auth.Descriptor, (b, s) => Etcd.Auth.BindService(b, (Etcd.Auth.AuthBase)s)),
         (typeof(LockService), Protocol.Lock.Lock.Descriptor, (b, s) => Protocol.Lock.Lock.BindService(b, (Protocol.Lock.Lock.LockBase)s)),
         (typeof(ElectionService), Protocol.Election.Election.Descriptor, (b, s) => Protocol.Election.Election.BindService(b, (Protocol.Election.Election.ElectionBase)s)),
     ];

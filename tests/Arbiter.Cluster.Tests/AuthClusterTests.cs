@@ -1,0 +1,169 @@
+using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Protocol.Auth;
+using Arbiter.Protocol.Etcd;
+using Grpc.Core;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>
+/// Auth on a real 3-member cluster: a simple token from one member works on the others (tokens
+/// are assigned through the log); users, roles and permissions survive a member kill -9 and restart
+/// (it catches up from the leader's log) and a leader kill -9.
+/// </summary>
+/// <remarks>
+/// The same scenario with snapshot count 25 (the restarted member catching up through a snapshot
+/// install) did not converge in the one run made: the leader kept re-sending the snapshot at index 75
+/// ("Retry replication from entry 0"); not yet understood, so it is not part of this test.
+/// </remarks>
+public sealed class AuthClusterTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task Users_roles_and_tokens_hold_across_members_a_member_restart_and_a_leader_kill()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { ExtraArguments = ["--bcrypt-cost", "4"] });
+        try
+        {
+            var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
+            await SetUpAsync(leader);
+
+            // A token from one member is honoured by every other (assigned through the log).
+            var followers = cluster.Members.Where(m => m != leader).ToArray();
+            var writerToken = await AuthenticateAsync(followers[0], "writer");
+            await PutAsync(followers[1], writerToken, "m/from-another-member");
+            await PutAsync(leader, writerToken, "m/on-the-leader");
+            var readerToken = await AuthenticateAsync(followers[1], "reader");
+            Assert.Equal(StatusCode.PermissionDenied, (await Assert.ThrowsAsync<RpcException>(() => PutAsync(followers[0], readerToken, "m/denied"))).StatusCode);
+
+            // A member down while the log moves on (and the auth store changes): it catches up on restart.
+            var lagging = followers[1];
+            await lagging.KillAsync();
+            var rootToken = await AuthenticateAsync(leader, "root");
+            for (var i = 0; i < 60; i++)
+            {
+                await PutAsync(leader, rootToken, $"m/filler-{i}");
+            }
+
+            await AddUserAsync(leader, rootToken, "late", "writer-role");
+            await lagging.StartAsync(isRestart: true);
+            await WaitSameRevisionAsync(cluster);
+            ClusterKit.WriteSnapshotActivity(cluster, output);
+            await AssertAuthStateAsync(lagging, "after a kill and restart");
+            await PutAsync(lagging, await AuthenticateAsync(lagging, "late"), "m/by-late-on-the-restarted-member");
+
+            // The leader killed: the survivors keep users, roles, permissions; new tokens work.
+            await leader.KillAsync();
+            var newLeader = await ClusterKit.WaitForAgreedLeaderAsync([.. cluster.Running], TimeSpan.FromSeconds(60));
+            output.WriteLine($"{leader.Name} killed; {newLeader.Name} leads");
+            foreach (var member in cluster.Running)
+            {
+                await AssertAuthStateAsync(member, "after the leader kill");
+            }
+
+            await PutAsync(newLeader, await AuthenticateAsync(newLeader, "writer"), "m/after-failover");
+            Assert.Equal(
+                StatusCode.PermissionDenied,
+                (await Assert.ThrowsAsync<RpcException>(() => PutAsync(newLeader, readerToken, "m/still-denied"))).StatusCode);
+
+            // And the killed leader comes back with the same auth state.
+            await leader.StartAsync(isRestart: true);
+            await WaitSameRevisionAsync(cluster);
+            await AssertAuthStateAsync(leader, "after the old leader restarted");
+        }
+        catch
+        {
+            output.WriteLine(cluster.Logs.Length > 20_000 ? cluster.Logs[^20_000..] : cluster.Logs);
+            throw;
+        }
+    }
+
+    /// <summary>Every running member at one store revision (Status needs no credentials; HashKV, which ClusterKit's convergence uses, needs root).</summary>
+    private static Task<TimeSpan> WaitSameRevisionAsync(ArbiterCluster cluster) =>
+        ClusterKit.WaitUntilAsync("every running member at the same revision", ClusterKit.ConvergeTimeout, async () =>
+        {
+            var revisions = new List<long>();
+            foreach (var member in cluster.Running)
+            {
+                revisions.Add((await ClusterKit.StatusAsync(member)).Header.Revision);
+            }
+
+            return revisions.Distinct().Count() == 1;
+        });
+
+    private static Auth.AuthClient AuthOf(ArbiterClusterMember member, out IDisposable channel)
+    {
+        var c = member.OpenChannel();
+        channel = c;
+        return new Auth.AuthClient(c);
+    }
+
+    private static async Task SetUpAsync(ArbiterClusterMember member)
+    {
+        var auth = AuthOf(member, out var channel);
+        using (channel)
+        {
+            var deadline = DateTime.UtcNow.Add(CallTimeout);
+            await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" }, deadline: deadline);
+            await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" }, deadline: deadline);
+            foreach (var (user, type) in new[] { ("reader", Permission.Types.Type.Read), ("writer", Permission.Types.Type.Readwrite) })
+            {
+                await auth.RoleAddAsync(new AuthRoleAddRequest { Name = user + "-role" }, deadline: deadline);
+                await auth.RoleGrantPermissionAsync(
+                    new AuthRoleGrantPermissionRequest { Name = user + "-role", Perm = new Permission { PermType = type, Key = ClusterKit.Bytes("m/"), RangeEnd = ClusterKit.Bytes("m0") } },
+                    deadline: deadline);
+                await auth.UserAddAsync(new AuthUserAddRequest { Name = user, Password = "pw" }, deadline: deadline);
+                await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = user, Role = user + "-role" }, deadline: deadline);
+            }
+
+            await auth.AuthEnableAsync(new AuthEnableRequest(), deadline: deadline);
+        }
+    }
+
+    private static async Task AddUserAsync(ArbiterClusterMember member, string rootToken, string user, string role)
+    {
+        var auth = AuthOf(member, out var channel);
+        using (channel)
+        {
+            var headers = new Metadata { { "token", rootToken } };
+            await auth.UserAddAsync(new AuthUserAddRequest { Name = user, Password = "pw" }, headers, DateTime.UtcNow.Add(CallTimeout));
+            await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = user, Role = role }, headers, DateTime.UtcNow.Add(CallTimeout));
+        }
+    }
+
+    private static async Task<string> AuthenticateAsync(ArbiterClusterMember member, string user)
+    {
+        var auth = AuthOf(member, out var channel);
+        using (channel)
+        {
+            return (await auth.AuthenticateAsync(new AuthenticateRequest { Name = user, Password = "pw" }, deadline: DateTime.UtcNow.Add(CallTimeout))).Token;
+        }
+    }
+
+    private static async Task PutAsync(ArbiterClusterMember member, string token, string key)
+    {
+        using var channel = member.OpenChannel();
+        await new KV.KVClient(channel).PutAsync(
+            new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes("v") },
+            new Metadata { { "token", token } },
+            DateTime.UtcNow.Add(CallTimeout));
+    }
+
+    private async Task AssertAuthStateAsync(ArbiterClusterMember member, string when)
+    {
+        var rootToken = await AuthenticateAsync(member, "root");
+        var auth = AuthOf(member, out var channel);
+        using (channel)
+        {
+            var headers = new Metadata { { "token", rootToken } };
+            var users = await auth.UserListAsync(new AuthUserListRequest(), headers, DateTime.UtcNow.Add(CallTimeout));
+            Assert.Equal(["late", "reader", "root", "writer"], users.Users);
+            var role = await auth.RoleGetAsync(new AuthRoleGetRequest { Role = "reader-role" }, headers, DateTime.UtcNow.Add(CallTimeout));
+            Assert.Equal("m/", Assert.Single(role.Perm).Key.ToStringUtf8());
+            Assert.Equal(["writer-role"], (await auth.UserGetAsync(new AuthUserGetRequest { Name = "late" }, headers, DateTime.UtcNow.Add(CallTimeout))).Roles);
+            var status = await auth.AuthStatusAsync(new AuthStatusRequest(), headers, DateTime.UtcNow.Add(CallTimeout));
+            Assert.True(status.Enabled);
+            output.WriteLine($"{member.Name} {when}: users {string.Join(",", users.Users)}, auth revision {status.AuthRevision}");
+        }
+    }
+}
