@@ -82,7 +82,7 @@ public static class JsonGateway
         // The metrics URLs serve /metrics and /health only (etcd's --listen-metrics-urls).
         // (By port: a metrics URL on 0.0.0.0 is reached at the interface's own address.)
         var metricsPorts = options.ListenMetricsUrls.Select(url => ArbiterServer.ParseEndpoint(url).Port)
-            .Except(options.ListenClientUrls.Select(url => ArbiterServer.ParseEndpoint(url).Port))
+            .Except(options.ListenClientUrls.Select(url => ArbiterServer.ParseListenUrl(url).EndPoint.Port))
             .ToHashSet();
         RequestDelegate OnClientUrls(RequestDelegate serve) => http =>
         {
