@@ -59,8 +59,21 @@ internal sealed partial class RaftCommandLog
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             timeout.CancelAfter(TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs * 5L));
-            if (await TryForwardReadIndexAsync(TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs), timeout.Token).ConfigureAwait(false) is not { } leaderCommit
-                || leaderCommit <= installedIndex || AppliedIndex != installedIndex)
+            long? leaderCommit;
+            try
+            {
+                leaderCommit = await TryForwardReadIndexAsync(TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs), timeout.Token).ConfigureAwait(false);
+            }
+            catch (EtcdException e) when (e.Error == EtcdError.NoLeader)
+            {
+                // Refusing the resent install does not reset DotNext's election timer, so a stuck
+                // follower soon stops believing in any leader, and asking "the leader" fails for
+                // good. Every member is asked instead; only the leader acts.
+                await AskEveryMemberForNewerSnapshotAsync(installedIndex, stuckFor, timeout.Token).ConfigureAwait(false);
+                return;
+            }
+
+            if (leaderCommit is not { } commit || commit <= installedIndex || AppliedIndex != installedIndex)
             {
                 return; // nothing beyond the snapshot to catch up on, or moving again
             }
@@ -70,12 +83,47 @@ internal sealed partial class RaftCommandLog
                 timeout.Token).ConfigureAwait(false);
             _logger.LogWarning(
                 "Still at Raft snapshot {Index} after {StuckMs} ms while the leader committed {LeaderCommit}: asked the leader for a newer snapshot (now {SnapshotIndex})",
-                installedIndex, (long)stuckFor.TotalMilliseconds, leaderCommit, reply?.SnapshotIndex);
+                installedIndex, (long)stuckFor.TotalMilliseconds, commit, reply?.SnapshotIndex);
         }
         catch (Exception e) when (e is Grpc.Core.RpcException or EtcdException or OperationCanceledException && !_stopping.IsCancellationRequested)
         {
             _logger.LogInformation("Asking the leader for a newer Raft snapshot failed: {Reason}", e.Message);
         }
+    }
+
+    /// <summary>
+    /// Sends <c>Peer.RefreshSnapshot</c> to every other member at once (their advertised client
+    /// URLs from the Raft member metadata). Members that do not lead refuse it; the leader, if
+    /// there is one, takes a snapshot above <paramref name="installedIndex"/>, which this member
+    /// then accepts instead of refusing.
+    /// </summary>
+    private async Task AskEveryMemberForNewerSnapshotAsync(long installedIndex, TimeSpan stuckFor, CancellationToken cancellationToken)
+    {
+        var asks = _raft.Members.Where(m => m.IsRemote).Select(async member =>
+        {
+            if (await TryGetMetadataAsync(member, cancellationToken).ConfigureAwait(false) is not { } metadata
+                || PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is not { } url)
+            {
+                return (long?)null;
+            }
+
+            try
+            {
+                var reply = await new Peer.PeerClient(ChannelTo(url))
+                    .RefreshSnapshotAsync(new RefreshSnapshotRequest { AboveIndex = installedIndex }, cancellationToken: cancellationToken)
+                    .ConfigureAwait(false);
+                return reply.SnapshotIndex;
+            }
+            catch (Grpc.Core.RpcException)
+            {
+                return null; // not the leader, or unreachable
+            }
+        }).ToList();
+
+        var answered = (await Task.WhenAll(asks).ConfigureAwait(false)).Where(index => index is not null).ToList();
+        _logger.LogWarning(
+            "Still at Raft snapshot {Index} after {StuckMs} ms and no leader known: asked every member for a newer snapshot ({Answer})",
+            installedIndex, (long)stuckFor.TotalMilliseconds, answered.Count == 0 ? "no leader answered" : $"the leader's is now at {answered.Max()}");
     }
 
     /// <summary>
