@@ -41,6 +41,32 @@ public sealed class RepeatedWarningLoggerFactoryTests
     }
 
     [Fact]
+    public void A_refused_install_while_the_image_is_fetched_is_information_without_the_stack_trace()
+    {
+        var sink = new Sink(LogLevel.Information);
+        var clock = new ManualClock();
+        using var inner = LoggerFactory.Create(b => b.AddProvider(sink).SetMinimumLevel(LogLevel.Information));
+        using var factory = new RepeatedWarningLoggerFactory(inner, clock);
+        var logger = factory.CreateLogger("DotNext.Net.Cluster.Consensus.Raft.RaftCluster");
+        var refused = Thrown(new InvalidOperationException("wrapped", new SnapshotImageNotReadyException(new SnapshotTicket(40_000, 3, 36_000_000, new byte[32]))));
+
+        for (var i = 0; i < 20; i++)
+        {
+            logger.LogError(refused, "Failed to process request from {Member}", "127.0.0.1:22380");
+            clock.AdvanceMs(100);
+        }
+
+        logger.LogError(Thrown(new IOException("disk")), "Failed to process request from {Member}", "127.0.0.1:22380");
+
+        var entry = Assert.Single(sink.Entries, e => e.Level == LogLevel.Information);
+        Assert.Contains("(InvalidOperationException: wrapped)", entry.Message, StringComparison.Ordinal);
+        Assert.Null(entry.Exception);
+
+        // Any other failure is still an error with its exception.
+        Assert.IsType<IOException>(Assert.Single(sink.Entries, e => e.Level == LogLevel.Error).Exception);
+    }
+
+    [Fact]
     public void With_debug_logging_every_warning_passes_with_its_exception()
     {
         var sink = new Sink(LogLevel.Debug);

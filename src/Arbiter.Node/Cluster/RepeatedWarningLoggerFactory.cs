@@ -8,8 +8,10 @@ namespace Arbiter.Node.Cluster;
 /// failed request to an unreachable member: with a 50 ms heartbeat that is ten multi-line warnings
 /// a second per member for as long as it is down. This keeps the first warning of each distinct
 /// message, then at most one per <see cref="RepeatIntervalMs"/> with the number left out, and shows
-/// the exception as its type and message only. Everything else — other levels, and all of it when
-/// Debug logging is on — passes through unchanged.
+/// the exception as its type and message only. A refused snapshot install while the image is still
+/// being fetched (<see cref="SnapshotImageNotReadyException"/>, expected and retried by the leader;
+/// DotNext logs it as a failure) goes the same way at Information. Everything else — other levels,
+/// and all of it when Debug logging is on — passes through unchanged.
 /// </summary>
 internal sealed class RepeatedWarningLoggerFactory(ILoggerFactory inner, TimeProvider time) : ILoggerFactory
 {
@@ -72,7 +74,8 @@ internal sealed class RepeatedWarningLoggerFactory(ILoggerFactory inner, TimePro
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (logLevel != LogLevel.Warning || inner.IsEnabled(LogLevel.Debug))
+            var expectedRefusal = IsImageNotReady(exception);
+            if ((logLevel != LogLevel.Warning && !expectedRefusal) || inner.IsEnabled(LogLevel.Debug))
             {
                 inner.Log(logLevel, eventId, state, exception, formatter);
                 return;
@@ -86,7 +89,20 @@ internal sealed class RepeatedWarningLoggerFactory(ILoggerFactory inner, TimePro
 
             var cause = exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})";
             var repeats = suppressed == 0 ? "" : $"; {suppressed} more like it in the last {RepeatIntervalMs / 1000} s";
-            inner.Log(logLevel, eventId, "{Message}{Cause}{Repeats}", message, cause, repeats);
+            inner.Log(expectedRefusal ? LogLevel.Information : logLevel, eventId, "{Message}{Cause}{Repeats}", message, cause, repeats);
+        }
+
+        private static bool IsImageNotReady(Exception? exception)
+        {
+            for (var e = exception; e is not null; e = e.InnerException)
+            {
+                if (e is SnapshotImageNotReadyException)
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
     }
 }
