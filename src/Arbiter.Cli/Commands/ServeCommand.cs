@@ -171,17 +171,17 @@ internal static class ServeCommand
                 // etcd's rule: with verified client certificates, the certificate's common name is the user.
                 Auth = authOptions with { ClientCertificateNamesUser = clientTls is { ClientCertAuth: true } },
             };
-            foreach (var url in serverOptions.ListenMetricsUrls)
+            // Before anything is created on disk: every listen URL parses and can be bound now.
+            if (!ServePreflight.TryParse(serverOptions.ListenClientUrls, serverOptions.ListenMetricsUrls, options.Cluster?.ListenPeerUrl, out var listens, out var listenError))
             {
-                try
-                {
-                    ArbiterServer.ParseEndpoint(url);
-                }
-                catch (ArgumentException e)
-                {
-                    Console.Error.WriteLine($"error: {e.Message}");
-                    return 2;
-                }
+                Console.Error.WriteLine(listenError);
+                return 2;
+            }
+
+            if (ServePreflight.FirstUnbindable(listens) is { } bindError)
+            {
+                Console.Error.WriteLine(bindError);
+                return ServePreflight.CannotListenExitCode;
             }
 
             return await RunAsync(options, serverOptions, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
@@ -233,9 +233,9 @@ internal static class ServeCommand
         {
             node = await ArbiterNode.StartAsync(options, loggerFactory, cancellationToken).ConfigureAwait(false);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            logger.LogCritical("Cannot open data directory {DataDirectory}: {Message}", options.DataDirectory, e.Message);
+            Console.Error.WriteLine($"error: cannot open data directory {options.DataDirectory}: {e.Message}");
             return 1;
         }
 
@@ -267,7 +267,17 @@ internal static class ServeCommand
                 });
                 await using (app.ConfigureAwait(false))
                 {
-                    await app.StartAsync(cancellationToken).ConfigureAwait(false);
+                    try
+                    {
+                        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (IOException e) when (e.InnerException is System.Net.Sockets.SocketException socket)
+                    {
+                        // Taken between the pre-flight check and now: one line, as every start-up failure.
+                        Console.Error.WriteLine($"error: cannot listen on {string.Join(",", serverOptions.ListenClientUrls)}: {ServePreflight.Describe(socket)}");
+                        return ServePreflight.CannotListenExitCode;
+                    }
+
                     logger.LogInformation(
                         "arbiter serving the etcd v3 API on {Urls} — member {Name} ({MemberId:x16}), data {DataDirectory}, revision {Revision}",
                         string.Join(",", serverOptions.ListenClientUrls), options.Name, node.MemberId, options.DataDirectory ?? "(in memory)", node.Revision);
