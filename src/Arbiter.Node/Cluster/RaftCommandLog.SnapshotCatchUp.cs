@@ -51,6 +51,11 @@ internal sealed partial class RaftCommandLog
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
         }
+        catch (Exception e)
+        {
+            // A bug here must not take the member down at shutdown (DisposeAsync awaits this task).
+            _logger.LogError(e, "The snapshot catch-up watch stopped");
+        }
     }
 
     private async Task AskForNewerSnapshotAsync(long installedIndex, TimeSpan stuckFor)

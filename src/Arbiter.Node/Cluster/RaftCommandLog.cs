@@ -115,8 +115,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             snapshotDirectory, _images, host, _options.Limits,
             _options.SnapshotEveryEntries, OnApplied, _logger);
         await _stateMachine.RestoreAsync(cancellationToken).ConfigureAwait(false);
-        _stateMachine.FetchImage = FetchSnapshotImageFromLeaderAsync;
-        StartSnapshotCatchUpWatch();
+        _stateMachine.FetchImage = FetchSnapshotImageAsync;
         var walDirectory = Path.Combine(memberDirectory, "raft");
         _wal = new DurableAckWriteAheadLog(
             new RaftWal.Options
@@ -161,6 +160,11 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         _raft.MemberRemoved += (_, e) => OnMemberRemoved(e.Member);
         _batchLoop = Task.Run(BatchLoopAsync, CancellationToken.None);
         await _raft.StartAsync(cancellationToken).ConfigureAwait(false);
+
+        // After the Raft member exists: started before it, a slow start (seen at load 50) let the
+        // watch read the leadership of a member not yet created, and that fault ended the process
+        // with code 1 at shutdown.
+        StartSnapshotCatchUpWatch();
         _logger.LogInformation(
             "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}",
             PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex);
@@ -192,15 +196,63 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     /// <summary>The image of one of this member's snapshots, for a follower that fetches it; null when gone.</summary>
     public FileStream? OpenSnapshotImage(long index, long term) => _images.TryOpen(index, term);
 
-    private async Task FetchSnapshotImageFromLeaderAsync(SnapshotTicket ticket, Stream destination, CancellationToken cancellationToken)
+    /// <summary>
+    /// Streams a snapshot's image into <paramref name="destination"/>: from the leader when this
+    /// member knows it, else (or when the leader cannot send it) from any member that holds that
+    /// image; the image is checked against the ticket's SHA-256 whoever sends it. A member receiving
+    /// its first snapshot (wiped, or added) often knows no leader yet: DotNext learns it from an
+    /// accepted request, and the install is refused until the image is here.
+    /// </summary>
+    private async Task FetchSnapshotImageAsync(SnapshotTicket ticket, Stream destination, CancellationToken cancellationToken)
     {
-        var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false)
-            ?? throw new EtcdException(EtcdError.NoLeader);
-        using var call = new Peer.PeerClient(ChannelTo(url)).FetchSnapshotImage(
-            new FetchSnapshotImageRequest { Index = ticket.Index, Term = ticket.Term }, cancellationToken: cancellationToken);
-        await foreach (var chunk in call.ResponseStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        var request = new FetchSnapshotImageRequest { Index = ticket.Index, Term = ticket.Term };
+        var tried = new List<string>();
+        await foreach (var url in SnapshotImageSourcesAsync(cancellationToken).ConfigureAwait(false))
         {
-            await destination.WriteAsync(chunk.Data.Memory, cancellationToken).ConfigureAwait(false);
+            if (tried.Contains(url, StringComparer.Ordinal))
+            {
+                continue;
+            }
+
+            tried.Add(url);
+            var written = false;
+            try
+            {
+                using var call = new Peer.PeerClient(ChannelTo(url)).FetchSnapshotImage(request, cancellationToken: cancellationToken);
+                await foreach (var chunk in call.ResponseStream.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    written = true;
+                    await destination.WriteAsync(chunk.Data.Memory, cancellationToken).ConfigureAwait(false);
+                }
+
+                return;
+            }
+            catch (RpcException e) when (!written && !cancellationToken.IsCancellationRequested)
+            {
+                _logger.LogDebug("The image of Raft snapshot {Ticket} is not available from {Url}: {Reason}", ticket, url, e.Status.Detail);
+            }
+        }
+
+        throw new EtcdException(tried.Count == 0 ? EtcdError.NoLeader : new EtcdError(ErrorStatusCode.Unavailable, $"no member sent the image (asked {string.Join(", ", tried)})"));
+    }
+
+    /// <summary>The leader's client URL if known now, then every other member's.</summary>
+    private async IAsyncEnumerable<string> SnapshotImageSourcesAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (_raft.Leader is { IsRemote: true } leader
+            && await TryGetMetadataAsync(leader, cancellationToken).ConfigureAwait(false) is { } leaderMetadata
+            && PeerClientUrl(leaderMetadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is { } leaderUrl)
+        {
+            yield return leaderUrl;
+        }
+
+        foreach (var member in _raft.Members.Where(m => m.IsRemote).ToList())
+        {
+            if (await TryGetMetadataAsync(member, cancellationToken).ConfigureAwait(false) is { } metadata
+                && PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is { } url)
+            {
+                yield return url;
+            }
         }
     }
 

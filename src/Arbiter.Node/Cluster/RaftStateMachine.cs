@@ -217,7 +217,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
             {
                 _fetching = ticket;
                 _fetch = Task.Run(() => FetchAndPrepareAsync(ticket, fetchImage));
-                _logger.LogInformation("Preparing Raft snapshot {Ticket} (its image fetched from the leader unless already here)", ticket);
+                _logger.LogInformation("Preparing Raft snapshot {Ticket} (its image fetched from the leader, or another member, unless already here)", ticket);
             }
             else if (_fetching != ticket)
             {
