@@ -67,6 +67,28 @@ public sealed class RepeatedWarningLoggerFactoryTests
     }
 
     [Fact]
+    public void Members_not_up_during_the_start_grace_and_log_matching_retries_are_information()
+    {
+        var sink = new Sink(LogLevel.Information);
+        var clock = new ManualClock();
+        using var inner = LoggerFactory.Create(b => b.AddProvider(sink).SetMinimumLevel(LogLevel.Information));
+        using var factory = new RepeatedWarningLoggerFactory(inner, clock, startGraceMs: 10_000);
+        var logger = factory.CreateLogger("DotNext.Net.Cluster.Consensus.Raft.RaftCluster");
+        var refused = Thrown(new System.Net.Sockets.SocketException(111));
+
+        logger.LogWarning(refused, "Cluster member {Member} is unavailable", "127.0.0.1:22380");
+        clock.AdvanceMs(10_000);
+        logger.LogWarning(refused, "Cluster member {Member} is unavailable", "127.0.0.1:22380");
+        logger.LogWarning("Replication of {Member} is failed. Retry replication from entry {Index}", "127.0.0.1:22380", 2);
+
+        Assert.Collection(
+            sink.Entries,
+            e => Assert.Equal((LogLevel.Information, "Cluster member 127.0.0.1:22380 is unavailable (SocketException: Connection refused)"), (e.Level, e.Message)),
+            e => Assert.Equal((LogLevel.Warning, "Cluster member 127.0.0.1:22380 is unavailable (SocketException: Connection refused)"), (e.Level, e.Message)),
+            e => Assert.Equal((LogLevel.Information, "Replication of 127.0.0.1:22380 is failed. Retry replication from entry 2"), (e.Level, e.Message)));
+    }
+
+    [Fact]
     public void With_debug_logging_every_warning_passes_with_its_exception()
     {
         var sink = new Sink(LogLevel.Debug);

@@ -60,6 +60,7 @@ internal static class LocalClusterCommand
 
         var initialCluster = string.Join(",", members.Select(m => $"{m.Name}={m.PeerUrl}"));
         var processes = new List<Process>();
+        using var stopping = new CancellationTokenSource();
         try
         {
             foreach (var member in members)
@@ -93,6 +94,7 @@ internal static class LocalClusterCommand
                 var process = Process.Start(start) ?? throw new InvalidOperationException("could not start a member");
                 processes.Add(process);
                 Prefix(process, member.Name);
+                ReportExit(process, member.Name, stopping);
                 Console.WriteLine($"started {member.Name} (pid {process.Id}): clients {member.ClientUrl}, peers {member.PeerUrl}");
             }
 
@@ -107,6 +109,7 @@ internal static class LocalClusterCommand
         }
         finally
         {
+            await stopping.CancelAsync().ConfigureAwait(false);
             foreach (var process in processes.Where(p => !p.HasExited))
             {
                 Terminate(process);
@@ -120,6 +123,25 @@ internal static class LocalClusterCommand
         }
 
         return 0;
+    }
+
+    /// <summary>Says when a member exits on its own or is killed (not when local-cluster stops them all).</summary>
+    private static void ReportExit(Process process, string name, CancellationTokenSource stopping)
+    {
+        var pid = process.Id;
+        _ = process.WaitForExitAsync(CancellationToken.None).ContinueWith(
+            exited =>
+            {
+                if (!stopping.IsCancellationRequested)
+                {
+                    var code = process.ExitCode;
+                    var how = code > 128 ? $"killed by signal {code - 128}" : $"exit code {code}";
+                    Console.WriteLine($"{name} (pid {pid}) exited: {how}; the others keep running");
+                }
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
     }
 
     /// <summary>SIGTERM through /bin/kill (no P/Invoke): the member shuts down cleanly.</summary>

@@ -142,7 +142,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             ConnectTimeout = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs),
             ColdStart = false,
             ConfigurationStorage = _membership,
-            LoggerFactory = new RepeatedWarningLoggerFactory(loggerFactory, TimeProvider.System),
+            LoggerFactory = new RepeatedWarningLoggerFactory(loggerFactory, TimeProvider.System, RepeatedWarningLoggerFactory.StartGraceMsDefault),
             SslOptions = PeerTransportSecurity.RaftSslOptions(_options.PeerTls),
         };
         configuration.Metadata[MetadataName] = _options.Name;

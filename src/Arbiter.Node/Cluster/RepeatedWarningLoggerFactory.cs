@@ -10,11 +10,18 @@ namespace Arbiter.Node.Cluster;
 /// message, then at most one per <see cref="RepeatIntervalMs"/> with the number left out, and shows
 /// the exception as its type and message only. A refused snapshot install while the image is still
 /// being fetched (<see cref="SnapshotImageNotReadyException"/>, expected and retried by the leader;
-/// DotNext logs it as a failure) goes the same way at Information. Everything else — other levels,
-/// and all of it when Debug logging is on — passes through unchanged.
+/// DotNext logs it as a failure) goes the same way at Information, and so do the warnings of a
+/// healthy start: members not up yet during the first <paramref name="startGraceMs"/>, and the
+/// "replication failed, retry from entry N" of Raft's ordinary log matching (a follower behind).
+/// Everything else — other levels, and all of it when Debug logging is on — passes through unchanged.
 /// </summary>
-internal sealed class RepeatedWarningLoggerFactory(ILoggerFactory inner, TimeProvider time) : ILoggerFactory
+internal sealed class RepeatedWarningLoggerFactory(ILoggerFactory inner, TimeProvider time, long startGraceMs = 0) : ILoggerFactory
 {
+    /// <summary>How long after a member starts its peers not being up yet is no warning (they start one by one).</summary>
+    public const long StartGraceMsDefault = 30_000;
+
+    private readonly long _startedAt = time.GetTimestamp();
+
     /// <summary>How often a repeated warning is logged again.</summary>
     public const int RepeatIntervalMs = 30_000;
 
@@ -31,6 +38,11 @@ internal sealed class RepeatedWarningLoggerFactory(ILoggerFactory inner, TimePro
     public void Dispose()
     {
     }
+
+    /// <summary>Whether a warning now is part of an ordinary start or catch-up, so worth Information only.</summary>
+    private bool IsExpectedWarning(string message) =>
+        time.GetElapsedTime(_startedAt).TotalMilliseconds < startGraceMs
+        || (message.StartsWith("Replication of ", StringComparison.Ordinal) && message.Contains("Retry replication from entry", StringComparison.Ordinal));
 
     /// <summary>Whether to log this occurrence of <paramref name="message"/>, and how many were left out since the last one logged.</summary>
     private bool ShouldLog(string message, out long suppressed)
@@ -82,14 +94,17 @@ internal sealed class RepeatedWarningLoggerFactory(ILoggerFactory inner, TimePro
             }
 
             var message = formatter(state, null);
-            if (!owner.ShouldLog(message, out var suppressed))
+            var expected = expectedRefusal || owner.IsExpectedWarning(message);
+
+            // Expected ones are counted apart, so that the first real warning after the start still shows.
+            if (!owner.ShouldLog(expected ? "expected: " + message : message, out var suppressed))
             {
                 return;
             }
 
             var cause = exception is null ? "" : $" ({exception.GetType().Name}: {exception.Message})";
             var repeats = suppressed == 0 ? "" : $"; {suppressed} more like it in the last {RepeatIntervalMs / 1000} s";
-            inner.Log(expectedRefusal ? LogLevel.Information : logLevel, eventId, "{Message}{Cause}{Repeats}", message, cause, repeats);
+            inner.Log(expected ? LogLevel.Information : logLevel, eventId, "{Message}{Cause}{Repeats}", message, cause, repeats);
         }
 
         private static bool IsImageNotReady(Exception? exception)

@@ -142,9 +142,11 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
 
             if (link.Failing)
             {
-                _logger.LogInformation("CRDT anti-entropy reaches member {Member:x16} again", link.Peer.MemberId);
+                _logger.LogInformation("CRDT anti-entropy reaches member {Member:x16} {Again}", link.Peer.MemberId, link.EverReached ? "again" : "(up now)");
                 link.Failing = false;
             }
+
+            link.EverReached = true;
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
@@ -152,7 +154,10 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
             link.NeedsRepair = true;
             if (!link.Failing)
             {
-                _logger.LogWarning("CRDT anti-entropy cannot reach member {Member:x16} at {Url}: {Reason}", link.Peer.MemberId, link.Peer.ClientUrl, Describe(e));
+                // A member never reached is most often one not started yet (a cluster starts one by one).
+                _logger.Log(
+                    link.EverReached ? LogLevel.Warning : LogLevel.Information,
+                    "CRDT anti-entropy cannot reach member {Member:x16} at {Url}: {Reason}", link.Peer.MemberId, link.Peer.ClientUrl, Describe(e));
                 link.Failing = true;
             }
         }
@@ -309,6 +314,9 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         public long RepairedAtMs { get; set; }
 
         public bool Failing { get; set; }
+
+        /// <summary>Whether a round with this member ever succeeded: until then, not reaching it is a member not up yet.</summary>
+        public bool EverReached { get; set; }
 
         public Task Round { get; set; } = Task.CompletedTask;
     }
