@@ -1,5 +1,6 @@
 using Arbiter.Client;
 using Arbiter.Recipes;
+using Medallion.Threading;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -15,7 +16,9 @@ public static class ArbiterServiceCollectionExtensions
     /// Registers a singleton <see cref="ArbiterClient"/> (gRPC, options bound from
     /// <paramref name="configuration"/>, e.g. the "Arbiter" section: <c>Endpoints</c>, <c>CallTimeoutMs</c>,
     /// <c>RetryAttemptsMax</c>, <c>SessionTtlSeconds</c>, and for https endpoints <c>CaFile</c>, <c>CertFile</c>,
-    /// <c>KeyFile</c>), and <see cref="IDistributedLockProvider"/>.
+    /// <c>KeyFile</c>), and the DistributedLock library's <see cref="IDistributedLockProvider"/>,
+    /// <see cref="IDistributedSemaphoreProvider"/> and <see cref="IDistributedReaderWriterLockProvider"/>
+    /// (all <see cref="ArbiterDistributedSynchronizationProvider"/>).
     /// </summary>
     public static IServiceCollection AddArbiter(this IServiceCollection services, IConfiguration configuration, Action<ArbiterClientOptions>? configure = null)
     {
@@ -70,7 +73,17 @@ public static class ArbiterServiceCollectionExtensions
     private static IServiceCollection AddArbiterCore(this IServiceCollection services, Func<IServiceProvider, ArbiterClient> factory)
     {
         services.TryAddSingleton(factory);
-        services.TryAddSingleton<IDistributedLockProvider, ArbiterLockProvider>();
+
+        // The DistributedLock library's provider interfaces: code written against them (for
+        // PostgreSQL, Redis…) gets Arbiter's locks from this one registration.
+        services.TryAddSingleton(sp =>
+        {
+            var client = sp.GetRequiredService<ArbiterClient>();
+            return new ArbiterDistributedSynchronizationProvider(client, new RecipeOptions { SessionTtlSeconds = client.Options.SessionTtlSeconds });
+        });
+        services.TryAddSingleton<IDistributedLockProvider>(sp => sp.GetRequiredService<ArbiterDistributedSynchronizationProvider>());
+        services.TryAddSingleton<IDistributedSemaphoreProvider>(sp => sp.GetRequiredService<ArbiterDistributedSynchronizationProvider>());
+        services.TryAddSingleton<IDistributedReaderWriterLockProvider>(sp => sp.GetRequiredService<ArbiterDistributedSynchronizationProvider>());
         return services;
     }
 
@@ -79,34 +92,6 @@ public static class ArbiterServiceCollectionExtensions
     {
         protected override Task ExecuteAsLeaderAsync(CancellationToken leadershipToken) => work(services, leadershipToken);
     }
-}
-
-/// <summary>Creates named locks (the DistributedLock library's provider pattern), for injection.</summary>
-public interface IDistributedLockProvider
-{
-    /// <summary>A mutex named <paramref name="name"/>.</summary>
-    DistributedMutex CreateLock(string name);
-
-    /// <summary>A reader-writer lock named <paramref name="name"/>.</summary>
-    DistributedReaderWriterLock CreateReaderWriterLock(string name);
-
-    /// <summary>A semaphore named <paramref name="name"/> with <paramref name="maxCount"/> permits.</summary>
-    DistributedSemaphore CreateSemaphore(string name, int maxCount);
-}
-
-/// <summary>The <see cref="IDistributedLockProvider"/> over the registered client; session TTL from the client options.</summary>
-public sealed class ArbiterLockProvider(ArbiterClient client) : IDistributedLockProvider
-{
-    private RecipeOptions Options => new() { SessionTtlSeconds = client.Options.SessionTtlSeconds };
-
-    /// <inheritdoc />
-    public DistributedMutex CreateLock(string name) => new(client, name, Options);
-
-    /// <inheritdoc />
-    public DistributedReaderWriterLock CreateReaderWriterLock(string name) => new(client, name, Options);
-
-    /// <inheritdoc />
-    public DistributedSemaphore CreateSemaphore(string name, int maxCount) => new(client, name, maxCount, Options);
 }
 
 /// <summary>Healthy when the server answers a status request in time.</summary>

@@ -1,5 +1,6 @@
 using Arbiter.Client;
 using Grpc.Core;
+using Medallion.Threading;
 
 namespace Arbiter.Recipes;
 
@@ -7,8 +8,9 @@ namespace Arbiter.Recipes;
 /// A held lock, permit or read/write lock. Disposing releases it. <see cref="HandleLostToken"/> fires
 /// if the session behind it is lost (the lease expired or could not be renewed for a whole TTL), after
 /// which another process may hold the lock: protect shared data with <see cref="FencingToken"/>.
+/// It is DistributedLock's <see cref="IDistributedSynchronizationHandle"/>.
 /// </summary>
-public sealed class DistributedLockHandle : IAsyncDisposable
+public sealed class DistributedLockHandle : IDistributedSynchronizationHandle
 {
     private readonly bool _ownsSession;
     private int _released;
@@ -42,6 +44,9 @@ public sealed class DistributedLockHandle : IAsyncDisposable
     /// <summary>Puts <paramref name="key"/> only if this handle still holds the lock; false when it does not (the write was rejected).</summary>
     public Task<bool> FencedPutAsync(string key, string value, CancellationToken cancellationToken = default) =>
         FencedWrite.PutAsync(Session.Client, Key, FencingToken, key, value, cancellationToken);
+
+    /// <summary>Releases the lock, waiting for it (idempotent); see <see cref="DisposeAsync"/>.</summary>
+    public void Dispose() => SyncOverAsync.Run(() => DisposeAsync().AsTask());
 
     /// <summary>Releases the lock (idempotent). A release that cannot reach the server leaves the key to expire with its lease.</summary>
     public async ValueTask DisposeAsync()

@@ -1,4 +1,5 @@
 using Arbiter.Client;
+using Medallion.Threading;
 
 namespace Arbiter.Recipes;
 
@@ -7,7 +8,7 @@ namespace Arbiter.Recipes;
 /// exactly as etcd's Go client and <c>etcdctl lock name</c> use, so they exclude each other.
 /// The holder is the key with the lowest create revision; each waiter watches only its predecessor.
 /// </summary>
-public sealed class DistributedMutex
+public sealed class DistributedMutex : IDistributedLock
 {
     private readonly ArbiterClient _client;
     private readonly RecipeOptions _options;
@@ -34,4 +35,22 @@ public sealed class DistributedMutex
 
     private Task<bool> WaitTurn(ArbiterClient client, long myRevision, TimeSpan timeout, CancellationToken cancellationToken) =>
         WaitQueue.WaitForPredecessorsAsync(client, Name + "/", myRevision, timeout, cancellationToken);
+
+    /// <summary>Synchronous <see cref="TryAcquireAsync"/>.</summary>
+    public DistributedLockHandle? TryAcquire(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
+        SyncOverAsync.Run(() => TryAcquireAsync(timeout, cancellationToken));
+
+    /// <summary>Synchronous <see cref="AcquireAsync"/>.</summary>
+    public DistributedLockHandle Acquire(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        SyncOverAsync.Run(() => AcquireAsync(timeout, cancellationToken));
+
+    IDistributedSynchronizationHandle? IDistributedLock.TryAcquire(TimeSpan timeout, CancellationToken cancellationToken) => TryAcquire(timeout, cancellationToken);
+
+    IDistributedSynchronizationHandle IDistributedLock.Acquire(TimeSpan? timeout, CancellationToken cancellationToken) => Acquire(timeout, cancellationToken);
+
+    async ValueTask<IDistributedSynchronizationHandle?> IDistributedLock.TryAcquireAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        await TryAcquireAsync(timeout, cancellationToken).ConfigureAwait(false);
+
+    async ValueTask<IDistributedSynchronizationHandle> IDistributedLock.AcquireAsync(TimeSpan? timeout, CancellationToken cancellationToken) =>
+        await AcquireAsync(timeout, cancellationToken).ConfigureAwait(false);
 }

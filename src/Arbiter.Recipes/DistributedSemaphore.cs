@@ -1,5 +1,6 @@
 using Arbiter.Client;
 using Arbiter.Protocol.Etcd;
+using Medallion.Threading;
 
 namespace Arbiter.Recipes;
 
@@ -10,7 +11,7 @@ namespace Arbiter.Recipes;
 /// that many waiters, not the whole line. A crashed holder's permit returns when its lease expires.
 /// Every participant must use the same <see cref="MaxCount"/>.
 /// </summary>
-public sealed class DistributedSemaphore
+public sealed class DistributedSemaphore : IDistributedSemaphore
 {
     private readonly ArbiterClient _client;
     private readonly RecipeOptions _options;
@@ -46,4 +47,22 @@ public sealed class DistributedSemaphore
 
     private Task<bool> WaitTurn(ArbiterClient client, long myRevision, TimeSpan timeout, CancellationToken cancellationToken) =>
         WaitQueue.WaitForPredecessorsAsync(client, Name + "/", myRevision, timeout, cancellationToken, MaxCount);
+
+    /// <summary>Synchronous <see cref="TryAcquireAsync"/>.</summary>
+    public DistributedLockHandle? TryAcquire(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
+        SyncOverAsync.Run(() => TryAcquireAsync(timeout, cancellationToken));
+
+    /// <summary>Synchronous <see cref="AcquireAsync"/>.</summary>
+    public DistributedLockHandle Acquire(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        SyncOverAsync.Run(() => AcquireAsync(timeout, cancellationToken));
+
+    IDistributedSynchronizationHandle? IDistributedSemaphore.TryAcquire(TimeSpan timeout, CancellationToken cancellationToken) => TryAcquire(timeout, cancellationToken);
+
+    IDistributedSynchronizationHandle IDistributedSemaphore.Acquire(TimeSpan? timeout, CancellationToken cancellationToken) => Acquire(timeout, cancellationToken);
+
+    async ValueTask<IDistributedSynchronizationHandle?> IDistributedSemaphore.TryAcquireAsync(TimeSpan timeout, CancellationToken cancellationToken) =>
+        await TryAcquireAsync(timeout, cancellationToken).ConfigureAwait(false);
+
+    async ValueTask<IDistributedSynchronizationHandle> IDistributedSemaphore.AcquireAsync(TimeSpan? timeout, CancellationToken cancellationToken) =>
+        await AcquireAsync(timeout, cancellationToken).ConfigureAwait(false);
 }

@@ -1,6 +1,7 @@
 using Arbiter.Client;
 using Arbiter.Hosting;
 using Arbiter.Recipes.Tests.Hosting;
+using Medallion.Threading;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -90,6 +91,75 @@ public abstract partial class ContractSuite
         }
     }
 
+    /// <summary>
+    /// Code written against the DistributedLock library's interfaces only (as for its PostgreSQL or
+    /// Redis providers), given Arbiter by one registration: locks, semaphores and reader-writer locks
+    /// exclude as they should, through the asynchronous and the synchronous overloads.
+    /// </summary>
+    [Fact]
+    public async Task DistributedLock_library_interfaces_work_from_one_registration()
+    {
+        var services = new ServiceCollection();
+        services.AddArbiter(NewClient());
+        await using var provider = services.BuildServiceProvider();
+
+        // Locks: the second holder is refused until the first releases.
+        var locks = provider.GetRequiredService<IDistributedLockProvider>();
+        IDistributedLock first = locks.CreateLock(Prefix + "dl-lock"), second = locks.CreateLock(Prefix + "dl-lock");
+        Assert.Equal(Prefix + "dl-lock", first.Name);
+        await using (var held = await first.AcquireAsync(TestSupport.Deadline))
+        {
+            Assert.False(held.HandleLostToken.IsCancellationRequested);
+            Assert.Null(await second.TryAcquireAsync());
+            Assert.Null(second.TryAcquire(TimeSpan.FromMilliseconds(200)));
+            await Assert.ThrowsAsync<TimeoutException>(async () => await second.AcquireAsync(TimeSpan.FromMilliseconds(200)));
+        }
+
+        using (second.Acquire(TestSupport.Deadline))
+        {
+            Assert.Null(await first.TryAcquireAsync());
+        }
+
+        await using ((await first.TryAcquireAsync(TestSupport.Deadline))!)
+        {
+        }
+
+        // Semaphores: MaxCount holders at once.
+        var semaphores = provider.GetRequiredService<IDistributedSemaphoreProvider>();
+        var semaphore = semaphores.CreateSemaphore(Prefix + "dl-sem", 2);
+        Assert.Equal(2, semaphore.MaxCount);
+        var one = await semaphore.AcquireAsync(TestSupport.Deadline);
+        var two = semaphore.Acquire(TestSupport.Deadline);
+        Assert.Null(await semaphores.CreateSemaphore(Prefix + "dl-sem", 2).TryAcquireAsync());
+        await one.DisposeAsync();
+        using (var three = semaphore.TryAcquire(TestSupport.Deadline))
+        {
+            Assert.NotNull(three);
+        }
+
+        two.Dispose();
+
+        // Reader-writer locks: readers share, a writer excludes both.
+        var rw = provider.GetRequiredService<IDistributedReaderWriterLockProvider>().CreateReaderWriterLock(Prefix + "dl-rw");
+        var reader1 = await rw.AcquireReadLockAsync(TestSupport.Deadline);
+        var reader2 = rw.AcquireReadLock(TestSupport.Deadline);
+        Assert.Null(await rw.TryAcquireWriteLockAsync());
+        await reader1.DisposeAsync();
+        reader2.Dispose();
+        using (var writer = rw.AcquireWriteLock(TestSupport.Deadline))
+        {
+            Assert.Null(await rw.TryAcquireReadLockAsync());
+            Assert.Null(rw.TryAcquireWriteLock());
+        }
+
+        await using ((await rw.TryAcquireReadLockAsync(TestSupport.Deadline))!)
+        {
+        }
+
+        // One provider behind all three interfaces.
+        Assert.Same(locks, semaphores);
+    }
+
     [Fact]
     public async Task Hosting_registers_client_lock_provider_health_check_and_leader_only_service()
     {
@@ -108,7 +178,7 @@ public abstract partial class ContractSuite
         Assert.Same(client, provider.GetRequiredService<ArbiterClient>());
         await using (var handle = await provider.GetRequiredService<IDistributedLockProvider>().CreateLock(Prefix + "l").AcquireAsync(TestSupport.Deadline))
         {
-            Assert.StartsWith(Prefix + "l/", handle.Key, StringComparison.Ordinal);
+            Assert.StartsWith(Prefix + "l/", Assert.IsType<DistributedLockHandle>(handle).Key, StringComparison.Ordinal);
         }
 
         var health = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync();
