@@ -115,6 +115,59 @@ public abstract partial class ContractSuite
         }
     }
 
+    /// <summary>
+    /// Three parties through three phases: none leaves a phase before all three arrived at it, each
+    /// sees the phases 0, 1, 2 in order, and the barrier resets by itself. A party that times out
+    /// withdraws its arrival (the next party alone does not open the barrier).
+    /// </summary>
+    [Fact]
+    public async Task CyclicBarrier_releases_all_parties_together_phase_after_phase()
+    {
+        const int parties = 3, phases = 3;
+        var sessions = new List<Session>();
+        for (var i = 0; i < parties; i++)
+        {
+            sessions.Add(await NewClient().CreateSessionAsync(TimeSpan.FromSeconds(10)));
+        }
+
+        var arrivedAt = new int[phases];
+        var passedEarly = 0;
+        var seen = await Task.WhenAll(sessions.Select(async session =>
+        {
+            var barrier = new DistributedCyclicBarrier(session, Prefix + "cyclic", parties);
+            var opened = new List<long>();
+            for (var phase = 0; phase < phases; phase++)
+            {
+                Interlocked.Increment(ref arrivedAt[phase]);
+                opened.Add(await barrier.SignalAndWaitAsync(TestSupport.Deadline));
+                if (Volatile.Read(ref arrivedAt[phase]) != parties)
+                {
+                    Interlocked.Increment(ref passedEarly);
+                }
+            }
+
+            return opened;
+        })).Within();
+
+        Assert.Equal(0, passedEarly);
+        Assert.All(seen, opened => Assert.Equal([0L, 1L, 2L], opened));
+        Assert.Equal(phases, await new DistributedCyclicBarrier(sessions[0], Prefix + "cyclic", parties).GetCurrentPhaseNumberAsync());
+        Assert.Equal(0, await CountKeysAsync(Prefix + "cyclic/arrivals/"));
+
+        // A party alone times out and withdraws; a second one alone then does not open a 2-party barrier.
+        var pair = sessions.Take(2).Select(s => new DistributedCyclicBarrier(s, Prefix + "pair", 2)).ToList();
+        await Assert.ThrowsAsync<TimeoutException>(() => pair[0].SignalAndWaitAsync(TimeSpan.FromMilliseconds(300)));
+        Assert.Equal(0, await CountKeysAsync(Prefix + "pair/arrivals/"));
+        await Assert.ThrowsAsync<TimeoutException>(() => pair[1].SignalAndWaitAsync(TimeSpan.FromMilliseconds(300)));
+        var both = await Task.WhenAll(pair.Select(b => b.SignalAndWaitAsync(TestSupport.Deadline))).Within();
+        Assert.Equal([0L, 0L], both);
+
+        foreach (var s in sessions)
+        {
+            await s.DisposeAsync();
+        }
+    }
+
     [Fact]
     public async Task CountdownLatch_opens_at_zero()
     {
