@@ -197,6 +197,39 @@ public abstract partial class ContractSuite
         await TestSupport.EventuallyAsync(async () => await CountKeysAsync(Prefix + "leader/") == 0, TestSupport.Deadline, "service resigned on stop");
     }
 
+    /// <summary>The application builder's AddArbiter: the client it registers is the one the live configuration source reads through.</summary>
+    [Fact]
+    public async Task Host_builder_uses_one_client_for_services_and_configuration()
+    {
+        var client = NewClient();
+        await client.PutAsync(Prefix + "hostcfg/Name", "one");
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.AddArbiter(client, Prefix + "hostcfg");
+        using var host = builder.Build();
+        Assert.Same(client, host.Services.GetRequiredService<ArbiterClient>());
+        Assert.Same(client, ((IConfigurationBuilder)builder.Configuration).Sources.OfType<ArbiterConfigurationSource>().Single().Client);
+        Assert.Equal("one", host.Services.GetRequiredService<IConfiguration>()["Name"]);
+        Assert.NotNull(host.Services.GetRequiredService<IDistributedLockProvider>());
+    }
+
+    [Fact]
+    public void Host_builder_binds_the_client_from_the_arbiter_section()
+    {
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Arbiter:Endpoints:0"] = "http://127.0.0.1:1",
+            ["Arbiter:CallTimeoutMs"] = "1234",
+            ["Arbiter:UserName"] = "alice",
+        });
+        builder.AddArbiter();
+        using var host = builder.Build();
+        var options = host.Services.GetRequiredService<ArbiterClient>().Options;
+        Assert.Equal(["http://127.0.0.1:1"], options.Endpoints);
+        Assert.Equal(1234, options.CallTimeoutMs);
+        Assert.Equal("alice", options.UserName);
+    }
+
     [Fact]
     public void Options_bind_from_configuration()
     {
