@@ -73,7 +73,7 @@ internal static class CleartextProtocolSelection
     }
 
     /// <summary>Reads until the bytes match the preface or differ from it; consumes nothing.</summary>
-    private static async Task<FirstBytes> ClassifyAsync(PipeReader input, CancellationToken cancellationToken)
+    internal static async Task<FirstBytes> ClassifyAsync(PipeReader input, CancellationToken cancellationToken)
     {
         try
         {
