@@ -70,7 +70,8 @@ public sealed class EdgeLimitsTests(LimitedServerFixture fixture, ITestOutputHel
         using var channel = GrpcChannel.ForAddress(server.Endpoint);
         var kv = new KV.KVClient(channel);
         var calls = 0;
-        while (started.Elapsed < TimeSpan.FromSeconds(2 * LimitedServerFixture.RequestHeaderTimeoutMs / 1000.0) || calls < 20)
+        var allSlow = Task.WhenAll(slow);
+        while ((!allSlow.IsCompleted && started.Elapsed < CloseDeadline) || calls < 20)
         {
             var key = ByteString.CopyFromUtf8($"slowloris/{calls}");
             await kv.PutAsync(new PutRequest { Key = key, Value = key }, deadline: DateTime.UtcNow + CallDeadline);
@@ -79,7 +80,7 @@ public sealed class EdgeLimitsTests(LimitedServerFixture fixture, ITestOutputHel
             calls++;
         }
 
-        var closed = await Task.WhenAll(slow);
+        var closed = await allSlow;
         for (var i = 0; i < kinds.Length; i++)
         {
             var times = closed.Skip(i * socketsPerKind).Take(socketsPerKind).ToList();
