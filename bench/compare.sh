@@ -13,6 +13,9 @@
 #                                              eventual tier's increments next to etcd's compare-and-swap)
 #   TLS=1 CLIENT_COUNTS=16 WORKLOADS="put range-linearizable" bench/compare.sh   (both servers with the
 #                                              same throw-away certificates, clients over mutual TLS)
+#   TLS=1 AUTH=1 CLIENT_COUNTS=16 WORKLOADS="put range-linearizable" bench/compare.sh   (and authentication
+#                                              on: user root added, auth enabled; the client certificate's
+#                                              common name, root, is the user, etcd's --client-cert-auth rule)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -33,6 +36,13 @@ VALUE_SIZE=${VALUE_SIZE:-256}
 # 1: both servers also listen on https with the same certificates (client-cert-auth) and every
 # measured and warm-up run goes over mutual TLS; readiness checks use the plain URL.
 TLS=${TLS:-0}
+# 1 (needs TLS=1): authentication on in both servers; every request is checked as user root, named by
+# the client certificate (no token or password exchange in the measured requests).
+AUTH=${AUTH:-0}
+if [ "$AUTH" = "1" ] && [ "$TLS" != "1" ]; then
+  echo "[compare] AUTH=1 needs TLS=1 (the client certificate names the user)" >&2
+  exit 2
+fi
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/bench/results/$STAMP}
 # Server data lives on the repository's disk (not a tmpfs), so fsync costs what it costs here.
@@ -91,6 +101,15 @@ if [ "$TLS" = "1" ]; then
   ETCD_URL=$ETCD_TLS_URL
   ARBITER_URL=$ARBITER_TLS_URL
 fi
+if [ "$AUTH" = "1" ]; then
+  for url in "$ETCD_URL" "$ARBITER_URL"; do
+    etcdctl --endpoints "$url" "${CLIENT_TLS[@]}" user add root --new-user-password=bench >/dev/null
+    etcdctl --endpoints "$url" "${CLIENT_TLS[@]}" auth enable >/dev/null
+    # Auth is on: a request with the certificate alone (CN root) must pass, one without must not.
+    etcdctl --endpoints "$url" "${CLIENT_TLS[@]}" put bench-auth-check ok >/dev/null
+  done
+  log "authentication enabled on both servers (user root, from the client certificate)"
+fi
 
 log "probing the machine"
 dotnet "$BENCH_DLL" probe --dir "$WORK" --out "$OUT/probe.json" >/dev/null
@@ -116,6 +135,7 @@ DISK_DEV=$(df --output=source "$WORK" | tail -1)
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
   echo "| cell | ${WARMUP_S} s warm-up + ${DURATION_S} s measured; key space $KEY_SPACE (locks: $LOCK_KEY_SPACE names), values $VALUE_SIZE B |"
   echo "| client TLS | $([ "$TLS" = "1" ] && echo "on: https with client-cert-auth, same throw-away ECDSA P-256 certificates for both" || echo off) |"
+  echo "| authentication | $([ "$AUTH" = "1" ] && echo "on in both: user root (the client certificate's CN), every request permission-checked" || echo off) |"
   echo "| servers warmed up first | every workload, ${WARMUP_ALL_S} s per server (half at 1 client, half at 16), not measured |"
 } >"$OUT/machine.md"
 

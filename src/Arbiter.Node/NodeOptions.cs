@@ -42,6 +42,16 @@ public sealed record NodeOptions
     /// <summary>Responses queued on one watch stream before its watchers fall back to catching up from history.</summary>
     public int WatchStreamPendingResponsesMax { get; init; } = 1024;
 
+    /// <summary>
+    /// Bytes of responses queued on one watch stream before its watchers fall back to catching up
+    /// from history (with <see cref="WatchStreamPendingResponsesMax"/>, what bounds the memory a
+    /// stream that is not read can hold); also, past it, the stream stops reading its requests.
+    /// </summary>
+    public long WatchStreamPendingBytesMax { get; init; } = 8 * 1024 * 1024;
+
+    /// <summary>Most watches open on one watch stream (<c>--max-watches-per-stream</c>); a create past it is canceled with a reason.</summary>
+    public int WatchesPerStreamMax { get; init; } = 10_000;
+
     /// <summary>Events read from history per catch-up step of a watcher.</summary>
     public int WatchCatchUpEventsMax { get; init; } = 1000;
 

@@ -49,8 +49,9 @@ public static class ArbiterServer
         configureLogging?.Invoke(builder.Logging);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            // gRPC streams are long-lived: each message is bounded (MaxReceiveMessageSize), not the body.
             kestrel.Limits.MaxRequestBodySize = null;
-            kestrel.Limits.Http2.MaxStreamsPerConnection = 10_000;
+            ApplyEdgeLimits(kestrel.Limits, options.Edge);
             foreach (var url in options.ListenClientUrls)
             {
                 var (endpoint, secure) = ParseListenUrl(url);
@@ -65,10 +66,10 @@ public static class ArbiterServer
                     else
                     {
                         // gRPC over h2c (prior knowledge), and HTTP/1.1 for /metrics and /health as on etcd's client port.
-                        listen.UseHttp1AndPriorKnowledgeHttp2();
+                        listen.UseHttp1AndPriorKnowledgeHttp2(options.Edge.RequestHeaderTimeoutMs);
                     }
 
-                    listen.UseAuthorityNormalization();
+                    listen.UseAuthorityNormalization(options.Edge.RequestHeaderTimeoutMs);
                 });
             }
 
@@ -135,6 +136,20 @@ public static class ArbiterServer
         app.MapGet(HealthPath, context => HealthEndpoint.HandleAsync(context, node));
         app.MapJsonGateway(node, options);
         return app;
+    }
+
+    /// <summary>Sets Kestrel's connection, header and HTTP/2 limits from <paramref name="edge"/>.</summary>
+    internal static void ApplyEdgeLimits(KestrelServerLimits limits, EdgeLimits edge)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        ArgumentNullException.ThrowIfNull(edge);
+        limits.Http2.MaxStreamsPerConnection = edge.ConcurrentStreamsPerConnectionMax;
+        limits.MaxRequestHeadersTotalSize = edge.RequestHeaderBytesMax;
+        limits.Http2.MaxRequestHeaderFieldSize = edge.RequestHeaderBytesMax;
+        limits.RequestHeadersTimeout = TimeSpan.FromMilliseconds(edge.RequestHeaderTimeoutMs);
+        limits.KeepAliveTimeout = TimeSpan.FromMilliseconds(edge.IdleConnectionTimeoutMs);
+        limits.Http2.KeepAlivePingDelay = edge.KeepAlivePingIntervalMs == 0 ? TimeSpan.MaxValue : TimeSpan.FromMilliseconds(edge.KeepAlivePingIntervalMs);
+        limits.Http2.KeepAlivePingTimeout = edge.KeepAlivePingTimeoutMs == 0 ? TimeSpan.MaxValue : TimeSpan.FromMilliseconds(edge.KeepAlivePingTimeoutMs);
     }
 
     /// <summary>Parses a plain <c>http://host:port</c> URL (a metrics URL) into an endpoint.</summary>

@@ -23,4 +23,7 @@ public sealed record ServerOptions
 
     /// <summary>Authentication: token kind and TTL, bcrypt cost (etcd's <c>--auth-token</c>, <c>--auth-token-ttl</c>, <c>--bcrypt-cost</c>).</summary>
     public Auth.AuthOptions Auth { get; init; } = new();
+
+    /// <summary>Connection and stream limits of the client port (streams per connection, header sizes, timeouts).</summary>
+    public EdgeLimits Edge { get; init; } = new();
 }

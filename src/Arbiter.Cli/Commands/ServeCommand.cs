@@ -76,6 +76,14 @@ internal static class ServeCommand
         var authToken = new Option<string>("--auth-token") { Description = "Token kind: simple, or jwt,pub-key=PATH,priv-key=PATH,sign-method=RS256|ES256|…[,ttl=5m] (etcd's syntax).", DefaultValueFactory = _ => "simple" };
         var authTokenTtl = new Option<int>("--auth-token-ttl") { Description = "Seconds a simple token lives unused (each use renews it).", DefaultValueFactory = _ => new AuthOptions().SimpleTokenTtlSeconds };
         var bcryptCost = new Option<int>("--bcrypt-cost") { Description = "bcrypt cost for password hashes (4-31).", DefaultValueFactory = _ => AuthOptions.BcryptCostDefault };
+        var edgeDefaults = new EdgeLimits();
+        var maxConcurrentStreams = new Option<long>("--max-concurrent-streams") { Description = "Most streams (calls) open at once on one client connection; more are refused with REFUSED_STREAM.", DefaultValueFactory = _ => edgeDefaults.ConcurrentStreamsPerConnectionMax };
+        var maxRequestHeaderBytes = new Option<int>("--max-request-header-bytes") { Description = $"Largest request header list (and header field), in bytes ({EdgeLimits.RequestHeaderBytesMin}-{EdgeLimits.RequestHeaderBytesCap}).", DefaultValueFactory = _ => edgeDefaults.RequestHeaderBytesMax };
+        var maxWatchesPerStream = new Option<int>("--max-watches-per-stream") { Description = "Most watches on one Watch stream; a create past it is canceled with a reason.", DefaultValueFactory = _ => new NodeOptions().WatchesPerStreamMax };
+        var requestHeaderTimeout = new Option<string>("--request-header-timeout") { Description = "Longest a client may take to send the HTTP/2 preface, a header block or any frame it began, or HTTP/1.1 headers (slowloris), e.g. 10s.", DefaultValueFactory = _ => $"{edgeDefaults.RequestHeaderTimeoutMs}ms" };
+        var idleConnectionTimeout = new Option<string>("--idle-connection-timeout") { Description = "How long a connection with nothing open may stay idle, e.g. 130s.", DefaultValueFactory = _ => $"{edgeDefaults.IdleConnectionTimeoutMs}ms" };
+        var keepAliveInterval = new Option<string>("--grpc-keepalive-interval") { Description = "Ping a client connection after this long without traffic (0 to disable).", DefaultValueFactory = _ => "2h" };
+        var keepAliveTimeout = new Option<string>("--grpc-keepalive-timeout") { Description = "Close a connection that does not answer a keep-alive ping within this (0 to disable).", DefaultValueFactory = _ => "20s" };
         var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
@@ -85,6 +93,7 @@ internal static class ServeCommand
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
+            maxConcurrentStreams, maxRequestHeaderBytes, maxWatchesPerStream, requestHeaderTimeout, idleConnectionTimeout, keepAliveInterval, keepAliveTimeout,
         };
 
         command.SetAction(async (result, cancellationToken) =>
@@ -116,6 +125,21 @@ internal static class ServeCommand
             }
 
             options = options with { AutoCompaction = autoCompaction };
+            if (!TryParseEdgeLimits(
+                    result.GetValue(maxConcurrentStreams), result.GetValue(maxRequestHeaderBytes), result.GetValue(requestHeaderTimeout)!,
+                    result.GetValue(idleConnectionTimeout)!, result.GetValue(keepAliveInterval)!, result.GetValue(keepAliveTimeout)!, out var edgeLimits, out var edgeError))
+            {
+                Console.Error.WriteLine($"error: {edgeError}");
+                return 2;
+            }
+
+            if (result.GetValue(maxWatchesPerStream) is var watchesMax && watchesMax < 1)
+            {
+                Console.Error.WriteLine($"error: --max-watches-per-stream {watchesMax} must be at least 1");
+                return 2;
+            }
+
+            options = options with { WatchesPerStreamMax = watchesMax };
             var joinExisting = result.GetValue(initialClusterState) == "existing";
             if (result.GetValue(initialCluster) is { } members || joinExisting)
             {
@@ -170,6 +194,7 @@ internal static class ServeCommand
                 ListenMetricsUrls = result.GetValue(listenMetrics) is { } metricsUrls ? Split(metricsUrls) : [],
                 // etcd's rule: with verified client certificates, the certificate's common name is the user.
                 Auth = authOptions with { ClientCertificateNamesUser = clientTls is { ClientCertAuth: true } },
+                Edge = edgeLimits,
             };
             // Before anything is created on disk: every listen URL parses and can be bound now.
             if (!ServePreflight.TryParse(serverOptions.ListenClientUrls, serverOptions.ListenMetricsUrls, options.Cluster?.ListenPeerUrl, out var listens, out var listenError))
@@ -187,6 +212,54 @@ internal static class ServeCommand
             return await RunAsync(options, serverOptions, result.GetValue(logLevel), cancellationToken).ConfigureAwait(false);
         });
         return command;
+    }
+
+    /// <summary>Parses and checks the connection limits (durations in Go's syntax, as etcd's flags); on failure, one line naming the flag.</summary>
+    internal static bool TryParseEdgeLimits(
+        long concurrentStreams, int headerBytes, string headerTimeout, string idleTimeout, string keepAliveInterval, string keepAliveTimeout,
+        out EdgeLimits limits, out string? error)
+    {
+        limits = new EdgeLimits();
+        error = null;
+        var durations = new (string Flag, string Text)[]
+        {
+            ("--request-header-timeout", headerTimeout), ("--idle-connection-timeout", idleTimeout),
+            ("--grpc-keepalive-interval", keepAliveInterval), ("--grpc-keepalive-timeout", keepAliveTimeout),
+        };
+        var parsedMs = new long[durations.Length];
+        for (var i = 0; i < durations.Length; i++)
+        {
+            if (!EdgeLimits.TryParseDurationMs(durations[i].Text, out parsedMs[i]))
+            {
+                error = $"{durations[i].Flag} '{durations[i].Text}' is not a duration such as 500ms, 20s, 5m or 2h";
+                return false;
+            }
+        }
+
+        if (concurrentStreams is < 1 or > uint.MaxValue)
+        {
+            error = $"--max-concurrent-streams {concurrentStreams} is outside 1-{uint.MaxValue}";
+            return false;
+        }
+
+        if (parsedMs[0] > int.MaxValue || parsedMs[1] > int.MaxValue)
+        {
+            error = $"{(parsedMs[0] > int.MaxValue ? durations[0].Flag : durations[1].Flag)} is longer than {int.MaxValue} ms";
+            return false;
+        }
+
+        limits = new EdgeLimits
+        {
+            // etcd's default is math.MaxUint32; Kestrel counts streams in an int.
+            ConcurrentStreamsPerConnectionMax = (int)Math.Min(concurrentStreams, int.MaxValue),
+            RequestHeaderBytesMax = headerBytes,
+            RequestHeaderTimeoutMs = (int)parsedMs[0],
+            IdleConnectionTimeoutMs = (int)parsedMs[1],
+            KeepAlivePingIntervalMs = parsedMs[2],
+            KeepAlivePingTimeoutMs = parsedMs[3],
+        };
+        error = limits.Validate();
+        return error is null;
     }
 
     /// <summary>Validates --auth-token, --auth-token-ttl and --bcrypt-cost (etcd's ranges), reading JWT key files.</summary>

@@ -17,7 +17,7 @@ public sealed class WatchStream : IAsyncDisposable
     public const long InvalidWatchId = -1;
 
     private readonly WatchHub _hub;
-    private readonly Channel<WatchResponse> _responses = Channel.CreateUnbounded<WatchResponse>(
+    private readonly Channel<(WatchResponse Response, int SizeBytes)> _responses = Channel.CreateUnbounded<(WatchResponse, int)>(
         new UnboundedChannelOptions { SingleReader = true });
     private readonly Channel<Watcher> _catchUp = Channel.CreateUnbounded<Watcher>(
         new UnboundedChannelOptions { SingleReader = true });
@@ -27,6 +27,7 @@ public sealed class WatchStream : IAsyncDisposable
     private readonly CancellationTokenSource _closed = new();
     private TaskCompletionSource _spaceAvailable = NewSignal();
     private int _pendingCount;
+    private long _pendingBytes;
     private long _nextAutoId;
 
     internal WatchStream(WatchHub hub)
@@ -35,7 +36,29 @@ public sealed class WatchStream : IAsyncDisposable
         _catchUpWorker = Task.Run(CatchUpLoopAsync);
     }
 
-    internal bool IsBacklogged => Volatile.Read(ref _pendingCount) >= _hub.Options.WatchStreamPendingResponsesMax;
+    internal bool IsBacklogged =>
+        Volatile.Read(ref _pendingCount) >= _hub.Options.WatchStreamPendingResponsesMax
+        || Interlocked.Read(ref _pendingBytes) >= _hub.Options.WatchStreamPendingBytesMax;
+
+    /// <summary>
+    /// Completes once the responses queued for the client are under the stream's bounds (at
+    /// once if they are): a reader of the client's requests awaits this before each request, so a
+    /// client that sends requests but never reads the answers stops being read (back-pressure).
+    /// </summary>
+    public async ValueTask WaitWhileBackloggedAsync(CancellationToken cancellationToken)
+    {
+        while (IsBacklogged && !_closed.IsCancellationRequested)
+        {
+            var signal = Volatile.Read(ref _spaceAvailable);
+            if (!IsBacklogged)
+            {
+                break;
+            }
+
+            await signal.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            Interlocked.CompareExchange(ref _spaceAvailable, NewSignal(), signal);
+        }
+    }
 
     /// <summary>Number of live watches on this stream.</summary>
     public int WatchCount
@@ -82,6 +105,12 @@ public sealed class WatchStream : IAsyncDisposable
             Watcher watcher;
             lock (_gate)
             {
+                if (_watchers.Count >= _hub.Options.WatchesPerStreamMax)
+                {
+                    Refuse(currentRevision, $"arbiter: too many watches on this stream (limit {_hub.Options.WatchesPerStreamMax}, --max-watches-per-stream); cancel one or open another stream");
+                    return 0;
+                }
+
                 long id;
                 if (request.WatchId != 0)
                 {
@@ -168,14 +197,16 @@ public sealed class WatchStream : IAsyncDisposable
         var reader = _responses.Reader;
         while (await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            while (reader.TryRead(out var response))
+            while (reader.TryRead(out var item))
             {
-                if (Interlocked.Decrement(ref _pendingCount) < _hub.Options.WatchStreamPendingResponsesMax / 2)
+                var bytes = Interlocked.Add(ref _pendingBytes, -item.SizeBytes);
+                if (Interlocked.Decrement(ref _pendingCount) < _hub.Options.WatchStreamPendingResponsesMax / 2
+                    && bytes < _hub.Options.WatchStreamPendingBytesMax / 2)
                 {
                     Volatile.Read(ref _spaceAvailable).TrySetResult();
                 }
 
-                yield return response;
+                yield return item.Response;
             }
         }
     }
@@ -212,21 +243,26 @@ public sealed class WatchStream : IAsyncDisposable
         _closed.Dispose();
     }
 
-    internal void EnqueueControl(WatchResponse response)
+    internal void EnqueueControl(WatchResponse response) => Enqueue(response, response.CalculateSize());
+
+    private void Enqueue(WatchResponse response, int sizeBytes)
     {
         Interlocked.Increment(ref _pendingCount);
-        if (!_responses.Writer.TryWrite(response))
+        Interlocked.Add(ref _pendingBytes, sizeBytes);
+        if (!_responses.Writer.TryWrite((response, sizeBytes)))
         {
             Interlocked.Decrement(ref _pendingCount);
+            Interlocked.Add(ref _pendingBytes, -sizeBytes);
         }
     }
 
     internal void EnqueueEvents(Watcher watcher, WatchResponse response)
     {
         watcher.EventsSinceProgress = true;
-        if (!watcher.Fragment || response.Events.Count < 2 || response.CalculateSize() <= _hub.Options.Limits.RequestSizeBytesMax)
+        var sizeBytes = response.CalculateSize();
+        if (!watcher.Fragment || response.Events.Count < 2 || sizeBytes <= _hub.Options.Limits.RequestSizeBytesMax)
         {
-            EnqueueControl(response);
+            Enqueue(response, sizeBytes);
             return;
         }
 
@@ -307,17 +343,7 @@ public sealed class WatchStream : IAsyncDisposable
         {
             while (!watcher.Canceled && !watcher.Synced && !token.IsCancellationRequested)
             {
-                while (IsBacklogged && !token.IsCancellationRequested)
-                {
-                    var signal = Volatile.Read(ref _spaceAvailable);
-                    if (!IsBacklogged)
-                    {
-                        break;
-                    }
-
-                    await signal.Task.WaitAsync(token).ConfigureAwait(false);
-                    Interlocked.CompareExchange(ref _spaceAvailable, NewSignal(), signal);
-                }
+                await WaitWhileBackloggedAsync(token).ConfigureAwait(false);
 
                 _hub.Host.Read(state => CatchUpStep(state, watcher));
             }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
 using Microsoft.AspNetCore.Connections;
@@ -23,16 +24,20 @@ internal static class AuthorityNormalizationMiddleware
 
     /// <summary>
     /// Rewrites <c>:authority: http://host:port</c> (sent by etcdctl's per-endpoint commands) to
-    /// <c>host:port</c> before Kestrel validates it, on every connection of this endpoint.
+    /// <c>host:port</c> before Kestrel validates it, on every connection of this endpoint; and
+    /// closes a connection whose client, once it has begun the preface, a frame or a header block,
+    /// leaves it unfinished for <paramref name="frameTimeoutMs"/> of waiting (slowloris). Only time
+    /// spent waiting for the client counts, not time the server is slow to take what was sent.
     /// </summary>
-    public static ListenOptions UseAuthorityNormalization(this ListenOptions listen)
+    public static ListenOptions UseAuthorityNormalization(this ListenOptions listen, int frameTimeoutMs)
     {
         ArgumentNullException.ThrowIfNull(listen);
-        listen.Use(next => context => RunAsync(context, next, listen.KestrelServerOptions.Limits.Http2));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(frameTimeoutMs);
+        listen.Use(next => context => RunAsync(context, next, listen.KestrelServerOptions.Limits.Http2, frameTimeoutMs));
         return listen;
     }
 
-    private static async Task RunAsync(ConnectionContext context, ConnectionDelegate next, Http2Limits limits)
+    private static async Task RunAsync(ConnectionContext context, ConnectionDelegate next, Http2Limits limits, int frameTimeoutMs)
     {
         var transport = context.Transport;
         var pipe = new Pipe(new PipeOptions(
@@ -41,7 +46,7 @@ internal static class AuthorityNormalizationMiddleware
             useSynchronizationContext: false));
         using var rewriter = new Http2AuthorityRewriter(limits.MaxFrameSize, limits.HeaderTableSize);
         await using var connection = new HalfClosedConnection(context, HalfClosedAbortGraceMs);
-        var pump = PumpAsync(transport.Input, pipe.Writer, rewriter, connection);
+        var pump = PumpAsync(transport.Input, pipe.Writer, rewriter, connection, frameTimeoutMs);
         context.Transport = new DuplexPipe(pipe.Reader, transport.Output);
         try
         {
@@ -59,13 +64,45 @@ internal static class AuthorityNormalizationMiddleware
         }
     }
 
-    private static async Task PumpAsync(PipeReader input, PipeWriter output, Http2AuthorityRewriter rewriter, HalfClosedConnection connection)
+    private static async Task PumpAsync(PipeReader input, PipeWriter output, Http2AuthorityRewriter rewriter, HalfClosedConnection connection, int frameTimeoutMs)
     {
+        var frameTimer = new CancellationTokenSource();
         try
         {
+            var midFrame = false;
+            var midFrameWaitedMs = 0L;
             while (true)
             {
-                var result = await input.ReadAsync().ConfigureAwait(false);
+                ReadResult result;
+                if (midFrame)
+                {
+                    var remainingMs = frameTimeoutMs - midFrameWaitedMs;
+                    var started = Stopwatch.GetTimestamp();
+                    frameTimer.CancelAfter(TimeSpan.FromMilliseconds(Math.Max(1, remainingMs)));
+                    try
+                    {
+                        result = await input.ReadAsync(frameTimer.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (frameTimer.IsCancellationRequested)
+                    {
+                        var timedOut = new ConnectionAbortedException($"The client left an HTTP/2 frame or header block unfinished for {frameTimeoutMs} ms (request header timeout).");
+                        connection.Abort(timedOut);
+                        await output.CompleteAsync(timedOut).ConfigureAwait(false);
+                        return;
+                    }
+
+                    midFrameWaitedMs += (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                    if (!frameTimer.TryReset())
+                    {
+                        frameTimer.Dispose();
+                        frameTimer = new CancellationTokenSource();
+                    }
+                }
+                else
+                {
+                    result = await input.ReadAsync().ConfigureAwait(false);
+                }
+
                 if (result.IsCanceled)
                 {
                     break;
@@ -73,6 +110,12 @@ internal static class AuthorityNormalizationMiddleware
 
                 var buffer = result.Buffer;
                 var consumed = rewriter.Process(buffer, output);
+                midFrame = rewriter.MidFrame || (!rewriter.PassingThrough && !consumed.Equals(buffer.End));
+                if (!midFrame)
+                {
+                    midFrameWaitedMs = 0;
+                }
+
                 if (result.IsCompleted)
                 {
                     // The client sent its FIN (a half-close, or the end of the connection).
@@ -98,6 +141,10 @@ internal static class AuthorityNormalizationMiddleware
 #pragma warning restore CA1031
         {
             await output.CompleteAsync(ex).ConfigureAwait(false);
+        }
+        finally
+        {
+            frameTimer.Dispose();
         }
     }
 

@@ -17,19 +17,19 @@ namespace Arbiter.Server.Http2;
 /// </summary>
 internal static class CleartextProtocolSelection
 {
-    /// <summary>Longest wait for a new connection's first bytes, in ms.</summary>
-    private const int FirstBytesTimeoutMs = 10_000;
-
     private static ReadOnlySpan<byte> Preface => "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8;
 
     private static readonly byte[] H2 = "h2"u8.ToArray();
 
     /// <summary>
     /// Serves both protocols on <paramref name="listen"/> (sets <see cref="HttpProtocols.Http1AndHttp2"/>).
-    /// Must be the endpoint's first connection middleware.
+    /// Must be the endpoint's first connection middleware. A connection whose first bytes neither
+    /// complete the preface nor depart from it within <paramref name="prefaceTimeoutMs"/> (nothing
+    /// sent, or a preface trickled in: slowloris) is closed.
     /// </summary>
-    public static ListenOptions UseHttp1AndPriorKnowledgeHttp2(this ListenOptions listen)
+    public static ListenOptions UseHttp1AndPriorKnowledgeHttp2(this ListenOptions listen, int prefaceTimeoutMs)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(prefaceTimeoutMs);
         ArgumentNullException.ThrowIfNull(listen);
         listen.Protocols = HttpProtocols.Http1AndHttp2;
 
@@ -37,11 +37,17 @@ internal static class CleartextProtocolSelection
         listen.KestrelServerOptions.AllowAlternateSchemes = true;
         listen.Use(next => async context =>
         {
-            // A client that connects and sends nothing is handed to Kestrel as HTTP/1.1 after a while,
-            // whose own timeouts then close it.
             using var firstBytes = CancellationTokenSource.CreateLinkedTokenSource(context.ConnectionClosed);
-            firstBytes.CancelAfter(FirstBytesTimeoutMs);
-            if (await StartsWithPrefaceAsync(context.Transport.Input, firstBytes.Token).ConfigureAwait(false))
+            firstBytes.CancelAfter(prefaceTimeoutMs);
+            var start = await ClassifyAsync(context.Transport.Input, firstBytes.Token).ConfigureAwait(false);
+            if (start == FirstBytes.TimedOut)
+            {
+                // Nothing that tells the protocol apart arrived in time; HTTP/1.1 clients send first.
+                context.Abort(new ConnectionAbortedException("The connection's first bytes did not arrive within the request header timeout."));
+                return;
+            }
+
+            if (start == FirstBytes.Http2Preface)
             {
                 var negotiated = new NegotiatedHttp2();
                 context.Features.Set<ITlsApplicationProtocolFeature>(negotiated);
@@ -53,8 +59,21 @@ internal static class CleartextProtocolSelection
         return listen;
     }
 
+    /// <summary>What a connection's first bytes turned out to be.</summary>
+    internal enum FirstBytes
+    {
+        /// <summary>The whole HTTP/2 connection preface.</summary>
+        Http2Preface,
+
+        /// <summary>Bytes that are not the preface (HTTP/1.1), or the client closed first.</summary>
+        Other,
+
+        /// <summary>Neither within the timeout.</summary>
+        TimedOut,
+    }
+
     /// <summary>Reads until the bytes match the preface or differ from it; consumes nothing.</summary>
-    private static async Task<bool> StartsWithPrefaceAsync(PipeReader input, CancellationToken cancellationToken)
+    internal static async Task<FirstBytes> ClassifyAsync(PipeReader input, CancellationToken cancellationToken)
     {
         try
         {
@@ -66,7 +85,7 @@ internal static class CleartextProtocolSelection
                 if (!matches || count == Preface.Length || result.IsCompleted || result.IsCanceled)
                 {
                     input.AdvanceTo(buffer.Start);
-                    return matches && count == Preface.Length;
+                    return matches && count == Preface.Length ? FirstBytes.Http2Preface : FirstBytes.Other;
                 }
 
                 // A prefix of the preface so far: wait for more.
@@ -75,7 +94,7 @@ internal static class CleartextProtocolSelection
         }
         catch (OperationCanceledException)
         {
-            return false;
+            return FirstBytes.TimedOut;
         }
     }
 

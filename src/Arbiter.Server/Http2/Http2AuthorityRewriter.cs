@@ -73,6 +73,13 @@ internal sealed class Http2AuthorityRewriter : IHpackHeaderSink, IDisposable
     public bool Rewriting { get; private set; }
 
     /// <summary>
+    /// True while the preface, a frame whose payload is being forwarded, or a header block has begun
+    /// and not ended (bytes held back by <see cref="Process"/> also mean a frame has begun); false
+    /// once passing through.
+    /// </summary>
+    public bool MidFrame => !PassingThrough && ((_prefaceMatchedBytes > 0 && _prefaceMatchedBytes < Preface.Length) || _forwardRemainingBytes > 0 || _inBlock);
+
+    /// <summary>
     /// Consumes what it can of <paramref name="input"/>, writing the result to
     /// <paramref name="output"/>, and returns how far it consumed; an incomplete frame is left
     /// for the next call with more bytes.

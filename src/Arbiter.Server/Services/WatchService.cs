@@ -28,6 +28,8 @@ public sealed class WatchService(ArbiterNode node, ServerShutdown shutdown) : Wa
         {
             await foreach (var request in requestStream.ReadAllAsync(token).ConfigureAwait(false))
             {
+                // A client that does not read its responses is not read either (bounded memory).
+                await stream.WaitWhileBackloggedAsync(token).ConfigureAwait(false);
                 switch (request.RequestUnionCase)
                 {
                     case WatchRequest.RequestUnionOneofCase.CreateRequest:

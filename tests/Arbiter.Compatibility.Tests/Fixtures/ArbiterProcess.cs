@@ -5,9 +5,12 @@ namespace Arbiter.Compatibility.Tests.Fixtures;
 /// </summary>
 /// <param name="name">Member name (and data directory prefix).</param>
 /// <param name="extraArguments">Flags appended to <c>serve</c>'s usual ones.</param>
-public sealed class ArbiterProcess(string name = "arbiter-compat", IReadOnlyList<string>? extraArguments = null) : ServerProcess(name)
+/// <param name="environment">Extra environment variables for the process (e.g. a GC heap limit).</param>
+public sealed class ArbiterProcess(string name = "arbiter-compat", IReadOnlyList<string>? extraArguments = null, IReadOnlyDictionary<string, string>? environment = null) : ServerProcess(name)
 {
     protected override string FileName => "dotnet";
+
+    protected override IReadOnlyDictionary<string, string>? Environment => environment;
 
     protected override IEnumerable<string> Arguments(bool isRestart) =>
     [

@@ -39,6 +39,9 @@ public abstract class ServerProcess : IAsyncDisposable
 
     public bool IsRunning => _process is { HasExited: false };
 
+    /// <summary>The running process's id (null before the first start).</summary>
+    public int? ProcessId => _process?.Id;
+
     /// <summary>Output of every run of the process so far.</summary>
     public string Log
     {
