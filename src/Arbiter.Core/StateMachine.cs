@@ -170,6 +170,8 @@ public sealed partial class StateMachine
                 return new CommandResult { TxnTimers = ApplyTxnTimers(command.TimeMs) };
             case Command.OpOneofCase.Auth:
                 return new CommandResult { Auth = Auth.Apply(command.Auth, command.AuthUser, index) };
+            case Command.OpOneofCase.PeerSecretSet:
+                return new CommandResult { PeerSecretSet = ApplyPeerSecretSet(command.PeerSecretSet) };
             default:
                 throw new EtcdException(CoreErrors.EmptyCommand);
         }
@@ -232,6 +234,9 @@ public static class CoreErrors
 
     /// <summary>A compaction past the revision an open snapshot transaction reads at.</summary>
     public static readonly EtcdError CompactionBlockedBySnapshot = new(ErrorStatusCode.FailedPrecondition, "arbiter: compaction would remove the revision an open snapshot transaction reads at");
+
+    /// <summary>A peer secret that is not <see cref="StateMachine.PeerSecretSizeBytes"/> long.</summary>
+    public static readonly EtcdError InvalidPeerSecret = new(ErrorStatusCode.InvalidArgument, "arbiter: a peer secret is 32 bytes");
 
     /// <summary>An Alarm request with an unknown action.</summary>
     public static readonly EtcdError InvalidAlarmAction = new(ErrorStatusCode.InvalidArgument, "etcdserver: invalid alarm action");

@@ -32,9 +32,13 @@ public sealed partial class ArbiterNode
 
     /// <summary>
     /// Opens the state image of one of this member's Raft snapshots, for a lagging follower that
-    /// fetches it (<c>Peer.FetchSnapshotImage</c>); null when this member no longer has it.
+    /// fetches it (<c>Peer.FetchSnapshotImage</c>); null when this member no longer has it. The
+    /// caller must name the image's SHA-256 (from its snapshot ticket): otherwise it fails with
+    /// PermissionDenied and nothing is sent, whether or not the image exists.
     /// </summary>
-    public FileStream? OpenSnapshotImage(long index, long term) => _raft?.OpenSnapshotImage(index, term);
+    public Task<FileStream?> OpenSnapshotImageAsync(long index, long term, ReadOnlyMemory<byte> sha256, CancellationToken cancellationToken) =>
+        sha256.Length != System.Security.Cryptography.SHA256.HashSizeInBytes ? throw new EtcdException(Cluster.RaftCommandLog.SnapshotImageRefused)
+        : _raft?.OpenSnapshotImageAsync(index, term, sha256, cancellationToken) ?? Task.FromResult<FileStream?>(null);
 
     /// <summary>The leader's side of <c>Peer.RefreshSnapshot</c> (a follower stuck at an installed snapshot asks for a newer one).</summary>
     public Task<RefreshSnapshotResponse> RefreshSnapshotHereAsync(long aboveIndex, CancellationToken cancellationToken) =>

@@ -146,7 +146,7 @@ public sealed partial class ArbiterNode
         var token = _stopping.Token;
         while (!token.IsCancellationRequested)
         {
-            if (!await EnsureLeasesPromotedAsync(token).ConfigureAwait(false))
+            if (!await EnsureLeasesPromotedAsync(token).ConfigureAwait(false) || !await EnsurePeerSecretAsync(token).ConfigureAwait(false))
             {
                 continue;
             }

@@ -154,6 +154,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
 
         await node.ProposeAsync(new Command { LeasePromote = new LeasePromote() }, cancellationToken).ConfigureAwait(false);
         node._leasesPromotedTerm = log.Term;
+        await node.EnsurePeerSecretAsync(cancellationToken).ConfigureAwait(false);
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
         node.StartAutoCompaction();
         logger.LogInformation(

@@ -18,11 +18,21 @@ internal sealed class StateHost : IDisposable
     /// <summary>Completed (and cleared) when the state moves on; created by whoever waits for a revision.</summary>
     private TaskCompletionSource? _advanced;
 
+    /// <summary>The credential derived from the state's peer secret (null while it has none); set after each change of the secret.</summary>
+    private string? _peerCredential;
+
     public StateHost(StateMachine state, WatchHub watches)
     {
         _state = state;
         Watches = watches;
+        UpdatePeerCredential();
     }
+
+    /// <summary>
+    /// What this member's calls to other members' internal services carry, and what it expects of
+    /// theirs: derived from the cluster's peer secret, null until this member has applied one.
+    /// </summary>
+    public string? PeerCredential => Volatile.Read(ref _peerCredential);
 
     public WatchHub Watches { get; }
 
@@ -95,6 +105,11 @@ internal sealed class StateHost : IDisposable
                 PulseTransactions();
             }
 
+            if (command.OpCase == Command.OpOneofCase.PeerSecretSet)
+            {
+                UpdatePeerCredential();
+            }
+
             return outcome;
         }
         finally
@@ -121,6 +136,7 @@ internal sealed class StateHost : IDisposable
         try
         {
             _state = state;
+            UpdatePeerCredential();
             Watches.ResyncAll();
             PulseTransactions();
         }
@@ -132,6 +148,10 @@ internal sealed class StateHost : IDisposable
     }
 
     public void Dispose() => _lock.Dispose();
+
+    /// <summary>Called with the state fixed (constructor, or under the write lock).</summary>
+    private void UpdatePeerCredential() =>
+        Volatile.Write(ref _peerCredential, _state.PeerSecret.IsEmpty ? null : Security.PeerCredential.Derive(_state.PeerSecret));
 
     /// <summary>Wakes revision waiters (nothing to do, one volatile read, when nobody waits).</summary>
     private void SignalAdvanced()

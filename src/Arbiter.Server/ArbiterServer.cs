@@ -118,7 +118,7 @@ public static class ArbiterServer
 
         var app = builder.Build();
         var peerTls = node.Options.PeerTls is not null;
-        app.Use((context, next) => TlsListen.GuardInternalServicesAsync(context, next, peerTls));
+        app.Use((context, next) => TlsListen.GuardInternalServicesAsync(context, next, peerTls, () => node.PeerCredential));
         app.MapGrpcService<KvService>();
         app.MapGrpcService<WatchService>();
         app.MapGrpcService<LeaseService>();

@@ -11,13 +11,61 @@ namespace Arbiter.Cluster.Tests;
 /// (it catches up from the leader's log) and a leader kill -9.
 /// </summary>
 /// <remarks>
-/// The same scenario with snapshot count 25 (the restarted member catching up through a snapshot
-/// install) did not converge in the one run made: the leader kept re-sending the snapshot at index 75
-/// ("Retry replication from entry 0"); not yet understood, so it is not part of this test.
+/// The second test does the same through a snapshot install (snapshot every 25 entries): the
+/// restarted member gets users, roles, permissions and the tokens assigned while it was down from
+/// the leader's snapshot, not from the log.
 /// </remarks>
 public sealed class AuthClusterTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan CallTimeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task Users_roles_permissions_and_tokens_arrive_with_a_snapshot_install()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { SnapshotCount = 25, ExtraArguments = ["--bcrypt-cost", "4"] });
+        try
+        {
+            var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
+            await SetUpAsync(leader);
+            var followers = cluster.Members.Where(m => m != leader).ToArray();
+            var lagging = followers[1];
+            var readerToken = await AuthenticateAsync(followers[0], "reader");
+            await WaitSameRevisionAsync(cluster);
+
+            // Down while the log moves on well past several snapshots, the auth store changes and tokens are assigned.
+            await lagging.KillAsync();
+            var rootToken = await AuthenticateAsync(leader, "root");
+            for (var i = 0; i < 150; i++)
+            {
+                await PutAsync(leader, rootToken, $"m/filler-{i}");
+            }
+
+            await AddUserAsync(leader, rootToken, "late", "writer-role");
+            var writerToken = await AuthenticateAsync(followers[0], "writer"); // assigned through the log while it is down
+            for (var i = 0; i < 60; i++)
+            {
+                await PutAsync(leader, rootToken, $"m/more-{i}");
+            }
+
+            var logBefore = lagging.Log.Length;
+            await lagging.StartAsync(isRestart: true);
+            await WaitSameRevisionAsync(cluster);
+            Assert.Contains("Installed Raft snapshot", lagging.Log[logBefore..], StringComparison.Ordinal);
+            ClusterKit.WriteSnapshotActivity(cluster, output);
+
+            await AssertAuthStateAsync(lagging, "after catching up by snapshot");
+            await PutAsync(lagging, writerToken, "m/token-from-the-snapshot");
+            await PutAsync(lagging, await AuthenticateAsync(lagging, "late"), "m/by-late-after-the-install");
+            Assert.Equal(StatusCode.PermissionDenied, (await Assert.ThrowsAsync<RpcException>(() => PutAsync(lagging, readerToken, "m/denied"))).StatusCode);
+            Assert.Equal(StatusCode.PermissionDenied, (await Assert.ThrowsAsync<RpcException>(() => PutAsync(lagging, writerToken, "outside/m"))).StatusCode);
+            Assert.Equal(StatusCode.Unauthenticated, (await Assert.ThrowsAsync<RpcException>(() => PutAsync(lagging, "not-a-token", "m/x"))).StatusCode);
+        }
+        catch
+        {
+            output.WriteLine(cluster.Logs.Length > 20_000 ? cluster.Logs[^20_000..] : cluster.Logs);
+            throw;
+        }
+    }
 
     [Fact]
     public async Task Users_roles_and_tokens_hold_across_members_a_member_restart_and_a_leader_kill()

@@ -10,7 +10,8 @@ namespace Arbiter.Node.Backup;
 /// restore</c> does. Keys, values, revisions, versions, leases, alarms and transactions come from the
 /// snapshot; the member and cluster ids do not: they follow from the new member's flags (name, peer
 /// URLs, cluster token, founding members), exactly as <c>arbiter serve</c> computes them, so the
-/// restored member is a new cluster that the old members cannot mistake for theirs.
+/// restored member is a new cluster that the old members cannot mistake for theirs. Nor does the
+/// cluster's peer secret: the restored state has none, and the new cluster's first leader proposes one.
 /// </summary>
 public static class SnapshotRestore
 {
@@ -41,6 +42,10 @@ public static class SnapshotRestore
         try
         {
             var member = Path.Combine(building, "member");
+
+            // A new cluster gets a peer secret of its own (its first leader proposes one): members of
+            // the cluster the backup came from must not be able to act as members of this one.
+            snapshot.State.ForgetPeerSecret();
             if (clusterMember)
             {
                 WriteRaftSeed(snapshot, Path.Combine(member, "snap"), fsyncEnabled);

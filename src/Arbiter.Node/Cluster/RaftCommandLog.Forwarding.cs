@@ -159,11 +159,12 @@ internal sealed partial class RaftCommandLog
     /// A gRPC channel to another member's client URL (kept open, one per URL). An https URL is
     /// dialled with this member's peer certificate (or, without peer TLS, its client-port one) and
     /// the other member's certificate must chain to a CA of <c>--peer-trusted-ca-file</c> or
-    /// <c>--trusted-ca-file</c>.
+    /// <c>--trusted-ca-file</c>. Calls to the internal services carry this member's peer credential
+    /// (<see cref="PeerCredentialHandler"/>).
     /// </summary>
     public GrpcChannel ChannelTo(string clientUrl) => _channels.GetOrAdd(clientUrl, url => GrpcChannel.ForAddress(url, new GrpcChannelOptions
     {
-        HttpHandler = PeerTransportSecurity.ForwardingHandler(url, _options.PeerTls, _options.ClientTls),
+        HttpHandler = new PeerCredentialHandler(() => _host.PeerCredential, PeerTransportSecurity.ForwardingHandler(url, _options.PeerTls, _options.ClientTls)),
         MaxReceiveMessageSize = null,
         MaxSendMessageSize = null,
     }));

@@ -46,6 +46,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     private FileMembershipStorage _membership = null!;
     private Task _batchLoop = Task.CompletedTask;
     private Leadership? _leadership;
+    private StateHost _host = null!;
 
     private RaftCommandLog(NodeOptions options, ILogger logger)
     {
@@ -103,6 +104,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
 
     private async Task OpenAsync(StateHost host, string dataDirectory, ILoggerFactory loggerFactory, CancellationToken cancellationToken)
     {
+        _host = host;
         var memberDirectory = Path.Combine(dataDirectory, "member");
         Directory.CreateDirectory(memberDirectory);
         ClusterId = LoadOrCreateClusterId(memberDirectory);
@@ -193,8 +195,45 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         }
     }
 
-    /// <summary>The image of one of this member's snapshots, for a follower that fetches it; null when gone.</summary>
-    public FileStream? OpenSnapshotImage(long index, long term) => _images.TryOpen(index, term);
+    /// <summary>What a fetch that does not name the image's SHA-256 gets.</summary>
+    internal static readonly EtcdError SnapshotImageRefused = new(ErrorStatusCode.PermissionDenied, "arbiter: a snapshot image is sent only to a member that names its SHA-256");
+
+    /// <summary>
+    /// The image of one of this member's snapshots, for a follower that fetches it and names its
+    /// SHA-256 (from the ticket it received over the peer port); null when gone. The image is
+    /// hashed before anything is sent (one extra read of it per fetch).
+    /// </summary>
+    /// <exception cref="EtcdException"><see cref="SnapshotImageRefused"/>: the hash named is not the image's.</exception>
+    public async Task<FileStream?> OpenSnapshotImageAsync(long index, long term, ReadOnlyMemory<byte> sha256, CancellationToken cancellationToken)
+    {
+        if (sha256.Length != System.Security.Cryptography.SHA256.HashSizeInBytes)
+        {
+            throw new EtcdException(SnapshotImageRefused);
+        }
+
+        var image = _images.TryOpen(index, term);
+        if (image is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            var hash = await System.Security.Cryptography.SHA256.HashDataAsync(image, cancellationToken).ConfigureAwait(false);
+            if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(hash, sha256.Span))
+            {
+                throw new EtcdException(SnapshotImageRefused);
+            }
+
+            image.Position = 0;
+            return image;
+        }
+        catch
+        {
+            await image.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
 
     /// <summary>
     /// Streams a snapshot's image into <paramref name="destination"/>: from the leader when this
@@ -205,7 +244,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     /// </summary>
     private async Task FetchSnapshotImageAsync(SnapshotTicket ticket, Stream destination, CancellationToken cancellationToken)
     {
-        var request = new FetchSnapshotImageRequest { Index = ticket.Index, Term = ticket.Term };
+        var request = new FetchSnapshotImageRequest { Index = ticket.Index, Term = ticket.Term, Sha256 = ByteString.CopyFrom(ticket.Sha256) };
         var tried = new List<string>();
         await foreach (var url in SnapshotImageSourcesAsync(cancellationToken).ConfigureAwait(false))
         {

@@ -1,5 +1,6 @@
 using System.Security.Authentication;
 using Arbiter.Node.Security;
+using Grpc.Core;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -67,28 +68,66 @@ internal static class TlsListen
     }
 
     /// <summary>The gRPC path prefix of the member-to-member services on the client port.</summary>
-    public const string InternalServicePrefix = "/arbiter.internal.v1.";
+    public const string InternalServicePrefix = PeerCredential.InternalServicePrefix;
 
     /// <summary>
-    /// With peer TLS, the member-to-member services (forwarded proposals and reads, CRDT
-    /// anti-entropy) answer only callers whose certificate chains to <c>--peer-trusted-ca-file</c>;
-    /// anyone else gets PERMISSION_DENIED and nothing is done.
+    /// The one internal call a member makes before it may know the peer secret: a member catching up
+    /// by snapshot fetches the image, and the secret is inside it. That call is authorized by the
+    /// image's SHA-256 instead (the ticket a member receives over the peer port; see
+    /// <c>PeerService.FetchSnapshotImage</c>).
     /// </summary>
-    public static async Task GuardInternalServicesAsync(HttpContext context, RequestDelegate next, bool peerTls)
+    public const string FetchSnapshotImagePath = "/arbiter.internal.v1.Peer/FetchSnapshotImage";
+
+    /// <summary>
+    /// The member-to-member services (forwarded proposals and reads, CRDT anti-entropy) answer only
+    /// members: a call must carry the cluster's peer credential (<see cref="PeerCredential"/>), and
+    /// with peer TLS also a certificate that chains to <c>--peer-trusted-ca-file</c>. Anyone else
+    /// gets PERMISSION_DENIED and nothing is done. A call that carries a credential to a member that
+    /// has not learned the secret yet gets UNAVAILABLE (the caller retries; nothing is done either).
+    /// </summary>
+    public static async Task GuardInternalServicesAsync(HttpContext context, RequestDelegate next, bool peerTls, Func<string?> expectedCredential)
     {
-        if (peerTls
-            && context.Request.Path.Value is { } path
-            && path.StartsWith(InternalServicePrefix, StringComparison.Ordinal)
-            && ClientCertificateIdentity.Of(context) is not { IssuedByPeerCa: true })
+        if (context.Request.Path.Value is { } path && path.StartsWith(InternalServicePrefix, StringComparison.Ordinal))
         {
-            context.Response.StatusCode = StatusCodes.Status200OK;
-            context.Response.ContentType = "application/grpc";
-            context.Response.Headers["grpc-status"] = "7";
-            context.Response.Headers["grpc-message"] = "arbiter: member-to-member calls need a certificate issued by --peer-trusted-ca-file";
-            await context.Response.CompleteAsync().ConfigureAwait(false);
-            return;
+            if (peerTls && ClientCertificateIdentity.Of(context) is not { IssuedByPeerCa: true })
+            {
+                await RefuseAsync(context, StatusCode.PermissionDenied, "arbiter: member-to-member calls need a certificate issued by --peer-trusted-ca-file").ConfigureAwait(false);
+                return;
+            }
+
+            if (!string.Equals(path, FetchSnapshotImagePath, StringComparison.Ordinal))
+            {
+                var presented = context.Request.Headers[PeerCredential.HeaderName];
+                var expected = expectedCredential();
+                if (presented.Count != 1 || string.IsNullOrEmpty(presented[0]))
+                {
+                    await RefuseAsync(context, StatusCode.PermissionDenied, "arbiter: member-to-member calls need the cluster's peer credential").ConfigureAwait(false);
+                    return;
+                }
+
+                if (expected is null)
+                {
+                    await RefuseAsync(context, StatusCode.Unavailable, "arbiter: this member has not learned the cluster's peer secret yet").ConfigureAwait(false);
+                    return;
+                }
+
+                if (!PeerCredential.Matches(presented[0], expected))
+                {
+                    await RefuseAsync(context, StatusCode.PermissionDenied, "arbiter: member-to-member calls need the cluster's peer credential").ConfigureAwait(false);
+                    return;
+                }
+            }
         }
 
         await next(context).ConfigureAwait(false);
+    }
+
+    private static async Task RefuseAsync(HttpContext context, StatusCode code, string message)
+    {
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/grpc";
+        context.Response.Headers["grpc-status"] = ((int)code).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        context.Response.Headers["grpc-message"] = message;
+        await context.Response.CompleteAsync().ConfigureAwait(false);
     }
 }

@@ -30,7 +30,7 @@ public sealed class PeerService(ArbiterNode node) : Peer.PeerBase
     /// <inheritdoc />
     public override async Task FetchSnapshotImage(FetchSnapshotImageRequest request, IServerStreamWriter<SnapshotImageChunk> responseStream, ServerCallContext context)
     {
-        await using var image = node.OpenSnapshotImage(request.Index, request.Term)
+        await using var image = await node.OpenSnapshotImageAsync(request.Index, request.Term, request.Sha256.Memory, context.CancellationToken)
             ?? throw new RpcException(new Status(StatusCode.NotFound, $"this member has no image of Raft snapshot {request.Index}-{request.Term}"));
         var buffer = new byte[ImageChunkSizeBytes];
         int read;
