@@ -44,7 +44,8 @@ public sealed partial class StateMachine
             [.. _alarms],
             [.. _rememberedOrder.Select(id => (id, _rememberedResults[id]))],
             _lockTable is { IsEmpty: false } table ? table.Capture() : new TransactionTableImage(),
-            Auth.IsEmpty ? new AuthStoreImage() : Auth.Capture());
+            Auth.IsEmpty ? new AuthStoreImage() : Auth.Capture(),
+            CaptureCrdtReplicas());
     }
 
     /// <summary>Writes the whole state to <paramref name="stream"/>; see <see cref="StateSnapshot.WriteTo"/> for the format.</summary>
@@ -90,7 +91,7 @@ public sealed partial class StateMachine
         }
 
         var version = r.ReadInt32();
-        if (version is not (StateSnapshot.FormatVersion or StateSnapshot.FormatVersionWithoutAuth or StateSnapshot.FormatVersionWithoutTransactions))
+        if (version is not (StateSnapshot.FormatVersion or StateSnapshot.FormatVersionWithoutCrdtReplicas or StateSnapshot.FormatVersionWithoutAuth or StateSnapshot.FormatVersionWithoutTransactions))
         {
             throw new InvalidDataException($"Unsupported snapshot format version {version}.");
         }
@@ -172,13 +173,18 @@ public sealed partial class StateMachine
             }
         }
 
-        if (version >= StateSnapshot.FormatVersion)
+        if (version >= StateSnapshot.FormatVersionWithoutCrdtReplicas)
         {
             var auth = ReadMessage(r, AuthStoreImage.Parser);
             if (auth.CalculateSize() > 0)
             {
                 sm.Auth.Restore(auth);
             }
+        }
+
+        if (version >= StateSnapshot.FormatVersion)
+        {
+            sm.RestoreCrdtReplicas(ReadMessage(r, CrdtReplicaTableImage.Parser));
         }
 
         sm.RebuildHistory(records, compactEvents);

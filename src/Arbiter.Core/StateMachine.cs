@@ -170,6 +170,8 @@ public sealed partial class StateMachine
                 return new CommandResult { TxnTimers = ApplyTxnTimers(command.TimeMs) };
             case Command.OpOneofCase.Auth:
                 return new CommandResult { Auth = Auth.Apply(command.Auth, command.AuthUser, index) };
+            case Command.OpOneofCase.CrdtReplica:
+                return new CommandResult { CrdtReplica = ApplyCrdtReplica(command.CrdtReplica) };
             default:
                 throw new EtcdException(CoreErrors.EmptyCommand);
         }

@@ -18,7 +18,10 @@ namespace Arbiter.Core;
 public sealed class StateSnapshot
 {
     internal const string Magic = "ARBSNAP1";
-    internal const int FormatVersion = 3;
+    internal const int FormatVersion = 4;
+
+    /// <summary>Snapshots written before the CRDT replica table existed: read as having an empty one.</summary>
+    internal const int FormatVersionWithoutCrdtReplicas = 3;
 
     /// <summary>Snapshots written before the auth store existed: read as having an empty one (auth off).</summary>
     internal const int FormatVersionWithoutAuth = 2;
@@ -33,6 +36,7 @@ public sealed class StateSnapshot
     private readonly (ulong RequestId, CommandResult Result)[] _remembered;
     private readonly TransactionTableImage _transactions;
     private readonly AuthStoreImage _auth;
+    private readonly CrdtReplicaTableImage _crdtReplicas;
 
     internal StateSnapshot(
         long revision,
@@ -45,7 +49,8 @@ public sealed class StateSnapshot
         (AlarmType, ulong)[] alarms,
         (ulong, CommandResult)[] remembered,
         TransactionTableImage transactions,
-        AuthStoreImage auth)
+        AuthStoreImage auth,
+        CrdtReplicaTableImage crdtReplicas)
     {
         Revision = revision;
         CompactRevision = compactRevision;
@@ -58,6 +63,7 @@ public sealed class StateSnapshot
         _remembered = remembered;
         _transactions = transactions;
         _auth = auth;
+        _crdtReplicas = crdtReplicas;
     }
 
     /// <summary>The store revision at capture.</summary>
@@ -77,7 +83,7 @@ public sealed class StateSnapshot
     /// version, revision, compact revision, applied index, size; keys in order with their retained
     /// history (protobuf KeyValue per put); the events of the compact revision (the only history
     /// not rebuilt from the keys); leases; alarms; remembered request ids with their results (FIFO
-    /// order); the lock table (format 2 on); the auth store (format 3 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
+    /// order); the lock table (format 2 on); the auth store (format 3 on); the CRDT replica table (format 4 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
     /// </summary>
     /// <param name="stream">Where to write; left open.</param>
     public void WriteTo(Stream stream)
@@ -143,6 +149,7 @@ public sealed class StateSnapshot
 
             WriteMessage(w, _transactions, ref buffer);
             WriteMessage(w, _auth, ref buffer);
+            WriteMessage(w, _crdtReplicas, ref buffer);
             w.Write(Hash());
         }
         finally
@@ -195,6 +202,13 @@ public sealed class StateSnapshot
         {
             h.Add(0x417574_68); // "Auth": keeps an auth image from hashing like a lock table's bytes
             h.AddBytes(_auth.ToByteArray());
+        }
+
+        // The CRDT replica table when non-empty, for the same reason.
+        if (_crdtReplicas.CalculateSize() > 0)
+        {
+            h.Add(0x43524454); // "CRDT"
+            h.AddBytes(_crdtReplicas.ToByteArray());
         }
 
         return h.Value;

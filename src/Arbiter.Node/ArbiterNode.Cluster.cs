@@ -3,6 +3,7 @@ using Arbiter.Node.Cluster;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Internal;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
 
 namespace Arbiter.Node;
 
@@ -105,10 +106,32 @@ public sealed partial class ArbiterNode
                 await raft.RemoveMemberAsync(request.ID, cancellationToken).ConfigureAwait(false);
                 var response = new MemberRemoveResponse { Header = NewHeader(Revision) };
                 response.Members.AddRange(await raft.ListMembersAsync(cancellationToken).ConfigureAwait(false));
+                await LogCrdtDepartureAsync(request.ID, response.Members.Select(m => m.ID).ToList(), cancellationToken).ConfigureAwait(false);
                 return response;
             },
             channel => new Protocol.Etcd.Cluster.ClusterClient(channel).MemberRemoveAsync(request, cancellationToken: cancellationToken).ResponseAsync,
             cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// After a MemberRemove: the removed member's CRDT replicas are departed (a fact of the log,
+    /// with one pruner). Best effort: should it fail, the leader's membership loop logs it later.
+    /// </summary>
+    private async Task LogCrdtDepartureAsync(ulong memberId, IReadOnlyCollection<ulong> remaining, CancellationToken cancellationToken)
+    {
+        if (!CrdtReplicas.Any(r => r.MemberId == memberId && !r.Departed))
+        {
+            return;
+        }
+
+        try
+        {
+            await ProposeCrdtDepartureAsync(memberId, remaining, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _logger.LogWarning("The CRDT departure of member {Member:x16} was not logged ({Reason}); the leader retries", memberId, e.Message);
+        }
     }
 
     /// <summary>Peer URL updates are refused (the peer URL is the member's identity in the Raft configuration).</summary>

@@ -25,6 +25,7 @@ public sealed partial class ArbiterNode
         if (_raft is { } raft)
         {
             _antiEntropy = new CrdtAntiEntropy(_crdt, ListCrdtPeersAsync, raft.ChannelTo, logger);
+            StartCrdtMembership(logger);
         }
     }
 
@@ -175,6 +176,7 @@ public sealed partial class ArbiterNode
 
     private async Task StopCrdtAsync()
     {
+        await _crdtMembership.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         if (_antiEntropy is not null)
         {
             await _antiEntropy.DisposeAsync().ConfigureAwait(false);

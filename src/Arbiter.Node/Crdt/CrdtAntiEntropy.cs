@@ -195,6 +195,30 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
     }
 
     /// <summary>
+    /// A digest repair with every other member now (the pruner's step before folding a departed
+    /// replica: afterwards this replica holds everything each member held when it answered).
+    /// False if any member did not answer.
+    /// </summary>
+    public async Task<bool> RepairWithEveryMemberAsync(CancellationToken cancellationToken)
+    {
+        var peers = await _listPeers(cancellationToken).ConfigureAwait(false);
+        foreach (var peer in peers)
+        {
+            try
+            {
+                await RepairAsync(new PeerLink(peer), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                _logger.LogInformation("CRDT pruning waits: member {Member:x16} did not answer the digest exchange ({Reason})", peer.MemberId, Describe(e));
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
     /// Pushes one update's delta to every other member at once and returns how many replicas hold
     /// it (this one included) when <paramref name="required"/> have it, every member answered, or
     /// the timeout passed. Nothing is rolled back on a timeout: gossip keeps spreading the delta.
