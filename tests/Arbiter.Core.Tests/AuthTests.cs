@@ -356,8 +356,12 @@ public sealed class AuthTests
         h.Sm.WriteSnapshot(stream);
         var bytes = stream.ToArray();
 
-        // Format 3 = format 2 + a length-prefixed auth image (empty here: 4 zero bytes) before the hash.
-        var v2 = bytes[..^8].Concat(bytes[^4..]).ToArray();
+        // Format 3 = format 2 + a length-prefixed auth image (empty here: 4 zero bytes) before the
+        // hash; format 4 adds the CRDT replica table the same way (empty here too).
+        var v3 = bytes[..^8].Concat(bytes[^4..]).ToArray();
+        BitConverter.GetBytes(3).CopyTo(v3, StateSnapshot.Magic.Length);
+        Assert.Equal(h.Sm.Hash(), StateMachine.ReadSnapshot(new MemoryStream(v3)).Hash());
+        var v2 = bytes[..^12].Concat(bytes[^4..]).ToArray();
         BitConverter.GetBytes(2).CopyTo(v2, StateSnapshot.Magic.Length);
         var restored = StateMachine.ReadSnapshot(new MemoryStream(v2));
         Assert.Equal(h.Sm.Hash(), restored.Hash());
