@@ -45,7 +45,8 @@ public sealed partial class StateMachine
             [.. _rememberedOrder.Select(id => (id, _rememberedResults[id]))],
             _lockTable is { IsEmpty: false } table ? table.Capture() : new TransactionTableImage(),
             Auth.IsEmpty ? new AuthStoreImage() : Auth.Capture(),
-            _peerSecret);
+            _peerSecret,
+            CaptureCrdtReplicas());
     }
 
     /// <summary>Writes the whole state to <paramref name="stream"/>; see <see cref="StateSnapshot.WriteTo"/> for the format.</summary>
@@ -91,7 +92,7 @@ public sealed partial class StateMachine
         }
 
         var version = r.ReadInt32();
-        if (version is not (StateSnapshot.FormatVersion or StateSnapshot.FormatVersionWithoutPeerSecret or StateSnapshot.FormatVersionWithoutAuth or StateSnapshot.FormatVersionWithoutTransactions))
+        if (version is not (StateSnapshot.FormatVersion or StateSnapshot.FormatVersionWithoutCrdtReplicas or StateSnapshot.FormatVersionWithoutPeerSecret or StateSnapshot.FormatVersionWithoutAuth or StateSnapshot.FormatVersionWithoutTransactions))
         {
             throw new InvalidDataException($"Unsupported snapshot format version {version}.");
         }
@@ -182,12 +183,17 @@ public sealed partial class StateMachine
             }
         }
 
-        if (version >= StateSnapshot.FormatVersion)
+        if (version >= StateSnapshot.FormatVersionWithoutCrdtReplicas)
         {
             var secret = ReadBytes(r);
             sm._peerSecret = secret.Length is 0 or PeerSecretSizeBytes
                 ? ByteString.CopyFrom(secret)
                 : throw new InvalidDataException($"The snapshot's peer secret is {secret.Length} bytes, not {PeerSecretSizeBytes}.");
+        }
+
+        if (version >= StateSnapshot.FormatVersion)
+        {
+            sm.RestoreCrdtReplicas(ReadMessage(r, CrdtReplicaTableImage.Parser));
         }
 
         sm.RebuildHistory(records, compactEvents);

@@ -172,6 +172,8 @@ public sealed partial class StateMachine
                 return new CommandResult { Auth = Auth.Apply(command.Auth, command.AuthUser, index) };
             case Command.OpOneofCase.PeerSecretSet:
                 return new CommandResult { PeerSecretSet = ApplyPeerSecretSet(command.PeerSecretSet) };
+            case Command.OpOneofCase.CrdtReplica:
+                return new CommandResult { CrdtReplica = ApplyCrdtReplica(command.CrdtReplica) };
             default:
                 throw new EtcdException(CoreErrors.EmptyCommand);
         }

@@ -18,7 +18,10 @@ namespace Arbiter.Core;
 public sealed class StateSnapshot
 {
     internal const string Magic = "ARBSNAP1";
-    internal const int FormatVersion = 4;
+    internal const int FormatVersion = 5;
+
+    /// <summary>Snapshots written before the CRDT replica table existed: read as having an empty one.</summary>
+    internal const int FormatVersionWithoutCrdtReplicas = 4;
 
     /// <summary>Snapshots written before the cluster's peer secret existed: read as having none (the leader proposes one).</summary>
     internal const int FormatVersionWithoutPeerSecret = 3;
@@ -37,6 +40,7 @@ public sealed class StateSnapshot
     private readonly TransactionTableImage _transactions;
     private readonly AuthStoreImage _auth;
     private readonly ByteString _peerSecret;
+    private readonly CrdtReplicaTableImage _crdtReplicas;
 
     internal StateSnapshot(
         long revision,
@@ -50,7 +54,8 @@ public sealed class StateSnapshot
         (ulong, CommandResult)[] remembered,
         TransactionTableImage transactions,
         AuthStoreImage auth,
-        ByteString peerSecret)
+        ByteString peerSecret,
+        CrdtReplicaTableImage crdtReplicas)
     {
         Revision = revision;
         CompactRevision = compactRevision;
@@ -64,6 +69,7 @@ public sealed class StateSnapshot
         _transactions = transactions;
         _auth = auth;
         _peerSecret = peerSecret;
+        _crdtReplicas = crdtReplicas;
     }
 
     /// <summary>The store revision at capture.</summary>
@@ -83,7 +89,7 @@ public sealed class StateSnapshot
     /// version, revision, compact revision, applied index, size; keys in order with their retained
     /// history (protobuf KeyValue per put); the events of the compact revision (the only history
     /// not rebuilt from the keys); leases; alarms; remembered request ids with their results (FIFO
-    /// order); the lock table (format 2 on); the auth store (format 3 on); the peer secret, length-prefixed, empty when none (format 4 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
+    /// order); the lock table (format 2 on); the auth store (format 3 on); the peer secret, length-prefixed, empty when none (format 4 on); the CRDT replica table (format 5 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
     /// </summary>
     /// <param name="stream">Where to write; left open.</param>
     public void WriteTo(Stream stream)
@@ -151,6 +157,7 @@ public sealed class StateSnapshot
             WriteMessage(w, _auth, ref buffer);
             w.Write(_peerSecret.Length);
             w.Write(_peerSecret.Span);
+            WriteMessage(w, _crdtReplicas, ref buffer);
             w.Write(Hash());
         }
         finally
@@ -210,6 +217,13 @@ public sealed class StateSnapshot
         {
             h.Add(0x50656572); // "Peer"
             h.AddBytes(_peerSecret.Span);
+        }
+
+        // The CRDT replica table when non-empty, for the same reason.
+        if (_crdtReplicas.CalculateSize() > 0)
+        {
+            h.Add(0x43524454); // "CRDT"
+            h.AddBytes(_crdtReplicas.ToByteArray());
         }
 
         return h.Value;

@@ -44,10 +44,19 @@ public static class CrdtMutator
         ArgumentNullException.ThrowIfNull(operation);
         ArgumentNullException.ThrowIfNull(limits);
         var state = (CausalState)current;
+        if (state.Pruned.Contains(replica.Value))
+        {
+            throw new CrdtException($"replica {replica} has been pruned from this key (its member was removed from the cluster and its contributions folded into a survivor's); refused");
+        }
+
         var mutation = new Mutation(state.Context, replica, stamp, limits);
         var store = mutation.Mutate(state.Type, state.Store, operation, mapDepth: 0, where: "");
-        var delta = new CausalState(state.Type, store, CausalContext.FromDots(mutation.Seen));
-        if (delta.IsEmpty)
+
+        // The delta carries the key's pruned markers, so that a replica that receives it before the
+        // pruning's own delta still drops the departed replicas' dots (this replica's totals may
+        // already include their folded contributions).
+        var delta = new CausalState(state.Type, store, CausalContext.FromDots(mutation.Seen), state.Pruned);
+        if (delta.Store.IsEmpty && delta.Context.IsEmpty)
         {
             next = current;
             return CausalState.EmptyOf(state.Type);

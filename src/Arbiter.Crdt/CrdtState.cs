@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Arbiter.Crdt.Causal;
 using Arbiter.Protocol.Crdt;
 
@@ -25,6 +26,26 @@ public abstract class CrdtState : IEquatable<CrdtState>
 
     /// <summary>The highest hybrid logical clock stamp held anywhere in the state (LWW registers, nested ones included); <see cref="Hlc.Zero"/> if none. A writer observes it before stamping an LWW write.</summary>
     public abstract Hlc MaxStamp { get; }
+
+    /// <summary>
+    /// The departed replicas whose contributions to this key were folded into a surviving replica's
+    /// (<see cref="CrdtPruning.Prune(CrdtState, ReplicaId, ReplicaId, out CrdtState)"/>), ascending.
+    /// The state holds no dot of theirs, and a join drops any that the other side still carries.
+    /// </summary>
+    public IReadOnlyList<ReplicaId> PrunedReplicas => ((CausalState)this).Pruned.Select(replica => new ReplicaId(replica)).ToList();
+
+    /// <summary>Every replica whose dots the state holds or has seen (store and causal context), ascending; the pruned markers are not included.</summary>
+    public IReadOnlyList<ReplicaId> Replicas
+    {
+        get
+        {
+            var state = (CausalState)this;
+            var replicas = new SortedSet<ulong>(state.Context.Versions.Keys);
+            replicas.UnionWith(state.Context.Cloud.Select(dot => dot.Replica));
+            replicas.UnionWith(state.Store.AllDots().Select(dot => dot.Replica));
+            return replicas.Select(replica => new ReplicaId(replica)).ToList();
+        }
+    }
 
     /// <summary>The size of <see cref="ToBytes"/>, in bytes (computed without encoding the state).</summary>
     public int SizeBytes => _encoded?.Length ?? StateSize.State((CausalState)this);
@@ -57,8 +78,37 @@ public abstract class CrdtState : IEquatable<CrdtState>
             return right;
         }
 
+        // A side that has pruned a replica the other has not makes the other drop that replica's
+        // dots first: its contribution lives on in the pruning survivor's dots (see CrdtPruning).
+        var pruned = left.Pruned.Union(right.Pruned);
+        left = left.Without(pruned);
+        right = right.Without(pruned);
         var store = DotStore.Join(left.Store, left.Context, right.Store, right.Context);
-        return new CausalState(left.Type, store, left.Context.Union(right.Context));
+        return new CausalState(left.Type, store, left.Context.Union(right.Context), pruned);
+    }
+
+    /// <summary>
+    /// This state with <paramref name="replicas"/> retired: their dots dropped from the store and
+    /// the context, and their pruned markers too. Only for replicas whose pruning every member has
+    /// finished, where every member retires them from every state it holds and receives from then
+    /// on (in a cluster, a fact of the Raft log); the state then no longer names them at all.
+    /// </summary>
+    public CrdtState Retire(IReadOnlyCollection<ReplicaId> replicas)
+    {
+        ArgumentNullException.ThrowIfNull(replicas);
+        var state = (CausalState)this;
+        if (replicas.Count == 0)
+        {
+            return state;
+        }
+
+        var set = replicas.Select(replica => replica.Value).ToHashSet();
+        var pruned = state.Pruned.Except(set);
+        var store = state.Store.Without(set);
+        var context = state.Context.Without(set);
+        return ReferenceEquals(store, state.Store) && ReferenceEquals(context, state.Context) && pruned.Count == state.Pruned.Count
+            ? state
+            : CausalState.Create(state.Type, store, context, pruned);
     }
 
     /// <summary>The value a reader sees, in a deterministic order (set elements and map fields sorted by bytes).</summary>
@@ -97,11 +147,12 @@ internal sealed class CausalState : CrdtState
         .Where(CrdtNames.IsKnown)
         .ToDictionary(type => type, type => new CausalState(type, DotStore.EmptyFor(type), CausalContext.Empty));
 
-    public CausalState(CrdtType type, DotStore store, CausalContext context)
+    public CausalState(CrdtType type, DotStore store, CausalContext context, ImmutableSortedSet<ulong>? pruned = null)
     {
         Type = type;
         Store = store;
         Context = context;
+        Pruned = pruned ?? ImmutableSortedSet<ulong>.Empty;
     }
 
     public override CrdtType Type { get; }
@@ -110,7 +161,27 @@ internal sealed class CausalState : CrdtState
 
     public CausalContext Context { get; }
 
-    public override bool IsEmpty => Store.IsEmpty && Context.IsEmpty;
+    /// <summary>Departed replicas folded into survivors (never holds a replica the store or context names).</summary>
+    public ImmutableSortedSet<ulong> Pruned { get; }
+
+    public override bool IsEmpty => Store.IsEmpty && Context.IsEmpty && Pruned.IsEmpty;
+
+    /// <summary>The state of these parts, or the shared bottom state when they are all empty.</summary>
+    public static CausalState Create(CrdtType type, DotStore store, CausalContext context, ImmutableSortedSet<ulong> pruned) =>
+        store.IsEmpty && context.IsEmpty && pruned.IsEmpty ? EmptyOf(type) : new CausalState(type, store, context, pruned);
+
+    /// <summary>This state without any dot of <paramref name="replicas"/> (its pruned markers unchanged).</summary>
+    public CausalState Without(ImmutableSortedSet<ulong> replicas)
+    {
+        if (replicas.IsEmpty || (ReferenceEquals(replicas, Pruned) || replicas.SetEquals(Pruned)))
+        {
+            return this;
+        }
+
+        var store = Store.Without(replicas);
+        var context = Context.Without(replicas);
+        return ReferenceEquals(store, Store) && ReferenceEquals(context, Context) ? this : new CausalState(Type, store, context, Pruned);
+    }
 
     public override Hlc MaxStamp => MaxStampOf(Store);
 

@@ -18,14 +18,18 @@ internal static class StateCodec
     /// <summary>The deepest map nesting a decoder accepts (operations are held to CrdtLimits.NestingDepthMax, far lower).</summary>
     public const int DecodeNestingDepthMax = 16;
 
-    public static byte[] Encode(CausalState state) =>
-        new CrdtStateRecord
+    public static byte[] Encode(CausalState state)
+    {
+        var record = new CrdtStateRecord
         {
             FormatVersion = FormatVersion,
             Type = state.Type,
             Context = EncodeContext(state.Context),
             Store = EncodeStore(state.Store),
-        }.ToByteArray();
+        };
+        record.PrunedReplicas.AddRange(state.Pruned);
+        return record.ToByteArray();
+    }
 
     public static CausalState Decode(ReadOnlySpan<byte> bytes)
     {
@@ -59,7 +63,29 @@ internal static class StateCodec
             }
         }
 
-        return store.IsEmpty && context.IsEmpty ? CausalState.EmptyOf(record.Type) : new CausalState(record.Type, store, context);
+        var pruned = ImmutableSortedSet.CreateBuilder<ulong>();
+        ulong? previous = null;
+        foreach (ulong replica in record.PrunedReplicas)
+        {
+            if (previous is { } before && replica <= before)
+            {
+                throw new CrdtException("malformed CRDT state: the pruned replicas are not strictly ascending");
+            }
+
+            previous = replica;
+            pruned.Add(replica);
+        }
+
+        if (pruned.Count > 0)
+        {
+            var prunedSet = pruned.ToImmutable();
+            if (context.Mentions(prunedSet) || store.AllDots().Any(dot => prunedSet.Contains(dot.Replica)))
+            {
+                throw new CrdtException("malformed CRDT state: it holds dots of a replica it has pruned");
+            }
+        }
+
+        return CausalState.Create(record.Type, store, context, pruned.ToImmutable());
     }
 
     public static CrdtStateDot EncodeDot(Dot dot) => new() { Replica = dot.Replica, Seq = dot.Seq };

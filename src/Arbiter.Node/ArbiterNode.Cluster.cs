@@ -3,6 +3,7 @@ using Arbiter.Node.Cluster;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Internal;
 using Grpc.Net.Client;
+using Microsoft.Extensions.Logging;
 
 namespace Arbiter.Node;
 
@@ -105,10 +106,37 @@ public sealed partial class ArbiterNode
                 await raft.RemoveMemberAsync(request.ID, cancellationToken).ConfigureAwait(false);
                 var response = new MemberRemoveResponse { Header = NewHeader(Revision) };
                 response.Members.AddRange(await raft.ListMembersAsync(cancellationToken).ConfigureAwait(false));
+                // Not awaited: the answer must not wait on a proposal (a leader that removed itself
+                // has stepped down); the leader's membership loop logs a departure this one misses.
+                var remaining = response.Members.Select(m => m.ID).ToList();
+                _ = Task.Run(() => LogCrdtDepartureAsync(request.ID, remaining), CancellationToken.None);
                 return response;
             },
             channel => new Protocol.Etcd.Cluster.ClusterClient(channel).MemberRemoveAsync(request, cancellationToken: cancellationToken).ResponseAsync,
             cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// After a MemberRemove: the removed member's CRDT replicas are departed (a fact of the log,
+    /// with one pruner). Best effort: should it fail, the leader's membership loop logs it later.
+    /// </summary>
+    private async Task LogCrdtDepartureAsync(ulong memberId, IReadOnlyCollection<ulong> remaining)
+    {
+        try
+        {
+            if (!CrdtReplicas.Any(r => r.MemberId == memberId && !r.Departed))
+            {
+                return;
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            timeout.CancelAfter(Options.Cluster!.RequestTimeoutMs);
+            await ProposeCrdtDepartureAsync(memberId, remaining, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning("The CRDT departure of member {Member:x16} was not logged ({Reason}); the leader's membership loop retries", memberId, e.Message);
+        }
     }
 
     /// <summary>Peer URL updates are refused (the peer URL is the member's identity in the Raft configuration).</summary>

@@ -12,6 +12,9 @@ public sealed partial class ArbiterNode
     private CrdtReplica? _crdt;
     private CrdtAntiEntropy? _antiEntropy;
 
+    /// <summary>Anti-entropy bytes by kind and local updates, for the metrics.</summary>
+    internal CrdtGossipCounters CrdtGossip { get; } = new();
+
     private CrdtReplica CrdtReplica => _crdt ?? throw new EtcdException(EtcdError.Stopped);
 
     /// <summary>This member's CRDT replica id (changes when its data directory is wiped).</summary>
@@ -24,7 +27,8 @@ public sealed partial class ArbiterNode
         _crdt = CrdtReplica.Open(directory, Options.Crdt, Options.WallClock, Options.FsyncEnabled, logger);
         if (_raft is { } raft)
         {
-            _antiEntropy = new CrdtAntiEntropy(_crdt, ListCrdtPeersAsync, raft.ChannelTo, logger);
+            _antiEntropy = new CrdtAntiEntropy(_crdt, ListCrdtPeersAsync, raft.ChannelTo, CrdtGossip, logger);
+            StartCrdtMembership(logger);
         }
     }
 
@@ -77,6 +81,7 @@ public sealed partial class ArbiterNode
         var replica = CrdtReplica;
         var causalToken = request.CausalToken is null ? (Hlc?)null : Hlc.FromTimestamp(request.CausalToken);
         var (state, delta, stamp) = await replica.UpdateAsync(request.Key, request.Type, request.Operation, causalToken, cancellationToken).ConfigureAwait(false);
+        CrdtGossip.Update();
         var required = await CrdtReplicasRequiredAsync(request.Write == CrdtWriteLevel.WriteAll, request.Write == CrdtWriteLevel.WriteMajority, cancellationToken).ConfigureAwait(false);
         var acknowledged = 1;
         if (required > 1)
@@ -175,6 +180,7 @@ public sealed partial class ArbiterNode
 
     private async Task StopCrdtAsync()
     {
+        await _crdtMembership.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         if (_antiEntropy is not null)
         {
             await _antiEntropy.DisposeAsync().ConfigureAwait(false);

@@ -356,9 +356,16 @@ public sealed class AuthTests
         h.Sm.WriteSnapshot(stream);
         var bytes = stream.ToArray();
 
-        // Format 4 = format 2 + a length-prefixed auth image (format 3) + a length-prefixed peer
-        // secret (both empty here: 4 zero bytes each) before the hash.
-        var v2 = bytes[..^12].Concat(bytes[^4..]).ToArray();
+        // Format 5 = format 2 + a length-prefixed auth image (format 3) + a length-prefixed peer
+        // secret (format 4) + the CRDT replica table (format 5), each empty here (4 zero bytes),
+        // before the hash. Each older format is the newer one without its last part.
+        var v4 = bytes[..^8].Concat(bytes[^4..]).ToArray();
+        BitConverter.GetBytes(4).CopyTo(v4, StateSnapshot.Magic.Length);
+        Assert.Equal(h.Sm.Hash(), StateMachine.ReadSnapshot(new MemoryStream(v4)).Hash());
+        var v3 = bytes[..^12].Concat(bytes[^4..]).ToArray();
+        BitConverter.GetBytes(3).CopyTo(v3, StateSnapshot.Magic.Length);
+        Assert.Equal(h.Sm.Hash(), StateMachine.ReadSnapshot(new MemoryStream(v3)).Hash());
+        var v2 = bytes[..^16].Concat(bytes[^4..]).ToArray();
         BitConverter.GetBytes(2).CopyTo(v2, StateSnapshot.Magic.Length);
         var restored = StateMachine.ReadSnapshot(new MemoryStream(v2));
         Assert.Equal(h.Sm.Hash(), restored.Hash());

@@ -84,6 +84,41 @@ internal sealed class CausalContext
         return max;
     }
 
+    /// <summary>Whether the context names any dot of one of <paramref name="replicas"/>.</summary>
+    public bool Mentions(IReadOnlySet<ulong> replicas)
+    {
+        foreach (ulong replica in Versions.Keys)
+        {
+            if (replicas.Contains(replica))
+            {
+                return true;
+            }
+        }
+
+        foreach (var dot in Cloud)
+        {
+            if (replicas.Contains(dot.Replica))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>This context without any dot of <paramref name="replicas"/> (still normalized: other replicas' entries are untouched).</summary>
+    public CausalContext Without(IReadOnlySet<ulong> replicas)
+    {
+        if (replicas.Count == 0 || !Mentions(replicas))
+        {
+            return this;
+        }
+
+        var versions = Versions.RemoveRange(replicas);
+        var cloud = Cloud.Except(Cloud.Where(dot => replicas.Contains(dot.Replica)));
+        return versions.IsEmpty && cloud.IsEmpty ? Empty : new CausalContext(versions, cloud);
+    }
+
     public CausalContext Union(CausalContext other)
     {
         if (other.IsEmpty || ReferenceEquals(this, other))

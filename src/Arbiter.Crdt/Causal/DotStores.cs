@@ -50,6 +50,9 @@ internal abstract class DotStore
 
     public abstract DotStore EmptyOfSameKind();
 
+    /// <summary>This store without any dot of <paramref name="replicas"/> (nested stores left empty are dropped); the same instance if it holds none.</summary>
+    public abstract DotStore Without(IReadOnlySet<ulong> replicas);
+
     /// <summary>The join of (<paramref name="left"/>, <paramref name="leftContext"/>) and (<paramref name="right"/>, <paramref name="rightContext"/>); both stores of one kind.</summary>
     public static DotStore Join(DotStore left, CausalContext leftContext, DotStore right, CausalContext rightContext) =>
         (left, right) switch
@@ -84,6 +87,17 @@ internal sealed class DotSet : DotStore
     public override IEnumerable<Dot> AllDots() => Dots;
 
     public override DotStore EmptyOfSameKind() => Empty;
+
+    public override DotStore Without(IReadOnlySet<ulong> replicas)
+    {
+        if (!Dots.Any(dot => replicas.Contains(dot.Replica)))
+        {
+            return this;
+        }
+
+        var dots = Dots.Except(Dots.Where(dot => replicas.Contains(dot.Replica)));
+        return dots.IsEmpty ? Empty : new DotSet(dots);
+    }
 
     public override bool AnyDotIn(CausalContext context)
     {
@@ -138,6 +152,17 @@ internal sealed class DotFun : DotStore
     public override IEnumerable<Dot> AllDots() => Entries.Keys;
 
     public override DotStore EmptyOfSameKind() => Empty;
+
+    public override DotStore Without(IReadOnlySet<ulong> replicas)
+    {
+        if (!Entries.Keys.Any(dot => replicas.Contains(dot.Replica)))
+        {
+            return this;
+        }
+
+        var entries = Entries.RemoveRange(Entries.Keys.Where(dot => replicas.Contains(dot.Replica)).ToList());
+        return entries.IsEmpty ? Empty : new DotFun(entries);
+    }
 
     public override bool AnyDotIn(CausalContext context)
     {
@@ -225,6 +250,36 @@ internal sealed class DotMap : DotStore
     public override IEnumerable<Dot> AllDots() => Entries.Values.SelectMany(store => store.AllDots());
 
     public override DotStore EmptyOfSameKind() => Empty;
+
+    public override DotStore Without(IReadOnlySet<ulong> replicas)
+    {
+        ImmutableSortedDictionary<MapKey, DotStore>.Builder? result = null;
+        foreach (var (key, nested) in Entries)
+        {
+            var stripped = nested.Without(replicas);
+            if (ReferenceEquals(stripped, nested))
+            {
+                continue;
+            }
+
+            result ??= Entries.ToBuilder();
+            if (stripped.IsEmpty)
+            {
+                result.Remove(key);
+            }
+            else
+            {
+                result[key] = stripped;
+            }
+        }
+
+        if (result is null)
+        {
+            return this;
+        }
+
+        return result.Count == 0 ? Empty : new DotMap(result.ToImmutable());
+    }
 
     public override bool AnyDotIn(CausalContext context)
     {

@@ -17,7 +17,25 @@ internal static class StateSize
         TagBytes + CodedOutputStream.ComputeUInt32Size(StateCodec.FormatVersion)
         + TagBytes + CodedOutputStream.ComputeEnumSize((int)state.Type)
         + Message(Context(state.Context))
-        + Message(state.Store.SizeBytes);
+        + Message(state.Store.SizeBytes)
+        + Pruned(state);
+
+    /// <summary>The packed repeated pruned_replicas field (absent when empty).</summary>
+    private static int Pruned(CausalState state)
+    {
+        if (state.Pruned.IsEmpty)
+        {
+            return 0;
+        }
+
+        int body = 0;
+        foreach (ulong replica in state.Pruned)
+        {
+            body += CodedOutputStream.ComputeUInt64Size(replica);
+        }
+
+        return Message(body);
+    }
 
     /// <summary>The body of a CrdtStateStore: its one kind, always written.</summary>
     public static int Store(DotStore store) => store switch

@@ -31,9 +31,12 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
     private IReadOnlyList<CrdtPeerMember> _peers = [];
     private long _peersListedAtMs;
 
-    public CrdtAntiEntropy(CrdtReplica replica, Func<CancellationToken, Task<IReadOnlyList<CrdtPeerMember>>> listPeers, Func<string, GrpcChannel> channelTo, ILogger logger)
+    private readonly CrdtGossipCounters _counters;
+
+    public CrdtAntiEntropy(CrdtReplica replica, Func<CancellationToken, Task<IReadOnlyList<CrdtPeerMember>>> listPeers, Func<string, GrpcChannel> channelTo, CrdtGossipCounters counters, ILogger logger)
     {
         _replica = replica;
+        _counters = counters;
         _listPeers = listPeers;
         _channelTo = channelTo;
         _logger = logger;
@@ -136,7 +139,9 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
 
                 var request = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp(), LastSequence = (ulong)batch.LastSequence };
                 request.Deltas.AddRange(batch.Deltas);
-                await Client(link).PushDeltasAsync(request, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+                _counters.Add(CrdtGossipKind.Delta, request.CalculateSize());
+                var ack = await Client(link).PushDeltasAsync(request, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+                _counters.Add(CrdtGossipKind.Ack, ack.CalculateSize());
                 link.AckedSequence = batch.LastSequence;
             }
 
@@ -174,7 +179,9 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         var digest = new CrdtDigest { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
         digest.Keys.AddRange(_replica.Digest());
         var client = Client(link);
+        _counters.Add(CrdtGossipKind.Digest, digest.CalculateSize());
         var answer = await client.RepairAsync(digest, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+        _counters.Add(CrdtGossipKind.Repair, answer.CalculateSize());
         if (answer.States.Count > 0)
         {
             await _replica.JoinRemoteAsync(answer.States, Hlc.FromTimestamp(answer.Clock), cancellationToken).ConfigureAwait(false);
@@ -185,7 +192,9 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         {
             var push = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
             push.Deltas.AddRange(toPush.Skip(start).Take(Options.DeltasPerBatchMax));
-            await client.PushDeltasAsync(push, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+            _counters.Add(CrdtGossipKind.Repair, push.CalculateSize());
+            var ack = await client.PushDeltasAsync(push, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
+            _counters.Add(CrdtGossipKind.Repair, ack.CalculateSize());
         }
 
         link.AckedSequence = Math.Max(link.AckedSequence, sequenceAtStart);
@@ -197,6 +206,30 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
                 "CRDT repair with member {Member:x16}: {Received} key(s) received, {Sent} sent",
                 link.Peer.MemberId, answer.States.Count, toPush.Count);
         }
+    }
+
+    /// <summary>
+    /// A digest repair with every other member now (the pruner's step before folding a departed
+    /// replica: afterwards this replica holds everything each member held when it answered).
+    /// False if any member did not answer.
+    /// </summary>
+    public async Task<bool> RepairWithEveryMemberAsync(CancellationToken cancellationToken)
+    {
+        var peers = await _listPeers(cancellationToken).ConfigureAwait(false);
+        foreach (var peer in peers)
+        {
+            try
+            {
+                await RepairAsync(new PeerLink(peer), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                _logger.LogInformation("CRDT pruning waits: member {Member:x16} did not answer the digest exchange ({Reason})", peer.MemberId, Describe(e));
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>
@@ -217,8 +250,14 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         var peers = await PeersAsync(deadline.Token).ConfigureAwait(false);
         var batch = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
         batch.Deltas.Add(new CrdtKeyState { Key = key, State = Google.Protobuf.ByteString.CopyFrom(delta.ToBytes()) });
-        var pushes = peers.Select(peer => new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl))
-            .PushDeltasAsync(batch, cancellationToken: deadline.Token).ResponseAsync).ToList();
+        var batchBytes = batch.CalculateSize();
+        var pushes = peers.Select(async peer =>
+        {
+            _counters.Add(CrdtGossipKind.Delta, batchBytes);
+            var ack = await new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl)).PushDeltasAsync(batch, cancellationToken: deadline.Token).ResponseAsync.ConfigureAwait(false);
+            _counters.Add(CrdtGossipKind.Ack, ack.CalculateSize());
+            return ack;
+        }).ToList();
         while (pushes.Count > 0 && acknowledged < required)
         {
             var done = await Task.WhenAny(pushes).ConfigureAwait(false);

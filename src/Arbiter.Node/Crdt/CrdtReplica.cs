@@ -323,6 +323,56 @@ internal sealed class CrdtReplica : IAsyncDisposable
         return next;
     }
 
+    /// <summary>
+    /// Prunes <paramref name="departed"/> from every key this replica holds, folding its
+    /// contributions into this replica's (<see cref="CrdtPruning"/>); the pruning deltas are
+    /// written and gossiped like updates. Returns once they are on disk, with the number of keys
+    /// pruned. Only the member the Raft log names as the departed replica's pruner calls this,
+    /// after exchanging digests with every other member.
+    /// </summary>
+    public async Task<int> PruneAsync(ReplicaId departed, CancellationToken cancellationToken)
+    {
+        var barrier = PendingRecord.Barrier();
+        var pruned = 0;
+        lock (_gate)
+        {
+            ThrowIfFailed();
+            foreach (var (key, current) in _working.ToList())
+            {
+                if (!current.Replicas.Contains(departed))
+                {
+                    continue;
+                }
+
+                CrdtState delta;
+                CrdtState next;
+                try
+                {
+                    delta = CrdtPruning.Prune(current, departed, Id, out next);
+                }
+                catch (CrdtException e)
+                {
+                    _logger.LogError("CRDT key {Key} not pruned of replica {Replica:x16}: {Reason}", key, departed.Value, e.Message);
+                    continue;
+                }
+
+                if (delta.IsEmpty)
+                {
+                    continue;
+                }
+
+                _working[key] = next;
+                _pending.Writer.TryWrite(PendingRecord.Write(key, delta));
+                pruned++;
+            }
+
+            _pending.Writer.TryWrite(barrier);
+        }
+
+        await barrier.Durable.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return pruned;
+    }
+
     /// <summary>A key's durable state, or null.</summary>
     public CrdtState? Get(string key)
     {

@@ -60,6 +60,12 @@ public sealed class NodeMetrics : IDisposable
         _meter.CreateObservableCounter("arbiter_transactions_deadlocks_total", () => host.Read(s => s.TransactionSummary().Counters.Deadlocks), description: "Deadlocks found (each aborted one victim).");
         _meter.CreateObservableCounter("arbiter_transactions_lock_timeouts_total", () => host.Read(s => s.TransactionSummary().Counters.LockTimeouts), description: "Lock waits that timed out.");
         _meter.CreateObservableCounter("arbiter_optimistic_commits_total", () => host.Read(s => s.TransactionSummary().Counters.OptimisticCommits), description: "Optimistic commits that succeeded.");
+        var gossip = node.CrdtGossip;
+        _meter.CreateObservableCounter(
+            "arbiter_crdt_gossip_bytes_total",
+            () => Enum.GetValues<Crdt.CrdtGossipKind>().Select(kind => new Measurement<long>(gossip.BytesOf(kind), new KeyValuePair<string, object?>("kind", kind.ToString().ToLowerInvariant()))),
+            description: "Bytes of CRDT anti-entropy messages this member started (requests sent and answers received, protobuf only), by kind: delta, ack, digest, repair.");
+        _meter.CreateObservableCounter("arbiter_crdt_updates_total", () => gossip.Updates, description: "CRDT updates applied on this member (the denominator of gossip bytes per update).");
         _meter.CreateObservableCounter("arbiter_optimistic_conflicts_total", () => host.Read(s => s.TransactionSummary().Counters.OptimisticConflicts), description: "Optimistic commits refused because a read was overwritten.");
     }
 

@@ -53,6 +53,8 @@ public sealed class MetricsTests(ITestOutputHelper output)
         ["arbiter_transactions_lock_timeouts_total"] = "counter",
         ["arbiter_optimistic_commits_total"] = "counter",
         ["arbiter_optimistic_conflicts_total"] = "counter",
+        ["arbiter_crdt_gossip_bytes_total"] = "counter",
+        ["arbiter_crdt_updates_total"] = "counter",
     };
 
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
