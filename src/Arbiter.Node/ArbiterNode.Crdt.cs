@@ -43,14 +43,17 @@ public sealed partial class ArbiterNode
             .ToList();
     }
 
-    private async Task<int> CrdtReplicasRequiredAsync(bool all, bool majority, CancellationToken cancellationToken)
+    private int CrdtReplicasRequired(bool all, bool majority)
     {
         if (_antiEntropy is null || !(all || majority))
         {
             return 1;
         }
 
-        var members = (await _antiEntropy.PeersAsync(cancellationToken).ConfigureAwait(false)).Count + 1;
+        // Every member of the Raft configuration counts, reachable or not: counting only the peers
+        // whose client URL is known let a member cut off from the rest (their metadata unreadable)
+        // see itself as the whole cluster and acknowledge a majority write alone.
+        var members = Math.Max(1, _raft!.ConfiguredMemberCount);
         return all ? members : (members / 2) + 1;
     }
 
@@ -82,7 +85,7 @@ public sealed partial class ArbiterNode
         var causalToken = request.CausalToken is null ? (Hlc?)null : Hlc.FromTimestamp(request.CausalToken);
         var (state, delta, stamp) = await replica.UpdateAsync(request.Key, request.Type, request.Operation, causalToken, cancellationToken).ConfigureAwait(false);
         CrdtGossip.Update();
-        var required = await CrdtReplicasRequiredAsync(request.Write == CrdtWriteLevel.WriteAll, request.Write == CrdtWriteLevel.WriteMajority, cancellationToken).ConfigureAwait(false);
+        var required = CrdtReplicasRequired(request.Write == CrdtWriteLevel.WriteAll, request.Write == CrdtWriteLevel.WriteMajority);
         var acknowledged = 1;
         if (required > 1)
         {
@@ -116,7 +119,7 @@ public sealed partial class ArbiterNode
         var replica = CrdtReplica;
         var state = replica.Get(request.Key);
         var read = 1;
-        var required = await CrdtReplicasRequiredAsync(request.Read == CrdtReadLevel.ReadAll, request.Read == CrdtReadLevel.ReadMajority, cancellationToken).ConfigureAwait(false);
+        var required = CrdtReplicasRequired(request.Read == CrdtReadLevel.ReadAll, request.Read == CrdtReadLevel.ReadMajority);
         if (required > 1)
         {
             (state, read) = await _antiEntropy!.ReadAsync(request.Key, state, required, CrdtTimeout(request.TimeoutMs), cancellationToken).ConfigureAwait(false);

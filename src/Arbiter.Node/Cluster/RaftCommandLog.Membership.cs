@@ -29,6 +29,9 @@ internal sealed partial class RaftCommandLog
     private PendingAdd? _pendingAdd;
 
     /// <summary>Every member (voting, from the Raft configuration), plus members added but not yet started.</summary>
+    /// <summary>How many members the Raft configuration has (this one included), reachable or not.</summary>
+    public int ConfiguredMemberCount => _raft.Members.Count;
+
     public async Task<IReadOnlyList<Member>> ListMembersAsync(CancellationToken cancellationToken)
     {
         var members = new List<Member>();
