@@ -15,7 +15,13 @@ namespace Arbiter.Compatibility.Tests.Scenarios;
 /// several raw sockets each open a watch and never read a byte while far more than that limit of
 /// events is produced (compacted as it goes, so history does not hold it). The server must stay
 /// up, a normal watcher must receive every event, and the server's peak resident memory is reported.
+/// Soak: in the clean-clone CI of 2026-12-03 (load 20, other test projects running beside it) the
+/// reading watcher got no response for 2 minutes; the likely cause is that it fell behind the
+/// 512 KiB puts and the compaction every 50 puts then cancelled it, as etcd cancels a watcher whose
+/// history is compacted. A cancel now fails the test with its reason; the workload needs a reader
+/// that keeps up (or compaction that waits for it) before this returns to the default run.
 /// </summary>
+[Trait("Category", "Soak")]
 public sealed class UnreadWatchStreamTests(ITestOutputHelper output)
 {
     private const int HeapHardLimitBytes = 384 * 1024 * 1024;
@@ -63,6 +69,7 @@ public sealed class UnreadWatchStreamTests(ITestOutputHelper output)
                 while (received < Puts)
                 {
                     var response = await watcher.ReadAsync(TimeSpan.FromMinutes(2));
+                    Assert.False(response.Canceled, $"the reading watch was cancelled after {received} events: '{response.CancelReason}', compact revision {response.CompactRevision}");
                     received += response.Events.Count;
                 }
             });
