@@ -140,7 +140,7 @@ internal static class SnapshotCommand
         var advertisePeer = new Option<string>("--initial-advertise-peer-urls") { Description = "This member's peer URL.", DefaultValueFactory = _ => "http://127.0.0.1:2380" };
         var clusterToken = new Option<string>("--initial-cluster-token") { Description = "The new cluster's token (mixed into member and cluster ids).", DefaultValueFactory = _ => "arbiter-cluster" };
         var skipHashCheck = new Option<bool>("--skip-hash-check") { Description = "Accept a file without its trailing SHA-256 (copied from a data directory, not saved)." };
-        var command = new Command("restore", "Build a new data directory from a snapshot file, with new member and cluster ids (as etcdctl snapshot restore).")
+        var command = new Command("restore", "Build a new data directory from a snapshot file, Arbiter's or etcd's (migration in from etcd 3.x), with new member and cluster ids (as etcdctl snapshot restore).")
         {
             file, name, dataDir, initialCluster, advertisePeer, clusterToken, skipHashCheck,
         };
@@ -172,7 +172,7 @@ internal static class SnapshotCommand
                 var snapshot = SnapshotFile.Read(result.GetValue(file)!, result.GetValue(skipHashCheck));
                 SnapshotRestore.Restore(snapshot, options.DataDirectory!, clusterMember: options.Cluster is not null);
                 Console.Out.WriteLine(
-                    $"Restored snapshot at revision {snapshot.Revision.ToString(CultureInfo.InvariantCulture)} into {options.DataDirectory}: " +
+                    $"Restored {(snapshot.FromEtcd ? "etcd snapshot (migrated: keys, history, leases, users and roles)" : "snapshot")} at revision {snapshot.Revision.ToString(CultureInfo.InvariantCulture)} into {options.DataDirectory}: " +
                     $"member {memberName} ({SnapshotRestore.MemberIdFor(options):x16}) of cluster {SnapshotRestore.ClusterIdFor(options):x16}; " +
                     $"serve it with the same --name, --initial-advertise-peer-urls, --initial-cluster-token{(options.Cluster is null ? string.Empty : " and --initial-cluster")}");
                 return 0;

@@ -8,7 +8,9 @@ namespace Arbiter.Node.Backup;
 /// A backup file as <c>arbiter snapshot save</c> and <c>etcdctl snapshot save</c> write it: the bytes
 /// Maintenance.Snapshot streams (<see cref="ArbiterNode.CreateSnapshot"/>: "ARBSNAP1", the payload
 /// length, the state, zero padding to 512-byte blocks) followed by their SHA-256, as etcd's files
-/// end in one. Reading verifies the whole file before anything is trusted.
+/// end in one. Reading verifies the whole file before anything is trusted. An etcd v3 snapshot (its
+/// bbolt backend) reads too: its keys, history, leases, users and roles are migrated
+/// (<see cref="Etcd.EtcdSnapshot"/>).
 /// </summary>
 public sealed class SnapshotFile
 {
@@ -17,11 +19,15 @@ public sealed class SnapshotFile
 
     private static ReadOnlySpan<byte> Magic => "ARBSNAP1"u8;
 
-    private SnapshotFile(StateMachine state, long sizeBytes)
+    private SnapshotFile(StateMachine state, long sizeBytes, bool fromEtcd = false)
     {
         State = state;
         SizeBytes = sizeBytes;
+        FromEtcd = fromEtcd;
     }
+
+    /// <summary>True when the file was an etcd snapshot (bbolt), migrated on reading.</summary>
+    public bool FromEtcd { get; }
 
     /// <summary>The restored state (not yet served by anything).</summary>
     public StateMachine State { get; }
@@ -65,6 +71,19 @@ public sealed class SnapshotFile
             throw new InvalidDataException($"cannot read snapshot file {path}: {e.Message}", e);
         }
 
+        if (Etcd.BoltFile.LooksLikeBolt(bytes))
+        {
+            // An etcd snapshot (etcdctl snapshot save): migrate its keys, history, leases and auth.
+            try
+            {
+                return new SnapshotFile(StateMachine.Import(Etcd.EtcdSnapshot.Read(bytes, skipHashCheck), limits), bytes.Length, fromEtcd: true);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new InvalidDataException($"etcd snapshot file {path}: {e.Message}", e);
+            }
+        }
+
         var body = bytes.AsSpan();
         var hasHash = bytes.Length % ArbiterNode.SnapshotBlockSizeBytes == HashSizeBytes;
         if (!skipHashCheck)
@@ -88,10 +107,7 @@ public sealed class SnapshotFile
         var headerSize = Magic.Length + sizeof(long);
         if (body.Length < headerSize || !body[..Magic.Length].SequenceEqual(Magic))
         {
-            var what = bytes.Length >= 20 && BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(16)) == 0xED0CDAED
-                ? "it is an etcd (bbolt) snapshot, which arbiter snapshot restore does not read"
-                : "it does not start with ARBSNAP1";
-            throw new InvalidDataException($"{path} is not an Arbiter snapshot: {what}");
+            throw new InvalidDataException($"{path} is not an Arbiter snapshot (it does not start with ARBSNAP1) nor an etcd one (no bbolt magic)");
         }
 
         var payloadLength = BinaryPrimitives.ReadInt64LittleEndian(body[Magic.Length..]);
