@@ -337,6 +337,11 @@ internal static class ServeCommand
                     // (a trace id for log scopes, and a copy of the execution context): 15% of a put's
                     // allocations. It only logs request start and finish, at Information and Debug.
                     logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", level <= LogLevel.Debug ? level : LogLevel.None);
+
+                    // gRPC logs every call a client cancels or lets time out at Information, with the
+                    // whole stack trace: a normal client disconnect is not an event. Its warnings and
+                    // errors (a handler that failed) still show.
+                    logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", level < LogLevel.Warning ? LogLevel.Warning : level);
                 });
                 await using (app.ConfigureAwait(false))
                 {

@@ -107,6 +107,9 @@ public sealed class EtcdctlHandle : IAsyncDisposable
 
     public string Log => _process.Log;
 
+    /// <summary>SIGKILL etcdctl (no goodbye to the server) and wait for it to be gone.</summary>
+    public Task KillAsync() => _process.KillAsync();
+
     /// <summary>Next stdout line, or a TimeoutException naming what was seen so far.</summary>
     public async Task<string> ReadLineAsync(TimeSpan timeout)
     {
