@@ -3,6 +3,7 @@ using System.Text;
 using Arbiter.Core;
 using Arbiter.Node.Cluster;
 using Arbiter.Node.Log;
+using Arbiter.Node.Metrics;
 using Arbiter.Node.Watch;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Internal;
@@ -270,6 +271,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     private async Task<CommandResult> ProposeAsync(Command command, CancellationToken cancellationToken, bool leaderOnly = false)
     {
         CommandResult result;
+        using var span = NodeTracing.StartPropose(command);
         try
         {
             result = leaderOnly && _raft is not null
@@ -278,6 +280,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            NodeTracing.Fail(span, e);
             Metrics.ProposalFailed();
             throw;
         }
@@ -290,6 +293,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     private async Task<T> ProposeAsync<T>(Command command, Func<CommandResult, T> response, Func<T, ResponseHeader?> header, CancellationToken cancellationToken)
     {
         CommandResult outcome;
+        using var span = NodeTracing.StartPropose(command);
         try
         {
             outcome = await _log.ProposeAsync(Prepare(command), cancellationToken).ConfigureAwait(false);
@@ -297,6 +301,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // Not applied, or not known to be (etcd's proposals_failed_total: timeouts, lost leaders, stops).
+            NodeTracing.Fail(span, e);
             Metrics.ProposalFailed();
             throw;
         }

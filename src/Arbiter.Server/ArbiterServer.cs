@@ -14,6 +14,8 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
 namespace Arbiter.Server;
 
@@ -93,16 +95,33 @@ public static class ArbiterServer
         builder.Services.AddSingleton<Auth.Authenticator>();
         builder.Services.AddSingleton<Auth.AuthInterceptor>();
         builder.Services.AddSingleton<GrpcMetricsInterceptor>();
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
-            .AddMeter(NodeMetrics.MeterName, GrpcMetricsInterceptor.MeterName, StorageMetrics.MeterName)
-            .AddPrometheusExporter(prometheus =>
+        var telemetry = builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("arbiter", serviceInstanceId: node.Options.Name))
+            .WithMetrics(metrics =>
             {
-                // Each scrape sees the counters as they are now; and etcd's label sets exactly
-                // (no otel_scope_* labels, no target_info series).
-                prometheus.ScrapeResponseCacheDurationMilliseconds = 0;
-                prometheus.ScopeInfoEnabled = false;
-                prometheus.TargetInfoEnabled = false;
-            }));
+                metrics
+                    .AddMeter(NodeMetrics.MeterName, GrpcMetricsInterceptor.MeterName, StorageMetrics.MeterName)
+                    .AddPrometheusExporter(prometheus =>
+                    {
+                        // Each scrape sees the counters as they are now; and etcd's label sets exactly
+                        // (no otel_scope_* labels, no target_info series).
+                        prometheus.ScrapeResponseCacheDurationMilliseconds = 0;
+                        prometheus.ScopeInfoEnabled = false;
+                        prometheus.TargetInfoEnabled = false;
+                    });
+                if (options.Otlp is { } otlp)
+                {
+                    metrics.AddOtlpExporter(exporter => Configure(exporter, otlp, "v1/metrics"));
+                }
+            });
+        if (options.Otlp is { } tracesTo)
+        {
+            // Spans only while exported: with no listener, StartActivity costs nothing on the hot path.
+            telemetry.WithTracing(tracing => tracing
+                .AddSource(GrpcMetricsInterceptor.ActivitySourceName, NodeTracing.ActivitySourceName)
+                .AddOtlpExporter(exporter => Configure(exporter, tracesTo, "v1/traces")));
+        }
+
         builder.Services.AddGrpc(grpc =>
         {
             grpc.MaxReceiveMessageSize = Math.Max(options.MessageSizeBytesCap, node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes);
@@ -183,5 +202,19 @@ public static class ArbiterServer
         }
 
         return (new IPEndPoint(address, port), secure);
+    }
+
+    /// <summary>An explicit endpoint and protocol override OpenTelemetry's environment variables.</summary>
+    private static void Configure(OpenTelemetry.Exporter.OtlpExporterOptions exporter, OtlpExportOptions otlp, string signalPath)
+    {
+        if (otlp.Endpoint is not { } endpoint)
+        {
+            return;
+        }
+
+        exporter.Protocol = otlp.HttpProtobuf ? OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf : OpenTelemetry.Exporter.OtlpExportProtocol.Grpc;
+
+        // Set in code, the endpoint is used as given: HTTP needs the signal's path appended.
+        exporter.Endpoint = otlp.HttpProtobuf ? new Uri(endpoint, endpoint.AbsolutePath.TrimEnd('/') + "/" + signalPath) : endpoint;
     }
 }

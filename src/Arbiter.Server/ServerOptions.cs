@@ -26,4 +26,19 @@ public sealed record ServerOptions
 
     /// <summary>Connection and stream limits of the client port (streams per connection, header sizes, timeouts).</summary>
     public EdgeLimits Edge { get; init; } = new();
+
+    /// <summary>
+    /// Where to push traces and metrics over OpenTelemetry's protocol (OTLP); null: nothing is pushed
+    /// (<c>/metrics</c> still serves the metrics). See <see cref="OtlpExportOptions"/>.
+    /// </summary>
+    public OtlpExportOptions? Otlp { get; init; }
 }
+
+/// <summary>
+/// OTLP export (<c>--otlp-endpoint</c>, <c>--otlp-protocol</c>, or OpenTelemetry's standard
+/// <c>OTEL_EXPORTER_OTLP_*</c> variables): the server's and node's spans (sources
+/// <c>Arbiter.Server</c> and <c>Arbiter.Node</c>) and every meter <c>/metrics</c> shows.
+/// </summary>
+/// <param name="Endpoint">The collector's base URL; null: OpenTelemetry's environment variables decide.</param>
+/// <param name="HttpProtobuf">True for OTLP over HTTP/protobuf (paths <c>/v1/traces</c>, <c>/v1/metrics</c>), false for OTLP/gRPC.</param>
+public sealed record OtlpExportOptions(Uri? Endpoint, bool HttpProtobuf);

@@ -30,6 +30,9 @@ internal static class ServeCommand
         var inMemory = new Option<bool>("--in-memory") { Description = "Keep everything in memory; nothing survives a restart." };
         var listenClient = new Option<string>("--listen-client-urls") { Description = "Comma-separated URLs to serve clients on.", DefaultValueFactory = _ => "http://127.0.0.1:2379" };
         var listenMetrics = new Option<string?>("--listen-metrics-urls") { Description = "Comma-separated plain-HTTP URLs serving only /metrics and /health (as etcd's)." };
+        var otlpEndpoint = new Option<string?>("--otlp-endpoint") { Description = "Push traces and metrics to this OpenTelemetry collector (OTLP); default: OTEL_EXPORTER_OTLP_ENDPOINT if set, else nothing is pushed." };
+        var otlpProtocol = new Option<string>("--otlp-protocol") { Description = "grpc or http/protobuf (with --otlp-endpoint).", DefaultValueFactory = _ => "grpc" };
+        otlpProtocol.AcceptOnlyFromAmong("grpc", "http/protobuf");
         var advertiseClient = new Option<string?>("--advertise-client-urls") { Description = "Client URLs to advertise (default: the listen URLs)." };
         var advertisePeer = new Option<string>("--initial-advertise-peer-urls") { Description = "Peer URLs to advertise.", DefaultValueFactory = _ => "http://127.0.0.1:2380" };
         var clusterToken = new Option<string>("--initial-cluster-token") { Description = "Cluster token (mixed into member and cluster ids).", DefaultValueFactory = _ => "arbiter-cluster" };
@@ -88,7 +91,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
-            name, dataDir, inMemory, listenClient, listenMetrics, advertiseClient, advertisePeer, clusterToken, logLevel,
+            name, dataDir, inMemory, listenClient, listenMetrics, otlpEndpoint, otlpProtocol, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
@@ -188,8 +191,26 @@ internal static class ServeCommand
             }
 
             options = options with { ClientTls = clientTls, PeerTls = peerTls };
+            OtlpExportOptions? otlp = null;
+            if (result.GetValue(otlpEndpoint) is { } collector)
+            {
+                if (!Uri.TryCreate(collector, UriKind.Absolute, out var collectorUri) || collectorUri.Scheme is not ("http" or "https"))
+                {
+                    Console.Error.WriteLine($"error: --otlp-endpoint {collector} is not an http or https URL");
+                    return 2;
+                }
+
+                otlp = new OtlpExportOptions(collectorUri, result.GetValue(otlpProtocol) == "http/protobuf");
+            }
+            else if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT")))
+            {
+                // OpenTelemetry's exporter reads its own variables (endpoint, protocol, headers).
+                otlp = new OtlpExportOptions(null, HttpProtobuf: false);
+            }
+
             var serverOptions = new ServerOptions
             {
+                Otlp = otlp,
                 ListenClientUrls = listenUrls,
                 ListenMetricsUrls = result.GetValue(listenMetrics) is { } metricsUrls ? Split(metricsUrls) : [],
                 // etcd's rule: with verified client certificates, the certificate's common name is the user.

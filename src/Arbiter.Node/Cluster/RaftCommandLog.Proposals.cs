@@ -1,4 +1,5 @@
 using Arbiter.Core;
+using Arbiter.Node.Metrics;
 using Arbiter.Protocol.Internal;
 using DotNext.Net.Cluster.Consensus.Raft;
 using Google.Protobuf;
@@ -330,6 +331,7 @@ internal sealed partial class RaftCommandLog
 
     public async ValueTask WaitLinearizableAsync(CancellationToken cancellationToken)
     {
+        using var span = NodeTracing.Source.StartActivity("arbiter.read_index");
         await ReadIndexCoreAsync(allowForwarding: true, cancellationToken).ConfigureAwait(false);
     }
 

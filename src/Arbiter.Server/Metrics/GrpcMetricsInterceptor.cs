@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
@@ -9,12 +10,20 @@ namespace Arbiter.Server.Metrics;
 /// (labels <c>grpc_type</c>, <c>grpc_service</c>, <c>grpc_method</c>) and
 /// <c>grpc_server_handled_total</c> (the same plus <c>grpc_code</c>, Go's code names). The
 /// outermost interceptor, so a call refused by a later one is counted with its real code.
-/// Meter <see cref="MeterName"/>, one per server, disposed with it.
+/// Meter <see cref="MeterName"/>, one per server, disposed with it. While something listens to
+/// <see cref="ActivitySourceName"/> (an OpenTelemetry tracer provider, see docs/operations.md), each call
+/// is also a server span named <c>package.Service/Method</c> with OpenTelemetry's <c>rpc.*</c>
+/// attributes, the child of the caller's span when the request carries a W3C <c>traceparent</c>.
 /// </summary>
 public sealed class GrpcMetricsInterceptor : Interceptor, IDisposable
 {
     /// <summary>The meter's name, for an OpenTelemetry <c>AddMeter</c>.</summary>
     public const string MeterName = "Arbiter.Server";
+
+    /// <summary>The name of the server's <see cref="ActivitySource"/>, for an OpenTelemetry <c>AddSource</c>.</summary>
+    public const string ActivitySourceName = "Arbiter.Server";
+
+    private static readonly ActivitySource Tracing = new(ActivitySourceName, typeof(GrpcMetricsInterceptor).Assembly.GetName().Version?.ToString());
 
     private readonly Meter _meter = new(MeterName);
     private readonly Counter<long> _started;
@@ -133,7 +142,9 @@ public sealed class GrpcMetricsInterceptor : Interceptor, IDisposable
 
     private Call Start(string type, ServerCallContext context)
     {
-        if (!_started.Enabled && !_handled.Enabled)
+        var counting = _started.Enabled || _handled.Enabled;
+        var tracing = Tracing.HasListeners();
+        if (!counting && !tracing)
         {
             return default;
         }
@@ -144,13 +155,46 @@ public sealed class GrpcMetricsInterceptor : Interceptor, IDisposable
             var slash = full.LastIndexOf('/');
             return slash > 0 ? (full[1..slash], full[(slash + 1)..]) : (full.TrimStart('/'), full);
         });
-        var call = new Call(type, service, method);
-        _started.Add(1, new("grpc_type", type), new("grpc_service", service), new("grpc_method", method));
-        return call;
+        var activity = tracing ? StartSpan(context, service, method) : null;
+        if (counting)
+        {
+            _started.Add(1, new("grpc_type", type), new("grpc_service", service), new("grpc_method", method));
+        }
+
+        return new Call(counting ? type : null, service, method, activity);
+    }
+
+    private static Activity? StartSpan(ServerCallContext context, string service, string method)
+    {
+        // ASP.NET Core's own request activity, when it made one, already carries the caller's context.
+        var parent = Activity.Current is null && context.RequestHeaders.GetValue("traceparent") is { } traceParent &&
+            ActivityContext.TryParse(traceParent, context.RequestHeaders.GetValue("tracestate"), isRemote: true, out var remote)
+            ? remote
+            : default;
+        var activity = Tracing.StartActivity($"{service}/{method}", ActivityKind.Server, parent);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("rpc.system", "grpc");
+            activity.SetTag("rpc.service", service);
+            activity.SetTag("rpc.method", method);
+        }
+
+        return activity;
     }
 
     private void Handled(Call call, StatusCode code)
     {
+        if (call.Activity is { } activity)
+        {
+            activity.SetTag("rpc.grpc.status_code", (int)code);
+            if (code != StatusCode.OK)
+            {
+                activity.SetStatus(ActivityStatusCode.Error, GoCodeName(code));
+            }
+
+            activity.Dispose();
+        }
+
         if (call.Type is null)
         {
             return;
@@ -166,5 +210,5 @@ public sealed class GrpcMetricsInterceptor : Interceptor, IDisposable
         _handled.Add(1, in tags);
     }
 
-    private readonly record struct Call(string? Type, string Service, string Method);
+    private readonly record struct Call(string? Type, string Service, string Method, Activity? Activity);
 }
