@@ -63,6 +63,16 @@ internal sealed partial class RaftCommandLog
         return members;
     }
 
+    /// <summary>
+    /// The URL this member reaches <paramref name="member"/>'s client port on (from the client URLs it
+    /// advertises in its Raft metadata, https when peers use TLS); null when the member is unavailable
+    /// or its metadata cannot be read now.
+    /// </summary>
+    private async Task<string?> TryClientUrlOfAsync(DotNext.Net.Cluster.Consensus.Raft.RaftClusterMember member, CancellationToken cancellationToken) =>
+        await TryGetMetadataAsync(member, cancellationToken).ConfigureAwait(false) is { } metadata
+            ? PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty))
+            : null;
+
     private static async Task<IReadOnlyDictionary<string, string>?> TryGetMetadataAsync(DotNext.Net.Cluster.Consensus.Raft.RaftClusterMember member, CancellationToken cancellationToken)
     {
         if (member.Status == ClusterMemberStatus.Unavailable)
@@ -298,8 +308,7 @@ internal sealed partial class RaftCommandLog
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(_cluster.ElectionTimeoutMs);
-            if (await TryGetMetadataAsync(member, timeout.Token).ConfigureAwait(false) is { } metadata
-                && PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is { } url)
+            if (await TryClientUrlOfAsync(member, timeout.Token).ConfigureAwait(false) is { } url)
             {
                 await new Protocol.Internal.Peer.PeerClient(ChannelTo(url))
                     .StandbyAsync(new Protocol.Internal.StandbyRequest { DurationMs = durationMs }, cancellationToken: timeout.Token)

@@ -106,8 +106,7 @@ internal sealed partial class RaftCommandLog
     {
         var asks = _raft.Members.Where(m => m.IsRemote).Select(async member =>
         {
-            if (await TryGetMetadataAsync(member, cancellationToken).ConfigureAwait(false) is not { } metadata
-                || PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is not { } url)
+            if (await TryClientUrlOfAsync(member, cancellationToken).ConfigureAwait(false) is not { } url)
             {
                 return (long?)null;
             }

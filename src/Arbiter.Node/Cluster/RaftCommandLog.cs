@@ -279,16 +279,14 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     private async IAsyncEnumerable<string> SnapshotImageSourcesAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (_raft.Leader is { IsRemote: true } leader
-            && await TryGetMetadataAsync(leader, cancellationToken).ConfigureAwait(false) is { } leaderMetadata
-            && PeerClientUrl(leaderMetadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is { } leaderUrl)
+            && await TryClientUrlOfAsync(leader, cancellationToken).ConfigureAwait(false) is { } leaderUrl)
         {
             yield return leaderUrl;
         }
 
         foreach (var member in _raft.Members.Where(m => m.IsRemote).ToList())
         {
-            if (await TryGetMetadataAsync(member, cancellationToken).ConfigureAwait(false) is { } metadata
-                && PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty)) is { } url)
+            if (await TryClientUrlOfAsync(member, cancellationToken).ConfigureAwait(false) is { } url)
             {
                 yield return url;
             }
