@@ -38,7 +38,8 @@ internal static class ServeCommand
         var clusterToken = new Option<string>("--initial-cluster-token") { Description = "Cluster token (mixed into member and cluster ids).", DefaultValueFactory = _ => "arbiter-cluster" };
         var logLevel = new Option<LogLevel>("--log-level")
         {
-            Description = "Logging level: debug, info, warn, error (etcd's names) or trace, critical.",
+            Description = "Logging level (etcd's names; also trace, critical).",
+            HelpName = "debug|info|warn|error|panic|fatal",
             DefaultValueFactory = _ => LogLevel.Information,
             CustomParser = arg => ParseLogLevel(arg.Tokens.Single().Value, arg),
         };
