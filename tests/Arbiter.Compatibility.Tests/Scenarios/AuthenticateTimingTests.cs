@@ -12,7 +12,9 @@ namespace Arbiter.Compatibility.Tests.Scenarios;
 /// not tell whether the name exists. On a real <c>arbiter serve</c> with <c>--bcrypt-cost 12</c>
 /// (a quarter of a second or more per check), a fast path for unknown names would answer in
 /// milliseconds; the test wants the unknown name's median at least a third of the wrong password's.
+/// Runs alone (its bcrypt work takes both cores for half a minute and would slow clusters started beside it).
 /// </summary>
+[Collection(AuthenticateTimingCollection.Name)]
 public sealed class AuthenticateTimingTests(ITestOutputHelper output)
 {
     private const int Samples = 7;
@@ -55,4 +57,11 @@ public sealed class AuthenticateTimingTests(ITestOutputHelper output)
     }
 
     private static double Median(List<double> values) => values.Order().ElementAt(values.Count / 2);
+}
+
+/// <summary>Tests that must not run beside others: xunit runs a collection without parallelization on its own.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class AuthenticateTimingCollection
+{
+    public const string Name = "authenticate-timing";
 }
