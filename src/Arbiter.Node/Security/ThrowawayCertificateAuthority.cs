@@ -35,6 +35,17 @@ public sealed class ThrowawayCertificateAuthority : IDisposable
     }
 
     /// <summary>
+    /// The CA written earlier by <see cref="WriteSet"/> (<c>ca.crt</c> and <c>ca.key</c>), to issue more
+    /// certificates from it, e.g. client certificates naming other users.
+    /// </summary>
+    public static ThrowawayCertificateAuthority Load(string certPath, string keyPath)
+    {
+        ArgumentNullException.ThrowIfNull(certPath);
+        ArgumentNullException.ThrowIfNull(keyPath);
+        return new ThrowawayCertificateAuthority(X509Certificate2.CreateFromPemFile(certPath, keyPath));
+    }
+
+    /// <summary>
     /// Issues a certificate for <paramref name="commonName"/> with the given subject alternative names,
     /// usable for both server and client authentication (etcd's members use theirs both ways). The
     /// result carries its private key.

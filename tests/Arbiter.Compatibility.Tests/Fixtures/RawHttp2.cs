@@ -4,13 +4,14 @@ using System.Text;
 
 namespace Arbiter.Compatibility.Tests.Fixtures;
 
-/// <summary>Just enough HTTP/2 over a raw socket to open gRPC calls and read frames (HPACK literals, no Huffman).</summary>
+/// <summary>Just enough HTTP/2 over a raw socket to open gRPC calls and read frames (HPACK literals, no Huffman), for the edge and connection tests.</summary>
 public static class RawHttp2
 {
     public const byte Data = 0x0;
     public const byte Headers = 0x1;
     public const byte RstStream = 0x3;
     public const byte Settings = 0x4;
+    public const byte Ping = 0x6;
     public const byte GoAway = 0x7;
     public const byte FlagEndStream = 0x1;
     public const byte FlagAck = 0x1;
@@ -34,16 +35,28 @@ public static class RawHttp2
         return frame;
     }
 
-    /// <summary>A HEADERS frame opening a gRPC call on <paramref name="stream"/>.</summary>
-    public static byte[] RequestHeaders(int stream, string path)
+    /// <summary>A HEADERS frame opening a gRPC call on <paramref name="stream"/>, with <paramref name="extraHeaders"/> after gRPC's own.</summary>
+    public static byte[] RequestHeaders(int stream, string path, params (string Name, string Value)[] extraHeaders) =>
+        Frame(Headers, FlagEndHeaders, stream, HeaderBlock(path, extraHeaders));
+
+    /// <summary>The HPACK header block of a gRPC request (literals without indexing, no Huffman).</summary>
+    private static byte[] HeaderBlock(string path, params (string Name, string Value)[] extraHeaders)
     {
         var headers = new List<byte> { 0x83, 0x86 }; // :method POST, :scheme http
         headers.AddRange(IndexedName(4, path)); // :path
         headers.AddRange(IndexedName(1, "127.0.0.1")); // :authority
         headers.AddRange(NewName("content-type", "application/grpc"));
         headers.AddRange(NewName("te", "trailers"));
-        return Frame(Headers, FlagEndHeaders, stream, [.. headers]);
+        foreach (var (name, value) in extraHeaders)
+        {
+            headers.AddRange(NewName(name, value));
+        }
+
+        return [.. headers];
     }
+
+    /// <summary>A PING frame (the reply to one when <paramref name="ack"/>), with its 8-byte payload.</summary>
+    public static byte[] PingFrame(byte[] payload, bool ack) => Frame(Ping, ack ? FlagAck : (byte)0, 0, payload);
 
     /// <summary>A DATA frame carrying one gRPC message.</summary>
     public static byte[] Message(int stream, byte[] message, bool endStream)
@@ -58,17 +71,54 @@ public static class RawHttp2
     public static byte[] Request(int stream, string path, byte[] message, bool endStream) =>
         [.. RequestHeaders(stream, path), .. Message(stream, message, endStream)];
 
-    private static byte[] IndexedName(byte index, string value) => [index, (byte)value.Length, .. Encoding.ASCII.GetBytes(value)];
+    // Literal header fields without indexing (RFC 7541 6.2.2): an indexed name (4-bit prefix) or a new one.
+    private static byte[] IndexedName(byte index, string value) => [index, .. StringLiteral(value)];
 
-    private static byte[] NewName(string name, string value) => [0x00, (byte)name.Length, .. Encoding.ASCII.GetBytes(name), (byte)value.Length, .. Encoding.ASCII.GetBytes(value)];
+    private static byte[] NewName(string name, string value) => [0x00, .. StringLiteral(name), .. StringLiteral(value)];
 
-    /// <summary>Reads frames from a raw socket, keeping what it has not parsed yet; acknowledges the server's SETTINGS.</summary>
+    // A string literal without Huffman: its length as an HPACK integer with a 7-bit prefix (RFC 7541 5.1), then the bytes.
+    private static byte[] StringLiteral(string text)
+    {
+        var bytes = Encoding.ASCII.GetBytes(text);
+        var encoded = new List<byte>();
+        if (bytes.Length < 0x7f)
+        {
+            encoded.Add((byte)bytes.Length);
+        }
+        else
+        {
+            encoded.Add(0x7f);
+            var rest = bytes.Length - 0x7f;
+            while (rest >= 0x80)
+            {
+                encoded.Add((byte)((rest & 0x7f) | 0x80));
+                rest >>= 7;
+            }
+
+            encoded.Add((byte)rest);
+        }
+
+        encoded.AddRange(bytes);
+        return [.. encoded];
+    }
+
+    /// <summary>
+    /// Reads frames from a raw socket, keeping what it has not parsed yet; acknowledges the server's
+    /// SETTINGS, and its PINGs when <see cref="AnswerPings"/> (as a live client does).
+    /// </summary>
     public sealed class FrameReader(Socket socket)
     {
         private readonly List<byte> _pending = [];
 
+        /// <summary>Answer the server's PINGs (off: a client that has stopped responding).</summary>
+        public bool AnswerPings { get; init; }
+
         /// <summary>The next frame; throws when the connection ends first.</summary>
-        public async Task<(byte Type, byte Flags, int Stream, byte[] Payload)> ReadFrameAsync(CancellationToken cancellationToken)
+        public async Task<(byte Type, byte Flags, int Stream, byte[] Payload)> ReadFrameAsync(CancellationToken cancellationToken) =>
+            await TryReadFrameAsync(cancellationToken) ?? throw new InvalidOperationException("connection closed before the expected HTTP/2 frames");
+
+        /// <summary>The next frame, or null when the server ends the connection first (FIN or reset).</summary>
+        public async Task<(byte Type, byte Flags, int Stream, byte[] Payload)?> TryReadFrameAsync(CancellationToken cancellationToken)
         {
             while (true)
             {
@@ -86,16 +136,29 @@ public static class RawHttp2
                         {
                             await socket.SendAsync(Frame(Settings, FlagAck, 0, []), cancellationToken);
                         }
+                        else if (type == Ping && (flags & FlagAck) == 0 && AnswerPings)
+                        {
+                            await socket.SendAsync(PingFrame(payload, ack: true), cancellationToken);
+                        }
 
                         return (type, flags, stream, payload);
                     }
                 }
 
                 var buffer = new byte[16 * 1024];
-                var read = await socket.ReceiveAsync(buffer, cancellationToken);
+                int read;
+                try
+                {
+                    read = await socket.ReceiveAsync(buffer, cancellationToken);
+                }
+                catch (SocketException)
+                {
+                    return null;
+                }
+
                 if (read == 0)
                 {
-                    throw new InvalidOperationException("connection closed before the expected HTTP/2 frames");
+                    return null;
                 }
 
                 _pending.AddRange(buffer.AsSpan(0, read).ToArray());

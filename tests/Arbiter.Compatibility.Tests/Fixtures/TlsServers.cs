@@ -25,6 +25,28 @@ public sealed class TlsCertificates : IDisposable
     /// <summary>etcdctl's flags for a client of <paramref name="set"/>.</summary>
     public static string[] EtcdctlFlags(TlsFileSet set) => [$"--cacert={set.CaFile}", $"--cert={set.ClientCertFile}", $"--key={set.ClientKeyFile}"];
 
+    /// <summary>etcdctl's flags for <paramref name="client"/>, a client certificate issued by <paramref name="set"/>'s CA.</summary>
+    public static string[] EtcdctlFlags(TlsFileSet set, ClientCertificate client) => [$"--cacert={set.CaFile}", $"--cert={client.CertFile}", $"--key={client.KeyFile}"];
+
+    /// <summary>
+    /// A client certificate with common name <paramref name="commonName"/> from <see cref="Set"/>'s CA
+    /// (written once per name): under <c>--client-cert-auth</c> with auth on, the user it names.
+    /// </summary>
+    public ClientCertificate IssueClient(string commonName)
+    {
+        var directory = Path.Combine(Directory, "clients");
+        System.IO.Directory.CreateDirectory(directory);
+        var issued = new ClientCertificate(Path.Combine(directory, commonName + ".crt"), Path.Combine(directory, commonName + ".key"));
+        if (!File.Exists(issued.CertFile))
+        {
+            using var ca = ThrowawayCertificateAuthority.Load(Set.CaFile, Set.CaKeyFile);
+            using var certificate = ca.IssueLocal(commonName, TimeSpan.FromDays(1));
+            ThrowawayCertificateAuthority.WritePem(certificate, issued.CertFile, issued.KeyFile);
+        }
+
+        return issued;
+    }
+
     public void Dispose()
     {
         try
@@ -38,6 +60,9 @@ public sealed class TlsCertificates : IDisposable
     }
 }
 
+/// <summary>A client certificate and its key, as PEM files.</summary>
+public sealed record ClientCertificate(string CertFile, string KeyFile);
+
 /// <summary>
 /// A server (Arbiter or etcd) serving its client port twice, as etcd allows: plain on
 /// <see cref="ServerProcess.Endpoint"/> (readiness checks) and TLS with client-cert-auth on
@@ -48,12 +73,14 @@ public sealed class TlsServerProcess : ServerProcess
 {
     private readonly bool _etcd;
     private readonly TlsFileSet _set;
+    private readonly IReadOnlyList<string> _extraArguments;
 
-    private TlsServerProcess(string name, bool etcd, TlsFileSet set)
+    private TlsServerProcess(string name, bool etcd, TlsFileSet set, IReadOnlyList<string>? extraArguments = null)
         : base(name)
     {
         _etcd = etcd;
         _set = set;
+        _extraArguments = extraArguments ?? [];
     }
 
     public int TlsPort { get; } = PortAllocator.FreePort();
@@ -63,9 +90,10 @@ public sealed class TlsServerProcess : ServerProcess
 
     public bool IsEtcd => _etcd;
 
-    public static async Task<TlsServerProcess> StartArbiterAsync(TlsFileSet set)
+    /// <summary>Starts Arbiter with the TLS flags and <paramref name="extraArguments"/> (more <c>serve</c> flags).</summary>
+    public static async Task<TlsServerProcess> StartArbiterAsync(TlsFileSet set, params string[] extraArguments)
     {
-        var server = new TlsServerProcess("arbiter-tls", etcd: false, set);
+        var server = new TlsServerProcess("arbiter-tls", etcd: false, set, extraArguments);
         await server.StartAsync().ConfigureAwait(false);
         return server;
     }
@@ -98,6 +126,6 @@ public sealed class TlsServerProcess : ServerProcess
                 "--logger", "zap", "--log-outputs", "stderr",
                 .. tls,
             ]
-            : [ArbiterProcess.DllPath, "serve", "--name", Name, "--data-dir", DataDir, "--log-level", "info", .. tls];
+            : [ArbiterProcess.DllPath, "serve", "--name", Name, "--data-dir", DataDir, "--log-level", "info", .. tls, .. _extraArguments];
     }
 }

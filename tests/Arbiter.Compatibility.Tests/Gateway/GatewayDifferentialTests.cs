@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using System.Net;
 using System.Text;
-using System.Text.Json.Nodes;
 
 namespace Arbiter.Compatibility.Tests.Gateway;
 
@@ -14,8 +12,6 @@ namespace Arbiter.Compatibility.Tests.Gateway;
 [Trait("Target", "Arbiter")]
 public sealed class GatewayDifferentialTests(GatewayPair pair, ITestOutputHelper output) : IClassFixture<GatewayPair>
 {
-    private static readonly TimeSpan StreamLineTimeout = TimeSpan.FromSeconds(30);
-
     [Fact]
     public async Task PutRangeDelete()
     {
@@ -277,99 +273,7 @@ public sealed class GatewayDifferentialTests(GatewayPair pair, ITestOutputHelper
 
     private static string B64(string text) => Convert.ToBase64String(Encoding.UTF8.GetBytes(text));
 
-    private async Task<TestRun> StartAsync()
-    {
-        async Task<long> BaseOf(string endpoint)
-        {
-            var reply = await pair.SendAsync(endpoint, HttpMethod.Post, "/v3/kv/range", """{"key":"AA=="}""");
-            Assert.True(reply.Status == 200, $"{endpoint}: {reply}");
-            return long.Parse(JsonNode.Parse(reply.Body)!["header"]!["revision"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture);
-        }
-
-        return new TestRun(pair, output, new GatewayNormalizer(await BaseOf(pair.Etcd.Endpoint)), new GatewayNormalizer(await BaseOf(pair.Arbiter.Endpoint)));
-    }
-
-    /// <summary>One test's exchanges: each request to etcd then to Arbiter, the normalized answers compared.</summary>
-    private sealed class TestRun(GatewayPair pair, ITestOutputHelper output, GatewayNormalizer etcd, GatewayNormalizer arbiter)
-    {
-        public GatewayNormalizer Etcd => etcd;
-
-        public GatewayNormalizer Arbiter => arbiter;
-
-        public Task PostAsync(string path, string template, params string[] alsoMasked) => SendAsync(HttpMethod.Post, path, template, alsoMasked);
-
-        public async Task SendAsync(HttpMethod method, string path, string? template, params string[] alsoMasked)
-        {
-            var fromEtcd = await pair.SendAsync(pair.Etcd.Endpoint, method, path, template is null ? null : etcd.Request(template));
-            var fromArbiter = await pair.SendAsync(pair.Arbiter.Endpoint, method, path, template is null ? null : arbiter.Request(template));
-            Compare($"{method} {path} {template}", fromEtcd, fromArbiter, alsoMasked);
-        }
-
-        /// <summary>A streaming call whose response stream ends after <paramref name="lines"/> lines (keep-alive: the body's end closes it).</summary>
-        public async Task StreamAsync(string path, string template, int lines, bool expectEnd)
-        {
-            await using var fromEtcd = await GatewayStream.OpenAsync(pair, pair.Etcd.Endpoint, path, etcd.Request(template));
-            await using var fromArbiter = await GatewayStream.OpenAsync(pair, pair.Arbiter.Endpoint, path, arbiter.Request(template));
-            Assert.Equal((fromEtcd.Status, fromEtcd.ContentType), (fromArbiter.Status, fromArbiter.ContentType));
-            await CompareLinesAsync(fromEtcd, fromArbiter, lines);
-            if (expectEnd)
-            {
-                Assert.Null(await fromEtcd.ReadLineAsync(StreamLineTimeout));
-                Assert.Null(await fromArbiter.ReadLineAsync(StreamLineTimeout));
-            }
-        }
-
-        public async Task CompareLinesAsync(GatewayStream fromEtcd, GatewayStream fromArbiter, int count)
-        {
-            for (var i = 0; i < count; i++)
-            {
-                var etcdLine = await fromEtcd.ReadLineAsync(StreamLineTimeout);
-                var arbiterLine = await fromArbiter.ReadLineAsync(StreamLineTimeout);
-                output.WriteLine($"  stream line {i}\n    etcd:    {etcdLine}\n    arbiter: {arbiterLine}");
-                Assert.NotNull(etcdLine);
-                Assert.NotNull(arbiterLine);
-                Assert.Equal(etcd.Normalize(etcdLine), arbiter.Normalize(arbiterLine));
-            }
-        }
-
-        /// <summary>Runs curl (as a user would, HTTP/1.1) against both; returns etcd's output.</summary>
-        public async Task<string> CurlBothAsync(params string[] arguments)
-        {
-            var fromEtcd = await CurlAsync(pair.Etcd.Endpoint, arguments);
-            var fromArbiter = await CurlAsync(pair.Arbiter.Endpoint, arguments);
-            output.WriteLine($"curl {string.Join(' ', arguments)}\n  etcd:    {fromEtcd}\n  arbiter: {fromArbiter}");
-            Assert.Equal(etcd.Normalize(fromEtcd), arbiter.Normalize(fromArbiter));
-            return fromArbiter;
-        }
-
-        private static async Task<string> CurlAsync(string endpoint, string[] arguments)
-        {
-            var start = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            start.ArgumentList.Add("-sS");
-            start.ArgumentList.Add("--max-time");
-            start.ArgumentList.Add("30");
-            foreach (var argument in arguments)
-            {
-                start.ArgumentList.Add(argument.StartsWith('/') ? endpoint + argument : argument);
-            }
-
-            using var process = Process.Start(start) ?? throw new InvalidOperationException("curl did not start (scripts/test.sh installs it)");
-            var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderr = process.StandardError.ReadToEndAsync();
-            using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-            await process.WaitForExitAsync(deadline.Token);
-            Assert.True(process.ExitCode == 0, $"curl exited {process.ExitCode}: {await stderr}");
-            return await stdout;
-        }
-
-        private void Compare(string what, GatewayReply fromEtcd, GatewayReply fromArbiter, string[] alsoMasked)
-        {
-            output.WriteLine($"{what}\n  etcd:    {fromEtcd}\n  arbiter: {fromArbiter}");
-            Assert.Equal(
-                (fromEtcd.Status, fromEtcd.ContentType, etcd.Normalize(fromEtcd.Body, alsoMasked)),
-                (fromArbiter.Status, fromArbiter.ContentType, arbiter.Normalize(fromArbiter.Body, alsoMasked)));
-        }
-    }
+    private Task<GatewayExchange> StartAsync() => GatewayExchange.StartAsync(pair, output);
 }
 
 /// <summary>A streaming gateway call (watch, keep-alive) read line by line.</summary>

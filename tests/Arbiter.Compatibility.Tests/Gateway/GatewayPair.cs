@@ -40,10 +40,16 @@ public sealed class GatewayPair : IAsyncLifetime
         await Arbiter.DisposeAsync();
     }
 
-    /// <summary>Sends one request to <paramref name="endpoint"/>.</summary>
-    public async Task<GatewayReply> SendAsync(string endpoint, HttpMethod method, string path, string? body)
+    /// <summary>Sends one request to <paramref name="endpoint"/>, with <paramref name="authorization"/> (a token, raw) as its <c>Authorization</c> header when given.</summary>
+    public async Task<GatewayReply> SendAsync(string endpoint, HttpMethod method, string path, string? body, string? authorization = null)
     {
         using var request = new HttpRequestMessage(method, endpoint + path);
+        if (authorization is not null)
+        {
+            // Raw, as etcd's gateway reads it: not a "Bearer" credential, so no validation of its form.
+            request.Headers.TryAddWithoutValidation("Authorization", authorization);
+        }
+
         if (body is not null)
         {
             request.Content = new StringContent(body, Encoding.UTF8, "application/json");

@@ -35,8 +35,8 @@ public sealed class AuthDifferentialTests(ITestOutputHelper output)
         await using var arbiter = new ArbiterProcess("arbiter-auth", ["--bcrypt-cost", "4"]);
         await Task.WhenAll(etcd.StartAsync(), arbiter.StartAsync());
 
-        var etcdTranscript = await RunScriptAsync(new EtcdctlRunner(etcd.Endpoint));
-        var arbiterTranscript = await RunScriptAsync(new EtcdctlRunner(arbiter.Endpoint));
+        var etcdTranscript = await EtcdctlTranscript.RunAsync(new EtcdctlRunner(etcd.Endpoint), EtcdctlScript, CommandTimeout);
+        var arbiterTranscript = await EtcdctlTranscript.RunAsync(new EtcdctlRunner(arbiter.Endpoint), EtcdctlScript, CommandTimeout);
         output.WriteLine(string.Join("\n", etcdTranscript));
         if (Environment.GetEnvironmentVariable("ARBITER_AUTH_TRANSCRIPT_OUT") is { Length: > 0 } path)
         {
@@ -44,10 +44,7 @@ public sealed class AuthDifferentialTests(ITestOutputHelper output)
         }
 
         Assert.Equal(EtcdctlScript.Length, etcdTranscript.Count);
-        for (var i = 0; i < etcdTranscript.Count; i++)
-        {
-            Assert.True(etcdTranscript[i] == arbiterTranscript[i], $"step {i} differs:\netcd:    {etcdTranscript[i]}\narbiter: {arbiterTranscript[i]}\n\n{Tail(arbiter.Log)}");
-        }
+        EtcdctlTranscript.AssertSame(etcdTranscript, arbiterTranscript, Tail(arbiter.Log));
     }
 
     /// <summary>
@@ -76,10 +73,13 @@ public sealed class AuthDifferentialTests(ITestOutputHelper output)
         Assert.True(differing.Length == 0, $"{differing.Length} cells differ:\n{string.Join("\n", differing)}\n\n{Tail(arbiter.Log)}");
     }
 
-    private static string Tail(string log) => string.Join("\n", log.Split('\n').TakeLast(40));
+    internal static string Tail(string log) => string.Join("\n", log.Split('\n').TakeLast(40));
 
-    /// <summary>(arguments, stdin) steps; "@" as the first argument is replaced by nothing (readability only).</summary>
-    private static readonly (string[] Args, string? Stdin)[] EtcdctlScript =
+    /// <summary>
+    /// (arguments, stdin) steps. Ends with auth off and no root user or role, so another script can
+    /// follow it on the same server (<see cref="ClientCertificateAuthTests"/> does, on a cluster).
+    /// </summary>
+    internal static readonly (string[] Args, string? Stdin)[] EtcdctlScript =
     [
         (["auth", "enable"], null),
         (["user", "add", "root:pw"], null),
@@ -197,19 +197,6 @@ public sealed class AuthDifferentialTests(ITestOutputHelper output)
         (["user", "delete", "root"], null),
         (["role", "delete", "root"], null),
     ];
-
-    private static async Task<List<string>> RunScriptAsync(EtcdctlRunner etcdctl)
-    {
-        var transcript = new List<string>();
-        foreach (var (args, stdin) in EtcdctlScript)
-        {
-            var result = await etcdctl.RunAsync(args, stdin, CommandTimeout);
-            var errors = result.Stderr.Split('\n').Where(l => l.StartsWith("Error:", StringComparison.Ordinal));
-            transcript.Add($"etcdctl {string.Join(' ', args)} → {result.ExitCode} | {result.Stdout.Trim().ReplaceLineEndings(" / ")} | {string.Join(" / ", errors)}");
-        }
-
-        return transcript;
-    }
 
     /// <summary>The RPC × identity matrix: each cell the outcome text of one call.</summary>
     private static class PermissionMatrix
