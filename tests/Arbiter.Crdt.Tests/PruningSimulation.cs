@@ -1,6 +1,6 @@
 using System.Collections.Immutable;
-using Arbiter.Protocol.Crdt;
 using Arbiter.Crdt.Causal;
+using Arbiter.Protocol.Crdt;
 using CsCheck;
 
 namespace Arbiter.Crdt.Tests;
