@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Arbiter.Protocol.Internal;
 
 namespace Arbiter.Core;
@@ -6,10 +7,15 @@ namespace Arbiter.Core;
 /// <param name="ReplicaId">The replica id (random per data directory).</param>
 /// <param name="MemberId">The member that announced it.</param>
 /// <param name="PrunerMemberId">0 while its member is in the cluster; once the member departed, the member that prunes it.</param>
-public readonly record struct CrdtReplicaRecord(ulong ReplicaId, ulong MemberId, ulong PrunerMemberId)
+/// <param name="PrunedByMemberIds">Once departed, the members that hold it pruned (the pruner first), ascending; null for none.</param>
+/// <param name="Retired">Whether the pruner and every member not departed hold it pruned: its pruned markers are dropped everywhere.</param>
+public readonly record struct CrdtReplicaRecord(ulong ReplicaId, ulong MemberId, ulong PrunerMemberId, ImmutableSortedSet<ulong>? PrunedByMemberIds = null, bool Retired = false)
 {
     /// <summary>Whether the replica's member has left the cluster.</summary>
     public bool Departed => PrunerMemberId != 0;
+
+    /// <summary>Whether <paramref name="memberId"/> holds this departed replica pruned.</summary>
+    public bool PrunedBy(ulong memberId) => PrunedByMemberIds?.Contains(memberId) == true;
 }
 
 public sealed partial class StateMachine
@@ -46,9 +52,52 @@ public sealed partial class StateMachine
                     changed = true;
                 }
 
+                // One member fewer may be all a pending retirement waited for.
+                RetirePrunedReplicas();
                 return new CrdtReplicaResult { Changed = changed };
+            case CrdtReplicaCommand.OpOneofCase.Pruned:
+                return new CrdtReplicaResult { Changed = ApplyCrdtReplicaPruned(command.Pruned) };
             default:
                 throw new EtcdException(CoreErrors.EmptyCommand);
+        }
+    }
+
+    private bool ApplyCrdtReplicaPruned(CrdtReplicaPruned pruned)
+    {
+        if (pruned.MemberId == 0 || !_crdtReplicas.TryGetValue(pruned.ReplicaId, out var record) || !record.Departed)
+        {
+            throw new EtcdException(new EtcdError(ErrorStatusCode.InvalidArgument, "arbiter: only a departed CRDT replica can be acknowledged as pruned, by a member"));
+        }
+
+        // The pruner says it first: until it has pruned, nobody else holds the pruning.
+        if (pruned.MemberId != record.PrunerMemberId && !record.PrunedBy(record.PrunerMemberId))
+        {
+            throw new EtcdException(new EtcdError(ErrorStatusCode.FailedPrecondition, "arbiter: the departed CRDT replica's pruner has not pruned it yet"));
+        }
+
+        if (record.Retired || record.PrunedBy(pruned.MemberId))
+        {
+            return false;
+        }
+
+        _crdtReplicas[record.ReplicaId] = record with { PrunedByMemberIds = (record.PrunedByMemberIds ?? []).Add(pruned.MemberId) };
+        RetirePrunedReplicas();
+        return true;
+    }
+
+    /// <summary>
+    /// Retires every departed replica that its pruner and every member not departed hold pruned
+    /// (deterministic: a function of the table alone, evaluated in log order).
+    /// </summary>
+    private void RetirePrunedReplicas()
+    {
+        var members = _crdtReplicas.Values.Where(r => !r.Departed).Select(r => r.MemberId).ToHashSet();
+        foreach (var record in _crdtReplicas.Values.Where(r => r.Departed && !r.Retired).ToList())
+        {
+            if (record.PrunedBy(record.PrunerMemberId) && members.All(record.PrunedBy))
+            {
+                _crdtReplicas[record.ReplicaId] = record with { Retired = true };
+            }
         }
     }
 
@@ -57,7 +106,9 @@ public sealed partial class StateMachine
         var image = new CrdtReplicaTableImage();
         foreach (var record in _crdtReplicas.Values)
         {
-            image.Entries.Add(new CrdtReplicaEntry { ReplicaId = record.ReplicaId, MemberId = record.MemberId, PrunerMemberId = record.PrunerMemberId });
+            var entry = new CrdtReplicaEntry { ReplicaId = record.ReplicaId, MemberId = record.MemberId, PrunerMemberId = record.PrunerMemberId, Retired = record.Retired };
+            entry.PrunedByMemberIds.AddRange(record.PrunedByMemberIds ?? []);
+            image.Entries.Add(entry);
         }
 
         return image;
@@ -67,7 +118,8 @@ public sealed partial class StateMachine
     {
         foreach (var entry in image.Entries)
         {
-            if (!_crdtReplicas.TryAdd(entry.ReplicaId, new CrdtReplicaRecord(entry.ReplicaId, entry.MemberId, entry.PrunerMemberId)))
+            var prunedBy = entry.PrunedByMemberIds.Count == 0 ? null : entry.PrunedByMemberIds.ToImmutableSortedSet();
+            if (!_crdtReplicas.TryAdd(entry.ReplicaId, new CrdtReplicaRecord(entry.ReplicaId, entry.MemberId, entry.PrunerMemberId, prunedBy, entry.Retired)))
             {
                 throw new InvalidDataException("A CRDT replica appears twice in the snapshot.");
             }

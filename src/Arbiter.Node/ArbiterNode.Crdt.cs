@@ -151,7 +151,7 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(batch);
         var replica = CrdtReplica;
-        await replica.JoinRemoteAsync(batch.Deltas, Hlc.FromTimestamp(batch.SenderClock ?? new HlcTimestamp()), cancellationToken).ConfigureAwait(false);
+        await replica.JoinRemoteAsync(batch.Deltas, Hlc.FromTimestamp(batch.SenderClock ?? new HlcTimestamp()), batch.SenderReplica, cancellationToken).ConfigureAwait(false);
         return new CrdtDeltaAck { LastSequence = batch.LastSequence, Clock = replica.Now().ToTimestamp(), Replica = replica.Id.Value };
     }
 

@@ -10,7 +10,10 @@ namespace Arbiter.Node;
 /// each member announces its CRDT replica id through the Raft log; a MemberRemove is followed by a
 /// logged departure that names one pruner; the pruner exchanges digests with every other member and
 /// folds the departed replicas into its own. The markers the pruning leaves in each key keep late
-/// data from the departed replica from counting again.
+/// data from the departed replica from counting again, until the replica is retired: the pruner,
+/// then every other member once a digest exchange with the pruner brought it the pruning, log that
+/// they hold it pruned; when all have, the log retires it and every member drops its markers (and
+/// its dots from anything that arrives later). See docs/crdt.md, "Memory and tombstone behaviour".
 /// </summary>
 public sealed partial class ArbiterNode
 {
@@ -32,7 +35,6 @@ public sealed partial class ArbiterNode
 
     private async Task CrdtMembershipLoopAsync(ILogger logger, CancellationToken cancellationToken)
     {
-        var pruned = new HashSet<ulong>();
         var absentOnce = new HashSet<ulong>();
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -47,18 +49,41 @@ public sealed partial class ArbiterNode
                     logger.LogInformation("CRDT replica {Replica:x16} announced for member {Member:x16}", replica.Id.Value, MemberId);
                 }
 
-                foreach (var departed in table.Where(r => r.Departed && r.PrunerMemberId == MemberId && r.ReplicaId != replica.Id.Value && !pruned.Contains(r.ReplicaId)))
+                await RetireCrdtReplicasAsync(table, logger, cancellationToken).ConfigureAwait(false);
+                foreach (var departed in table.Where(r => r.Departed && !r.Retired && r.ReplicaId != replica.Id.Value))
                 {
-                    if (!await _antiEntropy!.RepairWithEveryMemberAsync(cancellationToken).ConfigureAwait(false))
+                    if (departed.PrunerMemberId == MemberId)
                     {
-                        break;
+                        // Again whenever dots of it reach this replica in a key not pruned yet.
+                        if (departed.PrunedBy(MemberId) && !replica.HoldsDotsOf(new ReplicaId(departed.ReplicaId)))
+                        {
+                            continue;
+                        }
+
+                        if (!await _antiEntropy!.RepairWithEveryMemberAsync(cancellationToken).ConfigureAwait(false))
+                        {
+                            break;
+                        }
+
+                        var keys = await replica.PruneAsync(new ReplicaId(departed.ReplicaId), cancellationToken).ConfigureAwait(false);
+                        logger.LogInformation(
+                            "CRDT replica {Replica:x16} of departed member {Member:x16} pruned from {Keys} key(s) into replica {Survivor:x16}",
+                            departed.ReplicaId, departed.MemberId, keys, replica.Id.Value);
+                    }
+                    else if (!departed.PrunedBy(departed.PrunerMemberId) || departed.PrunedBy(MemberId)
+                        || !await _antiEntropy!.RepairWithMemberAsync(departed.PrunerMemberId, cancellationToken).ConfigureAwait(false))
+                    {
+                        // The pruner has not pruned yet, this member said so already, or the pruner did not answer.
+                        continue;
                     }
 
-                    var keys = await replica.PruneAsync(new ReplicaId(departed.ReplicaId), cancellationToken).ConfigureAwait(false);
-                    pruned.Add(departed.ReplicaId);
-                    logger.LogInformation(
-                        "CRDT replica {Replica:x16} of departed member {Member:x16} pruned from {Keys} key(s) into replica {Survivor:x16}",
-                        departed.ReplicaId, departed.MemberId, keys, replica.Id.Value);
+                    // Holds the pruning of every key the pruner pruned (the digest exchange), and no
+                    // dot of the departed replica outside them.
+                    if (!departed.PrunedBy(MemberId) && !replica.HoldsDotsOf(new ReplicaId(departed.ReplicaId)))
+                    {
+                        await ProposeAsync(new Command { CrdtReplica = new CrdtReplicaCommand { Pruned = new CrdtReplicaPruned { ReplicaId = departed.ReplicaId, MemberId = MemberId } } }, cancellationToken).ConfigureAwait(false);
+                        logger.LogInformation("CRDT replica {Replica:x16} of departed member {Member:x16} held pruned here (logged)", departed.ReplicaId, departed.MemberId);
+                    }
                 }
 
                 if (_raft!.IsLeader)
@@ -75,6 +100,22 @@ public sealed partial class ArbiterNode
                 logger.LogDebug(e, "CRDT replica membership step failed; retrying");
             }
         }
+    }
+
+    /// <summary>The replicas the log retired and this replica has not: their markers dropped here, on disk.</summary>
+    private async Task RetireCrdtReplicasAsync(IReadOnlyList<CrdtReplicaRecord> table, ILogger logger, CancellationToken cancellationToken)
+    {
+        var replica = CrdtReplica;
+        var retire = table.Where(r => r.Retired && !replica.IsRetired(r.ReplicaId)).Select(r => r.ReplicaId).ToList();
+        if (retire.Count == 0)
+        {
+            return;
+        }
+
+        var keys = await replica.RetireAsync(retire, cancellationToken).ConfigureAwait(false);
+        logger.LogInformation(
+            "CRDT replica(s) {Replicas} retired: pruned markers dropped from {Keys} key(s); {Markers} marker(s) left",
+            string.Join(", ", retire.Select(r => r.ToString("x16", System.Globalization.CultureInfo.InvariantCulture))), keys, replica.PrunedMarkerCount);
     }
 
     /// <summary>

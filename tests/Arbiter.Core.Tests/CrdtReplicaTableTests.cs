@@ -35,6 +35,57 @@ public class CrdtReplicaTableTests
         Assert.NotEqual(new Harness().Sm.Hash(), copy.Hash());
     }
 
+    private static Command Pruned(ulong replica, ulong member) =>
+        new() { CrdtReplica = new CrdtReplicaCommand { Pruned = new CrdtReplicaPruned { ReplicaId = replica, MemberId = member } } };
+
+    [Fact]
+    public void ADepartedReplicaIsRetiredOnceItsPrunerAndEveryRemainingMemberHoldItPrunedAndThatSurvivesASnapshot()
+    {
+        var h = new Harness { TimeMs = 0 };
+        h.Apply(Announce(1, 100));
+        h.Apply(Announce(2, 200));
+        h.Apply(Announce(3, 300));
+        h.Apply(Announce(4, 400));
+        h.Apply(Depart(4, 1));
+
+        // Nobody before the pruner; a repeated acknowledgement changes nothing.
+        Assert.NotNull(h.Apply(Pruned(400, 2)).Error);
+        Assert.True(h.Apply(Pruned(400, 1)).CrdtReplica.Changed);
+        Assert.False(h.Apply(Pruned(400, 1)).CrdtReplica.Changed);
+        Assert.True(h.Apply(Pruned(400, 2)).CrdtReplica.Changed);
+        Assert.False(h.Sm.CrdtReplicas.Single(r => r.ReplicaId == 400).Retired);
+
+        // A snapshot in the middle keeps the acknowledgements.
+        using (var stream = new MemoryStream())
+        {
+            h.Sm.WriteSnapshot(stream);
+            stream.Position = 0;
+            var copy = StateMachine.ReadSnapshot(stream);
+            Assert.Equal([1UL, 2UL], copy.CrdtReplicas.Single(r => r.ReplicaId == 400).PrunedByMemberIds!);
+            Assert.Equal(h.Sm.Hash(), copy.Hash());
+        }
+
+        // Member 3 leaves before acknowledging: the remaining members (1, 2) all hold it pruned.
+        h.Apply(Depart(3, 2));
+        var retired = h.Sm.CrdtReplicas.Single(r => r.ReplicaId == 400);
+        Assert.True(retired.Retired);
+        Assert.False(h.Sm.CrdtReplicas.Single(r => r.ReplicaId == 300).Retired);
+        Assert.False(h.Apply(Pruned(400, 3)).CrdtReplica.Changed); // late, after retirement
+
+        // Replica 300: its pruner (2), then member 1.
+        Assert.True(h.Apply(Pruned(300, 2)).CrdtReplica.Changed);
+        Assert.False(h.Sm.CrdtReplicas.Single(r => r.ReplicaId == 300).Retired);
+        Assert.True(h.Apply(Pruned(300, 1)).CrdtReplica.Changed);
+        Assert.True(h.Sm.CrdtReplicas.Single(r => r.ReplicaId == 300).Retired);
+
+        using var end = new MemoryStream();
+        h.Sm.WriteSnapshot(end);
+        end.Position = 0;
+        var restored = StateMachine.ReadSnapshot(end);
+        Assert.Equal(h.Sm.CrdtReplicas.Select(r => (r.ReplicaId, r.Retired)), restored.CrdtReplicas.Select(r => (r.ReplicaId, r.Retired)));
+        Assert.Equal(h.Sm.Hash(), restored.Hash());
+    }
+
     [Fact]
     public void BadCommandsAreRefusedAndChangeNothing()
     {
@@ -45,6 +96,8 @@ public class CrdtReplicaTableTests
         Assert.NotNull(h.Apply(Depart(1, 1)).Error); // a member cannot prune its own replicas
         Assert.NotNull(h.Apply(Depart(1, 0)).Error);
         Assert.NotNull(h.Apply(new Command { CrdtReplica = new CrdtReplicaCommand() }).Error);
+        Assert.NotNull(h.Apply(Pruned(100, 2)).Error); // not departed
+        Assert.NotNull(h.Apply(Pruned(999, 2)).Error); // unknown
         Assert.Equal([new CrdtReplicaRecord(100, 1, 0)], h.Sm.CrdtReplicas);
     }
 }

@@ -1,3 +1,5 @@
+using System.Collections.Immutable;
+using Arbiter.Crdt.Causal;
 using Arbiter.Protocol.Crdt;
 using CsCheck;
 
@@ -13,8 +15,30 @@ namespace Arbiter.Crdt.Tests;
 /// state) beside the pruning's delta and new operations. Finally everything is delivered and the
 /// survivors repair by full states.
 /// </summary>
+/// <remarks>
+/// With retirement on (<see cref="Retirement"/>), phase two also retires the departed replica the
+/// node's way: once every survivor holds the pruning (the node's acknowledgement through the Raft
+/// log), each survivor at its own time drops the replica's markers and dots from its state and,
+/// from then on, from everything it receives, while late data keeps arriving.
+/// </remarks>
 internal sealed class PruningSimulation
 {
+    /// <summary>How the survivors retire the departed replica in phase two.</summary>
+    public enum Retirement
+    {
+        /// <summary>They keep the markers.</summary>
+        None,
+
+        /// <summary>The node's rule: after every survivor holds the pruning; each filters what it receives from then on.</summary>
+        Filtered,
+
+        /// <summary>Planted bug: retired states, but arrivals joined without the filter.</summary>
+        Unfiltered,
+
+        /// <summary>Planted bug: retired as soon as the pruner pruned, before the other survivors hold the pruning.</summary>
+        Early,
+    }
+
     public const int Departed = 3;
 
     /// <summary>Survivors as in <see cref="Simulation"/>, plus the departed replica.</summary>
@@ -25,12 +49,16 @@ internal sealed class PruningSimulation
     private readonly List<(int Target, CrdtState State)> _pool = [];
     private long _timeMs = 1_700_000_000_000;
     private int _live = 4;
+    private readonly bool[] _retired = new bool[4];
+    private readonly Retirement _retirement;
+    private static readonly ImmutableArray<ReplicaId> DepartedOnly = [Ids[Departed]];
 
     public delegate CrdtState Pruner(CrdtState state, ReplicaId departed, ReplicaId survivor, out CrdtState next);
 
-    private PruningSimulation(CrdtType type)
+    private PruningSimulation(CrdtType type, Retirement retirement)
     {
         Type = type;
+        _retirement = retirement;
         States = [.. Enumerable.Range(0, 4).Select(_ => CrdtState.Empty(type))];
     }
 
@@ -58,6 +86,12 @@ internal sealed class PruningSimulation
     /// <summary>A survivor's state in the middle of phase two (some late data joined, some not).</summary>
     public CrdtState Midway { get; private set; } = null!;
 
+    /// <summary>
+    /// A moment at which a survivor held dots of the departed replica beside the dots the pruning
+    /// minted from them (its contribution counted twice, if only for a while), or null.
+    /// </summary>
+    public string? ReplicaAndPruningMet { get; private set; }
+
     public static Gen<(Step[] Before, Step[] After, int Pruner)> Cases() =>
         Gen.Select(Histories(), Histories(), Gen.Int[0, 2]);
 
@@ -66,9 +100,9 @@ internal sealed class PruningSimulation
             .Select(t => new Step(t.Item1, t.Item2, t.Item3, t.Item4, t.Item5))
             .Array[1, 40];
 
-    public static PruningSimulation Run(CrdtType type, (Step[] Before, Step[] After, int Pruner) history, Pruner prune)
+    public static PruningSimulation Run(CrdtType type, (Step[] Before, Step[] After, int Pruner) history, Pruner prune, Retirement retirement = Retirement.None)
     {
-        var simulation = new PruningSimulation(type);
+        var simulation = new PruningSimulation(type, retirement);
         foreach (var step in history.Before)
         {
             simulation.Do(step);
@@ -76,6 +110,7 @@ internal sealed class PruningSimulation
 
         simulation.Depart(history.Pruner, prune);
         int middle = history.After.Length / 2;
+        int acknowledged = history.After.Length / 4;
         for (int i = 0; i < history.After.Length; i++)
         {
             if (i == middle)
@@ -83,11 +118,78 @@ internal sealed class PruningSimulation
                 simulation.Midway = simulation.States[0];
             }
 
+            if (retirement != Retirement.None)
+            {
+                if (i == acknowledged && retirement != Retirement.Early)
+                {
+                    // Every survivor acknowledges only once it holds the pruning (the node
+                    // repairs with the pruner first); retirement is logged after the last one.
+                    for (int r = 0; r < 3; r++)
+                    {
+                        simulation.States[r] = simulation.States[r].Join(simulation.PruneDelta);
+                    }
+                }
+
+                // Each survivor applies the retirement at its own time (its own log position).
+                for (int r = 0; r < 3; r++)
+                {
+                    if (i == (retirement == Retirement.Early ? 0 : acknowledged) + (r * (history.After.Length - acknowledged) / 3))
+                    {
+                        simulation.RetireAt(r);
+                    }
+                }
+            }
+
             simulation.Do(history.After[i]);
+        }
+
+        if (retirement != Retirement.None)
+        {
+            for (int r = 0; r < 3; r++)
+            {
+                simulation.RetireAt(r);
+            }
         }
 
         simulation.FlushAndRepair();
         return simulation;
+    }
+
+    private void RetireAt(int replica)
+    {
+        if (!_retired[replica])
+        {
+            _retired[replica] = true;
+            States[replica] = States[replica].Retire(DepartedOnly);
+            CheckCount(replica);
+        }
+    }
+
+    /// <summary>What <paramref name="target"/> joins when <paramref name="state"/> arrives: the node's filter once it retired the departed replica.</summary>
+    private CrdtState Arriving(int target, CrdtState state) =>
+        _retired[target] && _retirement != Retirement.Unfiltered ? state.Retire(DepartedOnly) : state;
+
+    private void Receive(int target, CrdtState state)
+    {
+        var before = States[target];
+        States[target] = States[target].Join(Arriving(target, state));
+        CheckCount(target);
+        if (ReplicaAndPruningMet is { } met && !met.Contains('\n', StringComparison.Ordinal))
+        {
+            ReplicaAndPruningMet = $"{met}\n before   {before}\n arriving {state}";
+        }
+    }
+
+    private void CheckCount(int replica)
+    {
+        // The departed replica's dots beside the dots the pruning minted from them: counted twice.
+        var store = ((CausalState)States[replica]).Store;
+        if (ReplicaAndPruningMet is null && PruneDelta is not null
+            && store.AllDots().Any(dot => dot.Replica == Ids[Departed].Value)
+            && store.AllDots().Intersect(((CausalState)PruneDelta).Store.AllDots()).Any())
+        {
+            ReplicaAndPruningMet = $"replica {replica} holds the departed replica's dots and the pruning's: {States[replica]}";
+        }
     }
 
     private void Depart(int pruner, Pruner prune)
@@ -123,7 +225,7 @@ internal sealed class PruningSimulation
         {
             if (target < _live)
             {
-                States[target] = States[target].Join(state);
+                Receive(target, state);
             }
         }
 
@@ -131,7 +233,7 @@ internal sealed class PruningSimulation
         var all = States.Take(3).Aggregate((acc, state) => acc.Join(state));
         for (int r = 0; r < 3; r++)
         {
-            States[r] = States[r].Join(all);
+            Receive(r, all);
         }
     }
 
@@ -153,12 +255,12 @@ internal sealed class PruningSimulation
 
                 if (target < _live)
                 {
-                    States[target] = States[target].Join(state);
+                    Receive(target, state);
                 }
 
                 break;
             case 8:
-                States[replica] = States[replica].Join(States[step.Other % _live]);
+                Receive(replica, States[step.Other % _live]);
                 break;
             case 9:
                 _timeMs += step.A;

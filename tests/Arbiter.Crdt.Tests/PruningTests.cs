@@ -86,6 +86,55 @@ public sealed class PruningTests(ITestOutputHelper output)
     public void PruningKeepsValuesAndLateDataNeitherResurrectsNorDoubleCounts(CrdtType type) =>
         Property.Check(PruningSimulation.Cases(), history => CheckPruning(type, history, CrdtPruning.Prune), output, cases: 100);
 
+    /// <summary>
+    /// Retirement (docs/crdt.md, "Memory and tombstone behaviour"): once every survivor holds the
+    /// pruning, each drops the departed replica's marker at its own time and filters what it
+    /// receives from then on. Late data from before the pruning keeps arriving throughout; no
+    /// survivor ever holds the departed replica's dots beside the pruning's (counted twice), the survivors converge without any marker or dot of the
+    /// departed replica, counters to the exact sum.
+    /// </summary>
+    private static void CheckRetirement(CrdtType type, (Step[] Before, Step[] After, int Pruner) history, PruningSimulation.Retirement retirement)
+    {
+        var simulation = PruningSimulation.Run(type, history, CrdtPruning.Prune, retirement);
+        Assert.True(simulation.ReplicaAndPruningMet is null, simulation.ReplicaAndPruningMet);
+        var final = simulation.States[0];
+        for (int r = 1; r < 3; r++)
+        {
+            Assert.True(final.Equals(simulation.States[r]), $"survivors differ:\n {final}\n {simulation.States[r]}");
+        }
+
+        Assert.Empty(final.PrunedReplicas);
+        Assert.DoesNotContain(Departed, final.Replicas);
+        foreach (var old in simulation.Old)
+        {
+            // What the node does with anything that arrives after retirement.
+            var joined = final.Join(old.Retire([Departed]));
+            Assert.True(joined.Equals(final), $"late data changed the retired state:\n final {final}\n late  {old}\n after {joined}");
+        }
+
+        if (type is CrdtType.GCounter or CrdtType.PnCounter)
+        {
+            Assert.Equal(simulation.CounterSum, final.ToValue().Counter);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(AllTypes))]
+    public void RetiringThePrunedReplicaOnceEverySurvivorHoldsThePruningKeepsLateDataHarmless(CrdtType type) =>
+        Property.Check(PruningSimulation.Cases(), history => CheckRetirement(type, history, PruningSimulation.Retirement.Filtered), output, cases: 100);
+
+    /// <summary>Planted bugs: a survivor that joins arrivals without the filter after retiring, or retirement before every survivor holds the pruning; the departed replica's late dots then meet the pruning's.</summary>
+    [Theory]
+    [InlineData(nameof(PruningSimulation.Retirement.Unfiltered))]
+    [InlineData(nameof(PruningSimulation.Retirement.Early))]
+    public void TheCheckerCatchesAnUnsafeRetirement(string planted)
+    {
+        var retirement = Enum.Parse<PruningSimulation.Retirement>(planted);
+        var failure = Assert.Throws<PropertyFailedException>(() =>
+            Property.Check(PruningSimulation.Cases(), history => CheckRetirement(CrdtType.GCounter, history, retirement), output, cases: 200));
+        output.WriteLine(failure.Message);
+    }
+
     [Fact]
     public void ThePrunedStatesAreSmallerAndRetiringRemovesTheMarker()
     {

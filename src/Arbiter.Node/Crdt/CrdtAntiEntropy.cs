@@ -124,7 +124,7 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
             }
 
             // Push what the buffer has past the member's acknowledgement, batch by batch.
-            while (!link.NeedsRepair && _replica.DeltasAfter(link.AckedSequence, Options.DeltasPerBatchMax) is var next)
+            while (!link.NeedsRepair && _replica.DeltasAfter(link.AckedSequence, Options.DeltasPerBatchMax, link.PeerReplica) is var next)
             {
                 if (next is not { } batch)
                 {
@@ -134,7 +134,14 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
 
                 if (batch.Deltas.Count == 0)
                 {
-                    break;
+                    // Nothing new, or only deltas that came from this member: nothing to send.
+                    if (batch.LastSequence <= link.AckedSequence)
+                    {
+                        break;
+                    }
+
+                    link.AckedSequence = batch.LastSequence;
+                    continue;
                 }
 
                 var request = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp(), LastSequence = (ulong)batch.LastSequence };
@@ -142,6 +149,7 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
                 _counters.Add(CrdtGossipKind.Delta, request.CalculateSize());
                 var ack = await Client(link).PushDeltasAsync(request, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
                 _counters.Add(CrdtGossipKind.Ack, ack.CalculateSize());
+                link.PeerReplica = ack.Replica;
                 link.AckedSequence = batch.LastSequence;
             }
 
@@ -182,9 +190,10 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         _counters.Add(CrdtGossipKind.Digest, digest.CalculateSize());
         var answer = await client.RepairAsync(digest, deadline: Deadline(), cancellationToken: cancellationToken).ConfigureAwait(false);
         _counters.Add(CrdtGossipKind.Repair, answer.CalculateSize());
+        link.PeerReplica = answer.Replica;
         if (answer.States.Count > 0)
         {
-            await _replica.JoinRemoteAsync(answer.States, Hlc.FromTimestamp(answer.Clock), cancellationToken).ConfigureAwait(false);
+            await _replica.JoinRemoteAsync(answer.States, Hlc.FromTimestamp(answer.Clock), answer.Replica, cancellationToken).ConfigureAwait(false);
         }
 
         var toPush = _replica.StatesOf(answer.States.Select(s => s.Key).Concat(answer.Wanted));
@@ -230,6 +239,31 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// A digest repair with one member now (before a member says it holds a departed replica
+    /// pruned: afterwards this replica holds everything the pruner held when it answered). False if
+    /// the member is not listed or did not answer.
+    /// </summary>
+    public async Task<bool> RepairWithMemberAsync(ulong memberId, CancellationToken cancellationToken)
+    {
+        var peer = (await _listPeers(cancellationToken).ConfigureAwait(false)).FirstOrDefault(p => p.MemberId == memberId);
+        if (peer is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            await RepairAsync(new PeerLink(peer), cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+        {
+            _logger.LogInformation("CRDT retirement waits: member {Member:x16} did not answer the digest exchange ({Reason})", memberId, Describe(e));
+            return false;
+        }
     }
 
     /// <summary>
@@ -301,7 +335,7 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
                 remote.Add(done.Result);
                 if (!done.Result.State.IsEmpty)
                 {
-                    var state = CrdtState.FromBytes(done.Result.State.Span);
+                    var state = _replica.WithoutRetired(CrdtState.FromBytes(done.Result.State.Span));
                     merged = CrdtReplica.Merge(merged, state, out _);
                 }
             }
@@ -313,7 +347,7 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         {
             try
             {
-                await _replica.JoinRemoteAsync(learned, remote.Max(r => Hlc.FromTimestamp(r.Clock)), cancellationToken).ConfigureAwait(false);
+                await _replica.JoinRemoteAsync(learned, remote.Max(r => Hlc.FromTimestamp(r.Clock)), remote.Count == 1 ? remote[0].Replica : 0, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -343,6 +377,9 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
     private sealed class PeerLink(CrdtPeerMember peer)
     {
         public CrdtPeerMember Peer { get; } = peer;
+
+        /// <summary>The member's replica id, from its last answer (0 before the first): deltas that came from it are not sent back.</summary>
+        public ulong PeerReplica { get; set; }
 
         /// <summary>Newest delta sequence this member has acknowledged (or received by repair).</summary>
         public long AckedSequence { get; set; }

@@ -29,6 +29,12 @@ internal sealed class CrdtReplica : IAsyncDisposable
     private readonly Dictionary<string, CrdtState> _durable = new(StringComparer.Ordinal);
     private readonly Dictionary<string, ulong> _digests = new(StringComparer.Ordinal);
     private readonly Dictionary<string, List<Channel<CrdtState>>> _watchers = new(StringComparer.Ordinal);
+
+    /// <summary>Retired replicas (docs/crdt.md, "Memory and tombstone behaviour"), working view: dropped from every state joined.</summary>
+    private readonly SortedSet<ulong> _retired = [];
+
+    /// <summary>Retired replicas as far as the disk knows (the write loop's view, in log order).</summary>
+    private readonly SortedSet<ulong> _durableRetired = [];
     private readonly DeltaBuffer _buffer;
     private readonly HybridLogicalClock _clock;
     private readonly IWallClock _wallClock;
@@ -90,13 +96,16 @@ internal sealed class CrdtReplica : IAsyncDisposable
         var log = WriteAheadLog.Open(new WalOptions { DirectoryPath = Path.Combine(directory, "log"), FsyncEnabled = fsyncEnabled });
         try
         {
-            var states = Recover(log);
+            var (states, retired) = Recover(log);
             var replica = new CrdtReplica(id, log, options, wallClock, logger);
             foreach (var (key, state) in states)
             {
                 replica._working[key] = state;
                 replica._durable[key] = state;
             }
+
+            replica._retired.UnionWith(retired);
+            replica._durableRetired.UnionWith(retired);
 
             logger.LogInformation("CRDT replica {Replica:x16} opened: {Keys} key(s), log up to record {Index}", id.Value, states.Count, log.LastIndex);
             return replica;
@@ -108,29 +117,54 @@ internal sealed class CrdtReplica : IAsyncDisposable
         }
     }
 
-    private static Dictionary<string, CrdtState> Recover(WriteAheadLog log)
+    private static (Dictionary<string, CrdtState> States, SortedSet<ulong> Retired) Recover(WriteAheadLog log)
     {
         var states = new Dictionary<string, CrdtState>(StringComparer.Ordinal);
+        var retired = new SortedSet<ulong>();
         var after = log.FirstIndex - 1;
         if (log.LatestSnapshot is { } snapshot)
         {
             using var stream = log.OpenSnapshot(snapshot);
-            foreach (var entry in CrdtReplicaSnapshot.Parser.ParseFrom(stream).States)
+            var image = CrdtReplicaSnapshot.Parser.ParseFrom(stream);
+            foreach (var entry in image.States)
             {
                 states[entry.Key] = CrdtState.FromBytes(entry.State.Span);
             }
 
+            retired.UnionWith(image.RetiredReplicas);
             after = snapshot.Index;
         }
 
+        // The same steps, in the same order, as the write loop took: replay is deterministic.
         foreach (var record in log.ReadFrom(after))
         {
             var entry = CrdtKeyState.Parser.ParseFrom(record.Payload.Span);
-            var delta = CrdtState.FromBytes(entry.State.Span);
-            states[entry.Key] = Merge(states.GetValueOrDefault(entry.Key), delta, out _);
+            if (entry.RetiredReplicas.Count > 0)
+            {
+                retired.UnionWith(entry.RetiredReplicas);
+                RetireAll(states, retired);
+                continue;
+            }
+
+            var delta = WithoutRetired(CrdtState.FromBytes(entry.State.Span), retired);
+            if (!delta.IsEmpty)
+            {
+                states[entry.Key] = Merge(states.GetValueOrDefault(entry.Key), delta, out _);
+            }
         }
 
-        return states;
+        return (states, retired);
+    }
+
+    private static CrdtState WithoutRetired(CrdtState state, SortedSet<ulong> retired) =>
+        retired.Count == 0 ? state : state.Retire([.. retired.Select(replica => new ReplicaId(replica))]);
+
+    private static void RetireAll(Dictionary<string, CrdtState> states, SortedSet<ulong> retired)
+    {
+        foreach (var (key, state) in states.ToList())
+        {
+            states[key] = WithoutRetired(state, retired);
+        }
     }
 
     private static ReplicaId LoadOrCreateReplicaId(string directory)
@@ -243,8 +277,10 @@ internal sealed class CrdtReplica : IAsyncDisposable
     /// Joins deltas or states from another replica and returns once they are on disk (those that
     /// changed nothing too: they may still be waiting for the disk from an earlier call). The
     /// sender's clock is observed first; a clock beyond the allowed offset refuses the whole batch.
+    /// <paramref name="originReplica"/> is the replica they came from (0 if several or unknown): the
+    /// gossip buffer remembers it, so that they are not relayed back to it.
     /// </summary>
-    public async Task JoinRemoteAsync(IReadOnlyList<CrdtKeyState> states, Hlc senderClock, CancellationToken cancellationToken)
+    public async Task JoinRemoteAsync(IReadOnlyList<CrdtKeyState> states, Hlc senderClock, ulong originReplica, CancellationToken cancellationToken)
     {
         // Decode everything before changing anything: a malformed batch is refused whole.
         var decoded = new List<(string Key, CrdtState State)>(states.Count);
@@ -275,9 +311,25 @@ internal sealed class CrdtReplica : IAsyncDisposable
                 throw new EtcdException(new EtcdError(ErrorStatusCode.FailedPrecondition, $"arbiter: crdt: clock offset beyond the maximum: {e.Message}"));
             }
 
-            foreach (var (key, state) in decoded)
+            foreach (var (key, received) in decoded)
             {
+                // A retired replica's dots are dropped on arrival: its contribution lives on in the
+                // pruner's dots, and no member keeps a marker for it any more.
+                var state = WithoutRetired(received, _retired);
                 var current = _working.GetValueOrDefault(key);
+
+                // What this key's markers would drop anyway is not kept for relaying either, so a
+                // member that retired the replica (or never saw it) is never sent its late dots.
+                if (current is not null && current.Type == state.Type && current.PrunedReplicas.Count > 0)
+                {
+                    state = state.Retire(current.PrunedReplicas);
+                }
+
+                if (state.IsEmpty)
+                {
+                    continue;
+                }
+
                 if (current is null && _working.Count >= _options.KeysMax)
                 {
                     _logger.LogError("CRDT key {Key} from another member dropped: this replica holds the most keys allowed ({Max})", key, _options.KeysMax);
@@ -288,7 +340,7 @@ internal sealed class CrdtReplica : IAsyncDisposable
                 if (changed)
                 {
                     _working[key] = next;
-                    _pending.Writer.TryWrite(PendingRecord.Write(key, state));
+                    _pending.Writer.TryWrite(PendingRecord.Write(key, state, originReplica));
                 }
             }
 
@@ -371,6 +423,78 @@ internal sealed class CrdtReplica : IAsyncDisposable
 
         await barrier.Durable.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         return pruned;
+    }
+
+    /// <summary>Whether any state this replica holds on disk names a dot of <paramref name="replica"/> (store or context; pruned markers do not count).</summary>
+    public bool HoldsDotsOf(ReplicaId replica)
+    {
+        lock (_gate)
+        {
+            return _durable.Values.Any(state => state.Replicas.Contains(replica));
+        }
+    }
+
+    /// <summary>Whether this replica has retired <paramref name="replica"/> (its markers dropped, its dots dropped on arrival).</summary>
+    public bool IsRetired(ulong replica)
+    {
+        lock (_gate)
+        {
+            return _retired.Contains(replica);
+        }
+    }
+
+    /// <summary>Pruned markers held on disk, summed over the keys (each about 9 bytes).</summary>
+    public int PrunedMarkerCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _durable.Values.Sum(state => state.PrunedReplicas.Count);
+            }
+        }
+    }
+
+    /// <summary><paramref name="state"/> (from another member) without any dot of a retired replica, as it would be joined here.</summary>
+    public CrdtState WithoutRetired(CrdtState state)
+    {
+        lock (_gate)
+        {
+            return WithoutRetired(state, _retired);
+        }
+    }
+
+    /// <summary>
+    /// Retires <paramref name="replicas"/> (departed, pruned, and held pruned by every member: a
+    /// fact of the Raft log): drops their markers and dots from every state, the gossip buffer
+    /// included, and their dots from every state joined from now on. Written to the replica's log
+    /// like a delta, so a restart replays it in the same place. Returns once it is on disk, with the
+    /// number of keys that changed.
+    /// </summary>
+    public async Task<int> RetireAsync(IReadOnlyCollection<ulong> replicas, CancellationToken cancellationToken)
+    {
+        PendingRecord record;
+        var changed = 0;
+        lock (_gate)
+        {
+            ThrowIfFailed();
+            _retired.UnionWith(replicas);
+            foreach (var (key, state) in _working.ToList())
+            {
+                var retired = WithoutRetired(state, _retired);
+                if (!ReferenceEquals(retired, state))
+                {
+                    _working[key] = retired;
+                    changed++;
+                }
+            }
+
+            record = PendingRecord.Retire([.. replicas.Order()]);
+            _pending.Writer.TryWrite(record);
+        }
+
+        await record.Durable.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return changed;
     }
 
     /// <summary>A key's durable state, or null.</summary>
@@ -463,12 +587,16 @@ internal sealed class CrdtReplica : IAsyncDisposable
         return states;
     }
 
-    /// <summary>Durable deltas after <paramref name="afterSequence"/> for gossip; null if the buffer no longer has them all (repair instead).</summary>
-    public (List<CrdtKeyState> Deltas, long LastSequence)? DeltasAfter(long afterSequence, int countMax)
+    /// <summary>
+    /// Durable deltas after <paramref name="afterSequence"/> for gossip to <paramref name="recipientReplica"/>,
+    /// without those that came from it (it holds them: it sent them durable); null if the buffer no
+    /// longer has them all (repair instead). The sequence returned covers the skipped ones too.
+    /// </summary>
+    public (List<CrdtKeyState> Deltas, long LastSequence)? DeltasAfter(long afterSequence, int countMax, ulong recipientReplica)
     {
         lock (_gate)
         {
-            return _buffer.After(afterSequence, countMax);
+            return _buffer.After(afterSequence, countMax, recipientReplica);
         }
     }
 
@@ -555,6 +683,12 @@ internal sealed class CrdtReplica : IAsyncDisposable
                         {
                             lastIndex = _log.Append(new CrdtKeyState { Key = record.Key, State = record.Encoded }.ToByteArray());
                         }
+                        else if (record.Retired is { } retired)
+                        {
+                            var entry = new CrdtKeyState();
+                            entry.RetiredReplicas.AddRange(retired);
+                            lastIndex = _log.Append(entry.ToByteArray());
+                        }
                     }
 
                     _log.Flush();
@@ -565,12 +699,28 @@ internal sealed class CrdtReplica : IAsyncDisposable
                 {
                     foreach (var record in batch)
                     {
+                        if (record.Retired is { } retired)
+                        {
+                            _durableRetired.UnionWith(retired);
+                            RetireAll(_durable, _durableRetired);
+                            _digests.Clear();
+                            _buffer.Retire(_durableRetired);
+                            continue;
+                        }
+
                         if (record.Key is null)
                         {
                             continue;
                         }
 
-                        var next = Merge(_durable.GetValueOrDefault(record.Key), record.Delta!, out var changed);
+                        // A delta queued before a retirement that has reached the disk since.
+                        var delta = WithoutRetired(record.Delta!, _durableRetired);
+                        if (delta.IsEmpty)
+                        {
+                            continue;
+                        }
+
+                        var next = Merge(_durable.GetValueOrDefault(record.Key), delta, out var changed);
                         if (!changed)
                         {
                             continue;
@@ -578,7 +728,7 @@ internal sealed class CrdtReplica : IAsyncDisposable
 
                         _durable[record.Key] = next;
                         _digests.Remove(record.Key);
-                        _buffer.Add(record.Key, record.Encoded);
+                        _buffer.Add(record.Key, ReferenceEquals(delta, record.Delta) ? record.Encoded : ByteString.CopyFrom(delta.ToBytes()), record.Origin);
                         gossip = true;
                         if (_watchers.TryGetValue(record.Key, out var watchers))
                         {
@@ -589,13 +739,14 @@ internal sealed class CrdtReplica : IAsyncDisposable
                         }
                     }
 
-                    _recordsSinceSnapshot += batch.Count(r => r.Key is not null);
+                    _recordsSinceSnapshot += batch.Count(r => r.Key is not null || r.Retired is not null);
                     if (_log is not null && _recordsSinceSnapshot >= _options.SnapshotEveryRecords && _snapshotting.IsCompleted)
                     {
                         _recordsSinceSnapshot = 0;
                         var copy = _durable.ToList();
+                        var retiredCopy = _durableRetired.ToList();
                         var index = lastIndex > 0 ? lastIndex : _log.LastIndex;
-                        _snapshotting = Task.Run(() => WriteSnapshot(index, copy));
+                        _snapshotting = Task.Run(() => WriteSnapshot(index, copy, retiredCopy));
                     }
                 }
 
@@ -626,11 +777,12 @@ internal sealed class CrdtReplica : IAsyncDisposable
         }
     }
 
-    private void WriteSnapshot(long index, List<KeyValuePair<string, CrdtState>> states)
+    private void WriteSnapshot(long index, List<KeyValuePair<string, CrdtState>> states, List<ulong> retired)
     {
         try
         {
             var snapshot = new CrdtReplicaSnapshot();
+            snapshot.RetiredReplicas.AddRange(retired);
             foreach (var (key, state) in states.OrderBy(s => s.Key, StringComparer.Ordinal))
             {
                 snapshot.States.Add(new CrdtKeyState { Key = key, State = ByteString.CopyFrom(state.ToBytes()) });
@@ -689,46 +841,69 @@ internal sealed class CrdtReplica : IAsyncDisposable
 
     private sealed class PendingRecord
     {
-        private PendingRecord(string? key, CrdtState? delta)
+        private PendingRecord(string? key, CrdtState? delta, ulong origin, IReadOnlyList<ulong>? retired = null)
         {
             Key = key;
             Delta = delta;
+            Origin = origin;
+            Retired = retired;
             Encoded = delta is null ? ByteString.Empty : ByteString.CopyFrom(delta.ToBytes());
         }
 
-        /// <summary>Null for a barrier: completes once everything queued before it is durable.</summary>
+        /// <summary>Null for a barrier (completes once everything queued before it is durable) or a retirement.</summary>
         public string? Key { get; }
 
+        /// <summary>For a retirement record: the replicas retired, ascending.</summary>
+        public IReadOnlyList<ulong>? Retired { get; }
+
         public CrdtState? Delta { get; }
+
+        /// <summary>The replica the delta came from; 0 for this replica's own updates (or several senders).</summary>
+        public ulong Origin { get; }
 
         /// <summary>The delta's encoding, made once for the log and the gossip buffer.</summary>
         public ByteString Encoded { get; }
 
         public TaskCompletionSource Durable { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public static PendingRecord Write(string key, CrdtState delta) => new(key, delta);
+        public static PendingRecord Write(string key, CrdtState delta, ulong origin = 0) => new(key, delta, origin);
 
-        public static PendingRecord Barrier() => new(null, null);
+        public static PendingRecord Barrier() => new(null, null, 0);
+
+        public static PendingRecord Retire(IReadOnlyList<ulong> replicas) => new(null, null, 0, replicas);
     }
 
     /// <summary>Durable deltas in order, numbered, bounded: the source of gossip.</summary>
     private sealed class DeltaBuffer(int entriesMax)
     {
-        private readonly Queue<(long Sequence, string Key, ByteString Delta)> _entries = new();
+        private readonly Queue<(long Sequence, string Key, ByteString Delta, ulong Origin)> _entries = new();
 
         public long LastSequence { get; private set; }
 
-        public void Add(string key, ByteString delta)
+        public void Add(string key, ByteString delta, ulong origin)
         {
             LastSequence++;
-            _entries.Enqueue((LastSequence, key, delta));
+            _entries.Enqueue((LastSequence, key, delta, origin));
             while (_entries.Count > entriesMax)
             {
                 _entries.Dequeue();
             }
         }
 
-        public (List<CrdtKeyState> Deltas, long LastSequence)? After(long afterSequence, int countMax)
+        /// <summary>Rewrites every buffered delta without the retired replicas (so none is gossiped to a member that has not retired them yet).</summary>
+        public void Retire(SortedSet<ulong> retired)
+        {
+            var count = _entries.Count;
+            for (var i = 0; i < count; i++)
+            {
+                var (sequence, key, delta, origin) = _entries.Dequeue();
+                var state = CrdtState.FromBytes(delta.Span);
+                var without = WithoutRetired(state, retired);
+                _entries.Enqueue((sequence, key, ReferenceEquals(without, state) ? delta : ByteString.CopyFrom(without.ToBytes()), origin));
+            }
+        }
+
+        public (List<CrdtKeyState> Deltas, long LastSequence)? After(long afterSequence, int countMax, ulong recipient)
         {
             if (afterSequence >= LastSequence)
             {
@@ -743,7 +918,7 @@ internal sealed class CrdtReplica : IAsyncDisposable
 
             var deltas = new List<CrdtKeyState>();
             var last = afterSequence;
-            foreach (var (sequence, key, delta) in _entries)
+            foreach (var (sequence, key, delta, origin) in _entries)
             {
                 if (sequence <= afterSequence)
                 {
@@ -755,7 +930,12 @@ internal sealed class CrdtReplica : IAsyncDisposable
                     break;
                 }
 
-                deltas.Add(new CrdtKeyState { Key = key, State = delta });
+                // Never back to the replica it came from: that one made it durable before sending.
+                if (recipient == 0 || origin != recipient)
+                {
+                    deltas.Add(new CrdtKeyState { Key = key, State = delta });
+                }
+
                 last = sequence;
             }
 

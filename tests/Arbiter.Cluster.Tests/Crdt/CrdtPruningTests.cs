@@ -11,8 +11,11 @@ namespace Arbiter.Cluster.Tests.Crdt;
 /// <summary>
 /// Pruning a departed member's CRDT replica on real members: 3 members and a 4th added all update a
 /// counter and a set; the 4th is removed (MemberRemove); every remaining member's state of those
-/// keys then holds no dot of the 4th's replica (only the pruned marker), with the values unchanged;
-/// a member wiped afterwards is rebuilt to the same values and no dot of the departed replica.
+/// keys then holds no dot of the 4th's replica, with the values unchanged, and once every member
+/// holds the pruning (logged) the replica is retired: no pruned marker is left on any member, and
+/// none comes back after a kill -9 and restart (the retirement is in the replica's own log); a
+/// member wiped afterwards is rebuilt to the same values, without dots or markers of the departed
+/// replica, and its increment counts once.
 /// </summary>
 public sealed class CrdtPruningTests(ITestOutputHelper output)
 {
@@ -61,22 +64,38 @@ public sealed class CrdtPruningTests(ITestOutputHelper output)
         Assert.Equal(3, remaining.Count);
         output.WriteLine($"removed {fourth.Name} via {via.Name} in {clock.ElapsedMilliseconds} ms");
 
-        var pruned = await WaitForStatesAsync(remaining, "every remaining member's states hold no dot of the departed replica, only its pruned marker, and the same values", (likes, cart) =>
-            PrunedOf(likes, departed) && PrunedOf(cart, departed)
+        // The marker may already be gone (retired) when this looks: no dot of the departed replica is what counts.
+        var pruned = await WaitForStatesAsync(remaining, "every remaining member's states hold no dot of the departed replica, and the same values", (likes, cart) =>
+            NoDotsOf(likes, departed) && NoDotsOf(cart, departed)
             && likes.ToValue().Counter == expected
             && cart.ToValue().Set.Elements.Select(e => e.ToStringUtf8()).SequenceEqual(elements));
-        var sizesAfter = await SizesAsync(remaining[0]);
-        output.WriteLine($"pruned everywhere {pruned.TotalMilliseconds:F0} ms after the removal; encoded sizes (likes, cart) {sizesBefore} bytes before, {sizesAfter} after");
+        output.WriteLine($"pruned everywhere {pruned.TotalMilliseconds:F0} ms after the removal");
         Assert.Contains("pruned from", cluster.Logs, StringComparison.Ordinal);
 
+        var retired = await WaitForStatesAsync(remaining, "no member keeps a pruned marker: the departed replica is retired everywhere", (likes, cart) =>
+            Retired(likes, departed) && Retired(cart, departed)
+            && likes.ToValue().Counter == expected && cart.ToValue().Set.Elements.Count == elements.Count);
+        var sizesAfter = await SizesAsync(remaining[0]);
+        output.WriteLine($"retired everywhere {retired.TotalMilliseconds:F0} ms after the pruning; encoded sizes (likes, cart) {sizesBefore} bytes before, {sizesAfter} after");
+        Assert.Contains("retired: pruned markers dropped", cluster.Logs, StringComparison.Ordinal);
+
+        // Durable: a member killed and restarted replays its log, retirement included, and holds no marker.
+        var restarted = remaining.First(m => m != via);
+        await restarted.KillAsync();
+        await restarted.StartAsync(isRestart: true);
+        var likesAfterRestart = await StateAsync(restarted, "pruned-likes");
+        Assert.NotNull(likesAfterRestart);
+        Assert.True(Retired(likesAfterRestart, departed), $"{restarted.Name} after kill -9: {likesAfterRestart}, pruned [{string.Join(", ", likesAfterRestart.PrunedReplicas)}]");
+        Assert.Equal(expected, likesAfterRestart.ToValue().Counter);
+
         // A member wiped now is rebuilt from its peers: same values, no dot of the departed replica.
-        var wiped = remaining.First(m => m != via);
+        var wiped = remaining.First(m => m != via && m != restarted);
         await wiped.StopAsync(TimeSpan.FromSeconds(30));
         wiped.WipeData();
         wiped.InitialClusterState = "existing";
         await wiped.StartAsync(isRestart: true);
-        var rebuilt = await WaitForStatesAsync([wiped], "the wiped member is rebuilt with the pruned states", (likes, cart) =>
-            PrunedOf(likes, departed) && PrunedOf(cart, departed)
+        var rebuilt = await WaitForStatesAsync([wiped], "the wiped member is rebuilt with the retired states", (likes, cart) =>
+            Retired(likes, departed) && Retired(cart, departed)
             && likes.ToValue().Counter == expected && cart.ToValue().Set.Elements.Count == elements.Count);
         output.WriteLine($"wiped {wiped.Name} rebuilt in {rebuilt.TotalMilliseconds:F0} ms");
 
@@ -86,11 +105,12 @@ public sealed class CrdtPruningTests(ITestOutputHelper output)
             await client.Crdt.Counter("pruned-likes").IncrementAsync();
         }
 
-        await WaitForStatesAsync(remaining, "the rebuilt member's increment reaches every member once", (likes, _) => likes.ToValue().Counter == expected + 1 && PrunedOf(likes, departed));
+        await WaitForStatesAsync(remaining, "the rebuilt member's increment reaches every member once", (likes, _) => likes.ToValue().Counter == expected + 1 && Retired(likes, departed));
     }
 
-    private static bool PrunedOf(CrdtState state, ulong departed) =>
-        state.Replicas.All(r => r.Value != departed) && state.PrunedReplicas.Any(r => r.Value == departed);
+    private static bool NoDotsOf(CrdtState state, ulong departed) => state.Replicas.All(r => r.Value != departed);
+
+    private static bool Retired(CrdtState state, ulong departed) => NoDotsOf(state, departed) && state.PrunedReplicas.Count == 0;
 
     private async Task<CrdtReadStateResponse> ReadStateAsync(ArbiterClusterMember member, string key)
     {
