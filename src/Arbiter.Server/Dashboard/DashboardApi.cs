@@ -37,6 +37,7 @@ public sealed class DashboardApi(ArbiterNode node, WatchStreamRegistry watchStre
         var members = await node.MemberListAsync(cancellationToken).ConfigureAwait(false);
         var leader = status.Leader;
         var listed = members.Members
+            .OrderBy(m => m.Name, StringComparer.Ordinal)
             .Select(m => new DashboardMember(Id(m.ID), m.Name, [.. m.PeerURLs], [.. m.ClientURLs], m.ID == leader && leader != 0, m.ID == node.MemberId))
             .ToList();
         return new DashboardCluster(

@@ -61,21 +61,25 @@ public sealed class DashboardBrowser : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits until <paramref name="predicate"/> (a JavaScript function of <paramref name="argument"/>) is true in the page.</summary>
-    public async Task WaitForAsync(string what, string predicate, object? argument = null)
+    /// <summary>
+    /// Waits until <paramref name="predicate"/> (a JavaScript function of <paramref name="argument"/>)
+    /// is true in the page, for <paramref name="timeout"/> (default <see cref="WaitTimeout"/>).
+    /// </summary>
+    public async Task WaitForAsync(string what, string predicate, object? argument = null, TimeSpan? timeout = null)
     {
+        var limit = timeout ?? WaitTimeout;
         try
         {
             await Page.WaitForFunctionAsync(predicate, argument, new PageWaitForFunctionOptions
             {
-                Timeout = (float)WaitTimeout.TotalMilliseconds,
+                Timeout = (float)limit.TotalMilliseconds,
                 PollingInterval = 100,
             });
         }
         catch (TimeoutException e)
         {
             var text = await Page.EvaluateAsync<string>("() => document.body.innerText");
-            throw new TimeoutException($"the dashboard did not show {what} within {WaitTimeout.TotalSeconds} s; the page read:\n{text}", e);
+            throw new TimeoutException($"the dashboard did not show {what} within {limit.TotalSeconds} s; the page read:\n{text}", e);
         }
     }
 
