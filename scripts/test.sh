@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test. Installs what the tests need (real etcd + etcdctl from Debian; iptables for the
 # cluster partition tests, which need root and are reported as skipped otherwise; libfaketime for the
-# clock-skew nemesis; curl for the JSON gateway's curl test) first.
+# clock-skew nemesis; curl for the JSON gateway's curl test; chromium for the dashboard tests) first.
 # Usage: scripts/test.sh [extra dotnet test args]   e.g. --filter "Category!=Soak"
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,12 @@ if ! command -v curl >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq curl >/dev/null
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "[test.sh] installing chromium (the dashboard tests drive it headless)"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 # Debian's etcd package may start a system etcd on 2379; tests use their own ports, but stop it
 # so that nothing answers on etcd's default port by accident.

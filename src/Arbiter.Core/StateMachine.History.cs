@@ -252,6 +252,33 @@ public sealed partial class StateMachine
         }
     }
 
+    /// <summary>
+    /// The retained versions of one key, oldest first, at most the newest <paramref name="versionsMax"/>:
+    /// a PUT event per stored version and a DELETE event (key and revision only) per tombstone, across
+    /// generations (a key deleted and created again). Compacted versions are gone.
+    /// </summary>
+    public IReadOnlyList<Event> KeyVersions(ByteString key, int versionsMax)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(versionsMax);
+        if (_index.Get(key) is not { } record)
+        {
+            return [];
+        }
+
+        var history = record.History;
+        var versions = new List<Event>(Math.Min(versionsMax, history.Count));
+        for (var i = Math.Max(0, history.Count - versionsMax); i < history.Count; i++)
+        {
+            var change = history[i];
+            versions.Add(change.Kv is { } kv
+                ? new Event { Type = Event.Types.EventType.Put, Kv = kv }
+                : new Event { Type = Event.Types.EventType.Delete, Kv = new KeyValue { Key = key, ModRevision = change.Main } });
+        }
+
+        return versions;
+    }
+
     /// <summary>One change of the history: its event's parts, and the record it changed (for compaction).</summary>
     private readonly record struct HistoryChange(long Revision, KeyRecord Record, Event.Types.EventType Type, KeyValue Kv, KeyValue? PrevKv)
     {

@@ -16,6 +16,19 @@ public sealed partial class ArbiterNode
         RangeAsync(request, consistency: null, cancellationToken);
 
     /// <summary>
+    /// The retained versions of <paramref name="key"/> on this member (serializable: this member's
+    /// applied state), oldest first, at most the newest <paramref name="versionsMax"/>, with
+    /// deletions; checked as a read of the key for the current identity. For the dashboard's key
+    /// history, which etcd's API can only rebuild with a watch from the compact revision.
+    /// </summary>
+    public (IReadOnlyList<Protocol.Mvcc.Event> Versions, long Revision, long CompactRevision) KeyVersions(Google.Protobuf.ByteString key, int versionsMax)
+    {
+        ArgumentNullException.ThrowIfNull(key);
+        CheckRead(key, Google.Protobuf.ByteString.Empty);
+        return _host.Read(s => (s.KeyVersions(key, versionsMax), s.Revision, s.CompactRevision));
+    }
+
+    /// <summary>
     /// Range at a consistency level (null: etcd's, where the request's <c>serializable</c> flag
     /// chooses between serializable and linearizable). See <see cref="PrepareReadAsync"/>.
     /// </summary>

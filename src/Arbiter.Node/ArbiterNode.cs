@@ -95,6 +95,9 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>The current store revision.</summary>
     public long Revision => _host.Read(s => s.Revision);
 
+    /// <summary>The revision history was compacted at (0: never).</summary>
+    public long CompactRevision => _host.Read(static s => s.CompactRevision);
+
     /// <summary>Index of the last applied command.</summary>
     public long AppliedIndex => _log.AppliedIndex;
 

@@ -2,6 +2,7 @@ using System.Net;
 using Arbiter.Node;
 using Arbiter.Node.Metrics;
 using Arbiter.Server.Concurrency;
+using Arbiter.Server.Dashboard;
 using Arbiter.Server.Gateway;
 using Arbiter.Server.Http2;
 using Arbiter.Server.Metrics;
@@ -37,7 +38,7 @@ public static class ArbiterServer
     /// etcd services, v3lock, v3election and grpc.health.v1, and etcd's HTTP/JSON gateway
     /// (<see cref="JsonGateway"/>: <c>/v3/…</c>, <c>/v3beta/…</c>, <c>/version</c>); <c>/metrics</c>
     /// (Prometheus text, through OpenTelemetry's exporter) and <c>/health</c> on the client URLs and
-    /// on the metrics URLs.
+    /// on the metrics URLs; the web dashboard at <c>/ui/</c> (<see cref="DashboardEndpoints"/>).
     /// </summary>
     public static WebApplication Build(ArbiterNode node, ServerOptions options, Action<ILoggingBuilder>? configureLogging = null)
     {
@@ -86,6 +87,7 @@ public static class ArbiterServer
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<NodeRecipes>();
         builder.Services.AddSingleton<ServerShutdown>();
+        builder.Services.AddSingleton<Dashboard.WatchStreamRegistry>();
 
         // Long-running calls end as soon as stopping begins (ServerShutdown); this bounds whatever
         // a client keeps open beyond that (e.g. a request stream it never completes).
@@ -154,6 +156,7 @@ public static class ArbiterServer
         app.MapPrometheusScrapingEndpoint(MetricsPath);
         app.MapGet(HealthPath, context => HealthEndpoint.HandleAsync(context, node));
         app.MapJsonGateway(node, options);
+        app.MapDashboard(node, options);
         return app;
     }
 

@@ -72,6 +72,19 @@ public sealed class WatchStream : IAsyncDisposable
         }
     }
 
+    /// <summary>Responses queued for the client and not sent yet (a slow reader shows here).</summary>
+    public int PendingResponses => Volatile.Read(ref _pendingCount);
+
+    /// <summary>The live watches of this stream, by id (a copy: for the dashboard).</summary>
+    public IReadOnlyList<WatchDescription> DescribeWatches()
+    {
+        lock (_gate)
+        {
+            return [.. _watchers.Values.OrderBy(w => w.Id).Select(w => new WatchDescription(
+                w.Id, w.Key, w.RangeEnd, w.NextRevision, w.Synced, w.PrevKv, w.FilterPut, w.FilterDelete))];
+        }
+    }
+
     /// <summary>Creates a watch; the "created" response (or a refusal) is queued before any of its events.</summary>
     public void Create(WatchCreateRequest request)
     {

@@ -1,11 +1,12 @@
 using Arbiter.Node;
 using Arbiter.Protocol.Etcd;
+using Arbiter.Server.Dashboard;
 using Grpc.Core;
 
 namespace Arbiter.Server.Services;
 
 /// <summary>etcdserverpb.Watch: one node watch stream per gRPC stream.</summary>
-public sealed class WatchService(ArbiterNode node, ServerShutdown shutdown) : Watch.WatchBase
+public sealed class WatchService(ArbiterNode node, ServerShutdown shutdown, WatchStreamRegistry registry) : Watch.WatchBase
 {
     /// <inheritdoc />
     public override async Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponse> responseStream, ServerCallContext context)
@@ -23,6 +24,7 @@ public sealed class WatchService(ArbiterNode node, ServerShutdown shutdown) : Wa
         }
 
         var stream = node.OpenWatchStream();
+        using var registration = registry.Register(stream, context.Peer);
         var sending = SendAsync(stream, responseStream, token);
         try
         {
