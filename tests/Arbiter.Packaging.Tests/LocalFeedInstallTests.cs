@@ -118,7 +118,11 @@ public sealed class LocalFeedInstallTests(LocalFeed feed, ITestOutputHelper outp
         var deadline = Stopwatch.StartNew();
         while (true)
         {
-            Assert.False(process.HasExited, $"{process.DisplayName} exited ({process.ExitCode}):\n{process.Log}");
+            if (process.HasExited)
+            {
+                Assert.Fail($"{process.DisplayName} exited ({process.ExitCode}):\n{process.Log}");
+            }
+
             try
             {
                 using var response = await http.GetAsync(url);
