@@ -43,6 +43,9 @@ if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&
 dotnet build Arbiter.slnx -c Release -warnaserror
 # Formatting is part of the build's contract (CI fails on drift; run `dotnet format Arbiter.slnx` to fix).
 dotnet format Arbiter.slnx --verify-no-changes --no-restore
+# The packages into a local feed (reusing the build above); Arbiter.Packaging.Tests installs from it.
+export ARBITER_FEED="$PWD/artifacts/feed"
+bash scripts/pack.sh
 # Soak tests are tagged Category=Soak and left out of the default run (see docs/operations.md).
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,7 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
-using Arbiter.Node;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
 using Google.Protobuf;
@@ -12,7 +11,7 @@ namespace Arbiter.Client;
 /// <summary>
 /// The typed client: string or byte keys, transactions, resumable watches, leases and sessions,
 /// per-call deadlines and safe retries, over any <see cref="IArbiterClient"/> (gRPC to Arbiter or
-/// etcd, or an embedded node). Thread-safe; share one per process.
+/// etcd, or an embedded node: <c>ArbiterClient.ForNode</c> in the Arbiter.Embedded package). Thread-safe; share one per process.
 /// </summary>
 public sealed class ArbiterClient : IAsyncDisposable
 {
@@ -40,7 +39,7 @@ public sealed class ArbiterClient : IAsyncDisposable
     /// Connects over gRPC to <paramref name="options"/>' endpoints (failover in order); https
     /// endpoints use <see cref="ArbiterClientOptions.CaFile"/>, <see cref="ArbiterClientOptions.CertFile"/>
     /// and <see cref="ArbiterClientOptions.KeyFile"/> as etcdctl's <c>--cacert/--cert/--key</c>.
-    /// Throws <see cref="Node.Security.TlsConfigurationException"/> when a TLS file is missing or wrong.
+    /// Throws <see cref="Protocol.Security.TlsConfigurationException"/> when a TLS file is missing or wrong.
     /// </summary>
     public static ArbiterClient Connect(ArbiterClientOptions options)
     {
@@ -60,10 +59,6 @@ public sealed class ArbiterClient : IAsyncDisposable
 
         return Connect(options);
     }
-
-    /// <summary>A client for an in-process node (the node is not disposed with the client).</summary>
-    public static ArbiterClient ForNode(ArbiterNode node, ArbiterClientOptions? options = null) =>
-        new(new EmbeddedArbiterClient(node), options);
 
     /// <summary>The key-value of <paramref name="key"/>, or null.</summary>
     public async Task<KeyValue?> GetAsync(string key, CancellationToken cancellationToken = default)
@@ -164,7 +159,7 @@ public sealed class ArbiterClient : IAsyncDisposable
     public Task<TxnResponse> TxnAsync(TxnRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return RunAsync(ct => Raw.TxnAsync(request, consistency, ct), isIdempotent: Arbiter.Core.StateMachine.IsReadOnlyTxn(request), cancellationToken);
+        return RunAsync(ct => Raw.TxnAsync(request, consistency, ct), isIdempotent: Arbiter.Protocol.TxnRequests.IsReadOnly(request), cancellationToken);
     }
 
     /// <summary>Compacts history up to <paramref name="revision"/>.</summary>

@@ -17,9 +17,9 @@ public sealed class ArbiterClientOptions
 
     /// <summary>
     /// The consistency of reads that name none (null: etcd's behaviour, linearizable unless the
-    /// request sets <c>serializable</c>). E.g. <see cref="Node.Consistency.ReadConsistency.Serializable"/> for a cache-like reader.
+    /// request sets <c>serializable</c>). E.g. <see cref="Arbiter.Protocol.Consistency.ReadConsistency.Serializable"/> for a cache-like reader.
     /// </summary>
-    public Node.Consistency.ReadConsistency? DefaultReadConsistency { get; set; }
+    public Arbiter.Protocol.Consistency.ReadConsistency? DefaultReadConsistency { get; set; }
 
     /// <summary>
     /// PEM CA bundle the server's certificate must chain to on https endpoints (etcdctl's

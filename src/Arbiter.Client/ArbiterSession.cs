@@ -1,4 +1,4 @@
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
 using Google.Protobuf;

@@ -2,7 +2,7 @@ using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Arbiter.Node.Security;
+using Arbiter.Protocol.Security;
 
 namespace Arbiter.Client;
 
@@ -79,7 +79,7 @@ internal sealed class ClientTls
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 ClientCertificates = certificate is null ? null : [certificate],
                 LocalCertificateSelectionCallback = certificate is null ? null : (_, _, _, _, _) => certificate,
-                RemoteCertificateValidationCallback = _roots is null ? null : TlsCredentials.ServerValidation(_roots, checkName: true),
+                RemoteCertificateValidationCallback = _roots is null ? null : CertificateTrust.ServerValidation(_roots, checkName: true),
             },
         };
     }

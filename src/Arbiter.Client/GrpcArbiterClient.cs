@@ -1,5 +1,5 @@
 using System.Runtime.CompilerServices;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
 using Grpc.Core.Interceptors;

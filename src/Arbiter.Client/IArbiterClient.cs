@@ -1,4 +1,4 @@
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 
 namespace Arbiter.Client;
@@ -6,7 +6,7 @@ namespace Arbiter.Client;
 /// <summary>
 /// The client abstraction everything above builds on: the etcd v3 KV, Lease, Watch and Status
 /// operations. Implemented over gRPC (an Arbiter server or a real etcd) and in-process (an
-/// embedded <see cref="Node.ArbiterNode"/>), with identical behaviour: failures are thrown as
+/// embedded node, package Arbiter.Embedded), with identical behaviour: failures are thrown as
 /// <see cref="Grpc.Core.RpcException"/> with etcd's status code and message.
 /// </summary>
 public interface IArbiterClient : IAsyncDisposable

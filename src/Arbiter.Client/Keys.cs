@@ -16,13 +16,13 @@ public static class Keys
     /// The range end that selects every key starting with <paramref name="prefix"/>: the prefix with its
     /// last byte below 0xff incremented, or "\0" (everything from the key on) when no byte can be.
     /// </summary>
-    public static ByteString PrefixEnd(ByteString prefix) => Arbiter.Core.KeyRanges.PrefixEnd(prefix);
+    public static ByteString PrefixEnd(ByteString prefix) => Arbiter.Protocol.KeyRanges.PrefixEnd(prefix);
 
     /// <summary>The range end for the string prefix <paramref name="prefix"/>.</summary>
     public static ByteString PrefixEnd(string prefix) => PrefixEnd(From(prefix));
 
     /// <summary>Lowercase hex without leading zeros, as etcd's Go client formats lease ids in lock keys.</summary>
-    public static string LeaseHex(long leaseId) => Arbiter.Core.KeyRanges.LeaseHex(leaseId);
+    public static string LeaseHex(long leaseId) => Arbiter.Protocol.KeyRanges.LeaseHex(leaseId);
 
     internal static string Text(ReadOnlySpan<byte> bytes) => Encoding.UTF8.GetString(bytes);
 }

@@ -1,5 +1,5 @@
 using System.Globalization;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Grpc.Core;
 
 namespace Arbiter.Client;
@@ -57,7 +57,7 @@ public sealed class ReadConsistencyException : RpcException
             { ConsistencyMetadata.AppliedRevisionKey, e.AppliedRevision.ToString(CultureInfo.InvariantCulture) },
             { ConsistencyMetadata.RequiredRevisionKey, e.RequiredRevision.ToString(CultureInfo.InvariantCulture) },
         };
-        return new ReadConsistencyException(new Status((StatusCode)(int)e.Error.StatusCode, e.Error.Message), trailers, e.Kind, e.AppliedRevision, e.RequiredRevision);
+        return new ReadConsistencyException(new Status(e.StatusCode, e.Message), trailers, e.Kind, e.AppliedRevision, e.RequiredRevision);
     }
 
     private static long Number(Metadata trailers, string key) =>

@@ -54,7 +54,7 @@ public sealed record WatchOptions
     /// talks to; a session or causal level makes a watch from "now" start at or after that
     /// token's revision, even on a member that had not applied it yet.
     /// </summary>
-    public Node.Consistency.ReadConsistency? Consistency { get; init; }
+    public Arbiter.Protocol.Consistency.ReadConsistency? Consistency { get; init; }
 }
 
 /// <summary>

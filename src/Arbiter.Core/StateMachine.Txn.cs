@@ -1,4 +1,5 @@
 using Arbiter.Core.Mvcc;
+using Arbiter.Protocol;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
 using Google.Protobuf;
@@ -8,27 +9,7 @@ namespace Arbiter.Core;
 public sealed partial class StateMachine
 {
     /// <summary>True when every op in both branches is a Range (etcd's isTxnReadonly).</summary>
-    public static bool IsReadOnlyTxn(TxnRequest request)
-    {
-        ArgumentNullException.ThrowIfNull(request);
-        foreach (var op in request.Success)
-        {
-            if (op.RequestCase != RequestOp.RequestOneofCase.RequestRange)
-            {
-                return false;
-            }
-        }
-
-        foreach (var op in request.Failure)
-        {
-            if (op.RequestCase != RequestOp.RequestOneofCase.RequestRange)
-            {
-                return false;
-            }
-        }
-
-        return true;
-    }
+    public static bool IsReadOnlyTxn(TxnRequest request) => TxnRequests.IsReadOnly(request);
 
     /// <summary>
     /// Serves a read-only txn (see <see cref="IsReadOnlyTxn"/>) without a command, as etcd serves

@@ -1,5 +1,5 @@
 using Arbiter.Client;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;

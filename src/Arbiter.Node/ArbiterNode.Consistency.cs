@@ -1,5 +1,5 @@
 using Arbiter.Core;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Internal;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;

@@ -32,7 +32,7 @@ public sealed partial class ArbiterNode
     /// Range at a consistency level (null: etcd's, where the request's <c>serializable</c> flag
     /// chooses between serializable and linearizable). See <see cref="PrepareReadAsync"/>.
     /// </summary>
-    public Task<RangeResponse> RangeAsync(RangeRequest request, Consistency.ReadConsistency? consistency, CancellationToken cancellationToken = default)
+    public Task<RangeResponse> RangeAsync(RangeRequest request, Arbiter.Protocol.Consistency.ReadConsistency? consistency, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
@@ -98,7 +98,7 @@ public sealed partial class ArbiterNode
     /// Txn; a read-only one is served at <paramref name="consistency"/> (null: etcd's choice by the
     /// ranges' <c>serializable</c> flags). A txn that writes goes through the log whatever the level.
     /// </summary>
-    public async Task<TxnResponse> TxnAsync(TxnRequest request, Consistency.ReadConsistency? consistency, CancellationToken cancellationToken = default)
+    public async Task<TxnResponse> TxnAsync(TxnRequest request, Arbiter.Protocol.Consistency.ReadConsistency? consistency, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfInvalid(RequestValidator.Validate(request, Options.Limits));

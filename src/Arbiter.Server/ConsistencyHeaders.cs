@@ -1,4 +1,4 @@
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Grpc.Core;
 
 namespace Arbiter.Server;

@@ -1,6 +1,6 @@
 using Arbiter.Core;
 using Arbiter.Node;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
@@ -48,7 +48,7 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
             { ConsistencyMetadata.AppliedRevisionKey, error.AppliedRevision.ToString(System.Globalization.CultureInfo.InvariantCulture) },
             { ConsistencyMetadata.RequiredRevisionKey, error.RequiredRevision.ToString(System.Globalization.CultureInfo.InvariantCulture) },
         };
-        return new RpcException(new Status((StatusCode)(int)error.Error.StatusCode, error.Error.Message), trailers);
+        return new RpcException(new Status(error.StatusCode, error.Message), trailers);
     }
 
     /// <inheritdoc />

@@ -1,5 +1,6 @@
 using System.Reflection;
 using Arbiter.Client;
+using Arbiter.Embedded;
 using Arbiter.Node;
 using Arbiter.Protocol.Etcd;
 

@@ -1,4 +1,5 @@
 using Arbiter.Client;
+using Arbiter.Embedded;
 using Arbiter.Node;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Server.Tests.Infrastructure;

@@ -90,7 +90,7 @@ public static class BankFamilies
     {
         await using var client = ArbiterClient.Connect(endpoint);
         var start = ByteString.CopyFromUtf8(Key(accounts, 0));
-        var response = await client.RangeAsync(new RangeRequest { Key = start, RangeEnd = Arbiter.Core.KeyRanges.PrefixEnd(ByteString.CopyFromUtf8($"bank{accounts}/acct/")) }, cancellationToken).ConfigureAwait(false);
+        var response = await client.RangeAsync(new RangeRequest { Key = start, RangeEnd = Arbiter.Protocol.KeyRanges.PrefixEnd(ByteString.CopyFromUtf8($"bank{accounts}/acct/")) }, cancellationToken).ConfigureAwait(false);
         return response.Kvs.Sum(kv => long.Parse(kv.Value.ToStringUtf8(), CultureInfo.InvariantCulture));
     }
 

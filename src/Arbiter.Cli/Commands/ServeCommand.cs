@@ -4,6 +4,7 @@ using Arbiter.Node;
 using Arbiter.Node.Cluster;
 using Arbiter.Node.Compaction;
 using Arbiter.Node.Security;
+using Arbiter.Protocol.Security;
 using Arbiter.Server;
 using Arbiter.Server.Auth;
 using Microsoft.AspNetCore.Builder;

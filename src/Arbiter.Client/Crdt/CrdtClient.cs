@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Text;
-using Arbiter.Crdt;
 using Arbiter.Protocol.Crdt;
 using Google.Protobuf;
 using Grpc.Core;
@@ -73,7 +72,8 @@ public sealed class CrdtClient
 
         lock (_gate)
         {
-            if (_causalToken is null || Hlc.FromTimestamp(token) > Hlc.FromTimestamp(_causalToken))
+            // Hybrid logical clock order: wall milliseconds, then the logical counter.
+            if (_causalToken is null || (token.WallMs, token.Logical).CompareTo((_causalToken.WallMs, _causalToken.Logical)) > 0)
             {
                 _causalToken = token.Clone();
             }

@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
+using Arbiter.Protocol.Security;
 
 namespace Arbiter.Node.Security;
 
@@ -100,65 +101,12 @@ public sealed class TlsCredentials : IDisposable
     public bool Trusts(X509Certificate2 remote, X509Chain? presented = null) => ChainsTo(remote, TrustedCas, presented);
 
     /// <summary>True when <paramref name="remote"/> chains to one of <paramref name="roots"/>, which alone are trusted.</summary>
-    public static bool ChainsTo(X509Certificate2 remote, X509Certificate2Collection roots, X509Chain? presented = null)
-    {
-        ArgumentNullException.ThrowIfNull(remote);
-        ArgumentNullException.ThrowIfNull(roots);
-        if (roots.Count == 0)
-        {
-            return false;
-        }
+    public static bool ChainsTo(X509Certificate2 remote, X509Certificate2Collection roots, X509Chain? presented = null) =>
+        CertificateTrust.ChainsTo(remote, roots, presented);
 
-        using var chain = new X509Chain();
-        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.AddRange(roots);
-        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        chain.ChainPolicy.DisableCertificateDownloads = true;
-        if (presented is not null)
-        {
-            foreach (var element in presented.ChainElements)
-            {
-                chain.ChainPolicy.ExtraStore.Add(element.Certificate);
-            }
-        }
-
-        try
-        {
-            return chain.Build(remote);
-        }
-        finally
-        {
-            foreach (var element in chain.ChainElements)
-            {
-                if (!ReferenceEquals(element.Certificate, remote))
-                {
-                    element.Certificate.Dispose();
-                }
-            }
-        }
-    }
-
-    /// <summary>
-    /// A validation callback for the client side of a connection: the server's certificate must chain
-    /// to <paramref name="roots"/>; with <paramref name="checkName"/>, its name must also match the host
-    /// dialled (as Go's and .NET's clients check).
-    /// </summary>
+    /// <summary>The client side's validation callback: see <see cref="CertificateTrust.ServerValidation"/>.</summary>
     public static RemoteCertificateValidationCallback ServerValidation(X509Certificate2Collection roots, bool checkName) =>
-        (_, certificate, chain, errors) =>
-        {
-            if (certificate is null || (checkName && errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch)))
-            {
-                return false;
-            }
-
-            if (certificate is X509Certificate2 remote)
-            {
-                return ChainsTo(remote, roots, chain);
-            }
-
-            using var copy = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            return ChainsTo(copy, roots, chain);
-        };
+        CertificateTrust.ServerValidation(roots, checkName);
 
     /// <summary>The subject's common name (etcd takes the user name from it under client-cert-auth), or null.</summary>
     public static string? CommonName(X509Certificate2 certificate)
@@ -188,26 +136,5 @@ public sealed class TlsCredentials : IDisposable
         {
             throw new TlsConfigurationException($"{flag} {path}: cannot read it ({e.Message})");
         }
-    }
-}
-
-/// <summary>A TLS flag names a file that is missing, unreadable or wrong; the message is one line for the operator.</summary>
-public sealed class TlsConfigurationException : Exception
-{
-    /// <summary>Creates the exception.</summary>
-    public TlsConfigurationException()
-    {
-    }
-
-    /// <summary>Creates the exception with its one-line message.</summary>
-    public TlsConfigurationException(string message)
-        : base(message)
-    {
-    }
-
-    /// <summary>Creates the exception with its message and cause.</summary>
-    public TlsConfigurationException(string message, Exception innerException)
-        : base(message, innerException)
-    {
     }
 }

@@ -137,7 +137,7 @@ public sealed class Transaction : IAsyncDisposable
     public Task<IReadOnlyList<KeyValue>> RangePrefixAsync(string prefix, CancellationToken cancellationToken = default)
     {
         var start = Bytes(prefix);
-        return RangeAsync(start, Arbiter.Core.KeyRanges.PrefixEnd(start), cancellationToken);
+        return RangeAsync(start, Arbiter.Protocol.KeyRanges.PrefixEnd(start), cancellationToken);
     }
 
     /// <summary>Buffers a put (applied at commit).</summary>
@@ -265,7 +265,7 @@ public sealed class Transaction : IAsyncDisposable
         // level; etcd ignores the metadata and serves a linearizable read at the revision, as before).
         var at = ReadRevision == 0 || _owner.IsEtcdBackend
             ? await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, cancellationToken).ConfigureAwait(false)
-            : await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, Node.Consistency.ReadConsistency.AtRevision(ReadRevision), cancellationToken).ConfigureAwait(false);
+            : await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, Arbiter.Protocol.Consistency.ReadConsistency.AtRevision(ReadRevision), cancellationToken).ConfigureAwait(false);
         if (ReadRevision == 0)
         {
             ReadRevision = at.Header.Revision;

@@ -32,6 +32,9 @@ public sealed class TransactionClient : IAsyncDisposable
 {
     private const int ReattachAttemptsMax = 40;
 
+    // etcd's text for an unknown lease (the client package does not carry the server's error table).
+    private const string LeaseNotFoundDetail = "etcdserver: requested lease not found";
+
     private readonly TransactionClientOptions _options;
     private readonly SemaphoreSlim _sessionGate = new(1, 1);
     private readonly RetryBudget _budget = new();
@@ -304,7 +307,7 @@ public sealed class TransactionClient : IAsyncDisposable
                 return await CallAsync(ct => Raw.TxnBeginAsync(request(lease), ct), feature, reattach: true, cancellationToken).ConfigureAwait(false);
             }
             catch (RpcException e) when (attempt < 2 && _options.Session is null && e.StatusCode == StatusCode.NotFound
-                && e.Status.Detail == Arbiter.Core.EtcdError.LeaseNotFound.Message)
+                && e.Status.Detail == LeaseNotFoundDetail)
             {
                 await ForgetOwnSessionAsync(lease, cancellationToken).ConfigureAwait(false);
             }
@@ -386,7 +389,7 @@ public sealed class ReadSnapshot : IAsyncDisposable
     public async Task<IReadOnlyList<Protocol.Mvcc.KeyValue>> GetPrefixAsync(string prefix, CancellationToken cancellationToken = default)
     {
         var start = Transaction.Bytes(prefix);
-        var response = await _owner.Client.RangeAsync(new RangeRequest { Key = start, RangeEnd = Arbiter.Core.KeyRanges.PrefixEnd(start), Revision = Revision }, cancellationToken).ConfigureAwait(false);
+        var response = await _owner.Client.RangeAsync(new RangeRequest { Key = start, RangeEnd = Arbiter.Protocol.KeyRanges.PrefixEnd(start), Revision = Revision }, cancellationToken).ConfigureAwait(false);
         return response.Kvs;
     }
 

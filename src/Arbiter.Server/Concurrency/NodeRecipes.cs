@@ -1,5 +1,6 @@
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Protocol;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
 using Google.Protobuf;

@@ -1,6 +1,7 @@
 using System.Text;
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Protocol;
 using Arbiter.Protocol.Election;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;

@@ -1,6 +1,7 @@
 using System.Text;
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Protocol;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Lock;
 using Arbiter.Server.Concurrency;

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Arbiter.Client;
 using Arbiter.Cluster.Tests.Faults;
 using Arbiter.Compatibility.Tests.Fixtures;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Grpc.Core;
 
 namespace Arbiter.Cluster.Tests.Consistency;

@@ -1,5 +1,6 @@
 using Arbiter.Client;
 using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Embedded;
 using Arbiter.Node;
 
 namespace Arbiter.Recipes.Tests.Backends;

@@ -1,9 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 using Arbiter.Client;
+using Arbiter.Embedded;
 using Arbiter.Hosting;
 using Arbiter.Node;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;

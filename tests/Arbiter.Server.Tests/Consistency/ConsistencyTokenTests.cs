@@ -1,4 +1,4 @@
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 
 namespace Arbiter.Server.Tests.Consistency;
 
@@ -39,7 +39,7 @@ public sealed class ConsistencyTokenTests
         Assert.False(ConsistencyToken.TryParse(text, out _));
         var error = Assert.Throws<ConsistencyException>(() => ConsistencyToken.Parse(text));
         Assert.Equal(ConsistencyErrorKind.MalformedToken, error.Kind);
-        Assert.Equal(Core.ErrorStatusCode.InvalidArgument, error.Error.StatusCode);
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, error.StatusCode);
     }
 
     [Fact]
@@ -90,6 +90,6 @@ public sealed class ConsistencyTokenTests
     public void Metadata_that_misses_what_its_level_needs_is_refused(string level)
     {
         var error = Assert.Throws<ConsistencyException>(() => ConsistencyMetadata.Decode(k => k == ConsistencyMetadata.LevelKey ? level : null));
-        Assert.Equal(Core.ErrorStatusCode.InvalidArgument, error.Error.StatusCode);
+        Assert.Equal(Grpc.Core.StatusCode.InvalidArgument, error.StatusCode);
     }
 }

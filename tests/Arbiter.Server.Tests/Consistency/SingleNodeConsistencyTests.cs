@@ -1,5 +1,5 @@
 using Arbiter.Client;
-using Arbiter.Node.Consistency;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Server.Tests.Infrastructure;
 using Google.Protobuf;

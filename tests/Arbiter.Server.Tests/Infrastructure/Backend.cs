@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Arbiter.Client;
+using Arbiter.Embedded;
 using Arbiter.Node;
 using Microsoft.AspNetCore.Builder;
 

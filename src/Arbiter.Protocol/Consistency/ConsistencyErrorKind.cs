@@ -1,4 +1,4 @@
-namespace Arbiter.Node.Consistency;
+namespace Arbiter.Protocol.Consistency;
 
 /// <summary>Why a read at a chosen consistency level was refused.</summary>
 public enum ConsistencyErrorKind

@@ -1,6 +1,6 @@
 using Google.Protobuf;
 
-namespace Arbiter.Core;
+namespace Arbiter.Protocol;
 
 /// <summary>Key arithmetic shared by the server-side recipes and the client SDK.</summary>
 public static class KeyRanges

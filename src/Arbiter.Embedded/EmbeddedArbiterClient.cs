@@ -1,12 +1,13 @@
 using System.Runtime.CompilerServices;
+using Arbiter.Client;
 using Arbiter.Core;
 using Arbiter.Node;
-using Arbiter.Node.Consistency;
 using Arbiter.Node.Watch;
+using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
 
-namespace Arbiter.Client;
+namespace Arbiter.Embedded;
 
 /// <summary>
 /// <see cref="IArbiterClient"/> over an in-process <see cref="ArbiterNode"/>: no network hop, same

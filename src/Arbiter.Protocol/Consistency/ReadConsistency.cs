@@ -1,4 +1,4 @@
-namespace Arbiter.Node.Consistency;
+namespace Arbiter.Protocol.Consistency;
 
 /// <summary>
 /// The consistency a read asks for: a level and what that level needs (a token, a staleness

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Arbiter.Node.Consistency;
+namespace Arbiter.Protocol.Consistency;
 
 /// <summary>
 /// A causal token: "everything up to revision <see cref="Revision"/> of cluster

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Arbiter.Node.Consistency;
+namespace Arbiter.Protocol.Consistency;
 
 /// <summary>
 /// How a consistency level and a token travel in gRPC metadata (names etcd and its clients

@@ -1,23 +1,22 @@
 using System.Globalization;
-using Arbiter.Core;
+using Grpc.Core;
 
-namespace Arbiter.Node.Consistency;
+namespace Arbiter.Protocol.Consistency;
 
 /// <summary>
 /// A read refused because its consistency level cannot be honoured here, with the numbers that
-/// say why. The gRPC server answers it as <see cref="Error"/> (status and text) plus the trailers
+/// say why. The gRPC server answers it as <see cref="StatusCode"/> and the message plus the trailers
 /// <see cref="ConsistencyMetadata.ErrorKindKey"/>, <see cref="ConsistencyMetadata.AppliedRevisionKey"/>
 /// and <see cref="ConsistencyMetadata.RequiredRevisionKey"/>.
 /// </summary>
 public sealed class ConsistencyException : Exception
 {
     /// <summary>Creates the exception.</summary>
-    public ConsistencyException(ConsistencyErrorKind kind, EtcdError error, long appliedRevision = 0, long requiredRevision = 0)
-        : base(error?.Message)
+    public ConsistencyException(ConsistencyErrorKind kind, StatusCode statusCode, string message, long appliedRevision = 0, long requiredRevision = 0)
+        : base(message)
     {
-        ArgumentNullException.ThrowIfNull(error);
         Kind = kind;
-        Error = error;
+        StatusCode = statusCode;
         AppliedRevision = appliedRevision;
         RequiredRevision = requiredRevision;
     }
@@ -25,8 +24,8 @@ public sealed class ConsistencyException : Exception
     /// <summary>Why.</summary>
     public ConsistencyErrorKind Kind { get; }
 
-    /// <summary>Status code and text as a client sees them.</summary>
-    public EtcdError Error { get; }
+    /// <summary>The gRPC status a client sees (with <see cref="Exception.Message"/> as its text).</summary>
+    public StatusCode StatusCode { get; }
 
     /// <summary>The revision this member had applied when it refused (0 when not relevant).</summary>
     public long AppliedRevision { get; }
@@ -40,39 +39,39 @@ public sealed class ConsistencyException : Exception
     /// <summary>A token string that does not parse.</summary>
     public static ConsistencyException Malformed(string? text) => new(
         ConsistencyErrorKind.MalformedToken,
-        new EtcdError(ErrorStatusCode.InvalidArgument, string.Create(CultureInfo.InvariantCulture, $"arbiter: malformed consistency token ({Describe(text)}; expected {ConsistencyToken.FormatPrefix}<cluster>.<revision> as returned by a response)")));
+        StatusCode.InvalidArgument, string.Create(CultureInfo.InvariantCulture, $"arbiter: malformed consistency token ({Describe(text)}; expected {ConsistencyToken.FormatPrefix}<cluster>.<revision> as returned by a response)"));
 
     /// <summary>A token of another cluster.</summary>
     public static ConsistencyException OtherCluster(ConsistencyToken token, ulong clusterId) => new(
         ConsistencyErrorKind.OtherClusterToken,
-        new EtcdError(ErrorStatusCode.FailedPrecondition, string.Create(CultureInfo.InvariantCulture, $"arbiter: consistency token is from another cluster (token cluster {token.ClusterId:x16}, this cluster {clusterId:x16})")),
+        StatusCode.FailedPrecondition, string.Create(CultureInfo.InvariantCulture, $"arbiter: consistency token is from another cluster (token cluster {token.ClusterId:x16}, this cluster {clusterId:x16})"),
         requiredRevision: token.Revision);
 
     /// <summary>A token whose revision the leader has not reached.</summary>
     public static ConsistencyException Future(ConsistencyToken token, long leaderRevision) => new(
         ConsistencyErrorKind.FutureToken,
-        new EtcdError(ErrorStatusCode.OutOfRange, string.Create(CultureInfo.InvariantCulture, $"arbiter: consistency token is from the future (token revision {token.Revision}, leader revision {leaderRevision})")),
+        StatusCode.OutOfRange, string.Create(CultureInfo.InvariantCulture, $"arbiter: consistency token is from the future (token revision {token.Revision}, leader revision {leaderRevision})"),
         leaderRevision,
         token.Revision);
 
     /// <summary>This member is behind the token and did not catch up within the wait budget.</summary>
     public static ConsistencyException Behind(long appliedRevision, long requiredRevision, int waitedMs, string? why = null) => new(
         ConsistencyErrorKind.MemberBehind,
-        new EtcdError(ErrorStatusCode.Unavailable, string.Create(CultureInfo.InvariantCulture, $"arbiter: read not available on this member: applied revision {appliedRevision} is {requiredRevision - appliedRevision} behind the required revision {requiredRevision} after waiting {waitedMs} ms{(why is null ? string.Empty : "; " + why)}")),
+        StatusCode.Unavailable, string.Create(CultureInfo.InvariantCulture, $"arbiter: read not available on this member: applied revision {appliedRevision} is {requiredRevision - appliedRevision} behind the required revision {requiredRevision} after waiting {waitedMs} ms{(why is null ? string.Empty : "; " + why)}"),
         appliedRevision,
         requiredRevision);
 
     /// <summary>This member could not show it is within the staleness bound.</summary>
     public static ConsistencyException Stale(long appliedRevision, long requiredRevision, string why) => new(
         ConsistencyErrorKind.StalenessBoundExceeded,
-        new EtcdError(ErrorStatusCode.Unavailable, string.Create(CultureInfo.InvariantCulture, $"arbiter: staleness bound exceeded on this member: {why} (applied revision {appliedRevision}, required {requiredRevision})")),
+        StatusCode.Unavailable, string.Create(CultureInfo.InvariantCulture, $"arbiter: staleness bound exceeded on this member: {why} (applied revision {appliedRevision}, required {requiredRevision})"),
         appliedRevision,
         requiredRevision);
 
     /// <summary>Consistency metadata that does not parse.</summary>
     public static ConsistencyException InvalidLevel(string what) => new(
         ConsistencyErrorKind.InvalidLevel,
-        new EtcdError(ErrorStatusCode.InvalidArgument, "arbiter: invalid consistency level: " + what));
+        StatusCode.InvalidArgument, "arbiter: invalid consistency level: " + what);
 
     private static string Describe(string? text) => text switch
     {

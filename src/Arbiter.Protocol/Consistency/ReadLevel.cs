@@ -1,4 +1,4 @@
-namespace Arbiter.Node.Consistency;
+namespace Arbiter.Protocol.Consistency;
 
 /// <summary>The rungs of the consistency ladder a read can ask for, strongest first.</summary>
 public enum ReadLevel
