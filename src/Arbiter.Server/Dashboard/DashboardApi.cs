@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Arbiter.Core;
 using Arbiter.Node;
+using Arbiter.Protocol;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
 using Google.Protobuf;
