@@ -116,10 +116,12 @@ public sealed class PlantedBugTests(ITestOutputHelper output)
                             return -1;
                         }
 
-                        // Planted: a size taken from the input without a bound.
-                        if (tag == 0x12 && length > 200)
+                        // Planted: a size taken from the input without a bound. A record of 33+
+                        // bytes is enough to reach it (a 200-byte one was not reached within the
+                        // input budget by some seeds: the test depended on luck).
+                        if (tag == 0x12 && length > 32)
                         {
-                            checksum += new byte[length * 64 * 1024].Length;
+                            checksum += new byte[length * 256 * 1024].Length;
                         }
 
                         break;

@@ -281,28 +281,80 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
-        var peers = await PeersAsync(deadline.Token).ConfigureAwait(false);
         var batch = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
         batch.Deltas.Add(new CrdtKeyState { Key = key, State = Google.Protobuf.ByteString.CopyFrom(delta.ToBytes()) });
         var batchBytes = batch.CalculateSize();
-        var pushes = peers.Select(async peer =>
+
+        // Until enough replicas acknowledged or the timeout passed: a peer that is starting, not yet
+        // listed or briefly unreachable is retried, not counted out at its first refusal (a fresh
+        // cluster answered a majority write "1 of 2" at once while its peers' URLs were being learnt).
+        var pushes = new Dictionary<ulong, Task<bool>>();
+        while (1 + pushes.Values.Count(p => p.IsCompletedSuccessfully && p.Result) < required && !deadline.IsCancellationRequested)
         {
-            _counters.Add(CrdtGossipKind.Delta, batchBytes);
-            var ack = await new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl)).PushDeltasAsync(batch, cancellationToken: deadline.Token).ResponseAsync.ConfigureAwait(false);
-            _counters.Add(CrdtGossipKind.Ack, ack.CalculateSize());
-            return ack;
-        }).ToList();
-        while (pushes.Count > 0 && acknowledged < required)
-        {
-            var done = await Task.WhenAny(pushes).ConfigureAwait(false);
-            pushes.Remove(done);
-            if (done.IsCompletedSuccessfully)
+            IReadOnlyList<CrdtPeerMember> peers;
+            try
             {
-                acknowledged++;
+                peers = await PeersAsync(deadline.Token).ConfigureAwait(false);
             }
+            catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+
+            foreach (var peer in peers)
+            {
+                if (!pushes.ContainsKey(peer.MemberId))
+                {
+                    pushes[peer.MemberId] = PushUntilAcknowledgedAsync(peer, batch, batchBytes, deadline.Token);
+                }
+            }
+
+            var waiting = pushes.Values.Where(p => !p.IsCompleted).ToList<Task>();
+            waiting.Add(Task.Delay(PeerRelistMs, deadline.Token));
+            await Task.WhenAny(waiting).ConfigureAwait(false);
         }
 
-        return acknowledged;
+        return 1 + pushes.Values.Count(p => p.IsCompletedSuccessfully && p.Result);
+    }
+
+    /// <summary>How often a majority write looks again for members it has not pushed to yet, in ms.</summary>
+    private const int PeerRelistMs = 200;
+
+    /// <summary>Pushes one delta batch to <paramref name="peer"/>, retrying with backoff until it acknowledges or the deadline passes.</summary>
+    private async Task<bool> PushUntilAcknowledgedAsync(CrdtPeerMember peer, CrdtDeltaBatch batch, int batchBytes, CancellationToken deadline)
+    {
+        var backoffMs = 20;
+        while (!deadline.IsCancellationRequested)
+        {
+            try
+            {
+                _counters.Add(CrdtGossipKind.Delta, batchBytes);
+                var ack = await new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl)).PushDeltasAsync(batch, cancellationToken: deadline).ResponseAsync.ConfigureAwait(false);
+                _counters.Add(CrdtGossipKind.Ack, ack.CalculateSize());
+                return true;
+            }
+            catch (Exception e) when (!deadline.IsCancellationRequested)
+            {
+                _logger.LogDebug("CRDT push to member {Member:x16} failed, retrying: {Message}", peer.MemberId, e.Message);
+            }
+            catch (Exception e) when (e is RpcException or OperationCanceledException)
+            {
+                return false;
+            }
+
+            try
+            {
+                await Task.Delay(backoffMs, deadline).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return false;
+            }
+
+            backoffMs = Math.Min(backoffMs * 2, 200);
+        }
+
+        return false;
     }
 
     /// <summary>
