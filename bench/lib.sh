@@ -3,12 +3,17 @@
 # packages, building the server and the load generator. Expects the caller to be in the repository
 # root, to define log(), and (for build_bench_tools) to have set ROOT.
 
-# A TCP port nothing listens on, from 20000-39999 (not etcd's 2379/2380).
+# A TCP port nothing listens on (not etcd's 2379/2380), below the kernel's ephemeral range (32768+ here), so a client connection's local port cannot
+# take it between the check and the server's bind, and never one this run handed out already.
+BENCH_PORTS_GIVEN=${BENCH_PORTS_GIVEN:-/tmp/arbiter-bench-ports.$$}
 free_port() {
-  local port
+  local port low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   while true; do
-    port=$((20000 + RANDOM % 20000))
+    port=$((20000 + RANDOM % (low - 20000)))
+    if grep -qx "$port" "$BENCH_PORTS_GIVEN" 2>/dev/null; then continue; fi
     if ! ss -ltn "( sport = :$port )" 2>/dev/null | grep -q ":$port"; then
+      echo "$port" >>"$BENCH_PORTS_GIVEN"
       echo "$port"
       return
     fi
