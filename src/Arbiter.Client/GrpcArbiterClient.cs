@@ -245,12 +245,29 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// True when grpc-dotnet reports a connection that never carried the call as Internal: it maps an
+    /// <see cref="HttpRequestException"/> without a socket or IO cause (e.g. "the server did not complete
+    /// the HTTP/2 handshake", seen when a TLS 1.3 server rejects the client certificate after the client
+    /// finished its side of the handshake, or a peer that does not speak HTTP/2) to Internal, where every
+    /// other connection failure is Unavailable. Reported as Unavailable, it fails over and retries alike.
+    /// </summary>
+    private static bool IsConnectionNotEstablished(RpcException e) =>
+        e.StatusCode == StatusCode.Internal && e.Status.DebugException is HttpRequestException;
+
     private async Task<T> Call<T>(Func<Endpoint, Task<T>> call, CancellationToken cancellationToken)
     {
         var endpoint = Current;
         try
         {
-            return await call(endpoint).ConfigureAwait(false);
+            try
+            {
+                return await call(endpoint).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (IsConnectionNotEstablished(e))
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, e.Status.Detail, e.Status.DebugException), e.Trailers);
+            }
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable)
         {
