@@ -10,6 +10,9 @@ namespace Arbiter.Crdt.Tests;
 /// </summary>
 public sealed class CheckerTests(ITestOutputHelper output)
 {
+    /// <summary>Check stops at the first failing case; a large budget keeps a planted bug from slipping through a run by luck.</summary>
+    private const int PlantedCases = 5_000;
+
     /// <summary>A planted bug: keeps the left side's store (and joins the contexts), so it drops the right side's new elements.</summary>
     private static CrdtState LeftBiasedJoin(CrdtState x, CrdtState y)
     {
@@ -34,7 +37,7 @@ public sealed class CheckerTests(ITestOutputHelper output)
         {
             var states = Simulation.Run(CrdtType.OrSet, steps, loss: true).States;
             Laws.Hold(LeftBiasedJoin, states[0], states[1], states[2]);
-        }, output));
+        }, output, cases: PlantedCases));
         output.WriteLine(failure.Message);
         Assert.Contains("not commutative", failure.Message, StringComparison.Ordinal);
     }
@@ -49,7 +52,7 @@ public sealed class CheckerTests(ITestOutputHelper output)
             var simulation = Simulation.Run(CrdtType.OrSet, steps, loss: false);
             var blind = simulation.Deltas.Aggregate(CrdtState.Empty(CrdtType.OrSet), ContextBlindJoin);
             Assert.Equal(simulation.JoinOfDeltas().ToValue(), blind.ToValue());
-        }, output));
+        }, output, cases: PlantedCases));
         output.WriteLine(failure.Message);
     }
 
@@ -72,7 +75,7 @@ public sealed class CheckerTests(ITestOutputHelper output)
             }
 
             Assert.Equal(sum, states[0].Join(states[1]).ToValue().Counter);
-        }, output));
+        }, output, cases: PlantedCases));
         output.WriteLine(failure.Message);
     }
 
