@@ -46,4 +46,23 @@ public static class ArbiterCli
 
         return new ArbiterCliResult(process.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
     }
+
+    /// <summary>
+    /// Runs a command that must be refused: a non-zero exit, exactly one stderr line starting
+    /// "error: " and containing <paramref name="expected"/>, and none of <paramref name="mustNotExist"/>
+    /// (files, directories or their ".part" leftovers) created.
+    /// </summary>
+    public static async Task AssertRefusedAsync(string what, string[] arguments, string expected, ITestOutputHelper output, params string?[] mustNotExist)
+    {
+        var result = await RunAsync(arguments).ConfigureAwait(false);
+        output.WriteLine($"{what}: exit {result.ExitCode}: {result.Stderr.Trim()}");
+        Assert.True(result.ExitCode != 0, $"{what}: {result}");
+        Assert.True(result.StderrLines.Count == 1, $"{what}: expected one line on stderr: {result}");
+        Assert.StartsWith("error: ", result.StderrLines[0], StringComparison.Ordinal);
+        Assert.Contains(expected, result.StderrLines[0], StringComparison.Ordinal);
+        foreach (var path in mustNotExist)
+        {
+            Assert.False(path is not null && (Directory.Exists(path) || File.Exists(path) || File.Exists(path + ".part")), $"{what}: {path} was created");
+        }
+    }
 }

@@ -145,16 +145,7 @@ public sealed class BackupRestoreTests(ITestOutputHelper output)
             };
             foreach (var (what, arguments, expected, mustNotExist) in cases)
             {
-                var result = await ArbiterCli.RunAsync(arguments);
-                output.WriteLine($"{what}: exit {result.ExitCode}: {result.Stderr.Trim()}");
-                Assert.True(result.ExitCode != 0, $"{what}: {result}");
-                Assert.True(result.StderrLines.Count == 1, $"{what}: expected one line on stderr: {result}");
-                Assert.StartsWith("error: ", result.StderrLines[0], StringComparison.Ordinal);
-                Assert.Contains(expected, result.StderrLines[0], StringComparison.Ordinal);
-                if (mustNotExist is not null)
-                {
-                    Assert.False(Directory.Exists(mustNotExist) || File.Exists(mustNotExist) || File.Exists(mustNotExist + ".part"), $"{what}: {mustNotExist} was created");
-                }
+                await ArbiterCli.AssertRefusedAsync(what, arguments, expected, output, mustNotExist);
             }
 
             Assert.Equal(["keep-me"], Directory.EnumerateFileSystemEntries(existing).Select(Path.GetFileName));

@@ -214,14 +214,7 @@ public sealed class EtcdMigrationTests(ITestOutputHelper output)
             };
             foreach (var (what, arguments, expected) in cases)
             {
-                var result = await ArbiterCli.RunAsync(arguments);
-                output.WriteLine($"{what}: exit {result.ExitCode}: {result.Stderr.Trim()}");
-                Assert.True(result.ExitCode != 0, $"{what}: {result}");
-                Assert.True(result.StderrLines.Count == 1, $"{what}: expected one line on stderr: {result}");
-                Assert.StartsWith("error: ", result.StderrLines[0], StringComparison.Ordinal);
-                Assert.Contains(expected, result.StderrLines[0], StringComparison.Ordinal);
-                var dataDir = arguments.SkipWhile(a => a != "--data-dir").Skip(1).FirstOrDefault();
-                Assert.True(dataDir is null || !Directory.Exists(dataDir), $"{what}: {dataDir} was created");
+                await ArbiterCli.AssertRefusedAsync(what, arguments, expected, output, arguments.SkipWhile(a => a != "--data-dir").Skip(1).FirstOrDefault());
             }
 
             // The intact database without its hash (a copied member/snap/db) restores with --skip-hash-check.
