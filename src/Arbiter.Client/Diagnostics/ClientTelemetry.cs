@@ -46,7 +46,8 @@ internal static class ClientTelemetry
         if (raw is GrpcArbiterClient grpc)
         {
             activity.SetTag("rpc.system", "grpc");
-            if (Uri.TryCreate(grpc.CurrentEndpoint, UriKind.Absolute, out var uri))
+            // The channel's target is the authority ("host:port"), not a URL.
+            if (Uri.TryCreate("http://" + grpc.CurrentEndpoint, UriKind.Absolute, out var uri))
             {
                 activity.SetTag("server.address", uri.Host);
                 activity.SetTag("server.port", uri.Port);
