@@ -1,7 +1,7 @@
 using Arbiter.Client;
-using Arbiter.Recipes.Diagnostics;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Transactions;
+using Arbiter.Recipes.Diagnostics;
 using Grpc.Core;
 
 namespace Arbiter.Recipes.Transactions;
