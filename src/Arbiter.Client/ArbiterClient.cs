@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using Arbiter.Client.Diagnostics;
 using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
@@ -94,7 +95,7 @@ public sealed class ArbiterClient : IAsyncDisposable
     /// retried on failure, on the next endpoint when the member was behind the level.
     /// </summary>
     public Task<RangeResponse> RangeAsync(RangeRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default) =>
-        RunAsync(ct => Raw.RangeAsync(request, consistency, ct), isIdempotent: true, cancellationToken);
+        RunAsync(RpcMethod.Range, request?.Key, ct => Raw.RangeAsync(request!, consistency, ct), isIdempotent: true, cancellationToken);
 
     /// <summary>The key-value of <paramref name="key"/> read at <paramref name="consistency"/>, or null.</summary>
     public async Task<KeyValue?> GetAsync(string key, ReadConsistency? consistency, CancellationToken cancellationToken = default)
@@ -131,7 +132,7 @@ public sealed class ArbiterClient : IAsyncDisposable
 
     /// <summary>Any put; retried only when the failure proves it was not sent.</summary>
     public Task<PutResponse> PutAsync(PutRequest request, CancellationToken cancellationToken = default) =>
-        RunAsync(ct => Raw.PutAsync(request, ct), isIdempotent: false, cancellationToken);
+        RunAsync(RpcMethod.Put, request?.Key, ct => Raw.PutAsync(request!, ct), isIdempotent: false, cancellationToken);
 
     /// <summary>Deletes <paramref name="key"/>; returns how many keys were deleted (0 or 1).</summary>
     public async Task<long> DeleteAsync(string key, CancellationToken cancellationToken = default) =>
@@ -143,14 +144,14 @@ public sealed class ArbiterClient : IAsyncDisposable
 
     /// <summary>Any delete; retried only when the failure proves it was not sent.</summary>
     public Task<DeleteRangeResponse> DeleteRangeAsync(DeleteRangeRequest request, CancellationToken cancellationToken = default) =>
-        RunAsync(ct => Raw.DeleteRangeAsync(request, ct), isIdempotent: false, cancellationToken);
+        RunAsync(RpcMethod.DeleteRange, request?.Key, ct => Raw.DeleteRangeAsync(request!, ct), isIdempotent: false, cancellationToken);
 
     /// <summary>Starts a transaction: <c>Txn().If(Cmp.Version("k") == 0).Then(Op.Put("k", "v")).CommitAsync()</c>.</summary>
     public TxnBuilder Txn() => new(this);
 
     /// <summary>Any transaction; retried only when the failure proves it was not sent.</summary>
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
-        RunAsync(ct => Raw.TxnAsync(request, Options.DefaultReadConsistency, ct), isIdempotent: false, cancellationToken);
+        RunAsync(RpcMethod.Txn, null, ct => Raw.TxnAsync(request, Options.DefaultReadConsistency, ct), isIdempotent: false, cancellationToken);
 
     /// <summary>
     /// Any transaction; a read-only one is served at <paramref name="consistency"/> and retried like
@@ -159,12 +160,12 @@ public sealed class ArbiterClient : IAsyncDisposable
     public Task<TxnResponse> TxnAsync(TxnRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return RunAsync(ct => Raw.TxnAsync(request, consistency, ct), isIdempotent: Arbiter.Protocol.TxnRequests.IsReadOnly(request), cancellationToken);
+        return RunAsync(RpcMethod.Txn, null, ct => Raw.TxnAsync(request, consistency, ct), isIdempotent: Arbiter.Protocol.TxnRequests.IsReadOnly(request), cancellationToken);
     }
 
     /// <summary>Compacts history up to <paramref name="revision"/>.</summary>
     public Task<CompactionResponse> CompactAsync(long revision, CancellationToken cancellationToken = default) =>
-        RunAsync(ct => Raw.CompactAsync(new CompactionRequest { Revision = revision }, ct), isIdempotent: false, cancellationToken);
+        RunAsync(RpcMethod.Compact, null, ct => Raw.CompactAsync(new CompactionRequest { Revision = revision }, ct), isIdempotent: false, cancellationToken);
 
     /// <summary>The store's current revision.</summary>
     public async Task<long> GetRevisionAsync(CancellationToken cancellationToken = default) =>
@@ -174,7 +175,7 @@ public sealed class ArbiterClient : IAsyncDisposable
     public async Task<long> GrantLeaseAsync(TimeSpan ttl, CancellationToken cancellationToken = default)
     {
         var seconds = Math.Max(1, (long)Math.Ceiling(ttl.TotalSeconds));
-        var response = await RunAsync(ct => Raw.LeaseGrantAsync(new LeaseGrantRequest { TTL = seconds }, ct), isIdempotent: false, cancellationToken).ConfigureAwait(false);
+        var response = await RunAsync(RpcMethod.LeaseGrant, null, ct => Raw.LeaseGrantAsync(new LeaseGrantRequest { TTL = seconds }, ct), isIdempotent: false, cancellationToken).ConfigureAwait(false);
         return response.ID;
     }
 
@@ -183,7 +184,7 @@ public sealed class ArbiterClient : IAsyncDisposable
     {
         try
         {
-            await RunAsync(ct => Raw.LeaseRevokeAsync(new LeaseRevokeRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false);
+            await RunAsync(RpcMethod.LeaseRevoke, null, ct => Raw.LeaseRevokeAsync(new LeaseRevokeRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false);
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
@@ -193,11 +194,11 @@ public sealed class ArbiterClient : IAsyncDisposable
 
     /// <summary>Renews a lease once; returns the TTL left in seconds, 0 when the lease is gone.</summary>
     public async Task<long> KeepAliveOnceAsync(long leaseId, CancellationToken cancellationToken = default) =>
-        (await RunAsync(ct => Raw.LeaseKeepAliveOnceAsync(new LeaseKeepAliveRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false)).TTL;
+        (await RunAsync(RpcMethod.LeaseKeepAlive, null, ct => Raw.LeaseKeepAliveOnceAsync(new LeaseKeepAliveRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false)).TTL;
 
     /// <summary>Seconds left on a lease, -1 when it does not exist.</summary>
     public async Task<long> TimeToLiveAsync(long leaseId, CancellationToken cancellationToken = default) =>
-        (await RunAsync(ct => Raw.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false)).TTL;
+        (await RunAsync(RpcMethod.LeaseTimeToLive, null, ct => Raw.LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken).ConfigureAwait(false)).TTL;
 
     /// <summary>Grants a lease and keeps it alive in the background until the session is disposed or lost.</summary>
     public Task<Session> CreateSessionAsync(TimeSpan? ttl = null, CancellationToken cancellationToken = default) =>
@@ -219,6 +220,9 @@ public sealed class ArbiterClient : IAsyncDisposable
         var rangeEnd = options.Prefix ? Keys.PrefixEnd(key) : ByteString.Empty;
         while (true)
         {
+            // The span covers establishing the watch (open, create, "created"), not the stream's life.
+            var establishTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
+            var establish = ClientTelemetry.StartCall(RpcMethod.Watch, Raw, key);
             var session = Raw.OpenWatch(options.Consistency);
             await using (session.ConfigureAwait(false))
             {
@@ -243,6 +247,13 @@ public sealed class ArbiterClient : IAsyncDisposable
                 catch (RpcException e) when (!cancellationToken.IsCancellationRequested && e is not ReadConsistencyException { Kind: not ConsistencyErrorKind.MemberBehind and not ConsistencyErrorKind.StalenessBoundExceeded })
                 {
                     broken = true;
+                    ClientTelemetry.Finished(establish, RpcMethod.Watch, establishTimestamp, e);
+                    establish = null;
+                }
+                catch (Exception e)
+                {
+                    ClientTelemetry.Finished(establish, RpcMethod.Watch, establishTimestamp, e);
+                    throw;
                 }
 
                 while (!broken)
@@ -260,7 +271,21 @@ public sealed class ArbiterClient : IAsyncDisposable
                     catch (RpcException e) when (!cancellationToken.IsCancellationRequested && e is not ReadConsistencyException { Kind: not ConsistencyErrorKind.MemberBehind and not ConsistencyErrorKind.StalenessBoundExceeded })
                     {
                         // Broken stream, or a member behind the level: start again (on the next endpoint).
+                        ClientTelemetry.Finished(establish, RpcMethod.Watch, establishTimestamp, e);
+                        establish = null;
                         break;
+                    }
+                    catch (Exception e) when (establish is not null)
+                    {
+                        ClientTelemetry.Finished(establish, RpcMethod.Watch, establishTimestamp, e);
+                        throw;
+                    }
+
+                    if (establish is not null && response.Created)
+                    {
+                        establish.SetTag("arbiter.watch.start_revision", next == 0 ? response.Header.Revision + 1 : next);
+                        ClientTelemetry.Finished(establish, RpcMethod.Watch, establishTimestamp, null);
+                        establish = null;
                     }
 
                     if (response.CompactRevision > 0)
@@ -299,6 +324,10 @@ public sealed class ArbiterClient : IAsyncDisposable
                 {
                     await responses.DisposeAsync().ConfigureAwait(false);
                 }
+
+                // The stream ended before "created" (cancelled, or closed by the server).
+                ClientTelemetry.Finished(establish, RpcMethod.Watch, establishTimestamp, cancellationToken.IsCancellationRequested ? new OperationCanceledException(cancellationToken) : null);
+                establish = null;
             }
 
             cancellationToken.ThrowIfCancellationRequested();
@@ -335,33 +364,56 @@ public sealed class ArbiterClient : IAsyncDisposable
         return false;
     }
 
-    /// <summary>Applies the per-call deadline and the retry policy to one call.</summary>
-    private async Task<T> RunAsync<T>(Func<CancellationToken, Task<T>> call, bool isIdempotent, CancellationToken cancellationToken)
-    {
-        var delayMs = Options.RetryDelayMs;
-        for (var attempt = 0; ; attempt++)
-        {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            if (Options.CallTimeoutMs > 0)
-            {
-                deadline.CancelAfter(Options.CallTimeoutMs);
-            }
+    /// <summary>
+    /// Renews a lease once for a session's keep-alive loop: measured, but without a span of its own
+    /// (a span every TTL/3 per session would bury the calls worth seeing; the session records failures).
+    /// </summary>
+    internal async Task<long> KeepAliveUntracedAsync(long leaseId, CancellationToken cancellationToken) =>
+        (await RunAsync(RpcMethod.LeaseKeepAlive, null, ct => Raw.LeaseKeepAliveOnceAsync(new LeaseKeepAliveRequest { ID = leaseId }, ct), isIdempotent: true, cancellationToken, traced: false).ConfigureAwait(false)).TTL;
 
-            try
+    /// <summary>
+    /// Applies the per-call deadline and the retry policy to one call, as one client span (retries
+    /// are events on it) and one duration measurement.
+    /// </summary>
+    private async Task<T> RunAsync<T>(RpcMethod method, ByteString? key, Func<CancellationToken, Task<T>> call, bool isIdempotent, CancellationToken cancellationToken, bool traced = true)
+    {
+        var startTimestamp = System.Diagnostics.Stopwatch.GetTimestamp();
+        var activity = traced ? ClientTelemetry.StartCall(method, Raw, key) : null;
+        var delayMs = Options.RetryDelayMs;
+        try
+        {
+            for (var attempt = 0; ; attempt++)
             {
-                return await call(deadline.Token).ConfigureAwait(false);
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                if (Options.CallTimeoutMs > 0)
+                {
+                    deadline.CancelAfter(Options.CallTimeoutMs);
+                }
+
+                try
+                {
+                    var result = await call(deadline.Token).ConfigureAwait(false);
+                    ClientTelemetry.Finished(activity, method, startTimestamp, null);
+                    return result;
+                }
+                catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested && e is OperationCanceledException or RpcException)
+                {
+                    throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"call did not finish within {Options.CallTimeoutMs} ms"));
+                }
+                catch (RpcException e) when (attempt < Options.RetryAttemptsMax
+                    && !cancellationToken.IsCancellationRequested
+                    && (isIdempotent ? e.StatusCode is StatusCode.Unavailable : ProvesNotSent(e)))
+                {
+                    ClientTelemetry.Retried(activity, method, e, attempt + 1, delayMs);
+                    await Task.Delay(delayMs, cancellationToken).ConfigureAwait(false);
+                    delayMs *= 2;
+                }
             }
-            catch (Exception e) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested && e is OperationCanceledException or RpcException)
-            {
-                throw new RpcException(new Status(StatusCode.DeadlineExceeded, $"call did not finish within {Options.CallTimeoutMs} ms"));
-            }
-            catch (RpcException e) when (attempt < Options.RetryAttemptsMax
-                && !cancellationToken.IsCancellationRequested
-                && (isIdempotent ? e.StatusCode is StatusCode.Unavailable : ProvesNotSent(e)))
-            {
-                await Task.Delay(delayMs, cancellationToken).ConfigureAwait(false);
-                delayMs *= 2;
-            }
+        }
+        catch (Exception e)
+        {
+            ClientTelemetry.Finished(activity, method, startTimestamp, e);
+            throw;
         }
     }
 }

@@ -307,9 +307,11 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
             Channel = channel;
 
             // With a user, every call carries etcd's token metadata (renewed on "invalid auth token").
-            var invoker = userName is null
+            // Outermost (runs first): the caller's span as the W3C trace context of the call.
+            var invoker = (userName is null
                 ? channel.CreateCallInvoker()
-                : channel.Intercept(new AuthTokenInterceptor(channel.CreateCallInvoker(), userName, password ?? string.Empty));
+                : channel.Intercept(new AuthTokenInterceptor(channel.CreateCallInvoker(), userName, password ?? string.Empty)))
+                .Intercept(new Diagnostics.TraceContextInterceptor());
             Kv = new(invoker);
             Lease = new(invoker);
             Watch = new(invoker);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Arbiter.Client.Diagnostics;
 using Grpc.Core;
 
 namespace Arbiter.Client;
@@ -47,11 +48,30 @@ public sealed class Session : IAsyncDisposable
     public static async Task<Session> CreateAsync(ArbiterClient client, TimeSpan ttl, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(client);
+        using var activity = ClientTelemetry.Source.StartActivity("arbiter.session.create");
         var start = Stopwatch.GetTimestamp();
-        var leaseId = await client.GrantLeaseAsync(ttl, cancellationToken).ConfigureAwait(false);
+        long leaseId;
+        try
+        {
+            leaseId = await client.GrantLeaseAsync(ttl, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (activity is not null)
+        {
+            activity.SetStatus(ActivityStatusCode.Error, e is RpcException rpc ? rpc.StatusCode.ToString() : e.GetType().Name);
+            throw;
+        }
+
         var session = new Session(client, leaseId, TimeSpan.FromSeconds(Math.Max(1, Math.Ceiling(ttl.TotalSeconds))));
+        activity?.SetTag("arbiter.lease.id", leaseId);
+        activity?.SetTag("arbiter.session.ttl_s", (long)session.Ttl.TotalSeconds);
         session._lastRenewedTimestamp = start;
-        session._keepAlive = Task.Run(session.KeepAliveLoopAsync, CancellationToken.None);
+
+        // The loop outlives this call: it must not run inside (and keep alive) the create span.
+        using (ExecutionContext.SuppressFlow())
+        {
+            session._keepAlive = Task.Run(session.KeepAliveLoopAsync, CancellationToken.None);
+        }
+
         return session;
     }
 
@@ -103,7 +123,7 @@ public sealed class Session : IAsyncDisposable
             {
                 using var callTimeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
                 callTimeout.CancelAfter(interval);
-                var ttlLeft = await Client.KeepAliveOnceAsync(LeaseId, callTimeout.Token).ConfigureAwait(false);
+                var ttlLeft = await Client.KeepAliveUntracedAsync(LeaseId, callTimeout.Token).ConfigureAwait(false);
                 if (ttlLeft <= 0)
                 {
                     Lose("the lease expired or was revoked");
@@ -120,6 +140,7 @@ public sealed class Session : IAsyncDisposable
             }
             catch (Exception e) when (e is RpcException or OperationCanceledException)
             {
+                KeepAliveFailed(sent, e);
                 wait = retryInterval;
             }
 
@@ -131,8 +152,29 @@ public sealed class Session : IAsyncDisposable
         }
     }
 
+    /// <summary>A failed keep-alive as a span of its own (successful ones make none).</summary>
+    private void KeepAliveFailed(long sentTimestamp, Exception error)
+    {
+        var startTime = DateTimeOffset.UtcNow - Stopwatch.GetElapsedTime(sentTimestamp);
+        using var activity = ClientTelemetry.Source.StartActivity("arbiter.session.keepalive", ActivityKind.Client, parentContext: default, startTime: startTime);
+        if (activity is not null)
+        {
+            var code = error is RpcException rpc ? rpc.StatusCode : StatusCode.DeadlineExceeded;
+            activity.SetTag("arbiter.lease.id", LeaseId);
+            activity.SetTag("rpc.grpc.status_code", (int)code);
+            activity.SetStatus(ActivityStatusCode.Error, code.ToString());
+        }
+    }
+
     private void Lose(string reason)
     {
+        using (var activity = ClientTelemetry.Source.StartActivity("arbiter.session.lost", ActivityKind.Internal, parentContext: default))
+        {
+            activity?.SetTag("arbiter.lease.id", LeaseId);
+            activity?.SetTag("arbiter.session.lost_reason", reason);
+            activity?.SetStatus(ActivityStatusCode.Error, reason);
+        }
+
         LostReason = reason;
         try
         {

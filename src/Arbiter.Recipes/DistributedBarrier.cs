@@ -1,4 +1,5 @@
 using Arbiter.Client;
+using Arbiter.Recipes.Diagnostics;
 using Google.Protobuf;
 
 namespace Arbiter.Recipes;
@@ -31,7 +32,7 @@ public sealed class DistributedBarrier
 
     /// <summary>Waits until the barrier is down; false on timeout.</summary>
     public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
-        _client.WaitUntilAsync(Key, kv => kv == null, timeout, cancellationToken);
+        RecipeTelemetry.TraceAsync("arbiter.barrier.wait", Key, () => _client.WaitUntilAsync(Key, kv => kv == null, timeout, cancellationToken), RecipeTelemetry.PassedOrTimeout);
 }
 
 /// <summary>
@@ -69,7 +70,10 @@ public sealed class DistributedDoubleBarrier
     private string ReadyKey => Name + "/ready";
 
     /// <summary>Enters and waits for all <see cref="Count"/> participants; false on timeout (this participant then leaves again).</summary>
-    public async Task<bool> EnterAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    public Task<bool> EnterAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        RecipeTelemetry.TraceAsync("arbiter.barrier.enter", Name, () => EnterOnceAsync(timeout, cancellationToken), RecipeTelemetry.PassedOrTimeout);
+
+    private async Task<bool> EnterOnceAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         await _client.PutAsync(MyKey, string.Empty, _session.LeaseId, cancellationToken).ConfigureAwait(false);
         var waiters = await _client.RangeAsync(new() { Key = Keys.From(WaitersPrefix), RangeEnd = Keys.PrefixEnd(WaitersPrefix), CountOnly = true }, cancellationToken).ConfigureAwait(false);
@@ -89,7 +93,10 @@ public sealed class DistributedDoubleBarrier
     }
 
     /// <summary>Leaves and waits until every participant has left; false on timeout.</summary>
-    public async Task<bool> LeaveAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    public Task<bool> LeaveAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        RecipeTelemetry.TraceAsync("arbiter.barrier.leave", Name, () => LeaveOnceAsync(timeout, cancellationToken), RecipeTelemetry.PassedOrTimeout);
+
+    private async Task<bool> LeaveOnceAsync(TimeSpan timeout, CancellationToken cancellationToken)
     {
         await _client.DeleteAsync(MyKey, cancellationToken).ConfigureAwait(false);
         if (!await _client.WaitUntilPrefixAsync(WaitersPrefix, kvs => kvs.Count == 0, timeout, cancellationToken).ConfigureAwait(false))
@@ -159,7 +166,7 @@ public sealed class DistributedCountdownLatch
 
     /// <summary>Waits until the count is 0 (or the latch is deleted); false on timeout.</summary>
     public Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
-        _client.WaitUntilAsync(Key, kv => kv == null || Parse(kv.Value) <= 0, timeout, cancellationToken);
+        RecipeTelemetry.TraceAsync("arbiter.latch.wait", Key, () => _client.WaitUntilAsync(Key, kv => kv == null || Parse(kv.Value) <= 0, timeout, cancellationToken), RecipeTelemetry.PassedOrTimeout);
 
     private static string Format(long count) => count.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

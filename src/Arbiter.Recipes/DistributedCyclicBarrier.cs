@@ -1,5 +1,6 @@
 using System.Globalization;
 using Arbiter.Client;
+using Arbiter.Recipes.Diagnostics;
 
 namespace Arbiter.Recipes;
 
@@ -47,7 +48,10 @@ public sealed class DistributedCyclicBarrier
     /// withdraws its arrival when time runs out and throws <see cref="TimeoutException"/> (unless the
     /// barrier opened meanwhile: then it returns as the others do).
     /// </summary>
-    public async Task<long> SignalAndWaitAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default)
+    public Task<long> SignalAndWaitAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
+        RecipeTelemetry.TraceAsync("arbiter.barrier.signal_and_wait", Name, () => SignalAndWaitOnceAsync(timeout, cancellationToken), static phase => "passed");
+
+    private async Task<long> SignalAndWaitOnceAsync(TimeSpan? timeout, CancellationToken cancellationToken)
     {
         var (phase, phaseModRevision) = await ArriveAsync(cancellationToken).ConfigureAwait(false);
         var arrivals = ArrivalsPrefix(phase);

@@ -1,4 +1,5 @@
 using Arbiter.Client;
+using Arbiter.Recipes.Diagnostics;
 using Grpc.Core;
 using Medallion.Threading;
 
@@ -15,12 +16,16 @@ public sealed class DistributedLockHandle : IDistributedSynchronizationHandle
     private readonly bool _ownsSession;
     private int _released;
 
-    internal DistributedLockHandle(Session session, bool ownsSession, string key, long fencingToken)
+    private readonly string _kind;
+
+    internal DistributedLockHandle(Session session, bool ownsSession, string key, long fencingToken, string kind)
     {
         Session = session;
         _ownsSession = ownsSession;
         Key = key;
         FencingToken = fencingToken;
+        _kind = kind;
+        RecipeTelemetry.LocksHeld.Add(1, new KeyValuePair<string, object?>("arbiter.lock.kind", kind));
     }
 
     /// <summary>The key this handle owns in the store.</summary>
@@ -55,6 +60,8 @@ public sealed class DistributedLockHandle : IDistributedSynchronizationHandle
         {
             return;
         }
+
+        RecipeTelemetry.LocksHeld.Add(-1, new KeyValuePair<string, object?>("arbiter.lock.kind", _kind));
 
         using var cleanup = Timeouts.Cleanup();
         try

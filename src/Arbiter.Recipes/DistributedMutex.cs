@@ -27,11 +27,11 @@ public sealed class DistributedMutex : IDistributedLock
 
     /// <summary>Acquires within <paramref name="timeout"/> (default: try once, no wait), or returns null.</summary>
     public Task<DistributedLockHandle?> TryAcquireAsync(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
-        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/", WaitTurn, timeout, cancellationToken);
+        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/", "mutex", WaitTurn, timeout, cancellationToken);
 
     /// <summary>Acquires, waiting up to <paramref name="timeout"/> (default: forever); throws <see cref="TimeoutException"/>.</summary>
     public Task<DistributedLockHandle> AcquireAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
-        LockAcquirer.AcquireAsync(_client, _options, Name + "/", WaitTurn, timeout, cancellationToken);
+        LockAcquirer.AcquireAsync(_client, _options, Name + "/", "mutex", WaitTurn, timeout, cancellationToken);
 
     private Task<bool> WaitTurn(ArbiterClient client, long myRevision, TimeSpan timeout, CancellationToken cancellationToken) =>
         WaitQueue.WaitForPredecessorsAsync(client, Name + "/", myRevision, timeout, cancellationToken);

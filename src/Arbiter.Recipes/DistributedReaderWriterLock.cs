@@ -27,19 +27,19 @@ public sealed class DistributedReaderWriterLock : IDistributedReaderWriterLock
 
     /// <summary>Shared (read) lock, or null on timeout.</summary>
     public Task<DistributedLockHandle?> TryAcquireReadLockAsync(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
-        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/read/", WaitForWriters, timeout, cancellationToken);
+        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/read/", "read", WaitForWriters, timeout, cancellationToken);
 
     /// <summary>Shared (read) lock; throws <see cref="TimeoutException"/>.</summary>
     public Task<DistributedLockHandle> AcquireReadLockAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
-        LockAcquirer.AcquireAsync(_client, _options, Name + "/read/", WaitForWriters, timeout, cancellationToken);
+        LockAcquirer.AcquireAsync(_client, _options, Name + "/read/", "read", WaitForWriters, timeout, cancellationToken);
 
     /// <summary>Exclusive (write) lock, or null on timeout.</summary>
     public Task<DistributedLockHandle?> TryAcquireWriteLockAsync(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
-        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/write/", WaitForAll, timeout, cancellationToken);
+        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/write/", "write", WaitForAll, timeout, cancellationToken);
 
     /// <summary>Exclusive (write) lock; throws <see cref="TimeoutException"/>.</summary>
     public Task<DistributedLockHandle> AcquireWriteLockAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
-        LockAcquirer.AcquireAsync(_client, _options, Name + "/write/", WaitForAll, timeout, cancellationToken);
+        LockAcquirer.AcquireAsync(_client, _options, Name + "/write/", "write", WaitForAll, timeout, cancellationToken);
 
     private Task<bool> WaitForWriters(ArbiterClient client, long myRevision, TimeSpan timeout, CancellationToken cancellationToken) =>
         WaitQueue.WaitForPredecessorsAsync(client, Name + "/write/", myRevision, timeout, cancellationToken);

@@ -35,11 +35,11 @@ public sealed class DistributedSemaphore : IDistributedSemaphore
 
     /// <summary>Takes a permit within <paramref name="timeout"/>, or returns null.</summary>
     public Task<DistributedLockHandle?> TryAcquireAsync(TimeSpan timeout = default, CancellationToken cancellationToken = default) =>
-        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/", WaitTurn, timeout, cancellationToken);
+        LockAcquirer.TryAcquireAsync(_client, _options, Name + "/", "semaphore", WaitTurn, timeout, cancellationToken);
 
     /// <summary>Takes a permit; throws <see cref="TimeoutException"/>.</summary>
     public Task<DistributedLockHandle> AcquireAsync(TimeSpan? timeout = null, CancellationToken cancellationToken = default) =>
-        LockAcquirer.AcquireAsync(_client, _options, Name + "/", WaitTurn, timeout, cancellationToken);
+        LockAcquirer.AcquireAsync(_client, _options, Name + "/", "semaphore", WaitTurn, timeout, cancellationToken);
 
     /// <summary>How many keys (holders and waiters) are in line now.</summary>
     public async Task<long> GetQueueLengthAsync(CancellationToken cancellationToken = default) =>

@@ -1,7 +1,9 @@
 using System.Runtime.CompilerServices;
 using Arbiter.Client;
+using Arbiter.Client.Diagnostics;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
+using Arbiter.Recipes.Diagnostics;
 using Grpc.Core;
 
 namespace Arbiter.Recipes;
@@ -39,6 +41,29 @@ public sealed class LeaderElection
     {
         ArgumentNullException.ThrowIfNull(value);
         Timeouts.Check(timeout);
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.election.campaign");
+        activity?.SetTag("arbiter.election.name", ArbiterTelemetry.KeyPrefixOf(Keys.From(Name + "/").Span));
+        try
+        {
+            var leadership = await CampaignOnceAsync(value, timeout, cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("arbiter.election.outcome", leadership is null ? "timeout" : "elected");
+            activity?.SetTag("arbiter.election.revision", leadership?.Revision);
+            return leadership;
+        }
+        catch (Exception e)
+        {
+            activity?.SetTag("arbiter.election.outcome", e switch { OperationCanceledException => "cancelled", LockLostException => "lost", _ => "error" });
+            if (e is not OperationCanceledException)
+            {
+                RecipeTelemetry.Fail(activity, e);
+            }
+
+            throw;
+        }
+    }
+
+    private async Task<Leadership?> CampaignOnceAsync(string value, TimeSpan timeout, CancellationToken cancellationToken)
+    {
         var ownsSession = _options.Session == null;
         var session = _options.Session ?? await _client.CreateSessionAsync(TimeSpan.FromSeconds(_options.SessionTtlSeconds), cancellationToken).ConfigureAwait(false);
         var key = Name + "/" + Keys.LeaseHex(session.LeaseId);
@@ -187,6 +212,8 @@ public sealed class Leadership : IAsyncDisposable
         Key = key;
         Revision = revision;
         _lost = CancellationTokenSource.CreateLinkedTokenSource(session.LostToken);
+        Changed("gained");
+        _lost.Token.Register(static state => ((Leadership)state!).Lost(), this);
     }
 
     /// <summary>The leader key.</summary>
@@ -219,6 +246,13 @@ public sealed class Leadership : IAsyncDisposable
             return;
         }
 
+        if (!_lost.IsCancellationRequested)
+        {
+            Changed("resigned");
+        }
+
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.election.resign");
+        activity?.SetTag("arbiter.election.revision", Revision);
         await _stopWatch.CancelAsync().ConfigureAwait(false);
         await _watchTask.ConfigureAwait(false);
         try
@@ -246,6 +280,23 @@ public sealed class Leadership : IAsyncDisposable
         {
             // Unreachable: the key goes with the lease.
         }
+    }
+
+    private static void Changed(string change) =>
+        RecipeTelemetry.LeadershipChanges.Add(1, new KeyValuePair<string, object?>("arbiter.leadership.change", change));
+
+    /// <summary>Leadership ended without a resign: counted, and a span saying so (the term's revision).</summary>
+    private void Lost()
+    {
+        if (Volatile.Read(ref _resigned) != 0)
+        {
+            return;
+        }
+
+        Changed("lost");
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.election.lost", System.Diagnostics.ActivityKind.Internal, parentContext: default);
+        activity?.SetTag("arbiter.election.revision", Revision);
+        activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, "leadership lost");
     }
 
     internal static Leadership Start(ArbiterClient client, Session session, bool ownsSession, string key, long revision)

@@ -1,4 +1,7 @@
+using System.Diagnostics;
 using Arbiter.Client;
+using Arbiter.Client.Diagnostics;
+using Arbiter.Recipes.Diagnostics;
 using Grpc.Core;
 
 namespace Arbiter.Recipes;
@@ -14,11 +17,65 @@ internal static class LockAcquirer
         ArbiterClient client,
         RecipeOptions options,
         string keyPrefix,
+        string kind,
         WaitTurn waitTurn,
         TimeSpan timeout,
         CancellationToken cancellationToken)
     {
         Timeouts.Check(timeout);
+        var startTimestamp = Stopwatch.GetTimestamp();
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.lock.acquire");
+        activity?.SetTag("arbiter.lock.kind", kind);
+        activity?.SetTag("arbiter.lock.name", ArbiterTelemetry.KeyPrefixOf(Keys.From(keyPrefix).Span));
+        DistributedLockHandle? handle = null;
+        try
+        {
+            handle = await AcquireOnceAsync(client, options, keyPrefix, kind, waitTurn, timeout, cancellationToken).ConfigureAwait(false);
+            Waited(activity, kind, startTimestamp, handle, null);
+            return handle;
+        }
+        catch (Exception e)
+        {
+            Waited(activity, kind, startTimestamp, null, e);
+            throw;
+        }
+    }
+
+    /// <summary>Records how a wait ended: on the span (outcome, wait, fencing token) and the wait histogram.</summary>
+    private static void Waited(Activity? activity, string kind, long startTimestamp, DistributedLockHandle? handle, Exception? error)
+    {
+        var outcome = RecipeTelemetry.OutcomeOf(error, timedOut: handle is null);
+        var waited = Stopwatch.GetElapsedTime(startTimestamp);
+        if (activity is not null)
+        {
+            activity.SetTag("arbiter.lock.outcome", outcome);
+            activity.SetTag("arbiter.lock.wait_ms", (long)waited.TotalMilliseconds);
+            if (handle is not null)
+            {
+                activity.SetTag("arbiter.lock.fencing_token", handle.FencingToken);
+            }
+
+            if (error is not null and not OperationCanceledException)
+            {
+                RecipeTelemetry.Fail(activity, error);
+            }
+        }
+
+        if (RecipeTelemetry.LockWaitDuration.Enabled)
+        {
+            RecipeTelemetry.LockWaitDuration.Record(waited.TotalSeconds, new("arbiter.lock.kind", kind), new("arbiter.lock.outcome", outcome));
+        }
+    }
+
+    private static async Task<DistributedLockHandle?> AcquireOnceAsync(
+        ArbiterClient client,
+        RecipeOptions options,
+        string keyPrefix,
+        string kind,
+        WaitTurn waitTurn,
+        TimeSpan timeout,
+        CancellationToken cancellationToken)
+    {
         var ownsSession = options.Session == null;
         var session = options.Session ?? await client.CreateSessionAsync(TimeSpan.FromSeconds(options.SessionTtlSeconds), cancellationToken).ConfigureAwait(false);
         var key = keyPrefix + Keys.LeaseHex(session.LeaseId);
@@ -53,7 +110,7 @@ internal static class LockAcquirer
             }
 
             acquired = true;
-            return new DistributedLockHandle(session, ownsSession, key, myRevision);
+            return new DistributedLockHandle(session, ownsSession, key, myRevision, kind);
         }
         finally
         {
@@ -91,12 +148,13 @@ internal static class LockAcquirer
         ArbiterClient client,
         RecipeOptions options,
         string keyPrefix,
+        string kind,
         WaitTurn waitTurn,
         TimeSpan? timeout,
         CancellationToken cancellationToken)
     {
         var span = timeout ?? Timeout.InfiniteTimeSpan;
-        return await TryAcquireAsync(client, options, keyPrefix, waitTurn, span, cancellationToken).ConfigureAwait(false)
+        return await TryAcquireAsync(client, options, keyPrefix, kind, waitTurn, span, cancellationToken).ConfigureAwait(false)
             ?? throw new TimeoutException($"could not acquire {keyPrefix.TrimEnd('/')} within {span}");
     }
 }

@@ -2,6 +2,7 @@ using Arbiter.Client;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Mvcc;
 using Arbiter.Protocol.Transactions;
+using Arbiter.Recipes.Diagnostics;
 using Google.Protobuf;
 using Grpc.Core;
 
@@ -172,6 +173,37 @@ public sealed class Transaction : IAsyncDisposable
     public async Task<long> CommitAsync(CancellationToken cancellationToken = default)
     {
         ThrowIfFinished();
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.transaction.commit");
+        activity?.SetTag("arbiter.transaction.mode", ModeName);
+        activity?.SetTag("arbiter.transaction.id", Id);
+        activity?.SetTag("arbiter.transaction.writes", _writes.Count);
+        try
+        {
+            var revision = await CommitOnceAsync(cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("arbiter.transaction.outcome", "committed");
+            activity?.SetTag("arbiter.transaction.commit_revision", revision);
+            RecipeTelemetry.Committed(ModeName);
+            return revision;
+        }
+        catch (Exception e)
+        {
+            activity?.SetTag("arbiter.transaction.outcome", RecipeTelemetry.TransactionOutcomeOf(e));
+            RecipeTelemetry.Fail(activity, e);
+            if (_finished)
+            {
+                // Lock timeouts and busy locks leave the transaction open (the caller may retry the commit).
+                RecipeTelemetry.Aborted(ModeName, e);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>The mode as the spans and metrics tag it.</summary>
+    internal string ModeName => Mode == TransactionMode.Pessimistic ? "pessimistic" : "optimistic";
+
+    private async Task<long> CommitOnceAsync(CancellationToken cancellationToken)
+    {
         var ops = _writes.Select(w => w.Value is { } v
             ? new RequestOp { RequestPut = new PutRequest { Key = w.Key, Value = v } }
             : new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = w.Key } }).ToList();
@@ -216,6 +248,10 @@ public sealed class Transaction : IAsyncDisposable
         }
 
         _finished = true;
+        RecipeTelemetry.Aborted(ModeName, null);
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.transaction.abort");
+        activity?.SetTag("arbiter.transaction.mode", ModeName);
+        activity?.SetTag("arbiter.transaction.id", Id);
         if (Mode == TransactionMode.Pessimistic)
         {
             try

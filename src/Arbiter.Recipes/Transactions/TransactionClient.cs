@@ -1,6 +1,7 @@
 using Arbiter.Client;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Transactions;
+using Arbiter.Recipes.Diagnostics;
 using Grpc.Core;
 
 namespace Arbiter.Recipes.Transactions;
@@ -68,6 +69,25 @@ public sealed class TransactionClient : IAsyncDisposable
             return new Transaction(this, options, 0, 0);
         }
 
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.transaction.begin");
+        activity?.SetTag("arbiter.transaction.mode", "pessimistic");
+        try
+        {
+            var transaction = await BeginPessimisticAsync(options, cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("arbiter.transaction.id", transaction.Id);
+            activity?.SetTag("arbiter.transaction.age", transaction.Age);
+            return transaction;
+        }
+        catch (Exception e)
+        {
+            RecipeTelemetry.Fail(activity, e);
+            throw;
+        }
+    }
+
+    private async Task<Transaction> BeginPessimisticAsync(TransactionOptions options, CancellationToken cancellationToken)
+    {
+
         if (IsEtcdBackend)
         {
             throw Unsupported("Pessimistic transactions (the lock table)");
@@ -92,8 +112,27 @@ public sealed class TransactionClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(body);
         policy ??= _options.RetryPolicy;
         options ??= new TransactionOptions();
+        using var activity = RecipeTelemetry.Source.StartActivity("arbiter.transaction.run");
+        activity?.SetTag("arbiter.transaction.mode", options.Mode == TransactionMode.Pessimistic ? "pessimistic" : "optimistic");
+        try
+        {
+            var result = await RunAttemptsAsync(body, policy, options, activity, cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("arbiter.transaction.outcome", "committed");
+            return result;
+        }
+        catch (Exception e)
+        {
+            activity?.SetTag("arbiter.transaction.outcome", RecipeTelemetry.TransactionOutcomeOf(e));
+            RecipeTelemetry.Fail(activity, e);
+            throw;
+        }
+    }
+
+    private async Task<T> RunAttemptsAsync<T>(Func<Transaction, CancellationToken, Task<T>> body, RetryPolicy policy, TransactionOptions options, System.Diagnostics.Activity? activity, CancellationToken cancellationToken)
+    {
         for (var attempt = 1; ; attempt++)
         {
+            activity?.SetTag("arbiter.transaction.attempts", attempt);
             var txn = await BeginTransactionAsync(options, cancellationToken).ConfigureAwait(false);
             await using (txn.ConfigureAwait(false))
             {
@@ -108,6 +147,11 @@ public sealed class TransactionClient : IAsyncDisposable
                 catch (TransactionException e) when (e.IsRetryable)
                 {
                     Metrics.Failed(e);
+                    activity?.AddEvent(new System.Diagnostics.ActivityEvent("retry", tags: new System.Diagnostics.ActivityTagsCollection
+                    {
+                        ["arbiter.retry.attempt"] = attempt,
+                        ["arbiter.transaction.outcome"] = RecipeTelemetry.TransactionOutcomeOf(e),
+                    }));
                     if (attempt >= policy.MaxAttempts)
                     {
                         throw;
@@ -170,11 +214,13 @@ public sealed class TransactionClient : IAsyncDisposable
             if (response.Succeeded)
             {
                 Metrics.Committed();
+                RecipeTelemetry.Committed("cas");
                 _budget.Earn(policy);
                 return next;
             }
 
             Metrics.Failed(new ConflictException("", null));
+            RecipeTelemetry.Aborted("cas", new ConflictException("", null));
             if (attempt >= policy.MaxAttempts || !_budget.TrySpend(policy))
             {
                 throw new ConflictException($"update of \"{key}\" lost the race {attempt} times; giving up", null);
@@ -203,11 +249,13 @@ public sealed class TransactionClient : IAsyncDisposable
             if (await stm.CommitAsync(cancellationToken).ConfigureAwait(false) is { } committed)
             {
                 Metrics.Committed();
+                RecipeTelemetry.Committed("stm");
                 _budget.Earn(policy);
                 return committed;
             }
 
             Metrics.Failed(new ConflictException("", null));
+            RecipeTelemetry.Aborted("stm", new ConflictException("", null));
             if (attempt >= policy.MaxAttempts || !_budget.TrySpend(policy))
             {
                 throw new ConflictException($"STM transaction conflicted {attempt} times; giving up", null);
