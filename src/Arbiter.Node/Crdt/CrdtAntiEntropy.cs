@@ -268,8 +268,9 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
 
     /// <summary>
     /// Pushes one update's delta to every other member at once and returns how many replicas hold
-    /// it (this one included) when <paramref name="required"/> have it, every member answered, or
-    /// the timeout passed. Nothing is rolled back on a timeout: gossip keeps spreading the delta.
+    /// it (this one included) when <paramref name="required"/> have it or the timeout passed (an
+    /// unreachable member is retried until then). Nothing is rolled back on a timeout: gossip keeps
+    /// spreading the delta.
     /// </summary>
     public async Task<int> ReplicateAsync(string key, CrdtState delta, int required, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -284,17 +285,42 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         var batch = new CrdtDeltaBatch { SenderReplica = _replica.Id.Value, SenderClock = _replica.Now().ToTimestamp() };
         batch.Deltas.Add(new CrdtKeyState { Key = key, State = Google.Protobuf.ByteString.CopyFrom(delta.ToBytes()) });
         var batchBytes = batch.CalculateSize();
+        var acks = await FromPeersAsync(
+            async (peer, token) =>
+            {
+                _counters.Add(CrdtGossipKind.Delta, batchBytes);
+                var ack = await new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl)).PushDeltasAsync(batch, cancellationToken: token).ResponseAsync.ConfigureAwait(false);
+                _counters.Add(CrdtGossipKind.Ack, ack.CalculateSize());
+                return ack;
+            },
+            required - 1,
+            deadline.Token,
+            cancellationToken).ConfigureAwait(false);
+        return 1 + acks.Count;
+    }
 
-        // Until enough replicas acknowledged or the timeout passed: a peer that is starting, not yet
-        // listed or briefly unreachable is retried, not counted out at its first refusal (a fresh
-        // cluster answered a majority write "1 of 2" at once while its peers' URLs were being learnt).
-        var pushes = new Dictionary<ulong, Task<bool>>();
-        while (1 + pushes.Values.Count(p => p.IsCompletedSuccessfully && p.Result) < required && !deadline.IsCancellationRequested)
+    /// <summary>How often a majority call looks again for members it has not asked yet, in ms.</summary>
+    private const int PeerRelistMs = 200;
+
+    /// <summary>
+    /// Runs <paramref name="call"/> against every other member at once until <paramref name="wanted"/>
+    /// of them answered or <paramref name="deadline"/> passed, and returns the answers in the order
+    /// they came. A member that is starting, not yet listed or briefly unreachable is retried with
+    /// backoff, not counted out at its first refusal (a fresh cluster answered a majority write
+    /// "1 of 2" at once while its peers' URLs were being learnt); the member list is read again every
+    /// <see cref="PeerRelistMs"/> ms for members that joined the list meanwhile.
+    /// </summary>
+    private async Task<List<T>> FromPeersAsync<T>(Func<CrdtPeerMember, CancellationToken, Task<T>> call, int wanted, CancellationToken deadline, CancellationToken cancellationToken)
+        where T : class
+    {
+        var calls = new Dictionary<ulong, Task<T?>>();
+        var answers = new List<T>();
+        while (answers.Count < wanted && !deadline.IsCancellationRequested)
         {
             IReadOnlyList<CrdtPeerMember> peers;
             try
             {
-                peers = await PeersAsync(deadline.Token).ConfigureAwait(false);
+                peers = await PeersAsync(deadline).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (deadline.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
@@ -303,43 +329,49 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
 
             foreach (var peer in peers)
             {
-                if (!pushes.ContainsKey(peer.MemberId))
+                if (!calls.ContainsKey(peer.MemberId))
                 {
-                    pushes[peer.MemberId] = PushUntilAcknowledgedAsync(peer, batch, batchBytes, deadline.Token);
+                    calls[peer.MemberId] = UntilAnsweredAsync(peer, call, deadline);
                 }
             }
 
-            var waiting = pushes.Values.Where(p => !p.IsCompleted).ToList<Task>();
-            waiting.Add(Task.Delay(PeerRelistMs, deadline.Token));
+            var waiting = calls.Values.Where(c => !c.IsCompleted).ToList<Task>();
+            waiting.Add(Task.Delay(PeerRelistMs, deadline));
             await Task.WhenAny(waiting).ConfigureAwait(false);
+            foreach (var (memberId, finished) in calls.Where(c => c.Value.IsCompleted).ToList())
+            {
+                // Completed calls are kept (as a finished null task) so the member is not asked again.
+                if (finished.Result is { } answer)
+                {
+                    answers.Add(answer);
+                }
+
+                calls[memberId] = Task.FromResult<T?>(null);
+            }
+
         }
 
-        return 1 + pushes.Values.Count(p => p.IsCompletedSuccessfully && p.Result);
+        return answers;
     }
 
-    /// <summary>How often a majority write looks again for members it has not pushed to yet, in ms.</summary>
-    private const int PeerRelistMs = 200;
-
-    /// <summary>Pushes one delta batch to <paramref name="peer"/>, retrying with backoff until it acknowledges or the deadline passes.</summary>
-    private async Task<bool> PushUntilAcknowledgedAsync(CrdtPeerMember peer, CrdtDeltaBatch batch, int batchBytes, CancellationToken deadline)
+    /// <summary>Calls <paramref name="peer"/>, retrying with backoff until it answers (its answer) or the deadline passes (null).</summary>
+    private async Task<T?> UntilAnsweredAsync<T>(CrdtPeerMember peer, Func<CrdtPeerMember, CancellationToken, Task<T>> call, CancellationToken deadline)
+        where T : class
     {
         var backoffMs = 20;
         while (!deadline.IsCancellationRequested)
         {
             try
             {
-                _counters.Add(CrdtGossipKind.Delta, batchBytes);
-                var ack = await new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl)).PushDeltasAsync(batch, cancellationToken: deadline).ResponseAsync.ConfigureAwait(false);
-                _counters.Add(CrdtGossipKind.Ack, ack.CalculateSize());
-                return true;
+                return await call(peer, deadline).ConfigureAwait(false);
             }
             catch (Exception e) when (!deadline.IsCancellationRequested)
             {
-                _logger.LogDebug("CRDT push to member {Member:x16} failed, retrying: {Message}", peer.MemberId, e.Message);
+                _logger.LogDebug("CRDT call to member {Member:x16} failed, retrying: {Message}", peer.MemberId, e.Message);
             }
             catch (Exception e) when (e is RpcException or OperationCanceledException)
             {
-                return false;
+                return null;
             }
 
             try
@@ -348,19 +380,20 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
             }
             catch (OperationCanceledException)
             {
-                return false;
+                return null;
             }
 
             backoffMs = Math.Min(backoffMs * 2, 200);
         }
 
-        return false;
+        return null;
     }
 
     /// <summary>
     /// Reads one key from every other member at once and joins what answers into
     /// <paramref name="local"/>, until <paramref name="required"/> replicas (this one included)
-    /// answered, every member answered, or the timeout passed.
+    /// answered or the timeout passed; an unreachable member is retried until then, as a majority
+    /// write's push is.
     /// </summary>
     public async Task<(CrdtState? State, int ReplicasRead)> ReadAsync(string key, CrdtState? local, int required, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -372,26 +405,18 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
-        var peers = await PeersAsync(deadline.Token).ConfigureAwait(false);
-        var reads = peers.Select(peer => new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl))
-            .ReadStateAsync(new CrdtReadStateRequest { Key = key }, cancellationToken: deadline.Token).ResponseAsync).ToList();
+        var remote = await FromPeersAsync(
+            (peer, token) => new CrdtPeer.CrdtPeerClient(_channelTo(peer.ClientUrl)).ReadStateAsync(new CrdtReadStateRequest { Key = key }, cancellationToken: token).ResponseAsync,
+            required - 1,
+            deadline.Token,
+            cancellationToken).ConfigureAwait(false);
         var merged = local;
-        var remote = new List<CrdtReadStateResponse>();
-        while (reads.Count > 0 && read < required)
+        foreach (var answer in remote.Where(r => !r.State.IsEmpty))
         {
-            var done = await Task.WhenAny(reads).ConfigureAwait(false);
-            reads.Remove(done);
-            if (done.IsCompletedSuccessfully)
-            {
-                read++;
-                remote.Add(done.Result);
-                if (!done.Result.State.IsEmpty)
-                {
-                    var state = _replica.WithoutRetired(CrdtState.FromBytes(done.Result.State.Span));
-                    merged = CrdtReplica.Merge(merged, state, out _);
-                }
-            }
+            merged = CrdtReplica.Merge(merged, _replica.WithoutRetired(CrdtState.FromBytes(answer.State.Span)), out _);
         }
+
+        read += remote.Count;
 
         // Keep what was read: the next local read sees it too (read repair).
         var learned = remote.Where(r => !r.State.IsEmpty).Select(r => new CrdtKeyState { Key = key, State = r.State }).ToList();

@@ -73,6 +73,49 @@ public sealed class CrdtMajorityCountTests(ITestOutputHelper output)
         Assert.Equal(112, await lone.Crdt.Counter("likes").GetAsync());
     }
 
+    /// <summary>
+    /// A majority read retries a member that refused at first, as a majority write does: both
+    /// peers are down when the read starts (connections refused), one comes back while it waits,
+    /// and the read then succeeds with that member's state. Before, each peer was asked once and the
+    /// read failed at once with "reached 1 of the 2 replicas" (run with that rule restored: the read
+    /// throws before the peer is back).
+    /// </summary>
+    [Fact]
+    public async Task A_majority_read_waits_for_a_member_that_comes_back_within_its_timeout()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var members = cluster.Running.ToList();
+        var reader = members[0];
+        var returning = members[1];
+
+        await using var local = new ArbiterClient(new GrpcArbiterClient(reader.Endpoint));
+        await local.Crdt.Counter("views").IncrementAsync();
+
+        // The returning member holds it (gossip) before the peers go down.
+        await ClusterKit.WaitUntilAsync("the returning member holds the increment", ClusterKit.ConvergeTimeout, async () =>
+        {
+            await using var client = new ArbiterClient(new GrpcArbiterClient(returning.Endpoint));
+            return await client.Crdt.Counter("views").GetAsync() == 1;
+        });
+
+        foreach (var peer in members.Skip(1))
+        {
+            await peer.KillAsync();
+        }
+
+        var read = local.Crdt.GetAsync("views", new CrdtCallOptions { Read = CrdtReadLevel.ReadMajority, TimeoutMs = 120_000 });
+
+        // Still waiting while no peer can answer: the old rule failed it within milliseconds (both
+        // connections refused); the rule under test cannot finish it without a peer.
+        await Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds(2)));
+        Assert.False(read.IsCompleted, read.IsFaulted ? $"the majority read failed before a peer came back: {read.Exception!.InnerException!.Message}" : "the majority read finished before a peer came back");
+
+        await returning.StartAsync(isRestart: true);
+        var value = await read.WaitAsync(TimeSpan.FromSeconds(150));
+        output.WriteLine($"majority read after the member came back: {value}");
+        Assert.Equal(1L, value.Counter);
+    }
+
     private async Task AssertShortAsync(string what, string count, string detail, Func<Task> call)
     {
         var refused = await Assert.ThrowsAsync<RpcException>(call);
