@@ -224,13 +224,15 @@ run_cell() { # system url pid workload clients
   if [ "$MEMBERS" = "3" ]; then snapshot_members "$system" "$OUT/raw/$workload-c$clients-$system" after; fi
 }
 
+PROFILE_METRICS='^(etcd_server_proposals_committed_total|etcd_debugging_mvcc_current_revision|etcd_disk_wal_fsync_duration_seconds_(count|sum)|etcd_server_is_leader|grpc_server_started_total\{grpc_method="Propose")'
 snapshot_members() { # system cell-prefix before|after: every member's /metrics and CPU seconds
   local system=$1 prefix=$2 when=$3 urls pids i=0 url pid ticks
   if [ "$system" = etcd ]; then urls=$ETCD_MEMBER_URLS; pids=("${ETCD_PIDS[@]}"); else urls=$ARBITER_MEMBER_URLS; pids=("${ARBITER_PIDS[@]}"); fi
   for url in ${urls//,/ }; do
     pid=${pids[$i]}
     i=$((i + 1))
-    curl -s --max-time 5 "$url/metrics" >"$prefix.m$i.$when.prom" || true
+    # Only what cluster-profile.py reads (the whole page is ~30 KiB per member and cell).
+    { curl -s --max-time 5 "$url/metrics" || true; } | grep -E "$PROFILE_METRICS" >"$prefix.m$i.$when.prom" || true
     ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
     echo "{\"cpuS\": $(python3 -c "print($ticks / $(getconf CLK_TCK))"), \"wallS\": $(date +%s.%N)}" >"$prefix.m$i.$when.json"
   done
