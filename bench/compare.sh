@@ -16,6 +16,11 @@
 #   TLS=1 AUTH=1 CLIENT_COUNTS=16 WORKLOADS="put range-linearizable" bench/compare.sh   (and authentication
 #                                              on: user root added, auth enabled; the client certificate's
 #                                              common name, root, is the user, etcd's --client-cert-auth rule)
+#   MEMBERS=3 bench/compare.sh                 (3-member etcd next to 3-member Arbiter, etcd's default timing
+#                                              for both; clients over all members: TARGET=all, the default)
+#   MEMBERS=3 TARGET=leader WORKLOADS="put txn" bench/compare.sh   (every client connection to the leader)
+# With MEMBERS=3 each cell also records every member's /metrics and CPU time before and after, and
+# bench/cluster-profile.py turns them into profile.md (writes per Raft entry, fsyncs, CPU per write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,6 +48,22 @@ if [ "$AUTH" = "1" ] && [ "$TLS" != "1" ]; then
   echo "[compare] AUTH=1 needs TLS=1 (the client certificate names the user)" >&2
   exit 2
 fi
+# 1: one server of each; 3: a 3-member cluster of each on loopback.
+MEMBERS=${MEMBERS:-1}
+# With MEMBERS=3, where the clients' connections go: "all" spreads them over the members, followers
+# first (one client talks to a follower, as most of a balanced client's requests do; 6 connections
+# are 2 per member); "leader" sends them all to the member that leads when the run starts.
+TARGET=${TARGET:-all}
+case "$MEMBERS:$TARGET" in
+  1:all | 3:all | 3:leader) ;;
+  1:*) echo "[compare] TARGET=$TARGET needs MEMBERS=3" >&2; exit 2 ;;
+  3:*) echo "[compare] TARGET must be all or leader, not '$TARGET'" >&2; exit 2 ;;
+  *) echo "[compare] MEMBERS must be 1 or 3, not '$MEMBERS'" >&2; exit 2 ;;
+esac
+if [ "$MEMBERS" = "3" ] && [ "$TLS" = "1" ]; then
+  echo "[compare] MEMBERS=3 runs without TLS (TLS=1 is for the single node)" >&2
+  exit 2
+fi
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/bench/results/$STAMP}
 # Server data lives on the repository's disk (not a tmpfs), so fsync costs what it costs here.
@@ -50,8 +71,10 @@ WORK=$(mktemp -d "$ROOT/bench/.work-XXXXXX")
 
 ETCD_PID=""
 ARBITER_PID=""
+ETCD_PIDS=()
+ARBITER_PIDS=()
 cleanup() {
-  stop_pids "$ETCD_PID" "$ARBITER_PID"
+  stop_pids "$ETCD_PID" "$ARBITER_PID" "${ETCD_PIDS[@]}" "${ARBITER_PIDS[@]}"
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -64,42 +87,80 @@ ensure_packages etcdctl etcd-server etcd-client
 build_bench_tools
 
 mkdir -p "$OUT/raw"
-ETCD_PORT=$(free_port)
-ETCD_PEER_PORT=$(free_port)
-ARBITER_PORT=$(free_port)
-ETCD_URL=http://127.0.0.1:$ETCD_PORT
-ARBITER_URL=http://127.0.0.1:$ARBITER_PORT
-ETCD_LISTEN=$ETCD_URL
-ARBITER_LISTEN=$ARBITER_URL
 SERVER_TLS=()
 CLIENT_TLS=()
-if [ "$TLS" = "1" ]; then
-  dotnet "$ARBITER_DLL" cert --dir "$WORK/tls" >/dev/null
-  ETCD_TLS_URL=https://127.0.0.1:$(free_port)
-  ARBITER_TLS_URL=https://127.0.0.1:$(free_port)
-  ETCD_LISTEN=$ETCD_URL,$ETCD_TLS_URL
-  ARBITER_LISTEN=$ARBITER_URL,$ARBITER_TLS_URL
-  SERVER_TLS=(--cert-file "$WORK/tls/server.crt" --key-file "$WORK/tls/server.key" --trusted-ca-file "$WORK/tls/ca.crt" --client-cert-auth)
-  CLIENT_TLS=(--cacert "$WORK/tls/ca.crt" --cert "$WORK/tls/client.crt" --key "$WORK/tls/client.key")
-fi
+if [ "$MEMBERS" = "3" ]; then
+  start_cluster etcd "$WORK" "$OUT/etcd"
+  ETCD_PIDS=("${CLUSTER_PIDS[@]}")
+  ETCD_MEMBER_URLS=$CLUSTER_URLS
+  start_cluster arbiter "$WORK" "$OUT/arbiter"
+  ARBITER_PIDS=("${CLUSTER_PIDS[@]}")
+  ARBITER_MEMBER_URLS=$CLUSTER_URLS
+  log "started 3-member etcd ($ETCD_MEMBER_URLS) and Arbiter ($ARBITER_MEMBER_URLS), data in $WORK"
+  wait_cluster_ready "$ETCD_MEMBER_URLS" "${ETCD_PIDS[@]}"
+  wait_cluster_ready "$ARBITER_MEMBER_URLS" "${ARBITER_PIDS[@]}"
+  ETCD_LEADER=$(cluster_leader_url "$ETCD_MEMBER_URLS")
+  ARBITER_LEADER=$(cluster_leader_url "$ARBITER_MEMBER_URLS")
+  # The leader's pid: its CPU time is the cell's serverCpuS (followers' are in profile.md).
+  pid_of_url() { # url member-urls pid...
+    local url=$1 urls=$2 i=0 member
+    shift 2
+    for member in ${urls//,/ }; do
+      if [ "$member" = "$url" ]; then echo "${@:$((i + 1)):1}"; fi
+      i=$((i + 1))
+    done
+  }
+  ETCD_PID=$(pid_of_url "$ETCD_LEADER" "$ETCD_MEMBER_URLS" "${ETCD_PIDS[@]}")
+  ARBITER_PID=$(pid_of_url "$ARBITER_LEADER" "$ARBITER_MEMBER_URLS" "${ARBITER_PIDS[@]}")
+  followers_then_leader() { # member-urls leader-url
+    local member out=""
+    for member in ${1//,/ }; do if [ "$member" != "$2" ]; then out="$out,$member"; fi; done
+    echo "${out#,},$2"
+  }
+  if [ "$TARGET" = "leader" ]; then
+    ETCD_URL=$ETCD_LEADER
+    ARBITER_URL=$ARBITER_LEADER
+  else
+    ETCD_URL=$(followers_then_leader "$ETCD_MEMBER_URLS" "$ETCD_LEADER")
+    ARBITER_URL=$(followers_then_leader "$ARBITER_MEMBER_URLS" "$ARBITER_LEADER")
+  fi
+  log "leaders: etcd $ETCD_LEADER (pid $ETCD_PID), Arbiter $ARBITER_LEADER (pid $ARBITER_PID); clients go to $TARGET"
+else
+  ETCD_PORT=$(free_port)
+  ETCD_PEER_PORT=$(free_port)
+  ARBITER_PORT=$(free_port)
+  ETCD_URL=http://127.0.0.1:$ETCD_PORT
+  ARBITER_URL=http://127.0.0.1:$ARBITER_PORT
+  ETCD_LISTEN=$ETCD_URL
+  ARBITER_LISTEN=$ARBITER_URL
+  if [ "$TLS" = "1" ]; then
+    dotnet "$ARBITER_DLL" cert --dir "$WORK/tls" >/dev/null
+    ETCD_TLS_URL=https://127.0.0.1:$(free_port)
+    ARBITER_TLS_URL=https://127.0.0.1:$(free_port)
+    ETCD_LISTEN=$ETCD_URL,$ETCD_TLS_URL
+    ARBITER_LISTEN=$ARBITER_URL,$ARBITER_TLS_URL
+    SERVER_TLS=(--cert-file "$WORK/tls/server.crt" --key-file "$WORK/tls/server.key" --trusted-ca-file "$WORK/tls/ca.crt" --client-cert-auth)
+    CLIENT_TLS=(--cacert "$WORK/tls/ca.crt" --cert "$WORK/tls/client.crt" --key "$WORK/tls/client.key")
+  fi
 
-log "starting etcd on $ETCD_LISTEN and Arbiter on $ARBITER_LISTEN (data in $WORK)"
-etcd --name bench --data-dir "$WORK/etcd" \
-  --listen-client-urls "$ETCD_LISTEN" --advertise-client-urls "$ETCD_LISTEN" \
-  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
-  --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" "${SERVER_TLS[@]}" >"$OUT/etcd.log" 2>&1 &
-ETCD_PID=$!
-dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$ARBITER_LISTEN" \
-  --log-level warn "${SERVER_TLS[@]}" >"$OUT/arbiter.log" 2>&1 &
-ARBITER_PID=$!
+  log "starting etcd on $ETCD_LISTEN and Arbiter on $ARBITER_LISTEN (data in $WORK)"
+  etcd --name bench --data-dir "$WORK/etcd" \
+    --listen-client-urls "$ETCD_LISTEN" --advertise-client-urls "$ETCD_LISTEN" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "bench=http://127.0.0.1:$ETCD_PEER_PORT" "${SERVER_TLS[@]}" >"$OUT/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$ARBITER_LISTEN" \
+    --log-level warn "${SERVER_TLS[@]}" >"$OUT/arbiter.log" 2>&1 &
+  ARBITER_PID=$!
 
-wait_endpoint_ready "$ETCD_URL" "$ETCD_PID" 100
-wait_endpoint_ready "$ARBITER_URL" "$ARBITER_PID" 100
-if [ "$TLS" = "1" ]; then
-  # Measure over TLS from here on.
-  ETCD_URL=$ETCD_TLS_URL
-  ARBITER_URL=$ARBITER_TLS_URL
+  wait_endpoint_ready "$ETCD_URL" "$ETCD_PID" 100
+  wait_endpoint_ready "$ARBITER_URL" "$ARBITER_PID" 100
+  if [ "$TLS" = "1" ]; then
+    # Measure over TLS from here on.
+    ETCD_URL=$ETCD_TLS_URL
+    ARBITER_URL=$ARBITER_TLS_URL
+  fi
 fi
 if [ "$AUTH" = "1" ]; then
   for url in "$ETCD_URL" "$ARBITER_URL"; do
@@ -136,6 +197,10 @@ DISK_DEV=$(df --output=source "$WORK" | tail -1)
   echo "| cell | ${WARMUP_S} s warm-up + ${DURATION_S} s measured; key space $KEY_SPACE (locks: $LOCK_KEY_SPACE names), values $VALUE_SIZE B |"
   echo "| client TLS | $([ "$TLS" = "1" ] && echo "on: https with client-cert-auth, same throw-away ECDSA P-256 certificates for both" || echo off) |"
   echo "| authentication | $([ "$AUTH" = "1" ] && echo "on in both: user root (the client certificate's CN), every request permission-checked" || echo off) |"
+  if [ "$MEMBERS" = "3" ]; then
+    echo "| servers | 3 etcd members and 3 Arbiter members on loopback, all at once; heartbeat ${HEARTBEAT_MS:-100} ms, election ${ELECTION_MS:-1000} ms for both |"
+    echo "| clients go to | $([ "$TARGET" = leader ] && echo "the leader only (the member leading at the start)" || echo "all members, followers first: min(clients, 6) connections round-robin, 1 client on a follower") |"
+  fi
   echo "| servers warmed up first | every workload, ${WARMUP_ALL_S} s per server (half at 1 client, half at 16), not measured |"
 } >"$OUT/machine.md"
 
@@ -144,14 +209,33 @@ run_cell() { # system url pid workload clients
   local args=(--workload "$workload" --duration "$DURATION_S" --warmup "$WARMUP_S" --value-size "$VALUE_SIZE"
     --endpoints "$url" --label "$system" --server-pid "$pid" --out "$OUT/raw/$workload-c$clients-$system.json" "${CLIENT_TLS[@]}")
   local connections=$((clients < 4 ? clients : 4))
+  if [ "$MEMBERS" = "3" ] && [ "$TARGET" = "all" ]; then
+    connections=$((clients < 6 ? clients : 6))
+  fi
   case "$workload" in
     watch) args+=(--clients 1 --watchers "$clients" --connections "$connections" --key-space "$KEY_SPACE") ;;
     lock-*) args+=(--clients "$clients" --connections "$connections" --key-space "$LOCK_KEY_SPACE") ;;
     *) args+=(--clients "$clients" --connections "$connections" --key-space "$KEY_SPACE") ;;
   esac
+  if [ "$MEMBERS" = "3" ]; then snapshot_members "$system" "$OUT/raw/$workload-c$clients-$system" before; fi
   if ! dotnet "$BENCH_DLL" run "${args[@]}"; then
     log "$system $workload c=$clients reported errors (kept in the results)"
   fi
+  if [ "$MEMBERS" = "3" ]; then snapshot_members "$system" "$OUT/raw/$workload-c$clients-$system" after; fi
+}
+
+PROFILE_METRICS='^(etcd_server_proposals_committed_total|etcd_debugging_mvcc_current_revision|etcd_disk_wal_fsync_duration_seconds_(count|sum)|etcd_server_is_leader|grpc_server_started_total\{grpc_method="Propose")'
+snapshot_members() { # system cell-prefix before|after: every member's /metrics and CPU seconds
+  local system=$1 prefix=$2 when=$3 urls pids i=0 url pid ticks
+  if [ "$system" = etcd ]; then urls=$ETCD_MEMBER_URLS; pids=("${ETCD_PIDS[@]}"); else urls=$ARBITER_MEMBER_URLS; pids=("${ARBITER_PIDS[@]}"); fi
+  for url in ${urls//,/ }; do
+    pid=${pids[$i]}
+    i=$((i + 1))
+    # Only what cluster-profile.py reads (the whole page is ~30 KiB per member and cell).
+    { curl -s --max-time 5 "$url/metrics" || true; } | grep -E "$PROFILE_METRICS" >"$prefix.m$i.$when.prom" || true
+    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    echo "{\"cpuS\": $(python3 -c "print($ticks / $(getconf CLK_TCK))"), \"wallS\": $(date +%s.%N)}" >"$prefix.m$i.$when.json"
+  done
 }
 
 etcd_workloads() { # $WORKLOADS without Arbiter-only ones
@@ -191,6 +275,17 @@ for workload in $WORKLOADS; do
 done
 
 echo "| load average at end | $(cut -d' ' -f1-3 /proc/loadavg) |" >>"$OUT/machine.md"
-echo "| server RSS at end | etcd $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$ETCD_PID/status"), arbiter $(awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$ARBITER_PID/status") |" >>"$OUT/machine.md"
+rss_mib() { awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
+if [ "$MEMBERS" = "3" ]; then
+  rss_list() { local pid out=""; for pid in "$@"; do out="$out, $(rss_mib "$pid")"; done; echo "${out#, }"; }
+  echo "| server RSS at end | etcd $(rss_list "${ETCD_PIDS[@]}"), arbiter $(rss_list "${ARBITER_PIDS[@]}") (members 1-3) |" >>"$OUT/machine.md"
+  echo "| leaders at end | etcd $(cluster_leader_url "$ETCD_MEMBER_URLS") (start: $ETCD_LEADER), Arbiter $(cluster_leader_url "$ARBITER_MEMBER_URLS") (start: $ARBITER_LEADER) |" >>"$OUT/machine.md"
+  python3 "$ROOT/bench/cluster-profile.py" "$OUT"
+else
+  echo "| server RSS at end | etcd $(rss_mib "$ETCD_PID"), arbiter $(rss_mib "$ARBITER_PID") |" >>"$OUT/machine.md"
+fi
 dotnet "$BENCH_DLL" report --in "$OUT"
+if [ -f "$OUT/profile.md" ]; then
+  { echo; cat "$OUT/profile.md"; } >>"$OUT/results.md"
+fi
 log "done: $OUT/results.md"

@@ -40,43 +40,17 @@ log() { echo "[consistency] $*" >&2; }
 build_bench_tools
 mkdir -p "$OUT/raw"
 
-# Three members of each system.
-declare -a E_CLIENT E_PEER A_CLIENT A_PEER
-for i in 1 2 3; do
-  E_CLIENT[$i]=$(free_port); E_PEER[$i]=$(free_port); A_CLIENT[$i]=$(free_port); A_PEER[$i]=$(free_port)
-done
-E_INITIAL="e1=http://127.0.0.1:${E_PEER[1]},e2=http://127.0.0.1:${E_PEER[2]},e3=http://127.0.0.1:${E_PEER[3]}"
-A_INITIAL="a1=http://127.0.0.1:${A_PEER[1]},a2=http://127.0.0.1:${A_PEER[2]},a3=http://127.0.0.1:${A_PEER[3]}"
-ETCD_URLS="http://127.0.0.1:${E_CLIENT[1]},http://127.0.0.1:${E_CLIENT[2]},http://127.0.0.1:${E_CLIENT[3]}"
-ARBITER_URLS="http://127.0.0.1:${A_CLIENT[1]},http://127.0.0.1:${A_CLIENT[2]},http://127.0.0.1:${A_CLIENT[3]}"
-
-log "starting etcd ($ETCD_URLS) and Arbiter ($ARBITER_URLS), data in $WORK"
-for i in 1 2 3; do
-  etcd --name "e$i" --data-dir "$WORK/etcd$i" \
-    --listen-client-urls "http://127.0.0.1:${E_CLIENT[$i]}" --advertise-client-urls "http://127.0.0.1:${E_CLIENT[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${E_PEER[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${E_PEER[$i]}" \
-    --initial-cluster "$E_INITIAL" --initial-cluster-state new --initial-cluster-token "bench-$STAMP" >"$OUT/etcd$i.log" 2>&1 &
-  PIDS+=($!)
-  dotnet "$ARBITER_DLL" serve --name "a$i" --data-dir "$WORK/arbiter$i" \
-    --listen-client-urls "http://127.0.0.1:${A_CLIENT[$i]}" --advertise-client-urls "http://127.0.0.1:${A_CLIENT[$i]}" \
-    --listen-peer-urls "http://127.0.0.1:${A_PEER[$i]}" --initial-advertise-peer-urls "http://127.0.0.1:${A_PEER[$i]}" \
-    --initial-cluster "$A_INITIAL" --initial-cluster-state new --log-level warn >"$OUT/arbiter$i.log" 2>&1 &
-  PIDS+=($!)
-done
-
-wait_ready() { # comma-separated urls
-  for _ in $(seq 1 300); do
-    if ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=2s endpoint health >/dev/null 2>&1 \
-      && ETCDCTL_API=3 etcdctl --endpoints="$1" --command-timeout=2s put /bench-ready 1 >/dev/null 2>&1; then
-      return 0
-    fi
-    sleep 0.2
-  done
-  log "cluster $1 did not become ready"
-  return 1
-}
-wait_ready "$ETCD_URLS"
-wait_ready "$ARBITER_URLS"
+# Three members of each system, etcd's default timing for both.
+start_cluster etcd "$WORK" "$OUT/etcd"
+PIDS+=("${CLUSTER_PIDS[@]}")
+ETCD_URLS=$CLUSTER_URLS
+ETCD_PIDS=("${CLUSTER_PIDS[@]}")
+start_cluster arbiter "$WORK" "$OUT/arbiter"
+PIDS+=("${CLUSTER_PIDS[@]}")
+ARBITER_URLS=$CLUSTER_URLS
+log "started etcd ($ETCD_URLS) and Arbiter ($ARBITER_URLS), data in $WORK"
+wait_cluster_ready "$ETCD_URLS" "${ETCD_PIDS[@]}"
+wait_cluster_ready "$ARBITER_URLS" "${CLUSTER_PIDS[@]}"
 
 {
   echo "## Machine and run"

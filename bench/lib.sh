@@ -72,3 +72,83 @@ wait_endpoint_ready() {
   log "server for $url did not become ready"
   return 1
 }
+
+# Starts a 3-member cluster of etcd or Arbiter on free loopback ports, both with the same timing
+# flags (etcd's defaults unless HEARTBEAT_MS/ELECTION_MS say otherwise):
+#   start_cluster etcd|arbiter DATA_DIR LOG_PREFIX
+# Member i keeps its data in DATA_DIR/<system><i> and logs to LOG_PREFIX<i>.log. Sets
+# CLUSTER_URLS (the members' client URLs, comma-separated, member order) and CLUSTER_PIDS (array);
+# the caller stops the pids (stop_pids).
+start_cluster() {
+  local system=$1 data=$2 logs=$3 i name initial=""
+  local -a client peer
+  CLUSTER_PIDS=()
+  CLUSTER_URLS=""
+  for i in 1 2 3; do
+    client[i]=$(free_port)
+    peer[i]=$(free_port)
+    initial="$initial,${system:0:1}$i=http://127.0.0.1:${peer[i]}"
+    CLUSTER_URLS="$CLUSTER_URLS,http://127.0.0.1:${client[i]}"
+  done
+  initial=${initial#,}
+  CLUSTER_URLS=${CLUSTER_URLS#,}
+  for i in 1 2 3; do
+    name=${system:0:1}$i
+    local common=(--name "$name" --data-dir "$data/$system$i"
+      --listen-client-urls "http://127.0.0.1:${client[i]}" --advertise-client-urls "http://127.0.0.1:${client[i]}"
+      --listen-peer-urls "http://127.0.0.1:${peer[i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peer[i]}"
+      --initial-cluster "$initial" --initial-cluster-state new
+      --heartbeat-interval "${HEARTBEAT_MS:-100}" --election-timeout "${ELECTION_MS:-1000}")
+    if [ "$system" = etcd ]; then
+      etcd "${common[@]}" --initial-cluster-token "bench-$$" >"$logs$i.log" 2>&1 &
+    else
+      dotnet "$ARBITER_DLL" serve "${common[@]}" --log-level warn >"$logs$i.log" 2>&1 &
+    fi
+    CLUSTER_PIDS+=($!)
+  done
+}
+
+# The client URL of the member the others agree leads, or nothing: cluster_leader_url URLS
+# (comma-separated client URLs; etcdctl's endpoint status, which both systems answer).
+cluster_leader_url() {
+  python3 - "$1" <<'PY'
+import json, subprocess, sys
+ids, leaders = {}, set()
+for url in sys.argv[1].split(","):
+    try:
+        out = subprocess.run(["etcdctl", "--endpoints", url, "--command-timeout=2s", "endpoint", "status", "-w", "json"],
+                             capture_output=True, text=True, timeout=5, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+        header = json.loads(out.stdout)[0]["Status"]
+        ids[header["header"]["member_id"]] = url
+        leaders.add(header["leader"])
+    except Exception:
+        continue
+if len(leaders) == 1 and (leader := leaders.pop()) in ids and len(ids) == len(sys.argv[1].split(",")):
+    print(ids[leader])
+PY
+}
+
+# Waits until every member of a cluster acknowledges a write and all agree on one leader, or a
+# member exits: wait_cluster_ready URLS PID... (up to 60 s; needs $OUT for the message naming the logs).
+wait_cluster_ready() {
+  local urls=$1 deadline=$((SECONDS + 60)) url pid ok
+  shift
+  while [ $SECONDS -lt $deadline ]; do
+    for pid in "$@"; do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        log "a member of $urls exited; see its log in $OUT"
+        return 1
+      fi
+    done
+    ok=1
+    for url in ${urls//,/ }; do
+      ETCDCTL_API=3 etcdctl --endpoints="$url" --command-timeout=2s put /bench-ready 1 >/dev/null 2>&1 || ok=0
+    done
+    if [ $ok = 1 ] && [ -n "$(cluster_leader_url "$urls")" ]; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  log "cluster $urls did not become ready (a write through every member and one agreed leader)"
+  return 1
+}
