@@ -13,6 +13,7 @@
 #   KEYS=1000000 bench/memory.sh
 #   ARBITER_ENV="DOTNET_GCConserveMemory=5" LABEL=conserve5 bench/memory.sh   (a GC setting for Arbiter)
 #   SYSTEMS=arbiter bench/memory.sh                                            (Arbiter alone)
+#   PASSES=0 SYSTEMS=arbiter ARBITER_ENV="DOTNET_TieredPGO=0" bench/memory.sh  (an empty server's RSS only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -206,6 +207,8 @@ ROWS=$OUT/raw/rows.tsv
 measure() { # system pid url pass seconds
   local system=$1 pid=$2 url=$3 pass=$4 seconds=$5 rss after_gc="" heap="" disk
   rss=$(settled_rss_kib "$pid")
+  # Where the resident pages are: anonymous (heaps), file-backed (mapped binaries, bbolt's file), shared (.NET's W^X code mapping).
+  grep -E '^(VmRSS|RssAnon|RssFile|RssShmem):' "/proc/$pid/status" >"$OUT/raw/status-$system-pass$pass.txt"
   disk=$(du -sb "$WORK/$system" | cut -f1)
   if [ "$system" = arbiter ]; then
     # A gcdump forces a full blocking GC; its report names the heap's size and top types.
