@@ -9,14 +9,8 @@ namespace Arbiter.Core.Tests.Mvcc;
 /// </summary>
 public class ChunkedListTests(ITestOutputHelper output)
 {
-    public static TheoryData<int> Seeds()
-    {
-        var env = Environment.GetEnvironmentVariable("ARBITER_TEST_SEED");
-        return env != null && int.TryParse(env, out var seed) ? new TheoryData<int> { seed } : new TheoryData<int> { 1, 2, 3, 4, 5 };
-    }
-
     [Theory]
-    [MemberData(nameof(Seeds))]
+    [MemberData(nameof(ModelTests.Seeds), MemberType = typeof(ModelTests))]
     public void MatchesAListUnderRandomAppendsAndPrefixRemovals(int seed)
     {
         output.WriteLine($"seed {seed} (replay with ARBITER_TEST_SEED={seed})");
