@@ -45,9 +45,9 @@ trap cleanup EXIT INT TERM
 
 log() { echo "[memory] $*" >&2; }
 
-# The top types of a `dotnet-gcdump report` by total bytes. The report lists objects over 1 KiB in
-# size buckets (bytes = the bucket's total) and the rest one line per type (bytes = one object's
-# size, so the total is bytes x count); byte[] sizes vary, so their line is an estimate.
+# The top types of a `dotnet-gcdump report` by total bytes. Each line is a type (objects over 1 KiB
+# in size buckets) with one object's size and a count, so the total is size x count; for types
+# whose objects vary in size (byte[]) that is an estimate, and .NET 10's lossy dump undercounts.
 top_types() {
   python3 - "$1" <<'PY'
 import collections, re, sys
@@ -56,7 +56,7 @@ for line in open(sys.argv[1]):
     m = re.match(r"\s*([\d,]+)\s+([\d,]+)\s+(.*?)\s*(\(Bytes > [^)]*\))?\s*\[[^\]]*\]\s*$", line)
     if m:
         size, n = int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
-        total[m.group(3)] += size if m.group(4) else size * n
+        total[m.group(3)] += size * n
         count[m.group(3)] += n
 print("| type | objects | MiB |")
 print("|---|---:|---:|")
