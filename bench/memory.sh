@@ -48,8 +48,8 @@ log() { echo "[memory] $*" >&2; }
 # The top types of a `dotnet-gcdump report` by total bytes. Each line is a type (objects over 1 KiB
 # in size buckets) with one object's size and a count, so the total is size x count; for types
 # whose objects vary in size (byte[]) that is an estimate, and .NET 10's lossy dump undercounts.
-top_types() {
-  python3 - "$1" <<'PY'
+top_types() { # report [how many types, 12]
+  python3 - "$1" "${2:-12}" <<'PY'
 import collections, re, sys
 total, count = collections.Counter(), collections.Counter()
 for line in open(sys.argv[1]):
@@ -60,7 +60,7 @@ for line in open(sys.argv[1]):
         count[m.group(3)] += n
 print("| type | objects | MiB |")
 print("|---|---:|---:|")
-for name, size in total.most_common(12):
+for name, size in total.most_common(int(sys.argv[2])):
     print(f"| `{name}` | {count[name]:,} | {size / 1048576:.1f} |")
 PY
 }
@@ -117,8 +117,8 @@ if len(systems) == 2 and passes > 0:
     print(f"Arbiter / etcd RSS at the end: {rows[('arbiter', passes)]['rss'] / rows[('etcd', passes)]['rss']:.2f}x")
 PY
   for pass in $(seq 1 "$PASSES"); do
-    if [ -f "$OUT/raw/arbiter-pass$pass-types.txt" ]; then
-      { echo; echo "## Arbiter's managed heap after pass $pass: top types"; echo; top_types "$OUT/raw/arbiter-pass$pass-types.txt"; } >>"$OUT/results.md"
+    if [ -f "$OUT/raw/arbiter-pass$pass-types.md" ]; then
+      { echo; echo "## Arbiter's managed heap after pass $pass: top types"; echo; head -14 "$OUT/raw/arbiter-pass$pass-types.md"; } >>"$OUT/results.md"
     fi
   done
 }
@@ -215,6 +215,9 @@ measure() { # system pid url pass seconds
     "$GCDUMP" collect -p "$pid" -o "$OUT/raw/arbiter-pass$pass.gcdump" >/dev/null
     "$GCDUMP" report "$OUT/raw/arbiter-pass$pass.gcdump" >"$OUT/raw/arbiter-pass$pass-types.txt"
     heap=$(awk '/GC Heap bytes/ {gsub(",", "", $1); print $1; exit}' "$OUT/raw/arbiter-pass$pass-types.txt")
+    # The full report is thousands of lines; the top 60 types by bytes are kept.
+    top_types "$OUT/raw/arbiter-pass$pass-types.txt" 60 >"$OUT/raw/arbiter-pass$pass-types.md"
+    rm "$OUT/raw/arbiter-pass$pass-types.txt"
     after_gc=$(settled_rss_kib "$pid")
   else
     heap=$(curl -s "$url/metrics" | awk '/^go_memstats_heap_inuse_bytes/ {printf "%.0f", $2}')
