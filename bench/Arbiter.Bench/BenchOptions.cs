@@ -92,6 +92,7 @@ public sealed record BenchOptions
           --workload NAME[,NAME]  put | range-linearizable | range-serializable | range-session |
                                   range-bounded | txn | mixed |
                                   lock-service | lock-recipe | watch | lease | all     (put)
+                                  fill: every key once per --total = key space (bench/memory.sh)
           --clients N             concurrent clients                  (16)
           --connections N         gRPC channels shared by the clients (4)
           --duration S            measured seconds                    (10)
@@ -183,7 +184,8 @@ public sealed record BenchOptions
         foreach (var workload in options.Workloads)
         {
             if (!Bench.Workloads.WorkloadCatalog.Names.Contains(workload) && !Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames.Contains(workload)
-                && !Bench.Workloads.WorkloadCatalog.GatewayNames.Contains(workload))
+                && !Bench.Workloads.WorkloadCatalog.GatewayNames.Contains(workload)
+                && !Bench.Workloads.WorkloadCatalog.ExperimentNames.Contains(workload))
             {
                 throw new ArgumentException($"unknown workload '{workload}'; known: {string.Join(", ", Bench.Workloads.WorkloadCatalog.Names.Concat(Bench.Workloads.WorkloadCatalog.ArbiterOnlyNames).Concat(Bench.Workloads.WorkloadCatalog.GatewayNames))}");
             }

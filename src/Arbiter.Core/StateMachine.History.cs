@@ -8,9 +8,11 @@ namespace Arbiter.Core;
 public sealed partial class StateMachine
 {
     // Every change at a revision ≥ the compact revision, in (revision, position) order (revision 1
-    // has none). Structs in one array, not objects: the history lives as long as the keys' own, and
-    // objects here would be copied through every GC generation for nothing.
-    private readonly List<HistoryChange> _history = [];
+    // has none). Structs in arrays, not objects: the history lives as long as the keys' own, and
+    // objects here would be copied through every GC generation for nothing. Chunked, not one
+    // doubling array: without compaction (etcd's default) this grows by one entry per write for
+    // good, and a doubled array holds up to twice that and leaves its old copies on the LOH.
+    private readonly ChunkedList<HistoryChange> _history = new();
 
     /// <summary>
     /// Events with revision ≥ <paramref name="fromRevision"/>, at most about <paramref name="eventsMax"/>
@@ -143,7 +145,7 @@ public sealed partial class StateMachine
     /// <summary>Appends the changes of one revision (newer than any in the history).</summary>
     private void AppendHistory(long revision, ReadOnlySpan<Event> events, ReadOnlySpan<KeyRecord> records)
     {
-        if (_history.Count > 0 && _history[^1].Revision >= revision)
+        if (_history.Count > 0 && _history.Last.Revision >= revision)
         {
             throw new InvalidOperationException("History revisions must increase.");
         }
@@ -208,7 +210,7 @@ public sealed partial class StateMachine
 
         // Keep the entry at the compact revision itself: watches may start there (etcd's rule).
         var drop = FirstHistoryIndexAtOrAfter(revision);
-        _history.RemoveRange(0, drop);
+        _history.RemoveFirst(drop);
         _compactMainRev = revision;
     }
 

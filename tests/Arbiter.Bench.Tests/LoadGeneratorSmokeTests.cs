@@ -75,6 +75,34 @@ public sealed class LoadGeneratorSmokeTests
     }
 
     [Fact]
+    public async Task Fill_writes_every_key_of_the_key_space_once_per_pass()
+    {
+        var url = $"http://127.0.0.1:{FreePort()}";
+        await using var node = await ArbiterNode.StartAsync(new NodeOptions());
+        await using var app = ArbiterServer.Build(node, new ServerOptions { ListenClientUrls = [url] });
+        await app.StartAsync();
+        try
+        {
+            // Two passes over 37 keys (not a multiple of the 4 clients), as bench/memory.sh runs them.
+            var options = BenchOptions.Parse(["--endpoints", url, "--workload", "fill", "--clients", "4", "--key-space", "37", "--total", "74", "--warmup", "0", "--quiet"]);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+
+            var results = await BenchCli.RunWorkloadsAsync(options, progress: null, timeout.Token);
+
+            Assert.True(results.Single().Ops == 74 && results.Single().ErrorCount == 0, BenchCli.Summary(results.Single()));
+            var keys = await node.RangeAsync(
+                new Arbiter.Protocol.Etcd.RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/bench/fill/"), RangeEnd = Google.Protobuf.ByteString.CopyFromUtf8("/bench/fill0") },
+                timeout.Token);
+            Assert.Equal(Enumerable.Range(0, 37).Select(i => $"/bench/fill/{i:D10}"), keys.Kvs.Select(kv => kv.Key.ToStringUtf8()));
+            Assert.All(keys.Kvs, kv => Assert.Equal(2, kv.Version));
+        }
+        finally
+        {
+            await app.StopAsync();
+        }
+    }
+
+    [Fact]
     public void The_consistency_option_picks_the_range_level()
     {
         Assert.Equal(["put", "range-session"], BenchOptions.Parse(["--workload", "put,range", "--consistency", "session"]).Workloads);

@@ -16,6 +16,12 @@ public static class WorkloadCatalog
     public static IReadOnlyList<string> ArbiterOnlyNames { get; } = ["range-session", "range-bounded", "crdt-increment"];
 
     /// <summary>
+    /// Workloads run only when named that are not throughput cells: <c>fill</c> writes every key of
+    /// the key space once per <c>--total</c> pass (the memory experiment, bench/memory.sh).
+    /// </summary>
+    public static IReadOnlyList<string> ExperimentNames { get; } = ["fill"];
+
+    /// <summary>
     /// Workloads through etcd's HTTP/JSON gateway (HTTP/1.1, first endpoint only), run only when
     /// named: <c>gateway-put</c>, <c>gateway-range</c>.
     /// </summary>
@@ -25,6 +31,7 @@ public static class WorkloadCatalog
     public static Workload Create(string name) => name switch
     {
         "put" => new PutWorkload(),
+        "fill" => new FillWorkload(),
         "range" or "range-linearizable" => new RangeWorkload("linearizable"),
         "range-serializable" => new RangeWorkload("serializable"),
         "range-session" => new RangeWorkload("session"),
