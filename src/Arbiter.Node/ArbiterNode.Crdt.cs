@@ -15,6 +15,9 @@ public sealed partial class ArbiterNode
     /// <summary>Anti-entropy bytes by kind and local updates, for the metrics.</summary>
     internal CrdtGossipCounters CrdtGossip { get; } = new();
 
+    /// <summary>Per peer member, the CRDT deltas it has not acknowledged yet (empty on a single node).</summary>
+    internal IEnumerable<(ulong MemberId, long DeltasBehind)> CrdtPeerLag() => _antiEntropy?.PeerLag() ?? [];
+
     private CrdtReplica CrdtReplica => _crdt ?? throw new EtcdException(EtcdError.Stopped);
 
     /// <summary>This member's CRDT replica id (changes when its data directory is wiped).</summary>

@@ -58,4 +58,50 @@ public sealed class MetricsTests(ITestOutputHelper output)
             throw;
         }
     }
+
+    /// <summary>
+    /// <c>arbiter_crdt_peer_lag_deltas</c>: one series per peer; a peer that acknowledged everything
+    /// is at 0, a killed peer's lag grows with every update it misses.
+    /// </summary>
+    [Fact]
+    public async Task Crdt_peer_lag_is_zero_for_a_live_peer_and_counts_what_a_killed_peer_missed()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        var members = cluster.Running.ToList();
+        var writer = members[0];
+        var live = members[1];
+        var killed = members[2];
+        string Id(ArbiterClusterMember member) => member.MemberId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+        await using var client = new Arbiter.Client.ArbiterClient(new Arbiter.Client.GrpcArbiterClient(writer.Endpoint));
+        await client.Crdt.Counter("lag").IncrementAsync();
+
+        var seen = string.Empty;
+        await ClusterKit.WaitUntilAsync("both peers acknowledged the first update", ClusterKit.ConvergeTimeout, async () =>
+        {
+            var scrape = await PrometheusText.ScrapeAsync(http, writer.Endpoint);
+            var series = scrape.Samples.Where(s => s.Name == "arbiter_crdt_peer_lag_deltas").ToList();
+            seen = string.Join(", ", series.Select(s => $"{s.Labels["member"]}={s.Value}")) + $" (live {Id(live)}, killed {Id(killed)}, writer {Id(writer)})";
+            return series.Count == 2 && series.All(s => s.Value == 0)
+                && series.Any(s => s.Labels["member"] == Id(live)) && series.Any(s => s.Labels["member"] == Id(killed));
+        }, () => seen, cluster);
+        output.WriteLine($"converged: {seen}");
+
+        await killed.KillAsync();
+        const int Missed = 5;
+        for (var i = 0; i < Missed; i++)
+        {
+            await client.Crdt.Counter("lag").IncrementAsync();
+        }
+
+        await ClusterKit.WaitUntilAsync("the live peer is back at 0 and the killed one counts what it missed", ClusterKit.ConvergeTimeout, async () =>
+        {
+            var scrape = await PrometheusText.ScrapeAsync(http, writer.Endpoint);
+            var liveLag = scrape.Sum("arbiter_crdt_peer_lag_deltas", ("member", Id(live)));
+            var killedLag = scrape.Sum("arbiter_crdt_peer_lag_deltas", ("member", Id(killed)));
+            seen = $"live {liveLag}, killed {killedLag}";
+            return liveLag == 0 && killedLag >= Missed;
+        }, () => seen, cluster);
+        output.WriteLine($"after the kill: {seen}");
+    }
 }

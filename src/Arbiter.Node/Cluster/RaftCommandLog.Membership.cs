@@ -28,10 +28,18 @@ internal sealed partial class RaftCommandLog
     /// <summary>The add in progress (at most one): removing its member cancels it, as etcd removes an unstarted member.</summary>
     private PendingAdd? _pendingAdd;
 
-    /// <summary>Every member (voting, from the Raft configuration), plus members added but not yet started.</summary>
+    /// <summary>
+    /// The last Raft metadata (name, client URLs) read from each member: a member that is down or
+    /// that this one has not talked to lately (a follower never talks to the other followers, so
+    /// DotNext may mark one unavailable for good after a refusal at start-up) is still listed with
+    /// its client URLs, as etcd lists a stopped member's.
+    /// </summary>
+    private readonly ConcurrentDictionary<EndPoint, IReadOnlyDictionary<string, string>> _metadataSeen = new();
+
     /// <summary>How many members the Raft configuration has (this one included), reachable or not.</summary>
     public int ConfiguredMemberCount => _raft.Members.Count;
 
+    /// <summary>Every member (voting, from the Raft configuration), plus members added but not yet started.</summary>
     public async Task<IReadOnlyList<Member>> ListMembersAsync(CancellationToken cancellationToken)
     {
         var members = new List<Member>();
@@ -73,22 +81,25 @@ internal sealed partial class RaftCommandLog
             ? PeerClientUrl(metadata.GetValueOrDefault(MetadataClientUrls, string.Empty))
             : null;
 
-    private static async Task<IReadOnlyDictionary<string, string>?> TryGetMetadataAsync(DotNext.Net.Cluster.Consensus.Raft.RaftClusterMember member, CancellationToken cancellationToken)
+    private async Task<IReadOnlyDictionary<string, string>?> TryGetMetadataAsync(DotNext.Net.Cluster.Consensus.Raft.RaftClusterMember member, CancellationToken cancellationToken)
     {
-        if (member.Status == ClusterMemberStatus.Unavailable)
+        _metadataSeen.TryGetValue(member.EndPoint, out var seen);
+        if (seen is not null && member.Status == ClusterMemberStatus.Unavailable)
         {
-            return null;
+            return seen;
         }
 
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(MetadataTimeoutMs);
         try
         {
-            return await member.GetMetadataAsync(refresh: false, timeout.Token).ConfigureAwait(false);
+            var metadata = await member.GetMetadataAsync(refresh: false, timeout.Token).ConfigureAwait(false);
+            _metadataSeen[member.EndPoint] = metadata;
+            return metadata;
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or System.Net.Sockets.SocketException or MemberUnavailableException or ObjectDisposedException)
         {
-            return null;
+            return seen;
         }
     }
 

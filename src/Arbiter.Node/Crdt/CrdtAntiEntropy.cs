@@ -27,6 +27,9 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Dictionary<ulong, PeerLink> _links = [];
+
+    /// <summary>The links as the gossip loop last left them, for readers on other threads (the metrics).</summary>
+    private volatile PeerLink[] _linksView = [];
     private readonly Task _loop;
     private IReadOnlyList<CrdtPeerMember> _peers = [];
     private long _peersListedAtMs;
@@ -100,6 +103,8 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
                 {
                     _links.Remove(gone);
                 }
+
+                _linksView = [.. _links.Values];
             }
             catch (OperationCanceledException) when (token.IsCancellationRequested)
             {
@@ -263,6 +268,19 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
         {
             _logger.LogInformation("CRDT retirement waits: member {Member:x16} did not answer the digest exchange ({Reason})", memberId, Describe(e));
             return false;
+        }
+    }
+
+    /// <summary>
+    /// Per member this one gossips with: how many of the deltas this member holds the member has not
+    /// acknowledged yet (0 when it is up to date; grows while it is unreachable or behind).
+    /// </summary>
+    public IEnumerable<(ulong MemberId, long DeltasBehind)> PeerLag()
+    {
+        var last = _replica.LastSequence;
+        foreach (var link in _linksView)
+        {
+            yield return (link.Peer.MemberId, Math.Max(0, last - link.AckedSequence));
         }
     }
 

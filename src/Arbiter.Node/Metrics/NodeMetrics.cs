@@ -66,6 +66,10 @@ public sealed class NodeMetrics : IDisposable
             () => Enum.GetValues<Crdt.CrdtGossipKind>().Select(kind => new Measurement<long>(gossip.BytesOf(kind), new KeyValuePair<string, object?>("kind", kind.ToString().ToLowerInvariant()))),
             description: "Bytes of CRDT anti-entropy messages this member started (requests sent and answers received, protobuf only), by kind: delta, ack, digest, repair.");
         _meter.CreateObservableCounter("arbiter_crdt_updates_total", () => gossip.Updates, description: "CRDT updates applied on this member (the denominator of gossip bytes per update).");
+        _meter.CreateObservableGauge(
+            "arbiter_crdt_peer_lag_deltas",
+            () => node.CrdtPeerLag().Select(lag => new Measurement<long>(lag.DeltasBehind, new KeyValuePair<string, object?>("member", lag.MemberId.ToString("x16", CultureInfo.InvariantCulture)))),
+            description: "CRDT convergence lag: per peer member, the deltas this member holds that the peer has not acknowledged yet (0 when it is up to date).");
         _meter.CreateObservableCounter("arbiter_optimistic_conflicts_total", () => host.Read(s => s.TransactionSummary().Counters.OptimisticConflicts), description: "Optimistic commits refused because a read was overwritten.");
     }
 
