@@ -228,7 +228,6 @@ internal sealed partial class RaftCommandLog
             // Returns once a quorum has the entry (the leader flushed it) and it is applied here;
             // the apply completed every proposal of the batch (OnApplied).
             await _raft.ReplicateAsync(new BinaryLogEntry { Content = entry.ToByteArray(), Term = leadership.Term }, replicating.Token).ConfigureAwait(false);
-            PushCommitIndex(leadership.Token);
         }
         catch (OperationCanceledException e) when (!_stopping.IsCancellationRequested)
         {
@@ -256,36 +255,6 @@ internal sealed partial class RaftCommandLog
         finally
         {
             _replicationSlots.Release();
-        }
-    }
-
-    /// <summary>
-    /// Starts a replication round now, so that the followers learn the new commit index at once.
-    /// DotNext sends the commit index only with the next round, which without more proposals is the
-    /// next heartbeat: a write forwarded by a follower waits until that follower has applied it,
-    /// so one write at a time through a follower took a heartbeat interval (p50 106 ms at 100 ms,
-    /// bench/compare.sh MEMBERS=3). Requests coalesce: a round already under way is followed by
-    /// exactly one more. Its outcome does not matter here (a lost leadership fails elsewhere).
-    /// </summary>
-    private void PushCommitIndex(CancellationToken leadership)
-    {
-        if (leadership.IsCancellationRequested || _stopping.IsCancellationRequested)
-        {
-            return;
-        }
-
-        _ = PushAsync();
-
-        async Task PushAsync()
-        {
-            try
-            {
-                await _raft.ForceReplicationAsync(leadership).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is NotLeaderException or OperationCanceledException or InvalidOperationException or ObjectDisposedException)
-            {
-                // Leadership ended or the member stops: the next leader's rounds carry the commit index.
-            }
         }
     }
 
