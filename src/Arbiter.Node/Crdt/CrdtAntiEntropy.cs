@@ -331,7 +331,8 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
     private async Task<List<T>> FromPeersAsync<T>(Func<CrdtPeerMember, CancellationToken, Task<T>> call, int wanted, CancellationToken deadline, CancellationToken cancellationToken)
         where T : class
     {
-        var calls = new Dictionary<ulong, Task<T?>>();
+        var asked = new HashSet<ulong>();
+        var pending = new List<Task<T?>>();
         var answers = new List<T>();
         while (answers.Count < wanted && !deadline.IsCancellationRequested)
         {
@@ -345,28 +346,20 @@ internal sealed class CrdtAntiEntropy : IAsyncDisposable
                 break;
             }
 
-            foreach (var peer in peers)
+            foreach (var peer in peers.Where(p => asked.Add(p.MemberId)))
             {
-                if (!calls.ContainsKey(peer.MemberId))
-                {
-                    calls[peer.MemberId] = UntilAnsweredAsync(peer, call, deadline);
-                }
+                pending.Add(UntilAnsweredAsync(peer, call, deadline));
             }
 
-            var waiting = calls.Values.Where(c => !c.IsCompleted).ToList<Task>();
-            waiting.Add(Task.Delay(PeerRelistMs, deadline));
-            await Task.WhenAny(waiting).ConfigureAwait(false);
-            foreach (var (memberId, finished) in calls.Where(c => c.Value.IsCompleted).ToList())
+            await Task.WhenAny([.. pending, Task.Delay(PeerRelistMs, deadline)]).ConfigureAwait(false);
+            foreach (var done in pending.Where(p => p.IsCompleted).ToList())
             {
-                // Completed calls are kept (as a finished null task) so the member is not asked again.
-                if (finished.Result is { } answer)
+                pending.Remove(done);
+                if (done.IsCompletedSuccessfully && done.Result is { } answer)
                 {
                     answers.Add(answer);
                 }
-
-                calls[memberId] = Task.FromResult<T?>(null);
             }
-
         }
 
         return answers;
