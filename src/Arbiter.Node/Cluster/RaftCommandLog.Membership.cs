@@ -28,6 +28,9 @@ internal sealed partial class RaftCommandLog
     /// <summary>The add in progress (at most one): removing its member cancels it, as etcd removes an unstarted member.</summary>
     private PendingAdd? _pendingAdd;
 
+    /// <summary>A member is being added or removed (the change's semaphore is taken).</summary>
+    private bool MembershipChangeUnderWay => _membershipChange.CurrentCount == 0 || Volatile.Read(ref _pendingAdd) is not null;
+
     /// <summary>
     /// The last Raft metadata (name, client URLs) read from each member: a member that is down or
     /// that this one has not talked to lately (a follower never talks to the other followers, so
