@@ -192,6 +192,47 @@ public sealed partial class ArbiterNode
         return new ForwardedResult { Result = result, RaftIndex = raftIndex };
     }
 
+    /// <summary>
+    /// The leader's side of <c>Peer.ProposeBatch</c>: proposes every command of a follower's batch
+    /// at once (they join the leader's own batching) and answers each in order. An etcd error ends
+    /// only its own command, with the status its own <c>Propose</c> call would have had; anything
+    /// else fails the call, and the follower retries each command (their request ids make that safe).
+    /// </summary>
+    public async Task<ProposeBatchResponse> ProposeBatchForwardedAsync(ProposeBatchRequest request, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var raft = _raft ?? throw new EtcdException(SingleNode);
+
+        // Without peer TLS any client can call this: a batch proposes no more at once than a
+        // follower ever sends in one.
+        if (request.Commands.Count > ForwardQueue.CommandsPerCallMax)
+        {
+            throw new EtcdException(EtcdError.TooManyOps);
+        }
+
+        var proposals = new Task<(CommandResult Result, long RaftIndex)>[request.Commands.Count];
+        for (var i = 0; i < proposals.Length; i++)
+        {
+            proposals[i] = raft.ProposeForwardedAsync(request.Commands[i], cancellationToken);
+        }
+
+        var response = new ProposeBatchResponse();
+        foreach (var proposal in proposals)
+        {
+            try
+            {
+                var (result, raftIndex) = await proposal.ConfigureAwait(false);
+                response.Outcomes.Add(new ForwardedOutcome { Result = new ForwardedResult { Result = result, RaftIndex = raftIndex } });
+            }
+            catch (EtcdException e)
+            {
+                response.Outcomes.Add(new ForwardedOutcome { ErrorCode = (int)e.Error.StatusCode, ErrorMessage = e.Error.Message });
+            }
+        }
+
+        return response;
+    }
+
     /// <summary>The leader's side of <c>Peer.ReadIndex</c>: confirms leadership, returns the index a linearizable read must see.</summary>
     public async Task<ReadIndexResponse> ReadIndexForwardedAsync(CancellationToken cancellationToken = default)
     {

@@ -18,6 +18,10 @@ internal sealed partial class RaftCommandLog
     internal static readonly EtcdError NotLeader = EtcdError.LeaderChanged;
 
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ForwardQueue> _forwardQueues = new(StringComparer.Ordinal);
+
+    /// <summary>Leader URLs that answered ProposeBatch as unimplemented (an earlier version).</summary>
+    private readonly ConcurrentDictionary<string, bool> _singleProposeOnly = new(StringComparer.Ordinal);
 
     /// <summary>
     /// Cancelled (and replaced) whenever this member's view of the leader changes: a call forwarded
@@ -170,6 +174,53 @@ internal sealed partial class RaftCommandLog
     }));
 
     /// <summary>
+    /// The queue of writes forwarded to the leader at <paramref name="clientUrl"/> (one per URL):
+    /// concurrent writes share <c>ProposeBatch</c> calls instead of one <c>Propose</c> call each.
+    /// A call is cut when this member sees the leader change, as a single forwarded call is.
+    /// </summary>
+    private ForwardQueue QueueTo(string clientUrl) => _forwardQueues.GetOrAdd(clientUrl, url => new ForwardQueue(
+        (request, cancellationToken) => ProposeBatchAsync(url, request, cancellationToken),
+        () => LeaderEpoch,
+        _options.Limits.RequestSizeBytesMax / 2));
+
+    /// <summary>
+    /// One <c>ProposeBatch</c> call; to a leader of an earlier version, which does not know it
+    /// (a rolling upgrade), one <c>Propose</c> call per command instead.
+    /// </summary>
+    private async Task<ProposeBatchResponse> ProposeBatchAsync(string url, ProposeBatchRequest request, CancellationToken cancellationToken)
+    {
+        var peer = new Peer.PeerClient(ChannelTo(url));
+        if (!_singleProposeOnly.ContainsKey(url))
+        {
+            try
+            {
+                return await peer.ProposeBatchAsync(request, cancellationToken: cancellationToken).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.Unimplemented)
+            {
+                _singleProposeOnly[url] = true;
+                _logger.LogInformation("The leader at {Url} does not batch forwarded writes (an earlier version): forwarding one at a time", url);
+            }
+        }
+
+        var calls = request.Commands.Select(command => peer.ProposeAsync(command, cancellationToken: cancellationToken).ResponseAsync).ToArray();
+        var response = new ProposeBatchResponse();
+        foreach (var call in calls)
+        {
+            try
+            {
+                response.Outcomes.Add(new ForwardedOutcome { Result = await call.ConfigureAwait(false) });
+            }
+            catch (RpcException e)
+            {
+                response.Outcomes.Add(new ForwardedOutcome { ErrorCode = (int)e.StatusCode, ErrorMessage = e.Status.Detail });
+            }
+        }
+
+        return response;
+    }
+
+    /// <summary>
     /// Which of a member's advertised client URLs (comma-separated) other members call it on: with
     /// peer TLS the first https one (those calls must be encrypted and authenticated), otherwise the
     /// first plain one, else the first. Null when there is none to use.
@@ -187,7 +238,7 @@ internal sealed partial class RaftCommandLog
         using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, epoch);
         try
         {
-            var reply = await new Peer.PeerClient(ChannelTo(url)).ProposeAsync(command, cancellationToken: attempt.Token).ConfigureAwait(false);
+            var reply = await QueueTo(url).SendAsync(command, attempt.Token).ConfigureAwait(false);
             delivered(true);
             return (reply.Result, reply.RaftIndex);
         }

@@ -16,6 +16,10 @@ public sealed class PeerService(ArbiterNode node) : Peer.PeerBase
         node.ProposeForwardedAsync(request, context.CancellationToken);
 
     /// <inheritdoc />
+    public override Task<ProposeBatchResponse> ProposeBatch(ProposeBatchRequest request, ServerCallContext context) =>
+        node.ProposeBatchForwardedAsync(request, context.CancellationToken);
+
+    /// <inheritdoc />
     public override Task<ReadIndexResponse> ReadIndex(ReadIndexRequest request, ServerCallContext context) =>
         node.ReadIndexForwardedAsync(context.CancellationToken);
 
