@@ -1,6 +1,7 @@
 using System.Globalization;
 using Arbiter.Client;
 using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Transactions;
 using Arbiter.Recipes.Transactions;
 using Google.Protobuf;
 using Npgsql;
@@ -23,7 +24,7 @@ public interface IBankClient : IAsyncDisposable
 /// <summary>The families measured, and how each one's clients are made.</summary>
 public static class BankFamilies
 {
-    /// <summary>Strict 2PL on Arbiter: X locks on both accounts in key order, reads, writes, commit.</summary>
+    /// <summary>Strict 2PL on Arbiter: Begin taking X locks on both accounts in key order, reads, writes, commit.</summary>
     public const string Pessimistic = "pessimistic";
 
     /// <summary>Arbiter optimistic transaction: reads at one revision, server-validated commit.</summary>
@@ -125,16 +126,15 @@ public static class BankFamilies
                 Pessimistic => _txns.RunTransactionAsync(
                     async (t, ct) =>
                     {
-                        // Both locks in key order (as the PostgreSQL client orders its FOR UPDATE): no deadlock by design.
-                        await t.LockExclusiveAsync(string.CompareOrdinal(fromKey, toKey) < 0 ? fromKey : toKey, cancellationToken: ct).ConfigureAwait(false);
-                        await t.LockExclusiveAsync(string.CompareOrdinal(fromKey, toKey) < 0 ? toKey : fromKey, cancellationToken: ct).ConfigureAwait(false);
                         var a = Parse(await t.GetAsync(fromKey, ct).ConfigureAwait(false));
                         var b = Parse(await t.GetAsync(toKey, ct).ConfigureAwait(false));
                         t.Put(fromKey, Text(a - amount));
                         t.Put(toKey, Text(b + amount));
                     },
                     Policy,
-                    _pessimistic,
+                    // Both X locks taken by Begin itself, in key order (as the PostgreSQL client orders its
+                    // FOR UPDATE: no deadlock by design): a transfer is two log commands, Begin and Commit.
+                    _pessimistic with { Locks = string.CompareOrdinal(fromKey, toKey) < 0 ? [LockTarget.Exclusive(fromKey), LockTarget.Exclusive(toKey)] : [LockTarget.Exclusive(toKey), LockTarget.Exclusive(fromKey)] },
                     cancellationToken),
                 Optimistic => _txns.RunTransactionAsync(
                     async (t, ct) =>

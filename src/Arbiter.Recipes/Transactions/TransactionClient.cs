@@ -66,6 +66,11 @@ public sealed class TransactionClient : IAsyncDisposable
         options ??= new TransactionOptions();
         if (options.Mode == TransactionMode.Optimistic)
         {
+            if (options.Locks is { Count: > 0 })
+            {
+                throw new ArgumentException("TransactionOptions.Locks belong to pessimistic transactions; an optimistic one validates at commit instead.", nameof(options));
+            }
+
             return new Transaction(this, options, 0, 0);
         }
 
@@ -94,10 +99,21 @@ public sealed class TransactionClient : IAsyncDisposable
         }
 
         var response = await BeginOnSessionAsync(
-            lease => new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds },
+            lease =>
+            {
+                var request = new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds };
+                if (options.Locks is { Count: > 0 } locks)
+                {
+                    request.Locks.AddRange(locks);
+                    request.LockWaitPolicy = options.BeginLockOptions?.NoWait == true ? WaitPolicy.Nowait : WaitPolicy.Block;
+                    request.LockWaitTimeoutMs = (long)(options.BeginLockOptions?.Timeout ?? options.LockTimeout ?? TimeSpan.Zero).TotalMilliseconds;
+                }
+
+                return request;
+            },
             "Pessimistic transactions (the lock table)",
             cancellationToken).ConfigureAwait(false);
-        return new Transaction(this, options, response.TxnId, response.Age);
+        return new Transaction(this, options, response.TxnId, response.Age, [.. response.FencingTokens]);
     }
 
     /// <summary>
