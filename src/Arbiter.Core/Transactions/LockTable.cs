@@ -126,6 +126,11 @@ internal sealed class LockTable
 
     public BeginResponse Begin(BeginRequest request, long nowMs, long? leaseDeadlineMs, int openOnLease)
     {
+        if (Repeated(request) is { } earlier)
+        {
+            return Answer(earlier);
+        }
+
         ValidateBegin(request, nowMs, leaseDeadlineMs, openOnLease);
         var id = _lastTxnId + 1;
         _lastTxnId = id;
@@ -139,6 +144,7 @@ internal sealed class LockTable
             DeadlineMs = Saturate(nowMs, limitMs),
             Snapshot = request.Snapshot,
             SnapshotRevision = request.Snapshot ? _revision() : 0,
+            BeginKey = request.IdempotencyKey,
         };
         _txns.Add(id, txn);
         Counters.Begun++;
@@ -147,7 +153,34 @@ internal sealed class LockTable
             Counters.Retried++;
         }
 
-        return new BeginResponse { TxnId = id, Age = txn.Age, TimeLimitMs = limitMs, SnapshotRevision = txn.SnapshotRevision };
+        return Answer(txn);
+    }
+
+    private static BeginResponse Answer(TransactionRecord txn) =>
+        new() { TxnId = txn.TxnId, Age = txn.Age, TimeLimitMs = txn.TimeLimitMs, SnapshotRevision = txn.SnapshotRevision };
+
+    /// <summary>The open transaction a repeated Begin (same idempotency key and lease) names, or null.</summary>
+    private TransactionRecord? Repeated(BeginRequest request)
+    {
+        if (request.IdempotencyKey.Length > _limits.IdempotencyKeySizeBytesMax)
+        {
+            throw new EtcdException(TransactionErrors.Invalid($"idempotency_key is longer than {_limits.IdempotencyKeySizeBytesMax} bytes"));
+        }
+
+        if (request.IdempotencyKey.IsEmpty)
+        {
+            return null;
+        }
+
+        foreach (var txn in _txns.Values)
+        {
+            if (txn.Lease == request.Lease && txn.BeginKey.Equals(request.IdempotencyKey))
+            {
+                return txn;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The checks of a Begin (changes nothing).</summary>
@@ -226,8 +259,21 @@ internal sealed class LockTable
     public TxnBeginResult BeginLocked(BeginRequest request, long nowMs, long? leaseDeadlineMs, int openOnLease)
     {
         ThrowIfInvalid(LockTargets.Validate(request, _limits));
-        ValidateBegin(request, nowMs, leaseDeadlineMs, openOnLease);
         var targets = Prepare(request.Locks);
+        if (Repeated(request) is { } earlier)
+        {
+            // The same Begin again (its answer was lost): its transaction, its locks re-attached.
+            var again = ExecuteLocks(earlier, targets, PlanLocks(earlier.TxnId, targets, request.LockWaitPolicy), request.LockWaitTimeoutMs, nowMs);
+            var answer = Answer(earlier);
+            if (again.Granted)
+            {
+                answer.FencingTokens.AddRange(again.FencingTokens);
+            }
+
+            return new TxnBeginResult { Begin = answer, Lock = again };
+        }
+
+        ValidateBegin(request, nowMs, leaseDeadlineMs, openOnLease);
 
         // Planned against the id the transaction will get: it holds nothing yet.
         var plan = PlanLocks(_lastTxnId + 1, targets, request.LockWaitPolicy);

@@ -98,10 +98,13 @@ public sealed class TransactionClient : IAsyncDisposable
             throw Unsupported("Pessimistic transactions (the lock table)");
         }
 
+        // One key for every repetition of this Begin: a repeat whose first answer was lost (its
+        // member died) finds the same transaction instead of leaving one behind holding locks.
+        var idempotencyKey = Google.Protobuf.ByteString.CopyFrom(Guid.NewGuid().ToByteArray());
         var response = await BeginOnSessionAsync(
             lease =>
             {
-                var request = new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds };
+                var request = new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds, IdempotencyKey = idempotencyKey };
                 if (options.Locks is { Count: > 0 } locks)
                 {
                     request.Locks.AddRange(locks);

@@ -174,6 +174,34 @@ public class MultiTargetLockTests
     }
 
     [Fact]
+    public void ABeginRepeatedWithItsIdempotencyKeyAnswersTheSameTransaction()
+    {
+        var lease = _t.Lease();
+        var (holder, key) = (_t.Begin(lease), B("begin-1"));
+        _t.Granted(holder, "b");
+        BeginRequest Request() => new() { Lease = lease, IdempotencyKey = key, Locks = { X("a"), X("b") } };
+        var first = Ok(_t.H.Apply(new Command { TxnBegin = Request() })).TxnBeginLocked;
+        Assert.False(first.Lock.Granted);
+
+        // The answer was lost (a leader change) and the SDK sends the same Begin again: the same
+        // transaction, "a" answered as held, "b" re-attached at its place in the queue.
+        var again = Ok(_t.H.Apply(new Command { TxnBegin = Request() })).TxnBeginLocked;
+        Assert.Equal(first.Begin.TxnId, again.Begin.TxnId);
+        Assert.Equal(first.Lock.Sequence, again.Lock.Sequence);
+        Assert.Equal(first.Lock.FencingTokens, again.Lock.FencingTokens);
+        Assert.Equal(2, _t.Sm.TransactionStatus().Transactions.Count);
+
+        // Without locks too; another lease, or a transaction that ended, gets a new one.
+        var plain = Ok(_t.H.Apply(new Command { TxnBegin = new BeginRequest { Lease = lease, IdempotencyKey = B("begin-2") } })).TxnBegin.TxnId;
+        Assert.Equal(plain, Ok(_t.H.Apply(new Command { TxnBegin = new BeginRequest { Lease = lease, IdempotencyKey = B("begin-2") } })).TxnBegin.TxnId);
+        Ok(_t.AbortResult(plain));
+        Assert.NotEqual(plain, Ok(_t.H.Apply(new Command { TxnBegin = new BeginRequest { Lease = lease, IdempotencyKey = B("begin-2") } })).TxnBegin.TxnId);
+        Assert.NotEqual(first.Begin.TxnId, Ok(_t.H.Apply(new Command { TxnBegin = new BeginRequest { Lease = _t.Lease(), IdempotencyKey = key } })).TxnBegin.TxnId);
+        Assert.Contains("idempotency_key", _t.H.Apply(new Command { TxnBegin = new BeginRequest { Lease = lease, IdempotencyKey = B(new string('k', 65)) } }).Error.Message, StringComparison.Ordinal);
+        _t.Sm.VerifyIntegrity();
+    }
+
+    [Fact]
     public void BeginCarryingLocksOpensAndLocksInOneCommand()
     {
         var lease = _t.Lease();
