@@ -126,9 +126,9 @@ public sealed partial class StateMachine
             Command.OpOneofCase.DeleteRange => CheckDeletePermission(user, revision, command.DeleteRange),
             Command.OpOneofCase.Txn => CheckTxnPermission(user, revision, command.Txn),
             Command.OpOneofCase.LeaseRevoke => CheckLeaseKeysPermission(user, revision, command.LeaseRevoke.ID),
-            Command.OpOneofCase.TxnBegin or Command.OpOneofCase.TxnAbort => CheckAuthenticated(user, revision),
-            Command.OpOneofCase.TxnLock => Auth.CheckKeys(
-                user, revision, command.TxnLock.Key, command.TxnLock.RangeEnd, command.TxnLock.Mode == LockMode.Exclusive ? Write : Read),
+            Command.OpOneofCase.TxnBegin => CheckAuthenticated(user, revision) ?? CheckLockTargetsPermission(user, revision, command.TxnBegin.Locks),
+            Command.OpOneofCase.TxnAbort => CheckAuthenticated(user, revision),
+            Command.OpOneofCase.TxnLock => CheckLockTargetsPermission(user, revision, Transactions.LockTargets.Of(command.TxnLock)),
             Command.OpOneofCase.TxnCommit => CheckAuthenticated(user, revision) ?? CheckOpsPermission(user, revision, command.TxnCommit.Writes),
             Command.OpOneofCase.TxnOptimisticCommit => CheckOptimisticPermission(user, revision, command.TxnOptimisticCommit),
             _ => null,
@@ -137,6 +137,20 @@ public sealed partial class StateMachine
         {
             throw new EtcdException(error);
         }
+    }
+
+    /// <summary>Every lock target by its key or range: X needs write permission, S read permission.</summary>
+    private EtcdError? CheckLockTargetsPermission(string? user, ulong revision, IEnumerable<LockTarget> targets)
+    {
+        foreach (var target in targets)
+        {
+            if (Auth.CheckKeys(user, revision, target.Key, target.RangeEnd, target.Mode == LockMode.Exclusive ? Write : Read) is { } error)
+            {
+                return error;
+            }
+        }
+
+        return null;
     }
 
     private EtcdError? CheckAuthenticated(string? user, ulong revision)

@@ -75,10 +75,26 @@ public sealed partial class StateMachine
     {
         ThrowIfCorrupt();
         Locks.RunTimers(timeMs);
+        if (LockTargets.Validate(request, Limits) is { } invalid)
+        {
+            throw new EtcdException(invalid);
+        }
+
         long? leaseDeadline = _leases.TryGetValue(request.Lease, out var lease) ? lease.DeadlineMs : null;
         var response = Locks.Begin(request, timeMs, leaseDeadline, Locks.CountOnLease(request.Lease));
         response.Header = Header(_revision);
         return response;
+    }
+
+    /// <summary>A Begin carrying lock targets: the transaction opens and takes them in the same command.</summary>
+    private TxnBeginResult ApplyTxnBeginLocked(long timeMs, BeginRequest request)
+    {
+        ThrowIfCorrupt();
+        Locks.RunTimers(timeMs);
+        long? leaseDeadline = _leases.TryGetValue(request.Lease, out var lease) ? lease.DeadlineMs : null;
+        var result = Locks.BeginLocked(request, timeMs, leaseDeadline, Locks.CountOnLease(request.Lease));
+        result.Begin.Header = Header(_revision);
+        return result;
     }
 
     private LockResult ApplyTxnLock(long timeMs, Protocol.Transactions.LockRequest request)

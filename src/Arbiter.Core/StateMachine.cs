@@ -157,7 +157,9 @@ public sealed partial class StateMachine
             case Command.OpOneofCase.Alarm:
                 return new CommandResult { Alarm = ApplyAlarm(command.Alarm) };
             case Command.OpOneofCase.TxnBegin:
-                return new CommandResult { TxnBegin = ApplyTxnBegin(command.TimeMs, command.TxnBegin) };
+                return command.TxnBegin.Locks.Count == 0
+                    ? new CommandResult { TxnBegin = ApplyTxnBegin(command.TimeMs, command.TxnBegin) }
+                    : new CommandResult { TxnBeginLocked = ApplyTxnBeginLocked(command.TimeMs, command.TxnBegin) };
             case Command.OpOneofCase.TxnLock:
                 return new CommandResult { TxnLock = ApplyTxnLock(command.TimeMs, command.TxnLock) };
             case Command.OpOneofCase.TxnCommit:

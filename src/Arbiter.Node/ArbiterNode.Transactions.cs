@@ -1,4 +1,5 @@
 using Arbiter.Core;
+using Arbiter.Core.Transactions;
 using Arbiter.Protocol.Internal;
 using Arbiter.Protocol.Transactions;
 
@@ -6,26 +7,108 @@ namespace Arbiter.Node;
 
 public sealed partial class ArbiterNode
 {
-    /// <summary>Opens a transaction bound to a lease (arbiter.v1 Transactions.Begin).</summary>
-    public Task<BeginResponse> TxnBeginAsync(BeginRequest request, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Opens a transaction bound to a lease (arbiter.v1 Transactions.Begin). With lock targets the
+    /// transaction takes them in the same command and this returns once every one is granted (as
+    /// <see cref="TxnLockAsync"/> does); if a lock then fails (lock timeout, deadlock victim) or the
+    /// call is cancelled, the transaction is rolled back before the error goes out, so a failed
+    /// Begin leaves no transaction holding locks.
+    /// </summary>
+    public async Task<BeginResponse> TxnBeginAsync(BeginRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return ProposeAsync(new Command { TxnBegin = request }, r => r.TxnBegin, r => r.Header, cancellationToken);
+        ThrowIfInvalid(LockTargets.Validate(request, Options.Limits));
+        if (request.Locks.Count == 0)
+        {
+            return await ProposeAsync(new Command { TxnBegin = request }, r => r.TxnBegin, r => r.Header, cancellationToken).ConfigureAwait(false);
+        }
+
+        var result = (await ProposeAsync(new Command { TxnBegin = request }, cancellationToken).ConfigureAwait(false)).TxnBeginLocked;
+        var begin = result.Begin;
+        FillHeader(begin.Header);
+        if (result.Lock.Granted)
+        {
+            return begin;
+        }
+
+        try
+        {
+            var tokens = await TakeRestAsync(begin.TxnId, request.Locks, request.LockWaitPolicy, request.LockWaitTimeoutMs, result.Lock, cancellationToken).ConfigureAwait(false);
+            begin.FencingTokens.AddRange(tokens);
+            begin.Header = NewHeader(Revision);
+            return begin;
+        }
+        catch (Exception)
+        {
+            await RollBackQuietlyAsync(begin.TxnId).ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>
-    /// Takes a lock and returns once it is granted. A request that has to queue is waited for on
-    /// this member's applied state (the queue is replicated, so any member can wait, and a call
-    /// repeated after a leader change re-attaches to the same place in the queue). Cancelling the
-    /// call does not withdraw the queued request: it stays until granted, timed out, or its
-    /// transaction ends (roll back to withdraw it).
+    /// Takes one lock or several (<see cref="LockRequest.More"/>) and returns once every one is
+    /// granted, with a fencing token per target. Targets are proposed in one command; where one has
+    /// to queue it is waited for on this member's applied state (the queue is replicated, so any
+    /// member can wait, and a call repeated after a leader change re-attaches to the same place in
+    /// the queue, the targets already granted answered as held), then the remaining targets are
+    /// proposed as the next command. Cancelling the call does not withdraw a queued request: it
+    /// stays until granted, timed out, or its transaction ends (roll back to withdraw it).
     /// </summary>
     public async Task<LockResponse> TxnLockAsync(LockRequest request, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        ThrowIfInvalid(LockTargets.Validate(request, Options.Limits));
         var result = (await ProposeAsync(new Command { TxnLock = request }, cancellationToken).ConfigureAwait(false)).TxnLock;
-        var token = result.Granted ? result.FencingToken : await WaitForGrantAsync(request.TxnId, result.Sequence, cancellationToken).ConfigureAwait(false);
-        return new LockResponse { Header = NewHeader(Revision), FencingToken = token };
+        var tokens = result.Granted
+            ? [.. result.FencingTokens]
+            : await TakeRestAsync(request.TxnId, LockTargets.Of(request), request.WaitPolicy, request.WaitTimeoutMs, result, cancellationToken).ConfigureAwait(false);
+        var response = new LockResponse { Header = NewHeader(Revision), FencingToken = tokens[0] };
+        response.FencingTokens.AddRange(tokens);
+        return response;
+    }
+
+    /// <summary>
+    /// After a lock command that queued a target: waits for its grant, then proposes the targets
+    /// after it as the next Lock command, until every target is granted. Returns every token in
+    /// target order.
+    /// </summary>
+    private async Task<List<long>> TakeRestAsync(long txnId, IReadOnlyList<LockTarget> targets, WaitPolicy waitPolicy, long waitTimeoutMs, LockResult result, CancellationToken cancellationToken)
+    {
+        var tokens = new List<long>(targets.Count);
+        while (true)
+        {
+            tokens.AddRange(result.FencingTokens);
+            if (result.Granted)
+            {
+                return tokens;
+            }
+
+            tokens.Add(await WaitForGrantAsync(txnId, result.Sequence, cancellationToken).ConfigureAwait(false));
+            if (tokens.Count == targets.Count)
+            {
+                return tokens;
+            }
+
+            var first = targets[tokens.Count];
+            var rest = new LockRequest { TxnId = txnId, Key = first.Key, RangeEnd = first.RangeEnd, Mode = first.Mode, WaitPolicy = waitPolicy, WaitTimeoutMs = waitTimeoutMs };
+            rest.More.AddRange(targets.Skip(tokens.Count + 1));
+            result = (await ProposeAsync(new Command { TxnLock = rest }, cancellationToken).ConfigureAwait(false)).TxnLock;
+        }
+    }
+
+    /// <summary>Rolls a transaction back after its Begin failed to take its locks (best effort: its lease or time limit ends it otherwise).</summary>
+    private async Task RollBackQuietlyAsync(long txnId)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            await ProposeAsync(new Command { TxnAbort = new AbortRequest { TxnId = txnId } }, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is EtcdException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // Already ended (a deadlock victim is aborted by the command that chose it), or this member cannot propose now.
+        }
     }
 
     /// <summary>Commits a transaction: its writes in one revision, then every lock released.</summary>

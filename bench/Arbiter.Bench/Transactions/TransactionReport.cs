@@ -10,6 +10,7 @@ public static class TransactionReport
     private static readonly Dictionary<string, Color> FamilyColors = new(StringComparer.Ordinal)
     {
         [BankFamilies.Pessimistic] = Colors.SteelBlue,
+        [BankFamilies.PessimisticLockCall] = Colors.LightSteelBlue,
         [BankFamilies.Optimistic] = Colors.DarkOrange,
         [BankFamilies.Stm] = Colors.SeaGreen,
         [BankFamilies.EtcdStm] = Colors.Gray,

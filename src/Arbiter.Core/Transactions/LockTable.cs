@@ -126,6 +126,66 @@ internal sealed class LockTable
 
     public BeginResponse Begin(BeginRequest request, long nowMs, long? leaseDeadlineMs, int openOnLease)
     {
+        if (Repeated(request) is { } earlier)
+        {
+            return Answer(earlier);
+        }
+
+        ValidateBegin(request, nowMs, leaseDeadlineMs, openOnLease);
+        var id = _lastTxnId + 1;
+        _lastTxnId = id;
+        var limitMs = request.TimeLimitMs == 0 ? _limits.TransactionTimeLimitMsDefault : request.TimeLimitMs;
+        var txn = new TransactionRecord
+        {
+            TxnId = id,
+            Age = request.Age == 0 ? id : request.Age,
+            Lease = request.Lease,
+            TimeLimitMs = limitMs,
+            DeadlineMs = Saturate(nowMs, limitMs),
+            Snapshot = request.Snapshot,
+            SnapshotRevision = request.Snapshot ? _revision() : 0,
+            BeginKey = request.IdempotencyKey,
+        };
+        _txns.Add(id, txn);
+        Counters.Begun++;
+        if (request.Age != 0)
+        {
+            Counters.Retried++;
+        }
+
+        return Answer(txn);
+    }
+
+    private static BeginResponse Answer(TransactionRecord txn) =>
+        new() { TxnId = txn.TxnId, Age = txn.Age, TimeLimitMs = txn.TimeLimitMs, SnapshotRevision = txn.SnapshotRevision };
+
+    /// <summary>The open transaction a repeated Begin (same idempotency key and lease) names, or null.</summary>
+    private TransactionRecord? Repeated(BeginRequest request)
+    {
+        if (request.IdempotencyKey.Length > _limits.IdempotencyKeySizeBytesMax)
+        {
+            throw new EtcdException(TransactionErrors.Invalid($"idempotency_key is longer than {_limits.IdempotencyKeySizeBytesMax} bytes"));
+        }
+
+        if (request.IdempotencyKey.IsEmpty)
+        {
+            return null;
+        }
+
+        foreach (var txn in _txns.Values)
+        {
+            if (txn.Lease == request.Lease && txn.BeginKey.Equals(request.IdempotencyKey))
+            {
+                return txn;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The checks of a Begin (changes nothing).</summary>
+    private void ValidateBegin(BeginRequest request, long nowMs, long? leaseDeadlineMs, int openOnLease)
+    {
         if (request.Lease == 0)
         {
             throw new EtcdException(TransactionErrors.Invalid("a transaction needs a lease (lease is 0)"));
@@ -156,27 +216,6 @@ internal sealed class LockTable
         {
             throw new EtcdException(TransactionErrors.LimitReached($"too many open transactions (limit {_limits.TransactionsOpenMax})"));
         }
-
-        _lastTxnId = id;
-        var limitMs = request.TimeLimitMs == 0 ? _limits.TransactionTimeLimitMsDefault : request.TimeLimitMs;
-        var txn = new TransactionRecord
-        {
-            TxnId = id,
-            Age = request.Age == 0 ? id : request.Age,
-            Lease = request.Lease,
-            TimeLimitMs = limitMs,
-            DeadlineMs = Saturate(nowMs, limitMs),
-            Snapshot = request.Snapshot,
-            SnapshotRevision = request.Snapshot ? _revision() : 0,
-        };
-        _txns.Add(id, txn);
-        Counters.Begun++;
-        if (request.Age != 0)
-        {
-            Counters.Retried++;
-        }
-
-        return new BeginResponse { TxnId = id, Age = txn.Age, TimeLimitMs = limitMs, SnapshotRevision = txn.SnapshotRevision };
     }
 
     /// <summary>Open transactions bound to <paramref name="lease"/>.</summary>
@@ -194,99 +233,212 @@ internal sealed class LockTable
         return count;
     }
 
+    /// <summary>
+    /// Applies a Lock command: its targets in order (see <see cref="LockTargets"/>). Every target is
+    /// checked before anything changes; then targets are granted in order up to the first that
+    /// must wait, which queues (BLOCK) as a single lock does, or (NOWAIT) nothing is granted.
+    /// </summary>
     public LockResult Lock(LockRequest request, long nowMs)
     {
-        ValidateLock(request);
+        ThrowIfInvalid(LockTargets.Validate(request, _limits));
         var txn = RequireOpen(request.TxnId);
         if (txn.Snapshot)
         {
             throw new EtcdException(TransactionErrors.Invalid("a snapshot transaction takes no locks"));
         }
 
-        var span = KeySpan.FromEtcd(request.Key, request.RangeEnd);
+        var targets = Prepare(LockTargets.Of(request));
+        var plan = PlanLocks(txn.TxnId, targets, request.WaitPolicy);
+        return ExecuteLocks(txn, targets, plan, request.WaitTimeoutMs, nowMs);
+    }
+
+    /// <summary>
+    /// Applies a Begin that carries lock targets: the transaction opens and takes them in the same
+    /// command. A refused target (or NOWAIT and a busy one) opens nothing.
+    /// </summary>
+    public TxnBeginResult BeginLocked(BeginRequest request, long nowMs, long? leaseDeadlineMs, int openOnLease)
+    {
+        ThrowIfInvalid(LockTargets.Validate(request, _limits));
+        var targets = Prepare(request.Locks);
+        if (Repeated(request) is { } earlier)
+        {
+            // The same Begin again (its answer was lost): its transaction, its locks re-attached.
+            var again = ExecuteLocks(earlier, targets, PlanLocks(earlier.TxnId, targets, request.LockWaitPolicy), request.LockWaitTimeoutMs, nowMs);
+            var answer = Answer(earlier);
+            if (again.Granted)
+            {
+                answer.FencingTokens.AddRange(again.FencingTokens);
+            }
+
+            return new TxnBeginResult { Begin = answer, Lock = again };
+        }
+
+        ValidateBegin(request, nowMs, leaseDeadlineMs, openOnLease);
+
+        // Planned against the id the transaction will get: it holds nothing yet.
+        var plan = PlanLocks(_lastTxnId + 1, targets, request.LockWaitPolicy);
+        var begin = Begin(request, nowMs, leaseDeadlineMs, openOnLease);
+        var result = ExecuteLocks(_txns[begin.TxnId], targets, plan, request.LockWaitTimeoutMs, nowMs);
+        if (result.Granted)
+        {
+            begin.FencingTokens.AddRange(result.FencingTokens);
+        }
+
+        return new TxnBeginResult { Begin = begin, Lock = result };
+    }
+
+    /// <summary>
+    /// Walks the targets as they would be applied without changing anything: which are held already
+    /// (or repeat an earlier target), which would be granted, and where the walk stops (a target
+    /// that must wait, or a waiting request being re-attached). Throws what the request is refused
+    /// for: the transaction waits for another lock, the lock limit, NOWAIT and a busy target, too
+    /// many waiters.
+    /// </summary>
+    private LockPlan PlanLocks(long txnId, List<Target> targets, WaitPolicy policy)
+    {
         Entry? waiting = null;
-        var held = 0;
+        var entries = 0;
+        var own = new List<Entry>();
         foreach (var e in _entries)
         {
-            if (e.Proto.TxnId != txn.TxnId)
+            if (e.Proto.TxnId != txnId)
             {
                 continue;
             }
 
-            held++;
-            if (!e.Proto.Granted)
+            entries++;
+            if (e.Proto.Granted)
+            {
+                own.Add(e);
+            }
+            else
             {
                 waiting = e;
             }
-            else if (e.Span.Covers(span) && e.Proto.Mode >= request.Mode)
+        }
+
+        // The lock limit counts every target that would need an entry of its own.
+        var added = 0;
+        for (var i = 0; i < targets.Count; i++)
+        {
+            if (HeldBy(own, targets[i]) is null && EarlierCovering(targets, i) < 0 && !(waiting is not null && IsSame(waiting, targets[i])))
+            {
+                added++;
+            }
+        }
+
+        if (added > 0 && entries + added > _limits.LocksPerTransactionMax)
+        {
+            throw new EtcdException(TransactionErrors.LimitReached($"too many locks in transaction {txnId} (limit {_limits.LocksPerTransactionMax})"));
+        }
+
+        var steps = new List<Step>(targets.Count);
+        for (var i = 0; i < targets.Count; i++)
+        {
+            var t = targets[i];
+            if (HeldBy(own, t) is { } held)
             {
                 // Already held (as strong or stronger): the same grant, the same token.
-                return new LockResult { Granted = true, Sequence = e.Proto.Sequence, FencingToken = e.Proto.FencingToken };
+                steps.Add(new Step(StepKind.Held, held, -1));
+                continue;
             }
-        }
 
-        if (waiting is not null)
-        {
-            if (waiting.Proto.Key.Equals(request.Key) && waiting.Proto.RangeEnd.Equals(request.RangeEnd) && waiting.Proto.Mode == request.Mode)
+            if (EarlierCovering(targets, i) is var same and >= 0)
             {
-                // A caller re-attaching (its first call was cut off, e.g. by a leader change).
-                return new LockResult { Granted = false, Sequence = waiting.Proto.Sequence };
+                steps.Add(new Step(StepKind.SameAs, null, same));
+                continue;
             }
 
-            throw new EtcdException(TransactionErrors.NotAllowed($"transaction {txn.TxnId} already waits for a lock"));
-        }
-
-        if (held >= _limits.LocksPerTransactionMax)
-        {
-            throw new EtcdException(TransactionErrors.LimitReached($"too many locks in transaction {txn.TxnId} (limit {_limits.LocksPerTransactionMax})"));
-        }
-
-        var timeoutMs = request.WaitTimeoutMs == 0 ? _limits.LockWaitTimeoutMsDefault : request.WaitTimeoutMs;
-        var entry = new Entry(new LockEntry
-        {
-            Sequence = _lastSequence + 1,
-            TxnId = txn.TxnId,
-            Key = request.Key,
-            RangeEnd = request.RangeEnd,
-            Mode = request.Mode,
-            WaitTimeoutMs = timeoutMs,
-            WaitDeadlineMs = Saturate(nowMs, timeoutMs),
-        }, span);
-
-        var blocker = FirstBlocker(entry);
-        if (blocker is null)
-        {
-            _lastSequence++;
-            _entries.Add(entry);
-            Grant(entry);
-            return new LockResult { Granted = true, Sequence = entry.Proto.Sequence, FencingToken = entry.Proto.FencingToken };
-        }
-
-        if (request.WaitPolicy == WaitPolicy.Nowait)
-        {
-            Counters.LockBusy++;
-            throw new EtcdException(TransactionErrors.LockBusy(txn.TxnId, request.Key, request.RangeEnd, blocker.Proto.TxnId));
-        }
-
-        var waiters = 0;
-        foreach (var e in _entries)
-        {
-            if (!e.Proto.Granted && e.Span.Overlaps(span))
+            if (waiting is not null)
             {
-                waiters++;
+                if (IsSame(waiting, t))
+                {
+                    // A caller re-attaching (its first call was cut off, e.g. by a leader change).
+                    return new LockPlan(steps, StopKind.Reattach, waiting);
+                }
+
+                throw new EtcdException(TransactionErrors.NotAllowed($"transaction {txnId} already waits for a lock"));
+            }
+
+            if (FirstBlocker(txnId, t, own, targets, steps) is not { } blocker)
+            {
+                steps.Add(new Step(StepKind.Grant, null, -1));
+                continue;
+            }
+
+            if (policy == WaitPolicy.Nowait)
+            {
+                // All or none: nothing of the request has been applied yet.
+                Counters.LockBusy++;
+                throw new EtcdException(TransactionErrors.LockBusy(txnId, t.Key, t.RangeEnd, blocker.Proto.TxnId));
+            }
+
+            var waiters = 0;
+            foreach (var e in _entries)
+            {
+                if (!e.Proto.Granted && e.Span.Overlaps(t.Span))
+                {
+                    waiters++;
+                }
+            }
+
+            if (waiters >= _limits.WaitersPerLockMax)
+            {
+                throw new EtcdException(TransactionErrors.LimitReached($"too many waiters on {TransactionErrors.Describe(t.Key, t.RangeEnd)} (limit {_limits.WaitersPerLockMax})"));
+            }
+
+            return new LockPlan(steps, StopKind.Queue, null);
+        }
+
+        return new LockPlan(steps, StopKind.None, null);
+    }
+
+    /// <summary>Applies a plan: grants its steps in order, then queues (with deadlock detection) where it stops.</summary>
+    private LockResult ExecuteLocks(TransactionRecord txn, List<Target> targets, LockPlan plan, long waitTimeoutMs, long nowMs)
+    {
+        var result = new LockResult();
+        var created = new Entry?[plan.Steps.Count];
+        for (var i = 0; i < plan.Steps.Count; i++)
+        {
+            var step = plan.Steps[i];
+            var entry = step.Kind switch
+            {
+                StepKind.Held => step.Held!,
+                StepKind.SameAs => created[step.SameAs]!,
+                _ => NewEntry(txn, targets[i], waitTimeoutMs, nowMs),
+            };
+            if (step.Kind == StepKind.Grant)
+            {
+                _lastSequence++;
+                _entries.Add(entry);
+                Grant(entry);
+            }
+
+            created[i] = entry;
+            result.FencingTokens.Add(entry.Proto.FencingToken);
+            if (i == 0)
+            {
+                result.Sequence = entry.Proto.Sequence;
             }
         }
 
-        if (waiters >= _limits.WaitersPerLockMax)
+        result.FencingToken = result.FencingTokens.Count > 0 ? result.FencingTokens[0] : 0;
+        switch (plan.Stop)
         {
-            throw new EtcdException(TransactionErrors.LimitReached($"too many waiters on {TransactionErrors.Describe(request.Key, request.RangeEnd)} (limit {_limits.WaitersPerLockMax})"));
+            case StopKind.None:
+                result.Granted = true;
+                return result;
+            case StopKind.Reattach:
+                result.Sequence = plan.Waiting!.Proto.Sequence;
+                return result;
         }
 
+        var waiting = NewEntry(txn, targets[plan.Steps.Count], waitTimeoutMs, nowMs);
         _lastSequence++;
-        _entries.Add(entry);
+        _entries.Add(waiting);
 
         // The new wait edges may close cycles through the requester: break each at its youngest.
-        while (!entry.Proto.Granted && FindCycle(txn.TxnId) is { } cycle)
+        while (!waiting.Proto.Granted && FindCycle(txn.TxnId) is { } cycle)
         {
             Counters.Deadlocks++;
             var victim = cycle.Select(e => _txns[e.TxnId]).MaxBy(t => (t.Age, t.TxnId))!;
@@ -294,14 +446,25 @@ internal sealed class LockTable
             AbortCore(victim, error);
             if (victim.TxnId == txn.TxnId)
             {
-                // Nothing of the request remains; the error says why.
+                // Nothing of the request remains (the transaction is aborted); the error says why.
                 throw new EtcdException(error);
             }
         }
 
-        return entry.Proto.Granted
-            ? new LockResult { Granted = true, Sequence = entry.Proto.Sequence, FencingToken = entry.Proto.FencingToken }
-            : new LockResult { Granted = false, Sequence = entry.Proto.Sequence };
+        if (waiting.Proto.Granted && plan.Steps.Count + 1 == targets.Count)
+        {
+            // A victim's abort granted the last target at once.
+            result.FencingTokens.Add(waiting.Proto.FencingToken);
+            result.FencingToken = result.FencingTokens[0];
+            result.Sequence = plan.Steps.Count == 0 ? waiting.Proto.Sequence : result.Sequence;
+            result.Granted = true;
+            return result;
+        }
+
+        // Queued (or granted by a victim's abort with targets left): the caller waits on the
+        // sequence, which answers the grant, and then asks for the rest.
+        result.Sequence = waiting.Proto.Sequence;
+        return result;
     }
 
     /// <summary>
@@ -683,37 +846,91 @@ internal sealed class LockTable
 
     // ---- Internals ----
 
-    private void ValidateLock(LockRequest request)
+    private static void ThrowIfInvalid(EtcdError? error)
     {
-        ValidateTimeout(request);
-        if (request.Key.IsEmpty)
+        if (error is not null)
         {
-            throw new EtcdException(EtcdError.EmptyKey);
-        }
-
-        if (!request.RangeEnd.IsEmpty && !(request.RangeEnd.Length == 1 && request.RangeEnd[0] == 0)
-            && Mvcc.KeyComparer.CompareKeys(request.RangeEnd, request.Key) <= 0)
-        {
-            throw new EtcdException(TransactionErrors.Invalid("range_end must be greater than key (the range is empty or inverted)"));
-        }
-
-        if (request.Mode is not (LockMode.Shared or LockMode.Exclusive))
-        {
-            throw new EtcdException(TransactionErrors.Invalid($"unknown lock mode {(int)request.Mode}"));
-        }
-
-        if (request.WaitPolicy is not (WaitPolicy.Block or WaitPolicy.Nowait))
-        {
-            throw new EtcdException(TransactionErrors.Invalid($"unknown wait policy {(int)request.WaitPolicy}"));
+            throw new EtcdException(error);
         }
     }
 
-    private void ValidateTimeout(LockRequest request)
+    private static bool IsSame(Entry entry, Target target) =>
+        entry.Proto.Key.Equals(target.Key) && entry.Proto.RangeEnd.Equals(target.RangeEnd) && entry.Proto.Mode == target.Mode;
+
+    private static List<Target> Prepare(IEnumerable<LockTarget> targets) =>
+        [.. targets.Select(t => new Target(t.Key, t.RangeEnd, t.Mode, KeySpan.FromEtcd(t.Key, t.RangeEnd)))];
+
+    /// <summary>The transaction's grant that already covers the target as strongly, or null.</summary>
+    private static Entry? HeldBy(List<Entry> own, Target target)
     {
-        if (request.WaitTimeoutMs < 0 || request.WaitTimeoutMs > _limits.LockWaitTimeoutMsMax)
+        foreach (var e in own)
         {
-            throw new EtcdException(TransactionErrors.Invalid($"wait_timeout_ms must be between 0 and {_limits.LockWaitTimeoutMsMax}"));
+            if (e.Span.Covers(target.Span) && e.Proto.Mode >= target.Mode)
+            {
+                return e;
+            }
         }
+
+        return null;
+    }
+
+    /// <summary>The index of an earlier target of the same request that covers target <paramref name="index"/> as strongly, or -1.</summary>
+    private static int EarlierCovering(List<Target> targets, int index)
+    {
+        for (var j = 0; j < index; j++)
+        {
+            if (targets[j].Span.Covers(targets[index].Span) && targets[j].Mode >= targets[index].Mode)
+            {
+                return j;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// What a new request for <paramref name="target"/> would wait for, given that the planned
+    /// grants of the same request (<paramref name="steps"/>) are the transaction's too: like
+    /// <see cref="FirstBlocker(Entry)"/> for an entry not in the table yet.
+    /// </summary>
+    private Entry? FirstBlocker(long txnId, Target target, List<Entry> own, List<Target> targets, List<Step> steps)
+    {
+        var skipQueue = own.Any(e => e.Span.Overlaps(target.Span));
+        for (var i = 0; !skipQueue && i < steps.Count; i++)
+        {
+            skipQueue = steps[i].Kind == StepKind.Grant && targets[i].Span.Overlaps(target.Span);
+        }
+
+        foreach (var e in _entries)
+        {
+            if (e.Proto.TxnId == txnId || !e.Span.Overlaps(target.Span)
+                || (e.Proto.Mode != LockMode.Exclusive && target.Mode != LockMode.Exclusive))
+            {
+                continue;
+            }
+
+            if (e.Proto.Granted || !skipQueue)
+            {
+                return e;
+            }
+        }
+
+        return null;
+    }
+
+    private Entry NewEntry(TransactionRecord txn, Target target, long waitTimeoutMs, long nowMs)
+    {
+        var timeoutMs = waitTimeoutMs == 0 ? _limits.LockWaitTimeoutMsDefault : waitTimeoutMs;
+        return new Entry(new LockEntry
+        {
+            Sequence = _lastSequence + 1,
+            TxnId = txn.TxnId,
+            Key = target.Key,
+            RangeEnd = target.RangeEnd,
+            Mode = target.Mode,
+            WaitTimeoutMs = timeoutMs,
+            WaitDeadlineMs = Saturate(nowMs, timeoutMs),
+        }, target.Span);
     }
 
     /// <summary>The open transaction, or the error that says why it is not open.</summary>
@@ -915,6 +1132,35 @@ internal sealed class LockTable
             throw new InvalidOperationException("Lock table invariant broken: " + what + ".");
         }
     }
+
+    /// <summary>One lock target with its span computed once.</summary>
+    private readonly record struct Target(ByteString Key, ByteString RangeEnd, LockMode Mode, KeySpan Span);
+
+    private enum StepKind
+    {
+        /// <summary>The transaction holds it already (as strongly): its token is answered.</summary>
+        Held,
+        /// <summary>An earlier target of the same request covers it: that one's token.</summary>
+        SameAs,
+        /// <summary>Granted by this command.</summary>
+        Grant,
+    }
+
+    private enum StopKind
+    {
+        /// <summary>Every target is granted.</summary>
+        None,
+        /// <summary>The next target queues.</summary>
+        Queue,
+        /// <summary>The next target is the transaction's waiting request (a repeated call).</summary>
+        Reattach,
+    }
+
+    /// <summary>One planned target (Held: the grant; SameAs: the earlier target's index).</summary>
+    private sealed record Step(StepKind Kind, Entry? Held, int SameAs);
+
+    /// <summary>The steps up to where the walk stops, and why it stops (with the waiting request for a re-attach).</summary>
+    private sealed record LockPlan(List<Step> Steps, StopKind Stop, Entry? Waiting);
 
     /// <summary>A lock entry with its span computed once.</summary>
     private sealed class Entry(LockEntry proto, KeySpan span)

@@ -66,6 +66,11 @@ public sealed class TransactionClient : IAsyncDisposable
         options ??= new TransactionOptions();
         if (options.Mode == TransactionMode.Optimistic)
         {
+            if (options.Locks is { Count: > 0 })
+            {
+                throw new ArgumentException("TransactionOptions.Locks belong to pessimistic transactions; an optimistic one validates at commit instead.", nameof(options));
+            }
+
             return new Transaction(this, options, 0, 0);
         }
 
@@ -93,11 +98,25 @@ public sealed class TransactionClient : IAsyncDisposable
             throw Unsupported("Pessimistic transactions (the lock table)");
         }
 
+        // One key for every repetition of this Begin: a repeat whose first answer was lost (its
+        // member died) finds the same transaction instead of leaving one behind holding locks.
+        var idempotencyKey = Google.Protobuf.ByteString.CopyFrom(Guid.NewGuid().ToByteArray());
         var response = await BeginOnSessionAsync(
-            lease => new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds },
+            lease =>
+            {
+                var request = new BeginRequest { Lease = lease, Age = options.Age, TimeLimitMs = (long)(options.TimeLimit ?? TimeSpan.Zero).TotalMilliseconds, IdempotencyKey = idempotencyKey };
+                if (options.Locks is { Count: > 0 } locks)
+                {
+                    request.Locks.AddRange(locks);
+                    request.LockWaitPolicy = options.BeginLockOptions?.NoWait == true ? WaitPolicy.Nowait : WaitPolicy.Block;
+                    request.LockWaitTimeoutMs = (long)(options.BeginLockOptions?.Timeout ?? options.LockTimeout ?? TimeSpan.Zero).TotalMilliseconds;
+                }
+
+                return request;
+            },
             "Pessimistic transactions (the lock table)",
             cancellationToken).ConfigureAwait(false);
-        return new Transaction(this, options, response.TxnId, response.Age);
+        return new Transaction(this, options, response.TxnId, response.Age, [.. response.FencingTokens]);
     }
 
     /// <summary>
@@ -133,7 +152,30 @@ public sealed class TransactionClient : IAsyncDisposable
         for (var attempt = 1; ; attempt++)
         {
             activity?.SetTag("arbiter.transaction.attempts", attempt);
-            var txn = await BeginTransactionAsync(options, cancellationToken).ConfigureAwait(false);
+            Transaction txn;
+            try
+            {
+                txn = await BeginTransactionAsync(options, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TransactionException e) when (e.IsRetryable && options.Locks is { Count: > 0 })
+            {
+                // A Begin carrying locks can fail like a lock call (deadlock victim, lock timeout,
+                // busy); the server has rolled it back, so the attempt is retried like a failed body.
+                if (!MayRetry(e, attempt, policy, activity))
+                {
+                    throw;
+                }
+
+                if (options.Age == 0 && e is DeadlockException && e.TransactionId > 0)
+                {
+                    options = options with { Age = e.TransactionId };   // a new transaction's age is its id
+                }
+
+                Metrics.Retried();
+                await Task.Delay(policy.Backoff(attempt, Random.Shared), cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
             await using (txn.ConfigureAwait(false))
             {
                 try
@@ -146,20 +188,8 @@ public sealed class TransactionClient : IAsyncDisposable
                 }
                 catch (TransactionException e) when (e.IsRetryable)
                 {
-                    Metrics.Failed(e);
-                    activity?.AddEvent(new System.Diagnostics.ActivityEvent("retry", tags: new System.Diagnostics.ActivityTagsCollection
+                    if (!MayRetry(e, attempt, policy, activity))
                     {
-                        ["arbiter.retry.attempt"] = attempt,
-                        ["arbiter.transaction.outcome"] = RecipeTelemetry.TransactionOutcomeOf(e),
-                    }));
-                    if (attempt >= policy.MaxAttempts)
-                    {
-                        throw;
-                    }
-
-                    if (!_budget.TrySpend(policy))
-                    {
-                        Metrics.Exhausted();
                         throw;
                     }
                 }
@@ -173,6 +203,29 @@ public sealed class TransactionClient : IAsyncDisposable
 
             await Task.Delay(policy.Backoff(attempt, Random.Shared), cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Counts a failed attempt and says whether the policy and the retry budget allow another.</summary>
+    private bool MayRetry(TransactionException e, int attempt, RetryPolicy policy, System.Diagnostics.Activity? activity)
+    {
+        Metrics.Failed(e);
+        activity?.AddEvent(new System.Diagnostics.ActivityEvent("retry", tags: new System.Diagnostics.ActivityTagsCollection
+        {
+            ["arbiter.retry.attempt"] = attempt,
+            ["arbiter.transaction.outcome"] = RecipeTelemetry.TransactionOutcomeOf(e),
+        }));
+        if (attempt >= policy.MaxAttempts)
+        {
+            return false;
+        }
+
+        if (!_budget.TrySpend(policy))
+        {
+            Metrics.Exhausted();
+            return false;
+        }
+
+        return true;
     }
 
     /// <summary>Runs <paramref name="body"/> in a transaction (see the generic overload).</summary>

@@ -1,3 +1,5 @@
+using Arbiter.Protocol.Transactions;
+
 namespace Arbiter.Recipes.Transactions;
 
 /// <summary>How a transaction controls concurrency.</summary>
@@ -27,6 +29,21 @@ public sealed record TransactionOptions
 
     /// <summary>Lock-wait timeout of the implicit locks (null = the server's default).</summary>
     public TimeSpan? LockTimeout { get; init; }
+
+    /// <summary>
+    /// Pessimistic only: locks taken by Begin itself, in the same log command that opens the
+    /// transaction, in this order (<see cref="LockTarget.Exclusive"/>, <see cref="LockTarget.Shared"/>;
+    /// e.g. both accounts of a transfer, sorted). <c>BeginTransactionAsync</c> returns once every
+    /// one is granted (tokens in <see cref="Transaction.BeginFencingTokens"/>), so a transaction
+    /// that knows its keys up front costs two log commands (Begin, Commit) instead of one more per
+    /// lock call. If a lock fails (busy under <see cref="BeginLockOptions"/> NoWait, lock timeout,
+    /// deadlock victim) Begin throws and no transaction is left holding locks. Null or empty: Begin
+    /// takes no locks (as before).
+    /// </summary>
+    public IReadOnlyList<LockTarget>? Locks { get; init; }
+
+    /// <summary>How the <see cref="Locks"/> taken by Begin wait (null: block, with <see cref="LockTimeout"/>).</summary>
+    public LockOptions? BeginLockOptions { get; init; }
 
     /// <summary>Internal: the age a retried transaction keeps (0 = new).</summary>
     internal long Age { get; init; }

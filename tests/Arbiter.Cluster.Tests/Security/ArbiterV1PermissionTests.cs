@@ -43,6 +43,11 @@ public sealed class ArbiterV1PermissionTests(ITestOutputHelper output)
             var mine = await txns.BeginAsync(new BeginRequest { Lease = lease, TimeLimitMs = 30_000 }, alice, Deadline());
             await txns.LockAsync(new LockRequest { TxnId = mine.TxnId, Key = B("a/k"), Mode = LockMode.Exclusive }, alice, Deadline());
             await RefusedAsync(StatusCode.PermissionDenied, () => txns.LockAsync(new LockRequest { TxnId = mine.TxnId, Key = B("b/k"), Mode = LockMode.Shared }, alice, Deadline()).ResponseAsync, "alice locks b/k");
+            // Several targets (a Lock's `more`, a Begin's `locks`): each one is checked, so one outside her prefix refuses all.
+            await RefusedAsync(StatusCode.PermissionDenied, () => txns.LockAsync(new LockRequest { TxnId = mine.TxnId, Key = B("a/m"), Mode = LockMode.Exclusive, More = { new LockTarget { Key = B("b/m"), Mode = LockMode.Shared } } }, alice, Deadline()).ResponseAsync, "alice locks a/m and b/m");
+            await RefusedAsync(StatusCode.PermissionDenied, () => txns.BeginAsync(new BeginRequest { Lease = lease, TimeLimitMs = 30_000, Locks = { new LockTarget { Key = B("a/n"), Mode = LockMode.Exclusive }, new LockTarget { Key = B("b/n"), Mode = LockMode.Exclusive } } }, alice, Deadline()).ResponseAsync, "alice begins locking a/n and b/n");
+            var both = await txns.LockAsync(new LockRequest { TxnId = mine.TxnId, Key = B("a/m"), Mode = LockMode.Exclusive, More = { new LockTarget { Key = B("a/n"), Mode = LockMode.Shared } } }, alice, Deadline());
+            Assert.Equal(2, both.FencingTokens.Count);
             await RefusedAsync(StatusCode.PermissionDenied, () => txns.CommitAsync(new CommitRequest { TxnId = mine.TxnId, Writes = { Put("b/k") } }, alice, Deadline()).ResponseAsync, "alice commits a write to b/k");
             await txns.CommitAsync(new CommitRequest { TxnId = mine.TxnId, Writes = { Put("a/k") } }, alice, Deadline());
 
@@ -50,6 +55,7 @@ public sealed class ArbiterV1PermissionTests(ITestOutputHelper output)
             var his = await txns.BeginAsync(new BeginRequest { Lease = lease, TimeLimitMs = 30_000 }, bob, Deadline());
             await txns.LockAsync(new LockRequest { TxnId = his.TxnId, Key = B("a/k"), Mode = LockMode.Shared }, bob, Deadline());
             await RefusedAsync(StatusCode.PermissionDenied, () => txns.LockAsync(new LockRequest { TxnId = his.TxnId, Key = B("a/j"), Mode = LockMode.Exclusive }, bob, Deadline()).ResponseAsync, "bob locks a/j exclusively");
+            await RefusedAsync(StatusCode.PermissionDenied, () => txns.LockAsync(new LockRequest { TxnId = his.TxnId, Key = B("a/k"), Mode = LockMode.Shared, More = { new LockTarget { Key = B("a/j"), Mode = LockMode.Exclusive } } }, bob, Deadline()).ResponseAsync, "bob locks a/k shared and a/j exclusively");
             await RefusedAsync(StatusCode.PermissionDenied, () => txns.CommitAsync(new CommitRequest { TxnId = his.TxnId, Writes = { Put("a/k") } }, bob, Deadline()).ResponseAsync, "bob commits a write to a/k");
             await txns.AbortAsync(new AbortRequest { TxnId = his.TxnId }, bob, Deadline());
 

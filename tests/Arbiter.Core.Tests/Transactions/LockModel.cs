@@ -45,53 +45,100 @@ internal sealed class LockModel
         return id;
     }
 
+    /// <summary>A single-target lock (see the multi-target overload).</summary>
     public (Outcome Outcome, long Seq, Kind Kind) Lock(long txn, int lo, int hi, bool exclusive, bool nowait, long timeoutMs, long nowMs)
     {
+        var (outcome, seq, kind, _) = Lock(txn, [(lo, hi, exclusive)], nowait, timeoutMs, nowMs);
+        return (outcome, seq, kind);
+    }
+
+    /// <summary>
+    /// A lock request with several targets, taken one after the other as separate single locks
+    /// would be: held ones count as granted, the first that must wait queues (and the caller stops
+    /// there), NOWAIT undoes what this request granted when a target is busy. Granted = how many
+    /// targets were granted (or held) before the walk stopped.
+    /// </summary>
+    public (Outcome Outcome, long Seq, Kind Kind, int Granted) Lock(long txn, IReadOnlyList<(int Lo, int Hi, bool Exclusive)> targets, bool nowait, long timeoutMs, long nowMs)
+    {
         Timers(nowMs);
+        return LockCore(txn, targets, nowait, timeoutMs, nowMs);
+    }
+
+    /// <summary>Begin carrying locks: opens the transaction and locks in one step; a busy NOWAIT target opens nothing.</summary>
+    public (long? Txn, Outcome Outcome, long Seq, Kind Kind, int Granted) BeginLocked(long lease, long limitMs, long nowMs, IReadOnlyList<(int Lo, int Hi, bool Exclusive)> targets, bool nowait, long timeoutMs)
+    {
+        if (Begin(lease, limitMs, nowMs) is not { } id)
+        {
+            return (null, Outcome.Error, 0, Kind.Unspecified, 0);
+        }
+
+        var result = LockCore(id, targets, nowait, timeoutMs, nowMs);
+        if (result.Outcome == Outcome.Busy)
+        {
+            _txns.Remove(id);
+            _lastTxn--;
+            return (null, Outcome.Busy, 0, Kind.LockBusy, 0);
+        }
+
+        return (id, result.Outcome, result.Seq, result.Kind, result.Granted);
+    }
+
+    private (Outcome Outcome, long Seq, Kind Kind, int Granted) LockCore(long txn, IReadOnlyList<(int Lo, int Hi, bool Exclusive)> targets, bool nowait, long timeoutMs, long nowMs)
+    {
         if (!_txns.ContainsKey(txn))
         {
-            return (Outcome.Error, 0, _finished.TryGetValue(txn, out var k) ? k : Kind.UnknownTransaction);
+            return (Outcome.Error, 0, _finished.TryGetValue(txn, out var k) ? k : Kind.UnknownTransaction, 0);
         }
 
-        if (Requests.Any(q => q.Txn == txn && q.Granted && q.Lo <= lo && hi <= q.Hi && (q.Exclusive || !exclusive)))
+        var (requestsBefore, seqBefore) = (Requests.Count, _lastSeq);
+        for (var i = 0; i < targets.Count; i++)
         {
-            return (Outcome.Granted, 0, Kind.Unspecified);
-        }
-
-        if (Requests.FirstOrDefault(q => q.Txn == txn && !q.Granted) is { } waiting)
-        {
-            return waiting.Lo == lo && waiting.Hi == hi && waiting.Exclusive == exclusive
-                ? (Outcome.Waiting, waiting.Seq, Kind.Unspecified)
-                : (Outcome.Error, 0, Kind.Unspecified);
-        }
-
-        var r = new Req(_lastSeq + 1, txn, lo, hi, exclusive) { WaitDeadlineMs = nowMs + timeoutMs };
-        if (!Blockers(r, isNew: true).Any())
-        {
-            _lastSeq++;
-            r.Granted = true;
-            Requests.Add(r);
-            return (Outcome.Granted, r.Seq, Kind.Unspecified);
-        }
-
-        if (nowait)
-        {
-            return (Outcome.Busy, 0, Kind.LockBusy);
-        }
-
-        _lastSeq++;
-        Requests.Add(r);
-        while (!r.Granted && FindCycle(txn) is { } cycle)
-        {
-            var victim = cycle.Select(id => _txns[id]).MaxBy(t => t.Id)!;   // age = id: no retries here
-            End(victim.Id, Kind.Deadlock);
-            if (victim.Id == txn)
+            var (lo, hi, exclusive) = targets[i];
+            if (Requests.Any(q => q.Txn == txn && q.Granted && q.Lo <= lo && hi <= q.Hi && (q.Exclusive || !exclusive)))
             {
-                return (Outcome.Deadlock, 0, Kind.Deadlock);
+                continue;
             }
+
+            if (Requests.FirstOrDefault(q => q.Txn == txn && !q.Granted) is { } waiting)
+            {
+                return waiting.Lo == lo && waiting.Hi == hi && waiting.Exclusive == exclusive
+                    ? (Outcome.Waiting, waiting.Seq, Kind.Unspecified, i)
+                    : (Outcome.Error, 0, Kind.Unspecified, 0);
+            }
+
+            var r = new Req(_lastSeq + 1, txn, lo, hi, exclusive) { WaitDeadlineMs = nowMs + timeoutMs };
+            if (!Blockers(r, isNew: true).Any())
+            {
+                _lastSeq++;
+                r.Granted = true;
+                Requests.Add(r);
+                continue;
+            }
+
+            if (nowait)
+            {
+                // All or none: take back what this request granted.
+                Requests.RemoveRange(requestsBefore, Requests.Count - requestsBefore);
+                _lastSeq = seqBefore;
+                return (Outcome.Busy, 0, Kind.LockBusy, 0);
+            }
+
+            _lastSeq++;
+            Requests.Add(r);
+            while (!r.Granted && FindCycle(txn) is { } cycle)
+            {
+                var victim = cycle.Select(id => _txns[id]).MaxBy(t => t.Id)!;   // age = id: no retries here
+                End(victim.Id, Kind.Deadlock);
+                if (victim.Id == txn)
+                {
+                    return (Outcome.Deadlock, 0, Kind.Deadlock, 0);
+                }
+            }
+
+            return r.Granted && i == targets.Count - 1 ? (Outcome.Granted, r.Seq, Kind.Unspecified, targets.Count) : (Outcome.Waiting, r.Seq, Kind.Unspecified, i);
         }
 
-        return r.Granted ? (Outcome.Granted, r.Seq, Kind.Unspecified) : (Outcome.Waiting, r.Seq, Kind.Unspecified);
+        return (Outcome.Granted, 0, Kind.Unspecified, targets.Count);
     }
 
     public bool Commit(long txn, List<int> writeKeys, long nowMs)

@@ -51,6 +51,76 @@ public class LockTableModelTests(ITestOutputHelper output)
             return result;
         }
 
+        var continuations = new List<(long Txn, List<Target> Remaining)>();
+        var (multiTarget, queuedMidRequest, restsTaken) = (0, 0, 0);
+        var pendingRest = new Dictionary<(long Txn, long Seq), List<Target>>();
+
+        // One to three targets (mostly one), each a key or a range, S or X.
+        List<Target> RandomTargets()
+        {
+            var count = rng.Next(3) == 0 ? rng.Next(2, 4) : 1;
+            var targets = new List<Target>(count);
+            for (var i = 0; i < count; i++)
+            {
+                var lo = rng.Next(KeyPositions);
+                var hi = rng.Next(4) == 0 ? rng.Next(lo + 1, KeyPositions + 1) : lo + 1;
+                var single = hi == lo + 1 && rng.Next(2) == 0;
+                var exclusive = rng.Next(2) == 0;
+                var proto = new LockTarget { Key = B($"k{lo}"), RangeEnd = single ? ByteString.Empty : B($"k{hi}"), Mode = exclusive ? LockMode.Exclusive : LockMode.Shared };
+                targets.Add(new Target(proto, single ? (2 * lo, (2 * lo) + 1, exclusive) : (2 * lo, 2 * hi, exclusive)));
+            }
+
+            return targets;
+        }
+
+        void CheckLock(string context, long txn, List<Target> targets, bool nowait, long timeout)
+        {
+            var request = new LockRequest
+            {
+                TxnId = txn,
+                Key = targets[0].Proto.Key,
+                RangeEnd = targets[0].Proto.RangeEnd,
+                Mode = targets[0].Proto.Mode,
+                WaitPolicy = nowait ? WaitPolicy.Nowait : WaitPolicy.Block,
+                WaitTimeoutMs = timeout,
+            };
+            request.More.AddRange(targets.Skip(1).Select(t => t.Proto));
+            multiTarget += targets.Count > 1 ? 1 : 0;
+            var result = Apply(new Command { TxnLock = request });
+            var expected = model.Lock(txn, [.. targets.Select(t => t.Model)], nowait, timeout == 0 ? new CoreLimits().LockWaitTimeoutMsDefault : timeout, timeMs);
+            if (expected.Outcome is LockModel.Outcome.Granted or LockModel.Outcome.Waiting)
+            {
+                Assert.True(result.ResultCase == CommandResult.ResultOneofCase.TxnLock, $"{context}: expected {expected.Outcome}, got {result}");
+                CheckLockResult(context, txn, targets, expected.Outcome, expected.Seq, expected.Granted, result.TxnLock);
+            }
+            else
+            {
+                Assert.True(result.ResultCase == CommandResult.ResultOneofCase.Error, $"{context}: expected {expected.Outcome}, got {result}");
+                Assert.Equal(expected.Kind, result.Error.Transaction?.Kind ?? Kind.Unspecified);
+            }
+        }
+
+        void CheckLockResult(string context, long txn, List<Target> targets, LockModel.Outcome outcome, long seq, int granted, LockResult actual)
+        {
+            if (outcome == LockModel.Outcome.Granted)
+            {
+                Assert.True(actual.Granted, $"{context}: expected every target granted, got {actual}");
+                Assert.Equal(targets.Count, actual.FencingTokens.Count);
+                Assert.All(actual.FencingTokens, t => Assert.True(t > 0));
+                return;
+            }
+
+            Assert.False(actual.Granted, $"{context}: expected to queue, got {actual}");
+            Assert.Equal(seq, actual.Sequence);
+            Assert.True(granted == actual.FencingTokens.Count, $"{context}: expected {granted} targets granted before the queued one, got {actual}");
+            callers.Add((txn, seq));
+            queuedMidRequest += granted > 0 ? 1 : 0;
+            if (granted + 1 < targets.Count)
+            {
+                pendingRest[(txn, seq)] = targets[(granted + 1)..];
+            }
+        }
+
         for (var step = 0; step < StepsPerSeed; step++)
         {
             var context = $"seed {seed} step {step}";
@@ -69,54 +139,61 @@ public class LockTableModelTests(ITestOutputHelper output)
             {
                 var lease = leases[rng.Next(leases.Count)];
                 var limitMs = rng.Next(3) == 0 ? rng.Next(500, 4000) : 0;
-                var result = Apply(new Command { TxnBegin = new BeginRequest { Lease = lease, TimeLimitMs = limitMs } });
-                var expected = model.Begin(lease, limitMs == 0 ? new CoreLimits().TransactionTimeLimitMsDefault : limitMs, timeMs);
-                if (expected is { } id)
+                var request = new BeginRequest { Lease = lease, TimeLimitMs = limitMs };
+                var limitOrDefault = limitMs == 0 ? new CoreLimits().TransactionTimeLimitMsDefault : limitMs;
+                if (rng.Next(3) == 0)
                 {
-                    Assert.True(result.ResultCase == CommandResult.ResultOneofCase.TxnBegin, $"{context}: begin failed: {result}");
-                    Assert.Equal(id, result.TxnBegin.TxnId);
+                    // Begin carrying locks: the transaction and its locks in one command.
+                    var targets = RandomTargets();
+                    var nowait = rng.Next(8) == 0;
+                    var timeout = rng.Next(3) == 0 ? rng.Next(200, 3000) : 0;
+                    request.Locks.AddRange(targets.Select(t => t.Proto));
+                    request.LockWaitPolicy = nowait ? WaitPolicy.Nowait : WaitPolicy.Block;
+                    request.LockWaitTimeoutMs = timeout;
+                    var result = Apply(new Command { TxnBegin = request });
+                    var expected = model.BeginLocked(lease, limitOrDefault, timeMs, [.. targets.Select(t => t.Model)], nowait, timeout == 0 ? new CoreLimits().LockWaitTimeoutMsDefault : timeout);
+                    if (expected.Txn is { } id && expected.Outcome is LockModel.Outcome.Granted or LockModel.Outcome.Waiting)
+                    {
+                        Assert.True(result.ResultCase == CommandResult.ResultOneofCase.TxnBeginLocked, $"{context}: begin with locks failed: {result}");
+                        Assert.Equal(id, result.TxnBeginLocked.Begin.TxnId);
+                        CheckLockResult(context, id, targets, expected.Outcome, expected.Seq, expected.Granted, result.TxnBeginLocked.Lock);
+                        Assert.Equal(expected.Outcome == LockModel.Outcome.Granted ? targets.Count : 0, result.TxnBeginLocked.Begin.FencingTokens.Count);
+                    }
+                    else
+                    {
+                        Assert.True(result.ResultCase == CommandResult.ResultOneofCase.Error, $"{context}: expected {expected.Outcome}, got {result}");
+                        Assert.Equal(expected.Kind, result.Error.Transaction?.Kind ?? Kind.Unspecified);
+                    }
                 }
                 else
                 {
-                    Assert.Equal(CommandResult.ResultOneofCase.Error, result.ResultCase);
+                    var result = Apply(new Command { TxnBegin = request });
+                    var expected = model.Begin(lease, limitOrDefault, timeMs);
+                    if (expected is { } id)
+                    {
+                        Assert.True(result.ResultCase == CommandResult.ResultOneofCase.TxnBegin, $"{context}: begin failed: {result}");
+                        Assert.Equal(id, result.TxnBegin.TxnId);
+                    }
+                    else
+                    {
+                        Assert.Equal(CommandResult.ResultOneofCase.Error, result.ResultCase);
+                    }
                 }
+            }
+            else if (roll < 25 && continuations.Count > 0)
+            {
+                // A caller whose queued target was granted asks for the rest (as the node does).
+                var (txn, rest) = continuations[rng.Next(continuations.Count)];
+                continuations.Remove((txn, rest));
+                restsTaken++;
+                CheckLock(context, txn, rest, nowait: false, timeout: 0);
             }
             else if (roll < 65 && open.Count > 0)
             {
                 var txn = open[rng.Next(open.Count)];
-                var lo = rng.Next(KeyPositions);
-                var hi = rng.Next(4) == 0 ? rng.Next(lo + 1, KeyPositions + 1) : lo + 1;
-                var single = hi == lo + 1 && rng.Next(2) == 0;
-                var exclusive = rng.Next(2) == 0;
                 var nowait = rng.Next(8) == 0;
                 var timeout = rng.Next(3) == 0 ? rng.Next(200, 3000) : 0;
-                var request = new LockRequest
-                {
-                    TxnId = txn,
-                    Key = B($"k{lo}"),
-                    RangeEnd = single ? ByteString.Empty : B($"k{hi}"),
-                    Mode = exclusive ? LockMode.Exclusive : LockMode.Shared,
-                    WaitPolicy = nowait ? WaitPolicy.Nowait : WaitPolicy.Block,
-                    WaitTimeoutMs = timeout,
-                };
-                var result = Apply(new Command { TxnLock = request });
-                var (mlo, mhi) = single ? (2 * lo, (2 * lo) + 1) : (2 * lo, 2 * hi);
-                var expected = model.Lock(txn, mlo, mhi, exclusive, nowait, timeout == 0 ? new CoreLimits().LockWaitTimeoutMsDefault : timeout, timeMs);
-                switch (expected.Outcome)
-                {
-                    case LockModel.Outcome.Granted:
-                        Assert.True(result.TxnLock?.Granted == true, $"{context}: expected grant, got {result}");
-                        break;
-                    case LockModel.Outcome.Waiting:
-                        Assert.True(result.TxnLock is { Granted: false }, $"{context}: expected to queue, got {result}");
-                        Assert.Equal(expected.Seq, result.TxnLock.Sequence);
-                        callers.Add((txn, expected.Seq));
-                        break;
-                    default:
-                        Assert.True(result.ResultCase == CommandResult.ResultOneofCase.Error, $"{context}: expected {expected.Outcome}, got {result}");
-                        Assert.Equal(expected.Kind, result.Error.Transaction?.Kind ?? Kind.Unspecified);
-                        break;
-                }
+                CheckLock(context, txn, RandomTargets(), nowait, timeout);
             }
             else if (roll < 78 && open.Count > 0)
             {
@@ -200,13 +277,21 @@ public class LockTableModelTests(ITestOutputHelper output)
                 if (fate != Kind.Unspecified)
                 {
                     callers.Remove((txn, seq));
+                    if (pendingRest.Remove((txn, seq), out var rest) && fate == (Kind)(-1))
+                    {
+                        continuations.Add((txn, rest));
+                    }
                 }
             }
         }
 
-        output.WriteLine($"deadlocks broken: {sm.TransactionStatus().Counters.Deadlocks}, grants: {sm.TransactionStatus().Counters.Grants}, lock timeouts: {sm.TransactionStatus().Counters.LockTimeouts}");
+        output.WriteLine($"deadlocks broken: {sm.TransactionStatus().Counters.Deadlocks}, grants: {sm.TransactionStatus().Counters.Grants}, lock timeouts: {sm.TransactionStatus().Counters.LockTimeouts}, multi-target requests: {multiTarget}, queued mid-request: {queuedMidRequest}, rests taken: {restsTaken}");
+        Assert.True(multiTarget > 0 && queuedMidRequest > 0 && restsTaken > 0, "the workload exercised too little of multi-target locking");
         Assert.True(sm.TransactionStatus().Counters.Deadlocks > 0, "the workload produced no deadlock: it tests nothing about cycles");
     }
+
+    /// <summary>A lock target as sent and as the model sees it (positions: key i is [2i, 2i+1)).</summary>
+    private sealed record Target(LockTarget Proto, (int Lo, int Hi, bool Exclusive) Model);
 
     /// <summary>Planted violations: the invariant checker used above must catch each.</summary>
     [Theory]

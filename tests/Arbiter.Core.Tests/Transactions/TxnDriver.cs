@@ -34,6 +34,34 @@ internal sealed class TxnDriver(Harness h)
             },
         });
 
+    /// <summary>One lock command with several targets (key, or key and range end; X unless shared).</summary>
+    public CommandResult LockManyResult(long txn, LockTarget[] targets, bool nowait = false, long timeoutMs = 0)
+    {
+        var request = new LockRequest
+        {
+            TxnId = txn,
+            Key = targets[0].Key,
+            RangeEnd = targets[0].RangeEnd,
+            Mode = targets[0].Mode,
+            WaitPolicy = nowait ? WaitPolicy.Nowait : WaitPolicy.Block,
+            WaitTimeoutMs = timeoutMs,
+        };
+        request.More.AddRange(targets.Skip(1));
+        return H.Apply(new Command { TxnLock = request });
+    }
+
+    /// <summary>A Begin carrying lock targets.</summary>
+    public CommandResult BeginLockedResult(long lease, LockTarget[] targets, bool nowait = false, long timeoutMs = 0, long age = 0)
+    {
+        var request = new BeginRequest { Lease = lease, Age = age, LockWaitPolicy = nowait ? WaitPolicy.Nowait : WaitPolicy.Block, LockWaitTimeoutMs = timeoutMs };
+        request.Locks.AddRange(targets);
+        return H.Apply(new Command { TxnBegin = request });
+    }
+
+    public static LockTarget X(string key, string? rangeEnd = null) => LockTarget.Exclusive(key, rangeEnd);
+
+    public static LockTarget Sh(string key, string? rangeEnd = null) => LockTarget.Shared(key, rangeEnd);
+
     /// <summary>Lock and expect a grant; returns the fencing token.</summary>
     public long Granted(long txn, string key, string? rangeEnd = null, bool exclusive = true)
     {

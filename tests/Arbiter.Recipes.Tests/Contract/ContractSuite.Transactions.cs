@@ -217,6 +217,81 @@ public abstract partial class ContractSuite
     }
 
     [Fact]
+    public async Task Several_keys_locked_in_one_call_wait_for_a_held_one_and_begin_can_carry_locks()
+    {
+        await using var txns = NewTransactions();
+        string a = Prefix + "A", b = Prefix + "B", c = Prefix + "C";
+        if (IsEtcd)
+        {
+            var e = await Assert.ThrowsAsync<NotSupportedException>(() => txns.BeginTransactionAsync(new TransactionOptions { Locks = [Protocol.Transactions.LockTarget.Exclusive(a)] }));
+            Assert.Contains("Pessimistic transactions", e.Message, StringComparison.Ordinal);
+            return;
+        }
+
+        // Three keys in one call; the middle one is held by another transaction.
+        await using var holder = await txns.BeginTransactionAsync();
+        await holder.LockExclusiveAsync(b);
+        await using var t = await txns.BeginTransactionAsync();
+        var locking = t.LockExclusiveAsync([a, b, c]);
+        await TestSupport.EventuallyAsync(async () => (await txns.StatusAsync()).Transactions.Any(x => x.TxnId == t.Id && x.WaitsFor.Contains(holder.Id)), TestSupport.Deadline, "the multi-key lock to wait for the holder");
+        var status = await txns.StatusAsync();
+        Assert.Contains(status.Locks, l => l.TxnId == t.Id && l.Granted && l.Key.ToStringUtf8() == a);
+        Assert.DoesNotContain(status.Locks, l => l.TxnId == t.Id && l.Key.ToStringUtf8() == c);   // not tried before b is granted
+        Assert.False(locking.IsCompleted);
+        holder.Put(b, "holder");
+        await holder.CommitAsync();
+        var tokens = await locking.Within();
+        Assert.Equal(3, tokens.Count);
+        Assert.True(tokens[0] < tokens[1] && tokens[1] < tokens[2], $"tokens {string.Join(",", tokens)}");
+        Assert.Equal("holder", await t.GetAsync(b));
+        t.Put(a, "t");
+        t.Put(b, "t");
+        t.Put(c, "t");
+        await t.CommitAsync();
+
+        // Begin carrying both locks: one command opens the transaction and takes them.
+        await using (var first = await txns.BeginTransactionAsync(new TransactionOptions { Locks = [Protocol.Transactions.LockTarget.Exclusive(a), Protocol.Transactions.LockTarget.Exclusive(b)] }))
+        {
+            Assert.Equal(2, first.BeginFencingTokens.Count);
+            Assert.True(first.BeginFencingTokens[1] > tokens[2]);
+
+            // NOWAIT on a held key: Begin fails busy and leaves no transaction behind.
+            var before = (await txns.StatusAsync()).Transactions.Count;
+            await Assert.ThrowsAsync<LockBusyException>(() => txns.BeginTransactionAsync(new TransactionOptions
+            {
+                Locks = [Protocol.Transactions.LockTarget.Exclusive(c), Protocol.Transactions.LockTarget.Exclusive(b)],
+                BeginLockOptions = new LockOptions { NoWait = true },
+            }));
+            Assert.Equal(before, (await txns.StatusAsync()).Transactions.Count);
+
+            // A blocking Begin waits for b and returns once the first commits.
+            var second = txns.BeginTransactionAsync(new TransactionOptions { Locks = [Protocol.Transactions.LockTarget.Exclusive(b), Protocol.Transactions.LockTarget.Exclusive(c)] });
+            await TestSupport.EventuallyAsync(async () => (await txns.StatusAsync()).Transactions.Any(x => x.WaitsFor.Contains(first.Id)), TestSupport.Deadline, "the second Begin to wait");
+            Assert.False(second.IsCompleted);
+            first.Put(a, "first");
+            first.Put(b, "first");
+            await first.CommitAsync();
+            await using var secondTxn = await second.Within();
+            Assert.Equal(2, secondTxn.BeginFencingTokens.Count);
+            Assert.Equal("first", await secondTxn.GetAsync(b));
+            secondTxn.Put(c, "second");
+            await secondTxn.CommitAsync();
+        }
+
+        // Bad input in the second key: refused, nothing taken.
+        await using var bad = await txns.BeginTransactionAsync();
+        var empty = await Assert.ThrowsAsync<RpcException>(() => bad.LockExclusiveAsync([Prefix + "k", ""]));
+        Assert.Equal("etcdserver: key is not provided", empty.Status.Detail);
+        Assert.DoesNotContain((await txns.StatusAsync()).Locks, l => l.TxnId == bad.Id);
+        await bad.RollbackAsync();
+
+        await using var client = NewClient();
+        Assert.Equal("first", await client.GetStringAsync(a));
+        Assert.Equal("second", await client.GetStringAsync(c));
+        Assert.DoesNotContain((await txns.StatusAsync()).Locks, l => l.Key.ToStringUtf8().StartsWith(Prefix, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Snapshot_reads_one_revision_that_compaction_cannot_remove()
     {
         if (IsEtcd)
