@@ -20,6 +20,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from urllib.parse import urlparse
 
@@ -63,33 +64,44 @@ def main():
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     result = {"pid": server.pid, "ready_s": None, "ready_cpu_s": None, "served_s": None, "served_cpu_s": None, "tries": 0, "error": None}
     deadline = started + args.deadline_s
-    pending = b""
-    with open(args.log, "rb") as reader:
-        reader.seek(offset)
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                result["error"] = f"exited with code {server.returncode}"
-                break
-            if result["ready_s"] is None:
+    done = threading.Event()
+
+    def watch_log():
+        # Its own thread: the main loop waits up to a second inside an etcdctl call.
+        pending = b""
+        with open(args.log, "rb") as reader:
+            reader.seek(offset)
+            while not done.is_set():
                 pending += reader.read()
                 lines = pending.split(b"\n")
                 pending = lines.pop()
                 if any(ready_pattern.search(line.decode("utf-8", "replace")) for line in lines):
                     result["ready_cpu_s"] = cpu_seconds(server.pid)
                     result["ready_s"] = time.monotonic() - started
-            if result["served_s"] is None and port_accepts(url.hostname, url.port):
-                result["tries"] += 1
-                answered = subprocess.run(
-                    ["etcdctl", "--endpoints", args.endpoint, "--dial-timeout=1s", "--command-timeout=1s", "get", "startup-probe"],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env).returncode == 0
-                if answered:
-                    result["served_s"] = time.monotonic() - started
-                    result["served_cpu_s"] = cpu_seconds(server.pid)
-            if result["served_s"] is not None and result["ready_s"] is not None:
-                break
-            time.sleep(0.01)
-        else:
+                    return
+                time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch_log, daemon=True)
+    watcher.start()
+    while True:
+        if time.monotonic() >= deadline:
             result["error"] = f"not {'ready' if result['ready_s'] is None else 'serving'} within {args.deadline_s} s"
+            break
+        if server.poll() is not None:
+            result["error"] = f"exited with code {server.returncode}"
+            break
+        if result["served_s"] is None and port_accepts(url.hostname, url.port):
+            result["tries"] += 1
+            answered = subprocess.run(
+                ["etcdctl", "--endpoints", args.endpoint, "--dial-timeout=1s", "--command-timeout=1s", "get", "startup-probe"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env).returncode == 0
+            if answered:
+                result["served_s"] = time.monotonic() - started
+                result["served_cpu_s"] = cpu_seconds(server.pid)
+        if result["served_s"] is not None and not watcher.is_alive():
+            break
+        time.sleep(0.01)
+    done.set()
     json.dump(result, sys.stdout)
     print()
     return 0 if result["error"] is None else 1

@@ -11,6 +11,7 @@ using Arbiter.Server.Services;
 using Arbiter.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -178,6 +179,15 @@ public static class ArbiterServer
         app.MapGet(HealthPath, context => HealthEndpoint.HandleAsync(context, context.RequestServices.GetRequiredService<ArbiterNode>()));
         app.MapJsonGateway(nodeOptions, options);
         app.MapDashboard(options);
+
+        // Create the endpoints now (gRPC's method discovery over every service, the routes'
+        // metadata), which routing would otherwise do at the first request; while arbiter serve
+        // builds this during the node's start, that takes them off a restarted member's first request.
+        foreach (var source in ((IEndpointRouteBuilder)app).DataSources)
+        {
+            _ = source.Endpoints;
+        }
+
         return app;
     }
 
