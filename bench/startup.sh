@@ -9,6 +9,7 @@
 #   jit   the Release build (dotnet src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll), as the README runs it
 #   r2r   the ReadyToRun publish of scripts/publish.sh (dotnet <dir>/arbiter.dll; ARBITER_BIN=DLL to time another)
 #   etcd  etcd 3.4 (Debian's etcd-server), the comparison
+#   base  another Arbiter build to compare with, BASE_DLL=…/arbiter.dll (e.g. the previous commit's Release build)
 # Runs alternate between the variants, so a change in the machine's load hits all of them.
 # Writes bench/results/startup-<stamp>/{results.md,machine.md,raw/runs.jsonl,raw/*.log}.
 # Usage: bench/startup.sh     (RUNS=3 KEYS=20000 VARIANTS="jit r2r etcd" SCENARIOS="single member")
@@ -66,6 +67,7 @@ server_command() {
     jit) echo "dotnet $ARBITER_DLL serve" ;;
     r2r) echo "dotnet $R2R_DLL serve" ;;
     etcd) echo etcd ;;
+    base) echo "dotnet ${BASE_DLL:?VARIANTS has base: set BASE_DLL to the arbiter.dll to compare with} serve" ;;
   esac
 }
 ready_pattern() { if [ "$1" = etcd ]; then echo "ready to serve client requests"; else echo "ready at revision"; fi; }
@@ -166,6 +168,7 @@ cluster_member() { # system
   echo "| etcd | $(etcd --version | head -1) |"
   echo "| dotnet | $(dotnet --version) |"
   echo "| runs | $RUNS per variant; $KEYS keys of history; variants: $VARIANTS; scenarios: $SCENARIOS |"
+  if [[ " $VARIANTS " == *" base "* ]]; then echo "| base | $BASE_DLL |"; fi
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
 } >"$OUT/machine.md"
 
@@ -196,7 +199,7 @@ print("etcdctl read (linearizable get) answered on its client URL; CPU: the serv
 print("| scenario | variant | runs | ready (wall) | served (wall) | CPU at ready | CPU at served | failed |")
 print("|---|---|---|---|---|---|---|---|")
 for scenario in ("single", "member"):
-    for variant in ("jit", "r2r", "etcd"):
+    for variant in ("base", "jit", "r2r", "etcd"):
         rows = [r for r in runs if r["scenario"] == scenario and r["variant"] == variant]
         if not rows:
             continue

@@ -100,12 +100,19 @@ public static class ArbiterServer
             }
         });
 
-        // Resolved when first needed, which is after the node has started (see above). Created by a
-        // factory, the node is disposed with the application, as arbiter serve disposes it right
-        // after the application anyway; an application built over a started node does not own it.
-        builder.Services.AddSingleton(_ => node.IsCompletedSuccessfully
-            ? node.Result
-            : throw new InvalidOperationException("The node is not ready: start the web application after the node has started."));
+        if (node.IsCompletedSuccessfully)
+        {
+            // A started node: the caller owns it (the container does not dispose an instance it was given).
+            builder.Services.AddSingleton(node.Result);
+        }
+        else
+        {
+            // Resolved when first needed, which is after the node has started (see above). Made by a
+            // factory, it is disposed with the application; arbiter serve disposes it right after anyway.
+            builder.Services.AddSingleton(_ => node.IsCompletedSuccessfully
+                ? node.Result
+                : throw new InvalidOperationException("The node is not ready: start the web application after the node has started."));
+        }
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<NodeRecipes>();
         builder.Services.AddSingleton<ServerShutdown>();
