@@ -12,6 +12,9 @@
 #
 # Writes bench/results/failover-<timestamp>/{results.md,results.json,machine.md,raw/*}.
 # Usage: bench/failover.sh            (SEED=12 ROUNDS=4 KINDS="kill stop isolate" FAULT_MS=3000)
+#        ARBITER_BIN=artifacts/arbiter-linux-x64/arbiter.dll bench/failover.sh
+#                                     runs that Arbiter build (the ReadyToRun publish of scripts/publish.sh,
+#                                     as production members run) instead of the Release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -71,6 +74,10 @@ ensure_packages setpriv util-linux
 ensure_packages jq jq
 
 build_bench_tools
+if [ -n "${ARBITER_BIN:-}" ]; then
+  ARBITER_DLL=$(realpath "$ARBITER_BIN")
+  [ -f "$ARBITER_DLL" ] || { log "ARBITER_BIN=$ARBITER_BIN: no such file"; exit 2; }
+fi
 mkdir -p "$OUT/raw"
 
 declare -A CLIENT_PORT PEER_PORT
@@ -212,6 +219,7 @@ run_system() { # system
   echo "| commit | $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (uncommitted changes)') |"
   echo "| cpus | $(nproc) |"
   echo "| etcd | $(etcd --version | head -1) |"
+  echo "| arbiter | ${ARBITER_DLL#"$ROOT"/} |"
   echo "| timing | heartbeat $HEARTBEAT_MS ms, election $ELECTION_MS ms (both systems) |"
   echo "| schedule | seed $SEED, $ROUNDS rounds of: $KINDS; each fault lasts $FAULT_MS ms; 2-4 s pause before each |"
   echo "| load | 6 writers (2 pinned to each member), puts, client deadline $DEADLINE_MS ms |"

@@ -78,11 +78,13 @@ wait_endpoint_ready() {
 #   start_cluster etcd|arbiter DATA_DIR LOG_PREFIX
 # Member i keeps its data in DATA_DIR/<system><i> and logs to LOG_PREFIX<i>.log. Sets
 # CLUSTER_URLS (the members' client URLs, comma-separated, member order) and CLUSTER_PIDS (array);
-# the caller stops the pids (stop_pids).
+# the caller stops the pids (stop_pids). CLUSTER_ARGS[i] holds member i's flags, shell-quoted, for a
+# caller that restarts it (bench/startup.sh: eval "args=(${CLUSTER_ARGS[i]})").
 start_cluster() {
   local system=$1 data=$2 logs=$3 i name initial=""
   local -a client peer
   CLUSTER_PIDS=()
+  CLUSTER_ARGS=()
   CLUSTER_URLS=""
   for i in 1 2 3; do
     client[i]=$(free_port)
@@ -99,8 +101,10 @@ start_cluster() {
       --listen-peer-urls "http://127.0.0.1:${peer[i]}" --initial-advertise-peer-urls "http://127.0.0.1:${peer[i]}"
       --initial-cluster "$initial" --initial-cluster-state new
       --heartbeat-interval "${HEARTBEAT_MS:-100}" --election-timeout "${ELECTION_MS:-1000}")
+    if [ "$system" = etcd ]; then common+=(--initial-cluster-token "bench-$$"); fi
+    CLUSTER_ARGS[i]=$(printf '%q ' "${common[@]}")
     if [ "$system" = etcd ]; then
-      etcd "${common[@]}" --initial-cluster-token "bench-$$" >"$logs$i.log" 2>&1 &
+      etcd "${common[@]}" >"$logs$i.log" 2>&1 &
     else
       dotnet "$ARBITER_DLL" serve "${common[@]}" --log-level warn >"$logs$i.log" 2>&1 &
     fi

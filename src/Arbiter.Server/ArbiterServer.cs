@@ -11,6 +11,7 @@ using Arbiter.Server.Services;
 using Arbiter.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -43,6 +44,22 @@ public static class ArbiterServer
     public static WebApplication Build(ArbiterNode node, ServerOptions options, Action<ILoggingBuilder>? configureLogging = null)
     {
         ArgumentNullException.ThrowIfNull(node);
+        return Build(Task.FromResult(node), node.Options, options, configureLogging);
+    }
+
+    /// <summary>
+    /// Builds the web application (as <see cref="Build(ArbiterNode, ServerOptions, Action{ILoggingBuilder}?)"/>)
+    /// while the node is still starting: building needs only the node's options, and the node is
+    /// resolved (from <paramref name="node"/>, through dependency injection) when requests arrive.
+    /// Start the application only once <paramref name="node"/> has completed: anything that needs
+    /// the node before then fails with <see cref="InvalidOperationException"/>. This is how
+    /// <c>arbiter serve</c> takes the application's build (about as long as the node's own start)
+    /// off a restarted member's way to serving (issue #12).
+    /// </summary>
+    public static WebApplication Build(Task<ArbiterNode> node, NodeOptions nodeOptions, ServerOptions options, Action<ILoggingBuilder>? configureLogging = null)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(nodeOptions);
         ArgumentNullException.ThrowIfNull(options);
         // No reloadable appsettings: reloading watches the content root (by default the working
         // directory) recursively with inotify, and a data directory under it then wakes that
@@ -63,8 +80,8 @@ public static class ArbiterServer
                     if (secure)
                     {
                         // TLS with ALPN: h2 for gRPC, http/1.1 for /metrics and /health.
-                        var tls = node.Options.ClientTls ?? throw new ArgumentException($"'{url}': an https client URL needs --cert-file and --key-file", nameof(options));
-                        listen.UseArbiterTls(tls, node.Options.PeerTls, kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Arbiter.Tls"));
+                        var tls = nodeOptions.ClientTls ?? throw new ArgumentException($"'{url}': an https client URL needs --cert-file and --key-file", nameof(options));
+                        listen.UseArbiterTls(tls, nodeOptions.PeerTls, kestrel.ApplicationServices.GetRequiredService<ILoggerFactory>().CreateLogger("Arbiter.Tls"));
                     }
                     else
                     {
@@ -83,7 +100,19 @@ public static class ArbiterServer
             }
         });
 
-        builder.Services.AddSingleton(node);
+        if (node.IsCompletedSuccessfully)
+        {
+            // A started node: the caller owns it (the container does not dispose an instance it was given).
+            builder.Services.AddSingleton(node.Result);
+        }
+        else
+        {
+            // Resolved when first needed, which is after the node has started (see above). Made by a
+            // factory, it is disposed with the application; arbiter serve disposes it right after anyway.
+            builder.Services.AddSingleton(_ => node.IsCompletedSuccessfully
+                ? node.Result
+                : throw new InvalidOperationException("The node is not ready: start the web application after the node has started."));
+        }
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton<NodeRecipes>();
         builder.Services.AddSingleton<ServerShutdown>();
@@ -98,7 +127,7 @@ public static class ArbiterServer
         builder.Services.AddSingleton<Auth.AuthInterceptor>();
         builder.Services.AddSingleton<GrpcMetricsInterceptor>();
         var telemetry = builder.Services.AddOpenTelemetry()
-            .ConfigureResource(resource => resource.AddService("arbiter", serviceInstanceId: node.Options.Name))
+            .ConfigureResource(resource => resource.AddService("arbiter", serviceInstanceId: nodeOptions.Name))
             .WithMetrics(metrics =>
             {
                 metrics
@@ -126,7 +155,7 @@ public static class ArbiterServer
 
         builder.Services.AddGrpc(grpc =>
         {
-            grpc.MaxReceiveMessageSize = Math.Max(options.MessageSizeBytesCap, node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes);
+            grpc.MaxReceiveMessageSize = Math.Max(options.MessageSizeBytesCap, nodeOptions.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes);
             grpc.MaxSendMessageSize = null;
             grpc.EnableDetailedErrors = false;
             // Outermost first: the metrics see the status the client gets.
@@ -138,8 +167,8 @@ public static class ArbiterServer
         });
 
         var app = builder.Build();
-        var peerTls = node.Options.PeerTls is not null;
-        app.Use((context, next) => TlsListen.GuardInternalServicesAsync(context, next, peerTls, () => node.PeerCredential));
+        var peerTls = nodeOptions.PeerTls is not null;
+        app.Use((context, next) => TlsListen.GuardInternalServicesAsync(context, next, peerTls, () => context.RequestServices.GetRequiredService<ArbiterNode>().PeerCredential));
         app.MapGrpcService<KvService>();
         app.MapGrpcService<WatchService>();
         app.MapGrpcService<LeaseService>();
@@ -154,9 +183,18 @@ public static class ArbiterServer
         app.MapGrpcService<CrdtService>();
         app.MapGrpcService<CrdtPeerService>();
         app.MapPrometheusScrapingEndpoint(MetricsPath);
-        app.MapGet(HealthPath, context => HealthEndpoint.HandleAsync(context, node));
-        app.MapJsonGateway(node, options);
-        app.MapDashboard(node, options);
+        app.MapGet(HealthPath, context => HealthEndpoint.HandleAsync(context, context.RequestServices.GetRequiredService<ArbiterNode>()));
+        app.MapJsonGateway(nodeOptions, options);
+        app.MapDashboard(options);
+
+        // Create the endpoints now (gRPC's method discovery over every service, the routes'
+        // metadata), which routing would otherwise do at the first request; while arbiter serve
+        // builds this during the node's start, that takes them off a restarted member's first request.
+        foreach (var source in ((IEndpointRouteBuilder)app).DataSources)
+        {
+            _ = source.Endpoints;
+        }
+
         return app;
     }
 

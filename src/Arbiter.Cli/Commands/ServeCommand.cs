@@ -324,49 +324,51 @@ internal static class ServeCommand
         }).SetMinimumLevel(level));
         var logger = loggerFactory.CreateLogger("arbiter");
 
+        // The node starts (data directory, snapshot, log replay, Raft) while the web application is
+        // built on this thread: each takes about as long as the other, mostly JIT and type loading,
+        // and a restarted member used to do them one after the other (issue #12). Task.Run: the
+        // start does real work before its first await. Kestrel starts listening only once the node
+        // is ready, as etcd opens no client port before it is ready.
+        var nodeStart = Task.Run(() => ArbiterNode.StartAsync(options, loggerFactory, cancellationToken), CancellationToken.None);
+        WebApplication app;
+        try
+        {
+            app = BuildApplication(nodeStart, options, serverOptions, level);
+        }
+        catch
+        {
+            // Not expected (the flags were checked): leave no node running behind the error.
+            await DisposeWhenStartedAsync(nodeStart).ConfigureAwait(false);
+            throw;
+        }
+
+        logger.LogDebug("Web application built; waiting for the node to start");
         ArbiterNode node;
         try
         {
-            node = await ArbiterNode.StartAsync(options, loggerFactory, cancellationToken).ConfigureAwait(false);
+            node = await nodeStart.ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            await app.DisposeAsync().ConfigureAwait(false);
             Console.Error.WriteLine($"error: cannot open data directory {options.DataDirectory}: {e.Message}");
             return 1;
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw;
         }
 
         var removed = node.Removed;
         await using (node.ConfigureAwait(false))
         {
-            // Found removed while starting: nothing to serve.
-            if (!removed.IsCancellationRequested)
+            // The application resolves the node (and disposes it) once it has been asked for it: no
+            // earlier than the first request, which is after it started.
+            await using (app.ConfigureAwait(false))
             {
-                var app = ArbiterServer.Build(node, serverOptions, logging =>
-                {
-                    logging.AddSimpleConsole(c =>
-                    {
-                        c.SingleLine = true;
-                        c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-                        c.UseUtcTimestamp = true;
-                    });
-                    logging.SetMinimumLevel(level);
-                    logging.AddFilter("Microsoft.AspNetCore", level < LogLevel.Warning ? LogLevel.Warning : level);
-
-                    // Kestrel warns at start that a plain HTTP/1.1+HTTP/2 port serves HTTP/1.1 only;
-                    // not so here (CleartextProtocolSelection). Its errors still show.
-                    logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel", level < LogLevel.Error ? LogLevel.Error : level);
-
-                    // While this category can log at all, ASP.NET Core starts an Activity per request
-                    // (a trace id for log scopes, and a copy of the execution context): 15% of a put's
-                    // allocations. It only logs request start and finish, at Information and Debug.
-                    logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", level <= LogLevel.Debug ? level : LogLevel.None);
-
-                    // gRPC logs every call a client cancels or lets time out at Information, with the
-                    // whole stack trace: a normal client disconnect is not an event. Its warnings and
-                    // errors (a handler that failed) still show.
-                    logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", level < LogLevel.Warning ? LogLevel.Warning : level);
-                });
-                await using (app.ConfigureAwait(false))
+                // Found removed while starting: nothing to serve.
+                if (!removed.IsCancellationRequested)
                 {
                     try
                     {
@@ -397,6 +399,46 @@ internal static class ServeCommand
 
         return 0;
     }
+
+    private static async Task DisposeWhenStartedAsync(Task<ArbiterNode> nodeStart)
+    {
+        try
+        {
+            await (await nodeStart.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or OperationCanceledException)
+        {
+            // The node did not start: nothing to stop.
+        }
+    }
+
+    /// <summary>The web application over the node being started, with the console logging of <c>arbiter serve</c>.</summary>
+    private static WebApplication BuildApplication(Task<ArbiterNode> node, NodeOptions options, ServerOptions serverOptions, LogLevel level) =>
+        ArbiterServer.Build(node, options, serverOptions, logging =>
+        {
+            logging.AddSimpleConsole(c =>
+            {
+                c.SingleLine = true;
+                c.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                c.UseUtcTimestamp = true;
+            });
+            logging.SetMinimumLevel(level);
+            logging.AddFilter("Microsoft.AspNetCore", level < LogLevel.Warning ? LogLevel.Warning : level);
+
+            // Kestrel warns at start that a plain HTTP/1.1+HTTP/2 port serves HTTP/1.1 only;
+            // not so here (CleartextProtocolSelection). Its errors still show.
+            logging.AddFilter("Microsoft.AspNetCore.Server.Kestrel", level < LogLevel.Error ? LogLevel.Error : level);
+
+            // While this category can log at all, ASP.NET Core starts an Activity per request
+            // (a trace id for log scopes, and a copy of the execution context): 15% of a put's
+            // allocations. It only logs request start and finish, at Information and Debug.
+            logging.AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", level <= LogLevel.Debug ? level : LogLevel.None);
+
+            // gRPC logs every call a client cancels or lets time out at Information, with the
+            // whole stack trace: a normal client disconnect is not an event. Its warnings and
+            // errors (a handler that failed) still show.
+            logging.AddFilter("Grpc.AspNetCore.Server.ServerCallHandler", level < LogLevel.Warning ? LogLevel.Warning : level);
+        });
 
     /// <summary>The TLS flags as given.</summary>
     private sealed record TlsFlags(

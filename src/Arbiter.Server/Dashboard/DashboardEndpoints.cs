@@ -30,16 +30,19 @@ public static class DashboardEndpoints
         ["dashboard.css"] = "text/css; charset=utf-8",
     };
 
-    /// <summary>Maps the page and its API (not on metrics-only ports).</summary>
-    public static void MapDashboard(this WebApplication app, ArbiterNode node, ServerOptions options)
+    /// <summary>
+    /// Maps the page and its API (not on metrics-only ports). The node (and what needs it) is
+    /// resolved from the application's services at the first API call, so the application can be
+    /// built while the node starts.
+    /// </summary>
+    public static void MapDashboard(this WebApplication app, ServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(options);
         var metricsPorts = options.ListenMetricsUrls.Select(url => ArbiterServer.ParseEndpoint(url).Port)
             .Except(options.ListenClientUrls.Select(url => ArbiterServer.ParseListenUrl(url).EndPoint.Port))
             .ToHashSet();
-        var api = new DashboardApi(node, app.Services.GetRequiredService<WatchStreamRegistry>());
-        var authenticator = app.Services.GetRequiredService<Authenticator>();
+        var api = new Lazy<DashboardApi>(() => new DashboardApi(app.Services.GetRequiredService<ArbiterNode>(), app.Services.GetRequiredService<WatchStreamRegistry>()));
 
         app.MapGet(PagePath + "/{asset?}", (HttpContext context, string? asset) =>
         {
@@ -67,15 +70,15 @@ public static class DashboardEndpoints
                     return;
                 }
 
-                await AnswerAsync(context, node, authenticator, read).ConfigureAwait(false);
+                await AnswerAsync(context, app.Services.GetRequiredService<ArbiterNode>(), app.Services.GetRequiredService<Authenticator>(), read).ConfigureAwait(false);
             });
 
-        MapApi("cluster", async (_, token) => await api.ClusterAsync(token).ConfigureAwait(false));
-        MapApi("keys", async (context, token) => await api.KeysAsync(KeyParameter(context, "prefix", required: false), token).ConfigureAwait(false));
-        MapApi("key", (context, _) => Task.FromResult<object>(api.KeyHistory(KeyParameter(context, "key", required: true))));
-        MapApi("leases", async (_, token) => await api.LeasesAsync(token).ConfigureAwait(false));
-        MapApi("locks", async (_, token) => await api.LocksAsync(token).ConfigureAwait(false));
-        MapApi("watches", (_, _) => Task.FromResult<object>(api.Watches()));
+        MapApi("cluster", async (_, token) => await api.Value.ClusterAsync(token).ConfigureAwait(false));
+        MapApi("keys", async (context, token) => await api.Value.KeysAsync(KeyParameter(context, "prefix", required: false), token).ConfigureAwait(false));
+        MapApi("key", (context, _) => Task.FromResult<object>(api.Value.KeyHistory(KeyParameter(context, "key", required: true))));
+        MapApi("leases", async (_, token) => await api.Value.LeasesAsync(token).ConfigureAwait(false));
+        MapApi("locks", async (_, token) => await api.Value.LocksAsync(token).ConfigureAwait(false));
+        MapApi("watches", (_, _) => Task.FromResult<object>(api.Value.Watches()));
     }
 
     /// <summary>

@@ -27,21 +27,22 @@ internal abstract class GatewayRoute(MethodDescriptor descriptor, string fullNam
     public string FullName { get; } = fullName;
 
     /// <summary>The POST paths of the method's <c>google.api.http</c> rule and its additional bindings.</summary>
-    public IEnumerable<string> Paths
-    {
-        get
-        {
-            if (Descriptor.GetOptions()?.GetExtension(AnnotationsExtensions.Http) is not { } rule)
-            {
-                yield break;
-            }
+    public IEnumerable<string> Paths => PathsOf(Descriptor);
 
-            foreach (var binding in rule.AdditionalBindings.Prepend(rule))
+    /// <summary>The POST paths of <paramref name="method"/>'s <c>google.api.http</c> rule and its additional bindings.</summary>
+    public static IEnumerable<string> PathsOf(MethodDescriptor method)
+    {
+        ArgumentNullException.ThrowIfNull(method);
+        if (method.GetOptions()?.GetExtension(AnnotationsExtensions.Http) is not { } rule)
+        {
+            yield break;
+        }
+
+        foreach (var binding in rule.AdditionalBindings.Prepend(rule))
+        {
+            if (binding.PatternCase == HttpRule.PatternOneofCase.Post)
             {
-                if (binding.PatternCase == HttpRule.PatternOneofCase.Post)
-                {
-                    yield return binding.Post;
-                }
+                yield return binding.Post;
             }
         }
     }

@@ -54,11 +54,11 @@ public static class JsonGateway
     ];
 
     /// <summary>Largest request body read, in bytes: twice gRPC's receive limit (base64 and JSON quoting grow a message by a third and a little).</summary>
-    public static int BodySizeBytesMax(ArbiterNode node, ServerOptions options)
+    public static int BodySizeBytesMax(NodeOptions nodeOptions, ServerOptions options)
     {
-        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(nodeOptions);
         ArgumentNullException.ThrowIfNull(options);
-        return (int)Math.Min(int.MaxValue, 2L * (node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes));
+        return (int)Math.Min(int.MaxValue, 2L * (nodeOptions.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes));
     }
 
     /// <summary>The <c>/version</c> body: this member's etcd API version and the cluster version (major.minor.0), as etcd reports them.</summary>
@@ -71,13 +71,17 @@ public static class JsonGateway
         }
     }
 
-    /// <summary>Maps the gateway's endpoints.</summary>
-    public static void MapJsonGateway(this WebApplication app, ArbiterNode node, ServerOptions options)
+    /// <summary>
+    /// Maps the gateway's endpoints. The paths come from the protos; the routes (service
+    /// instances, which need the node) are built at the first request, so the application can be
+    /// built while the node starts.
+    /// </summary>
+    public static void MapJsonGateway(this WebApplication app, NodeOptions nodeOptions, ServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(app);
         ArgumentNullException.ThrowIfNull(options);
-        var bodySizeBytesMax = BodySizeBytesMax(node, options);
-        var routes = BuildRoutes(app.Services);
+        var bodySizeBytesMax = BodySizeBytesMax(nodeOptions, options);
+        var routes = new Lazy<Dictionary<string, GatewayRoute>>(() => BuildRoutes(app.Services));
 
         // The metrics URLs serve /metrics and /health only (etcd's --listen-metrics-urls).
         // (By port: a metrics URL on 0.0.0.0 is reached at the interface's own address.)
@@ -97,10 +101,10 @@ public static class JsonGateway
 
         foreach (var prefix in Prefixes)
         {
-            foreach (var (path, route) in routes)
+            foreach (var path in RoutePaths())
             {
                 var served = prefix + path["/v3".Length..];
-                app.Map(served, OnClientUrls(http => ServeAsync(http, route, bodySizeBytesMax)));
+                app.Map(served, OnClientUrls(http => ServeAsync(http, routes.Value[path], bodySizeBytesMax)));
             }
 
             // grpc-gateway's answer for an unknown path under its prefix.
@@ -115,6 +119,12 @@ public static class JsonGateway
             await http.Response.WriteAsync(VersionBody, http.RequestAborted).ConfigureAwait(false);
         }));
     }
+
+    /// <summary>The <c>/v3/…</c> paths <see cref="BuildRoutes"/> gives routes for, from the descriptors alone (each service's methods in the order its generated binder adds them).</summary>
+    private static IEnumerable<string> RoutePaths() =>
+        Services.SelectMany(service => service.Descriptor.Methods.Where(method => !method.IsClientStreaming || method.IsServerStreaming))
+            .SelectMany(GatewayRoute.PathsOf)
+            .Distinct(StringComparer.Ordinal);
 
     /// <summary>The routes by their <c>/v3/…</c> path; where two methods share a path (etcd 3.4 gives HashKV Hash's path), the first declared serves it, as in etcd.</summary>
     private static Dictionary<string, GatewayRoute> BuildRoutes(IServiceProvider services)
