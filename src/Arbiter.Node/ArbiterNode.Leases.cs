@@ -102,6 +102,39 @@ public sealed partial class ArbiterNode
         return response;
     }
 
+    /// <summary>Records that this member, leading in <paramref name="term"/>, has renewed every lease, and wakes the keep-alives waiting for it.</summary>
+    private void MarkLeasesPromoted(ulong term)
+    {
+        Volatile.Write(ref _leasesPromotedTerm, term);
+        Interlocked.Exchange(ref _leasesPromotedSignal, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+    }
+
+    /// <summary>
+    /// Returns once this member, as leader, has renewed every lease in its current term (at once
+    /// when it does not lead: the keep-alive then fails as not leader and is retried).
+    /// </summary>
+    private async Task WaitLeasesPromotedAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var signal = Volatile.Read(ref _leasesPromotedSignal);
+            if (!_log.IsLeader || Volatile.Read(ref _leasesPromotedTerm) == _log.Term)
+            {
+                return;
+            }
+
+            try
+            {
+                // Bounded: the term may change without a renewal here (this member lost the lead).
+                await signal.Task.WaitAsync(TimeSpan.FromMilliseconds(LeasePromotedPollMs), cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Look again.
+            }
+        }
+    }
+
     /// <summary>
     /// Only the leader expires leases, and only after renewing every lease to its full TTL in its
     /// term (its clock did not measure them). False (after a pause) while that is not the case.
@@ -119,7 +152,7 @@ public sealed partial class ArbiterNode
             if (_log.IsLeader)
             {
                 await ProposeAsync(new Command { LeasePromote = new LeasePromote() }, token, leaderOnly: true).ConfigureAwait(false);
-                _leasesPromotedTerm = term;
+                MarkLeasesPromoted(term);
                 _logger.LogInformation("Leases renewed to their full TTL for term {Term}", term);
                 return false;
             }

@@ -35,6 +35,12 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     private Task _leaseLoop = Task.CompletedTask;
     private Task _compactionLoop = Task.CompletedTask;
     private ulong _leasesPromotedTerm;
+
+    /// <summary>Completed (and replaced) each time this member renews every lease for a new term.</summary>
+    private TaskCompletionSource _leasesPromotedSignal = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>How often a waiting keep-alive looks again whether the term changed without a renewal here.</summary>
+    private const int LeasePromotedPollMs = 50;
     private long _requestIdCounter;
     private int _disposed;
     private ulong _singleClusterId;
@@ -157,7 +163,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         node.StartCrdt(loggerFactory ?? NullLoggerFactory.Instance);
 
         await node.ProposeAsync(new Command { LeasePromote = new LeasePromote() }, cancellationToken).ConfigureAwait(false);
-        node._leasesPromotedTerm = log.Term;
+        node.MarkLeasesPromoted(log.Term);
         await node.EnsurePeerSecretAsync(cancellationToken).ConfigureAwait(false);
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
         node.StartAutoCompaction();
@@ -181,6 +187,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         hub.Host = host;
         var log = await RaftCommandLog.StartAsync(host, options, loggerFactory, cancellationToken).ConfigureAwait(false);
         node = new ArbiterNode(options, host, log, wal: null, logger);
+        log.LeaseRenewalGate = node.WaitLeasesPromotedAsync;
         node.StartCrdt(loggerFactory);
 
         // Leases are promoted by whichever member leads, once per term, before it expires any.

@@ -108,6 +108,37 @@ public sealed class LeaseFailoverTests(ITestOutputHelper output)
 
         output.WriteLine($"kept lease renewed {keeper.Renewals} times, {keeper.Errors.Count} stream errors (reopened): {string.Join(" | ", keeper.Errors.Take(3))}");
     }
+
+    /// <summary>
+    /// etcd extends every lease when a new leader takes over, so a lease kept alive through an
+    /// election longer than its TTL survives it. Here the election (3 s timeout) always outlasts
+    /// the lease's 1 s TTL: a keep-alive applied before the new leader renewed every lease was
+    /// measured against the old deadline and answered TTL 0.
+    /// </summary>
+    [Fact]
+    public async Task A_lease_kept_alive_through_an_election_longer_than_its_ttl_survives_it()
+    {
+        var clock = Stopwatch.StartNew();
+        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { HeartbeatIntervalMs = 300, ElectionTimeoutMs = 3000 });
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
+        var keeperMember = cluster.Running.First(m => m != leader);
+        using var channel = keeperMember.OpenChannel();
+        var lease = await new Lease.LeaseClient(channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 1 }, deadline: DateTime.UtcNow.AddSeconds(30));
+        await new KV.KVClient(channel).PutAsync(new PutRequest { Key = ClusterKit.Bytes("lease/short"), Value = ClusterKit.Bytes("v"), Lease = lease.ID }, deadline: DateTime.UtcNow.AddSeconds(30));
+
+        await using var keeper = new KeepAliveLoop(keeperMember, lease.ID, TimeSpan.FromMilliseconds(200), clock);
+        await keeper.WaitForRenewalsAsync(2, TimeSpan.FromSeconds(30));
+        var killedAt = clock.Elapsed;
+        await leader.KillAsync();
+        var newLeader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
+        output.WriteLine($"killed {leader.Name}; {newLeader.Name} leads after {(clock.Elapsed - killedAt).TotalMilliseconds:F0} ms (lease TTL 1000 ms)");
+
+        await keeper.WaitForRenewalsAsync(5, TimeSpan.FromSeconds(30));
+        Assert.True(keeper.Lost.IsEmpty, string.Join("\n", keeper.Lost) + "\n" + cluster.Logs);
+        using var leaderChannel = newLeader.OpenChannel();
+        var got = await new KV.KVClient(leaderChannel).RangeAsync(new RangeRequest { Key = ClusterKit.Bytes("lease/short") }, deadline: DateTime.UtcNow.AddSeconds(30));
+        Assert.Single(got.Kvs);
+    }
 }
 
 /// <summary>A client keeping one lease alive through one member, reopening the stream when it breaks.</summary>

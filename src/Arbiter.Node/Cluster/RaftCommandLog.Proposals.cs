@@ -137,9 +137,23 @@ internal sealed partial class RaftCommandLog
         public readonly bool Expired => _startedAt != 0 && Environment.TickCount64 - _startedAt >= waitMaxMs;
     }
 
+    /// <summary>
+    /// Awaited on the leader before a lease keep-alive is stamped with the leader's time: returns
+    /// once this leader has renewed every lease for its term. A keep-alive applied before that
+    /// renewal is measured against the deadline the previous leader set, so after an election
+    /// longer than the lease's TTL it answered "lease not found" for a lease that was never
+    /// expired (LeaseFailoverTests, a 2.9 s election and a 3 s TTL).
+    /// </summary>
+    public Func<CancellationToken, Task>? LeaseRenewalGate { get; set; }
+
     /// <summary>Queues the command for the next Raft entry; null if leadership was lost before it committed (the caller retries, same request id).</summary>
     private async Task<(CommandResult Result, long RaftIndex)?> TryProposeOnLeaderAsync(Command command, CancellationToken cancellationToken)
     {
+        if (command.OpCase == Command.OpOneofCase.LeaseKeepAlive && LeaseRenewalGate is { } gate)
+        {
+            await gate(cancellationToken).ConfigureAwait(false);
+        }
+
         // Lease time is the leader's clock, whoever received the request.
         command.TimeMs = _options.Clock.NowMs;
         var proposal = new Proposal(command);
