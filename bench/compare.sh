@@ -224,7 +224,7 @@ run_cell() { # system url pid workload clients
   if [ "$MEMBERS" = "3" ]; then snapshot_members "$system" "$OUT/raw/$workload-c$clients-$system" after; fi
 }
 
-PROFILE_METRICS='^(etcd_server_proposals_committed_total|etcd_debugging_mvcc_current_revision|etcd_disk_wal_fsync_duration_seconds_(count|sum)|etcd_server_is_leader|grpc_server_started_total\{grpc_method="Propose")'
+PROFILE_METRICS='^(etcd_server_proposals_committed_total|etcd_debugging_mvcc_current_revision|etcd_disk_wal_fsync_duration_seconds_(count|sum)|etcd_server_is_leader|grpc_server_started_total\{grpc_method="Propose(Batch)?")'
 snapshot_members() { # system cell-prefix before|after: every member's /metrics and CPU seconds
   local system=$1 prefix=$2 when=$3 urls pids i=0 url pid ticks
   if [ "$system" = etcd ]; then urls=$ETCD_MEMBER_URLS; pids=("${ETCD_PIDS[@]}"); else urls=$ARBITER_MEMBER_URLS; pids=("${ARBITER_PIDS[@]}"); fi
