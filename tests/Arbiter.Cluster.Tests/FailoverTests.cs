@@ -171,26 +171,5 @@ public sealed class FailoverTests(ITestOutputHelper output)
     /// reached the dead leader on a connection opened before the kill (outcome unknown); the put
     /// writes the same value, so retrying it is safe here.
     /// </summary>
-    private static readonly string[] LeaderLossErrors = ["etcdserver: no leader", "etcdserver: request timed out, possibly due to previous leader failure"];
-
-    /// <summary>Calls until it succeeds; only a leader-loss error may end a try, and only before the server's request timeout (7 s).</summary>
-    private async Task<T> RetryWhileNoLeaderAsync<T>(string what, Func<Task<T>> call)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var attempt = Stopwatch.StartNew();
-            try
-            {
-                var result = await call();
-                output.WriteLine($"{what}: answered {clock.ElapsedMilliseconds} ms after the kill");
-                return result;
-            }
-            catch (Grpc.Core.RpcException e) when (e.StatusCode == Grpc.Core.StatusCode.Unavailable && LeaderLossErrors.Contains(e.Status.Detail) && clock.Elapsed < TimeSpan.FromSeconds(30))
-            {
-                output.WriteLine($"{what}: \"{e.Status.Detail}\" after {attempt.ElapsedMilliseconds} ms; retrying");
-                Assert.True(attempt.Elapsed < TimeSpan.FromSeconds(7), $"{what} took {attempt.ElapsedMilliseconds} ms to fail with \"{e.Status.Detail}\", not less than the request timeout");
-            }
-        }
-    }
+    private Task<T> RetryWhileNoLeaderAsync<T>(string what, Func<Task<T>> call) => ClusterKit.RetryOnLeaderLossAsync(what, call, output);
 }
