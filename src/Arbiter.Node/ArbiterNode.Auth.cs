@@ -54,6 +54,13 @@ public sealed partial class ArbiterNode
         }
     }
 
+    /// <summary>Whether the current identity may read <paramref name="key"/> (always when auth is off).</summary>
+    private bool MayRead(Google.Protobuf.ByteString key)
+    {
+        var identity = CallIdentity.Current;
+        return _host.Read(s => !s.Auth.Enabled || s.CheckRangePermission(identity?.User, identity?.Revision ?? 0, key, Google.Protobuf.ByteString.Empty) is null);
+    }
+
     /// <summary>Throws etcd's error when the current identity is not root (nothing when auth is off).</summary>
     public void CheckAdmin()
     {

@@ -23,11 +23,13 @@ public sealed partial class ArbiterNode
             return await ProposeAsync(new Command { TxnBegin = request }, r => r.TxnBegin, r => r.Header, cancellationToken).ConfigureAwait(false);
         }
 
+        var keysToRead = LockedKeysToRead(request.ReadLockedKeys, request.Locks);
         var result = (await ProposeAsync(new Command { TxnBegin = request }, cancellationToken).ConfigureAwait(false)).TxnBeginLocked;
         var begin = result.Begin;
         FillHeader(begin.Header);
         if (result.Lock.Granted)
         {
+            begin.LockedKeysRead = ReadLockedKeys(keysToRead, begin.Kvs, begin.Header);
             return begin;
         }
 
@@ -36,6 +38,7 @@ public sealed partial class ArbiterNode
             var tokens = await TakeRestAsync(begin.TxnId, request.Locks, request.LockWaitPolicy, request.LockWaitTimeoutMs, result.Lock, cancellationToken).ConfigureAwait(false);
             begin.FencingTokens.AddRange(tokens);
             begin.Header = NewHeader(Revision);
+            begin.LockedKeysRead = ReadLockedKeys(keysToRead, begin.Kvs, begin.Header);
             return begin;
         }
         catch (Exception)
@@ -58,13 +61,57 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         ThrowIfInvalid(LockTargets.Validate(request, Options.Limits));
+        var targets = LockTargets.Of(request);
+        var keysToRead = LockedKeysToRead(request.ReadLockedKeys, targets);
         var result = (await ProposeAsync(new Command { TxnLock = request }, cancellationToken).ConfigureAwait(false)).TxnLock;
         var tokens = result.Granted
             ? [.. result.FencingTokens]
-            : await TakeRestAsync(request.TxnId, LockTargets.Of(request), request.WaitPolicy, request.WaitTimeoutMs, result, cancellationToken).ConfigureAwait(false);
+            : await TakeRestAsync(request.TxnId, targets, request.WaitPolicy, request.WaitTimeoutMs, result, cancellationToken).ConfigureAwait(false);
         var response = new LockResponse { Header = NewHeader(Revision), FencingToken = tokens[0] };
         response.FencingTokens.AddRange(tokens);
+        response.LockedKeysRead = ReadLockedKeys(keysToRead, response.Kvs, response.Header);
         return response;
+    }
+
+    /// <summary>
+    /// The distinct single-key targets whose values the caller asked for; null when not asked, or
+    /// when the caller may not read one of them (an exclusive lock needs only write permission):
+    /// then nothing is read ahead (<c>locked_keys_read</c> stays false) and the caller's own reads
+    /// are checked, and refused, as before. Decided before anything is proposed.
+    /// </summary>
+    private List<Google.Protobuf.ByteString>? LockedKeysToRead(bool requested, IEnumerable<LockTarget> targets)
+    {
+        if (!requested)
+        {
+            return null;
+        }
+
+        var keys = targets.Where(t => t.RangeEnd.IsEmpty).Select(t => t.Key).Distinct().ToList();
+        return keys.TrueForAll(MayRead) ? keys : null;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="keys"/> (null: nothing asked) in one pass over this member's applied
+    /// state, which already includes the caller's last grant (the proposal or the grant wait returned
+    /// only once this member applied it), and sets the header's revision to the revision read at.
+    /// </summary>
+    private bool ReadLockedKeys(List<Google.Protobuf.ByteString>? keys, Google.Protobuf.Collections.RepeatedField<Arbiter.Protocol.Mvcc.KeyValue> into, Arbiter.Protocol.Etcd.ResponseHeader header)
+    {
+        if (keys is null)
+        {
+            return false;
+        }
+
+        header.Revision = _host.Read(s =>
+        {
+            foreach (var key in keys)
+            {
+                into.AddRange(s.Range(new Arbiter.Protocol.Etcd.RangeRequest { Key = key }).Kvs);
+            }
+
+            return s.Revision;
+        });
+        return true;
     }
 
     /// <summary>

@@ -28,6 +28,10 @@ public sealed class Transaction : IAsyncDisposable
     private readonly Dictionary<(ByteString Key, ByteString RangeEnd), bool> _locks = [];
     private readonly List<KeyRange> _reads = [];
     private readonly Dictionary<ByteString, long> _seen = [];
+
+    // Values of locked keys that came back with their grant (null: the key did not exist); valid
+    // until the transaction ends because the lock keeps every other transaction from writing them.
+    private readonly Dictionary<ByteString, KeyValue?> _lockedValues = [];
     private readonly ByteString _idempotencyKey = ByteString.CopyFrom(Guid.NewGuid().ToByteArray());
     private bool _finished;
 
@@ -125,6 +129,8 @@ public sealed class Transaction : IAsyncDisposable
             Remember(target);
         }
 
+        KnowLockedValues(list, response.LockedKeysRead, response.Kvs);
+
         // A server that predates multi-target locks answers only the first token.
         return response.FencingTokens.Count == list.Count ? [.. response.FencingTokens] : [response.FencingToken];
     }
@@ -141,7 +147,33 @@ public sealed class Transaction : IAsyncDisposable
         // A call cut off (e.g. its member died) is repeated: the server re-attaches it to its place in the queue.
         var response = await _owner.CallAsync(ct => _owner.Raw.TxnLockAsync(request, ct), "Pessimistic locking", reattach: true, cancellationToken).ConfigureAwait(false);
         _locks[(key, rangeEnd)] = exclusive || (_locks.TryGetValue((key, rangeEnd), out var held) && held);
+        if (response.LockedKeysRead && rangeEnd.IsEmpty)
+        {
+            _lockedValues.TryAdd(key, response.Kvs.Count == 0 ? null : response.Kvs[0]);
+        }
+
         return response.FencingToken;
+    }
+
+    /// <summary>
+    /// Keeps the values a lock call brought back (<see cref="TransactionOptions.ReadLockedKeys"/>):
+    /// one per single-key target, null for a key that did not exist. A value already known is kept
+    /// (the lock held since then kept it current).
+    /// </summary>
+    internal void KnowLockedValues(IEnumerable<LockTarget> targets, bool read, IReadOnlyList<KeyValue> kvs)
+    {
+        if (!read)
+        {
+            return;
+        }
+
+        foreach (var target in targets)
+        {
+            if (target.RangeEnd.IsEmpty)
+            {
+                _lockedValues.TryAdd(target.Key, kvs.FirstOrDefault(kv => kv.Key.Equals(target.Key)));
+            }
+        }
     }
 
     private Protocol.Transactions.LockRequest NewLockRequest(ByteString key, ByteString rangeEnd, bool exclusive, LockOptions? options) => new()
@@ -152,6 +184,7 @@ public sealed class Transaction : IAsyncDisposable
         Mode = exclusive ? LockMode.Exclusive : LockMode.Shared,
         WaitPolicy = options?.NoWait == true ? WaitPolicy.Nowait : WaitPolicy.Block,
         WaitTimeoutMs = (long)(options?.Timeout ?? _options.LockTimeout ?? TimeSpan.Zero).TotalMilliseconds,
+        ReadLockedKeys = _options.ReadLockedKeys,
     };
 
     private void ThrowIfNotPessimistic()
@@ -181,6 +214,11 @@ public sealed class Transaction : IAsyncDisposable
             {
                 return _writes[i].Value is { } v ? new KeyValue { Key = key, Value = v } : null;
             }
+        }
+
+        if (_lockedValues.TryGetValue(key, out var known))
+        {
+            return known;
         }
 
         var kvs = await ReadAsync(key, ByteString.Empty, cancellationToken).ConfigureAwait(false);
@@ -367,6 +405,10 @@ public sealed class Transaction : IAsyncDisposable
             if (_options.ImplicitLocks && !_locks.ContainsKey((key, rangeEnd)))
             {
                 await LockAsync(key, rangeEnd, exclusive: false, null, cancellationToken).ConfigureAwait(false);
+                if (rangeEnd.IsEmpty && _lockedValues.TryGetValue(key, out var known))
+                {
+                    return known is null ? [] : [known];
+                }
             }
 
             var response = await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd }, cancellationToken).ConfigureAwait(false);

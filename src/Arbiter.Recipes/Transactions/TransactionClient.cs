@@ -110,13 +110,20 @@ public sealed class TransactionClient : IAsyncDisposable
                     request.Locks.AddRange(locks);
                     request.LockWaitPolicy = options.BeginLockOptions?.NoWait == true ? WaitPolicy.Nowait : WaitPolicy.Block;
                     request.LockWaitTimeoutMs = (long)(options.BeginLockOptions?.Timeout ?? options.LockTimeout ?? TimeSpan.Zero).TotalMilliseconds;
+                    request.ReadLockedKeys = options.ReadLockedKeys;
                 }
 
                 return request;
             },
             "Pessimistic transactions (the lock table)",
             cancellationToken).ConfigureAwait(false);
-        return new Transaction(this, options, response.TxnId, response.Age, [.. response.FencingTokens]);
+        var transaction = new Transaction(this, options, response.TxnId, response.Age, [.. response.FencingTokens]);
+        if (options.Locks is { } taken)
+        {
+            transaction.KnowLockedValues(taken, response.LockedKeysRead, response.Kvs);
+        }
+
+        return transaction;
     }
 
     /// <summary>

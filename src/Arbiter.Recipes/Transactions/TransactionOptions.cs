@@ -42,6 +42,16 @@ public sealed record TransactionOptions
     /// </summary>
     public IReadOnlyList<LockTarget>? Locks { get; init; }
 
+    /// <summary>
+    /// Pessimistic only: every lock call (Begin's <see cref="Locks"/>, explicit and implicit locks)
+    /// also brings back the current values of its single-key targets, read by the server once the
+    /// locks are granted, so <see cref="Transaction.GetAsync(string, CancellationToken)"/> on a locked
+    /// key answers without a round trip (as <c>SELECT … FOR UPDATE</c> returns its rows). Default
+    /// true. False: reads always ask the server (a lock-only transaction then saves the read).
+    /// Range locks are never read ahead.
+    /// </summary>
+    public bool ReadLockedKeys { get; init; } = true;
+
     /// <summary>How the <see cref="Locks"/> taken by Begin wait (null: block, with <see cref="LockTimeout"/>).</summary>
     public LockOptions? BeginLockOptions { get; init; }
 

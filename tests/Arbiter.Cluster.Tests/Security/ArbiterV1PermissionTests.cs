@@ -15,7 +15,7 @@ namespace Arbiter.Cluster.Tests.Security;
 /// analogy with etcd's key-level rules (docs/security.md): Transactions — Begin/Abort need an
 /// authenticated user, Lock needs READ (shared) or WRITE (exclusive) on the key, Commit WRITE on each
 /// written key, OptimisticCommit READ on each read range and WRITE on each written key; Crdt — Get
-/// READ, Update WRITE on the CRDT's key. alice may read and write <c>a/</c>; bob may only read it.
+/// READ, Update WRITE on the CRDT's key. alice may read and write <c>a/</c>; bob may only read it; carol may only write it.
 /// </summary>
 public sealed class ArbiterV1PermissionTests(ITestOutputHelper output)
 {
@@ -58,6 +58,19 @@ public sealed class ArbiterV1PermissionTests(ITestOutputHelper output)
             await RefusedAsync(StatusCode.PermissionDenied, () => txns.LockAsync(new LockRequest { TxnId = his.TxnId, Key = B("a/k"), Mode = LockMode.Shared, More = { new LockTarget { Key = B("a/j"), Mode = LockMode.Exclusive } } }, bob, Deadline()).ResponseAsync, "bob locks a/k shared and a/j exclusively");
             await RefusedAsync(StatusCode.PermissionDenied, () => txns.CommitAsync(new CommitRequest { TxnId = his.TxnId, Writes = { Put("a/k") } }, bob, Deadline()).ResponseAsync, "bob commits a write to a/k");
             await txns.AbortAsync(new AbortRequest { TxnId = his.TxnId }, bob, Deadline());
+
+            // Locked keys read with the grant: only for a caller who may read them. carol may only
+            // write a/: her exclusive lock is granted, with nothing read ahead (and her read refused).
+            var carol = new Metadata { { "token", await TokenAsync(channel, "carol") } };
+            var read = await txns.BeginAsync(new BeginRequest { Lease = lease, TimeLimitMs = 30_000, ReadLockedKeys = true, Locks = { new LockTarget { Key = B("a/k"), Mode = LockMode.Shared } } }, bob, Deadline());
+            Assert.True(read.LockedKeysRead);
+            Assert.Equal("a/k", Assert.Single(read.Kvs).Key.ToStringUtf8());
+            await txns.AbortAsync(new AbortRequest { TxnId = read.TxnId }, bob, Deadline());
+            var blind = await txns.BeginAsync(new BeginRequest { Lease = lease, TimeLimitMs = 30_000, ReadLockedKeys = true, Locks = { new LockTarget { Key = B("a/k"), Mode = LockMode.Exclusive } } }, carol, Deadline());
+            Assert.False(blind.LockedKeysRead);
+            Assert.Empty(blind.Kvs);
+            await RefusedAsync(StatusCode.PermissionDenied, () => new KV.KVClient(channel).RangeAsync(new RangeRequest { Key = B("a/k") }, carol, Deadline()).ResponseAsync, "carol reads a/k");
+            await txns.AbortAsync(new AbortRequest { TxnId = blind.TxnId }, carol, Deadline());
 
             // Optimistic: reads need READ, writes WRITE.
             var revision = (await new KV.KVClient(channel).RangeAsync(new RangeRequest { Key = B("a/k") }, alice, Deadline())).Header.Revision;
@@ -117,7 +130,7 @@ public sealed class ArbiterV1PermissionTests(ITestOutputHelper output)
         var auth = new Auth.AuthClient(channel);
         await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" }, deadline: Deadline());
         await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" }, deadline: Deadline());
-        foreach (var (user, type) in new[] { ("alice", Permission.Types.Type.Readwrite), ("bob", Permission.Types.Type.Read) })
+        foreach (var (user, type) in new[] { ("alice", Permission.Types.Type.Readwrite), ("bob", Permission.Types.Type.Read), ("carol", Permission.Types.Type.Write) })
         {
             await auth.RoleAddAsync(new AuthRoleAddRequest { Name = user + "-role" }, deadline: Deadline());
             await auth.RoleGrantPermissionAsync(

@@ -292,6 +292,52 @@ public abstract partial class ContractSuite
     }
 
     [Fact]
+    public async Task Locked_keys_come_back_with_their_grant_so_reading_them_needs_no_round_trip()
+    {
+        if (IsEtcd)
+        {
+            return;   // Begin carrying locks is refused on etcd (checked above); explicit locks too.
+        }
+
+        await using var txns = NewTransactions();
+        await using var client = NewClient();
+        string a = Prefix + "A", absent = Prefix + "B", c = Prefix + "C", d = Prefix + "D", range = Prefix + "R/";
+        await client.PutAsync(a, "a0");
+        await client.PutAsync(c, "c0");
+        await client.PutAsync(d, "d0");
+        await client.PutAsync(range + "1", "r0");
+
+        // Locks are advisory to plain KV writes (docs/transactions.md), so a plain Put after the
+        // grant shows where a read was answered: from the grant (the old value) or by the server.
+        await using (var t = await txns.BeginTransactionAsync(new TransactionOptions { Locks = [Protocol.Transactions.LockTarget.Exclusive(a), Protocol.Transactions.LockTarget.Exclusive(absent)] }))
+        {
+            await client.PutAsync(a, "plain");
+            await client.PutAsync(absent, "plain");
+            Assert.Equal("a0", await t.GetAsync(a));
+            Assert.Null(await t.GetAsync(absent));
+
+            // An explicit lock call brings its key back too; a range lock does not (read as before).
+            await t.LockSharedAsync(d);
+            await t.LockExclusiveAsync(range, Prefix + "R0");
+            await client.PutAsync(d, "plain");
+            await client.PutAsync(range + "1", "plain");
+            Assert.Equal("d0", await t.GetAsync(d));
+            Assert.Equal("plain", await t.GetAsync(range + "1"));
+
+            // The transaction's own writes still come first.
+            t.Put(a, "mine");
+            Assert.Equal("mine", await t.GetAsync(a));
+            await t.RollbackAsync();
+        }
+
+        // Opted out: every read asks the server.
+        await using var u = await txns.BeginTransactionAsync(new TransactionOptions { Locks = [Protocol.Transactions.LockTarget.Exclusive(c)], ReadLockedKeys = false });
+        await client.PutAsync(c, "plain");
+        Assert.Equal("plain", await u.GetAsync(c));
+        await u.RollbackAsync();
+    }
+
+    [Fact]
     public async Task Snapshot_reads_one_revision_that_compaction_cannot_remove()
     {
         if (IsEtcd)
