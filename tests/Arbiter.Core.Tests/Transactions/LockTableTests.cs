@@ -53,11 +53,7 @@ public class LockTableTests
     [Fact]
     public void DeadlockPairAbortsTheYoungestAndNamesTheCycle()
     {
-        var lease = _t.Lease();
-        var older = _t.Begin(lease);
-        var younger = _t.Begin(lease);
-        _t.Granted(older, "A");
-        _t.Granted(younger, "B");
+        var (older, younger) = _t.OlderHoldsAYoungerHoldsB();
         var olderSeq = _t.Queued(older, "B");
         // The younger closes the cycle and is its youngest member: it is the victim, at once.
         var detail = TxnDriver.Detail(_t.LockResult(younger, "A"));
@@ -77,11 +73,7 @@ public class LockTableTests
     [Fact]
     public void VictimIsTheYoungestEvenWhenAnOlderTransactionClosesTheCycle()
     {
-        var lease = _t.Lease();
-        var older = _t.Begin(lease);
-        var younger = _t.Begin(lease);
-        _t.Granted(older, "A");
-        _t.Granted(younger, "B");
+        var (older, younger) = _t.OlderHoldsAYoungerHoldsB();
         var youngerSeq = _t.Queued(younger, "A");
         // The older closes the cycle: the younger (waiting) is aborted; the older gets B at once.
         var r = Ok(_t.LockResult(older, "B")).TxnLock;

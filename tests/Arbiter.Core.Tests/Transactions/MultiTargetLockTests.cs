@@ -114,11 +114,7 @@ public class MultiTargetLockTests
     [Fact]
     public void ADeadlockClosedByAMultiTargetRequestAbortsTheYoungest()
     {
-        var lease = _t.Lease();
-        var older = _t.Begin(lease);
-        var younger = _t.Begin(lease);
-        _t.Granted(older, "A");
-        _t.Granted(younger, "B");
+        var (older, younger) = _t.OlderHoldsAYoungerHoldsB();
         var olderSeq = _t.Queued(older, "B");
 
         // The younger takes C, then closes the cycle on A: it is the youngest, so it is the victim,
@@ -132,7 +128,7 @@ public class MultiTargetLockTests
 
         // The other way round: the older closes the cycle with a multi-target request; the younger
         // is still the victim, and its abort grants the older's last target in the same command.
-        var third = _t.Begin(lease);
+        var third = _t.Begin(_t.Lease());
         _t.Granted(third, "D");
         var thirdSeq = _t.Queued(third, "A");
         var granted = Ok(_t.LockManyResult(older, [X("E"), X("D")])).TxnLock;

@@ -62,6 +62,17 @@ internal sealed class TxnDriver(Harness h)
 
     public static LockTarget Sh(string key, string? rangeEnd = null) => LockTarget.Shared(key, rangeEnd);
 
+    /// <summary>Two transactions on one lease, the older holding X on "A" and the younger X on "B": the start of every two-cycle.</summary>
+    public (long Older, long Younger) OlderHoldsAYoungerHoldsB()
+    {
+        var lease = Lease();
+        var older = Begin(lease);
+        var younger = Begin(lease);
+        Granted(older, "A");
+        Granted(younger, "B");
+        return (older, younger);
+    }
+
     /// <summary>Lock and expect a grant; returns the fencing token.</summary>
     public long Granted(long txn, string key, string? rangeEnd = null, bool exclusive = true)
     {
