@@ -240,6 +240,21 @@ public sealed partial class ArbiterNode
         return new ReadIndexResponse { RaftIndex = await raft.ReadIndexForwardedAsync(cancellationToken).ConfigureAwait(false) };
     }
 
+    /// <summary>
+    /// The receiving side of <c>Peer.HandOffMemberAdd</c>: a former leader's unfinished, already
+    /// acknowledged MemberAdd, continued here. Only on the leader ("leader changed" elsewhere).
+    /// </summary>
+    public void TakeOverMemberAdd(string peerUrl)
+    {
+        var raft = _raft ?? throw new EtcdException(SingleNode);
+        if (!raft.IsLeader)
+        {
+            throw new EtcdException(EtcdError.LeaderChanged);
+        }
+
+        raft.AddMember(peerUrl);
+    }
+
     /// <summary>The receiving side of <c>Peer.Standby</c> (MoveLeader on the leader asks every other member but the target).</summary>
     public async Task<StandbyResponse> StandbyAsync(StandbyRequest request, CancellationToken cancellationToken = default)
     {

@@ -144,6 +144,38 @@ public sealed class MembershipTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// An acknowledged MemberAdd that the leader had not finished when it lost leadership is not
+    /// dropped: the former leader hands it to the new one (seen in CI: a one-member cluster growing
+    /// under load lost its leader for a moment, and the third member's add was forgotten).
+    /// </summary>
+    [Fact]
+    public async Task A_pending_add_survives_a_leader_change()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var target = cluster.Running.First(m => m != leader);
+        var viaLeader = new EtcdctlRunner(leader.Endpoint);
+        var joiner = cluster.NewJoiner();
+        var added = (await viaLeader.RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}")).EnsureSuccess();
+        var joinerId = EtcdctlOutput.MemberId(added.Lines[0]);
+
+        // Leadership moves while the member is still unstarted (so the add cannot have finished).
+        (await viaLeader.RunAsync("move-leader", $"{target.MemberId:x}")).EnsureSuccess();
+        Assert.Same(target, await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout));
+        var viaNewLeader = new EtcdctlRunner(target.Endpoint);
+        await ClusterKit.WaitUntilAsync(
+            "the new leader lists the pending member",
+            ClusterKit.ConvergeTimeout,
+            async () => (await viaNewLeader.RunAsync("member", "list")).Lines.Contains($"{joinerId}, unstarted, , {joiner.PeerUrl}, , false"),
+            cluster: cluster);
+
+        // Started now, it joins through the new leader.
+        await joiner.StartAsync();
+        await ClusterKit.WaitJoinedAsync(cluster, joiner, ClusterKit.ConvergeTimeout);
+        Assert.Equal(4, (await ClusterKit.MemberListAsync(target)).Members.Count);
+    }
+
     [Fact]
     public async Task One_member_cluster_grows_to_three()
     {

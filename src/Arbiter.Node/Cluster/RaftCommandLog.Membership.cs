@@ -149,8 +149,19 @@ internal sealed partial class RaftCommandLog
         timeout.CancelAfter(_cluster.MemberAddTimeoutMs);
         try
         {
-            while (!timeout.IsCancellationRequested && IsLeader)
+            while (!timeout.IsCancellationRequested)
             {
+                if (!IsLeader)
+                {
+                    // The add was acknowledged: leadership lost on the way must not drop it.
+                    if (await HandOffAddAsync(canonical, timeout.Token).ConfigureAwait(false))
+                    {
+                        return;
+                    }
+
+                    continue;
+                }
+
                 try
                 {
                     // DotNext spends its warm-up rounds (and logs a warning with a stack trace for
@@ -170,7 +181,6 @@ internal sealed partial class RaftCommandLog
                 await Task.Delay(MemberAddRetryDelayMs, timeout.Token).ConfigureAwait(false);
             }
 
-            _logger.LogWarning("Member {PeerUrl} was not added (leadership lost or it never answered)", canonical);
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
@@ -185,6 +195,49 @@ internal sealed partial class RaftCommandLog
             _pendingAdds.TryRemove(canonical, out _);
             _pendingAdd = null;
             _membershipChange.Release();
+        }
+    }
+
+    /// <summary>
+    /// After this member lost leadership in the middle of an add: waits for a leader; if it is this
+    /// member again, returns false (carry on here); otherwise hands the add to it
+    /// (<c>Peer.HandOffMemberAdd</c>) and returns true once it took it or the member is already in.
+    /// Returns false after a failed try (the caller asks again until its timeout).
+    /// </summary>
+    private async Task<bool> HandOffAddAsync(string canonical, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
+            if (url is null)
+            {
+                // This member leads again (or is about to: wait a moment rather than spin).
+                if (!IsLeader)
+                {
+                    await Task.Delay(MemberAddRetryDelayMs, cancellationToken).ConfigureAwait(false);
+                }
+
+                return false;
+            }
+
+            using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            call.CancelAfter(_cluster.RequestTimeoutMs);
+            await new Protocol.Internal.Peer.PeerClient(ChannelTo(url))
+                .HandOffMemberAddAsync(new Protocol.Internal.HandOffMemberAddRequest { PeerUrl = canonical }, cancellationToken: call.Token)
+                .ConfigureAwait(false);
+            _logger.LogInformation("Leadership lost while adding member {PeerUrl}: handed to the leader at {Leader}", canonical, url);
+            return true;
+        }
+        catch (Grpc.Core.RpcException e) when (e.Status.Detail == EtcdError.PeerUrlExists.Message)
+        {
+            _logger.LogInformation("Leadership lost while adding member {PeerUrl}: the leader already has it", canonical);
+            return true;
+        }
+        catch (Exception e) when (e is Grpc.Core.RpcException or EtcdException or IOException or System.Net.Http.HttpRequestException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            _logger.LogDebug("Handing the add of {PeerUrl} to the leader failed ({Message}); retrying", canonical, e.Message);
+            await Task.Delay(MemberAddRetryDelayMs, cancellationToken).ConfigureAwait(false);
+            return false;
         }
     }
 
