@@ -118,6 +118,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             _options.SnapshotEveryEntries, OnApplied, _logger);
         await _stateMachine.RestoreAsync(cancellationToken).ConfigureAwait(false);
         _stateMachine.FetchImage = FetchSnapshotImageAsync;
+        _stateMachine.OwnClientUrls = () => string.Join(",", _options.AdvertiseClientUrls);
         var walDirectory = Path.Combine(memberDirectory, "raft");
         _wal = new DurableAckWriteAheadLog(
             new RaftWal.Options
@@ -246,7 +247,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     {
         var request = new FetchSnapshotImageRequest { Index = ticket.Index, Term = ticket.Term, Sha256 = ByteString.CopyFrom(ticket.Sha256) };
         var tried = new List<string>();
-        await foreach (var url in SnapshotImageSourcesAsync(cancellationToken).ConfigureAwait(false))
+        await foreach (var url in SnapshotImageSourcesAsync(ticket, cancellationToken).ConfigureAwait(false))
         {
             if (tried.Contains(url, StringComparer.Ordinal))
             {
@@ -275,13 +276,21 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         throw new EtcdException(tried.Count == 0 ? EtcdError.NoLeader : new EtcdError(ErrorStatusCode.Unavailable, $"no member sent the image (asked {string.Join(", ", tried)})"));
     }
 
-    /// <summary>The leader's client URL if known now, then every other member's.</summary>
-    private async IAsyncEnumerable<string> SnapshotImageSourcesAsync([System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <summary>
+    /// The leader's client URL if known now, then the ticket's writer's (the member that sent it:
+    /// all a wiped member knows before DotNext gives it the configuration), then every other member's.
+    /// </summary>
+    private async IAsyncEnumerable<string> SnapshotImageSourcesAsync(SnapshotTicket ticket, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         if (_raft.Leader is { IsRemote: true } leader
             && await TryClientUrlOfAsync(leader, cancellationToken).ConfigureAwait(false) is { } leaderUrl)
         {
             yield return leaderUrl;
+        }
+
+        if (ticket.SourceClientUrls is { } source && PeerClientUrl(source) is { } sourceUrl && !_options.AdvertiseClientUrls.Contains(sourceUrl))
+        {
+            yield return sourceUrl;
         }
 
         foreach (var member in _raft.Members.Where(m => m.IsRemote).ToList())

@@ -102,15 +102,29 @@ internal sealed class SnapshotImages
     }
 }
 
-/// <summary>What DotNext's snapshot file holds: which image, how long, and its SHA-256.</summary>
+/// <summary>
+/// What DotNext's snapshot file holds: which image, how long, its SHA-256, and (version 2) the
+/// client URLs of the member that wrote it. DotNext sends this file to a lagging follower, which
+/// fetches the image over the client port; a follower that was wiped knows no member yet (DotNext
+/// learns the configuration from AppendEntries, and a follower behind the leader's snapshot gets
+/// only InstallSnapshot), so the ticket says where its image is.
+/// </summary>
 internal sealed record SnapshotTicket(long Index, long Term, long LengthBytes, byte[] Sha256)
 {
     /// <summary>Distinct from a full image's magic (<c>StateSnapshot.Magic</c>), which older data dirs and restored seeds hold.</summary>
     private static ReadOnlySpan<byte> Magic => "ARBITER-SNAPSHOT-TICKET-1\n"u8;
 
+    /// <summary>Version 2: the version 1 fields, then the writer's advertised client URLs (a 2-byte length, UTF-8).</summary>
+    private static ReadOnlySpan<byte> MagicWithSource => "ARBITER-SNAPSHOT-TICKET-2\n"u8;
+
     private const int Sha256SizeBytes = 32;
 
-    /// <summary>Tickets are equal when they name the same image (the hash compared by content).</summary>
+    private const int SourceLengthMax = 4096;
+
+    /// <summary>The advertised client URLs (comma-separated) of the member that wrote the ticket; null in a version 1 ticket.</summary>
+    public string? SourceClientUrls { get; init; }
+
+    /// <summary>Tickets are equal when they name the same image (the hash compared by content; the source does not count).</summary>
     public bool Equals(SnapshotTicket? other) =>
         other is not null && Index == other.Index && Term == other.Term && LengthBytes == other.LengthBytes && Sha256.AsSpan().SequenceEqual(other.Sha256);
 
@@ -118,52 +132,88 @@ internal sealed record SnapshotTicket(long Index, long Term, long LengthBytes, b
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Index}-{Term} ({LengthBytes} bytes)");
 
-    public static int SizeBytes => Magic.Length + (3 * sizeof(long)) + Sha256SizeBytes;
+    /// <summary>Size of a version 1 ticket (all of it fixed).</summary>
+    public static int SizeBytes => Magic.Length + FixedSizeBytes;
+
+    private static int FixedSizeBytes => (3 * sizeof(long)) + Sha256SizeBytes;
+
+    /// <summary>The largest ticket of either version.</summary>
+    public static int SizeBytesMax => MagicWithSource.Length + FixedSizeBytes + sizeof(ushort) + SourceLengthMax;
 
     public byte[] ToBytes()
     {
-        var bytes = new byte[SizeBytes];
+        var source = SourceClientUrls is null ? null : System.Text.Encoding.UTF8.GetBytes(SourceClientUrls);
+        if (source is { Length: > SourceLengthMax })
+        {
+            source = null;   // not worth failing a snapshot over: the follower then asks the members it knows
+        }
+
+        var magic = source is null ? Magic : MagicWithSource;
+        var bytes = new byte[magic.Length + FixedSizeBytes + (source is null ? 0 : sizeof(ushort) + source.Length)];
         var span = bytes.AsSpan();
-        Magic.CopyTo(span);
-        span = span[Magic.Length..];
+        magic.CopyTo(span);
+        span = span[magic.Length..];
         BinaryPrimitives.WriteInt64LittleEndian(span, Index);
         BinaryPrimitives.WriteInt64LittleEndian(span[8..], Term);
         BinaryPrimitives.WriteInt64LittleEndian(span[16..], LengthBytes);
         Sha256.CopyTo(span[24..]);
+        if (source is not null)
+        {
+            span = span[FixedSizeBytes..];
+            BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)source.Length);
+            source.CopyTo(span[sizeof(ushort)..]);
+        }
+
         return bytes;
     }
 
-    /// <summary>Reads a ticket, or returns null when the bytes are something else (a full image).</summary>
+    /// <summary>Reads a ticket of either version, or returns null when the bytes are something else (a full image).</summary>
     /// <exception cref="InvalidDataException">The bytes start like a ticket but are cut or malformed.</exception>
     public static SnapshotTicket? TryParse(ReadOnlySpan<byte> bytes)
     {
-        if (!bytes.StartsWith(Magic))
+        var withSource = bytes.StartsWith(MagicWithSource);
+        if (!withSource && !bytes.StartsWith(Magic))
         {
             return null;
         }
 
-        if (bytes.Length != SizeBytes)
+        var magicLength = withSource ? MagicWithSource.Length : Magic.Length;
+        var fixedEnd = magicLength + FixedSizeBytes;
+        if (withSource ? bytes.Length < fixedEnd + sizeof(ushort) : bytes.Length != SizeBytes)
         {
-            throw new InvalidDataException($"a Raft snapshot ticket of {bytes.Length} bytes, not {SizeBytes}");
+            throw new InvalidDataException($"a Raft snapshot ticket of {bytes.Length} bytes, not {(withSource ? $"at least {fixedEnd + sizeof(ushort)}" : SizeBytes)}");
         }
 
-        var body = bytes[Magic.Length..];
+        string? source = null;
+        if (withSource)
+        {
+            var length = BinaryPrimitives.ReadUInt16LittleEndian(bytes[fixedEnd..]);
+            if (length > SourceLengthMax || bytes.Length != fixedEnd + sizeof(ushort) + length)
+            {
+                throw new InvalidDataException($"a Raft snapshot ticket of {bytes.Length} bytes whose source takes {length}");
+            }
+
+            source = System.Text.Encoding.UTF8.GetString(bytes.Slice(fixedEnd + sizeof(ushort), length));
+        }
+
+        var body = bytes[magicLength..];
         var ticket = new SnapshotTicket(
             BinaryPrimitives.ReadInt64LittleEndian(body),
             BinaryPrimitives.ReadInt64LittleEndian(body[8..]),
             BinaryPrimitives.ReadInt64LittleEndian(body[16..]),
-            body[24..].ToArray());
+            body[24..FixedSizeBytes].ToArray())
+        { SourceClientUrls = source };
         return ticket.LengthBytes < 0 ? throw new InvalidDataException("a Raft snapshot ticket with a negative length") : ticket;
     }
 
     /// <summary>Reads the ticket in a snapshot file, or null when the file holds a full image.</summary>
     public static SnapshotTicket? TryRead(FileInfo file)
     {
-        if (file.Length > SizeBytes)
+        if (file.Length > SizeBytesMax)
         {
             using var stream = file.OpenRead();
             Span<byte> head = stackalloc byte[Magic.Length];
-            return stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length && head.SequenceEqual(Magic)
+            return stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false) == head.Length && (head.SequenceEqual(Magic) || head.SequenceEqual(MagicWithSource))
                 ? throw new InvalidDataException($"Raft snapshot file {file.Name} starts like a ticket but holds {file.Length} bytes")
                 : null;
         }

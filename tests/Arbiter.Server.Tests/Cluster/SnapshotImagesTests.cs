@@ -21,9 +21,29 @@ public sealed class SnapshotImagesTests : IDisposable
     }
 
     [Fact]
-    public void A_cut_ticket_is_refused_with_a_clear_error()
+    public void A_ticket_with_its_writers_client_urls_round_trips_and_a_version_1_ticket_still_reads()
     {
-        var bytes = new SnapshotTicket(1, 1, 1, new byte[32]).ToBytes();
+        var ticket = new SnapshotTicket(1000, 7, 123, SHA256.HashData("image"u8)) { SourceClientUrls = "http://10.0.0.1:2379,https://10.0.0.1:2381" };
+        var read = SnapshotTicket.TryParse(ticket.ToBytes());
+        Assert.Equal(ticket, read);
+        Assert.Equal("http://10.0.0.1:2379,https://10.0.0.1:2381", read!.SourceClientUrls);
+
+        var file = new FileInfo(Path.Combine(_root.FullName, "1000-7"));
+        File.WriteAllBytes(file.FullName, ticket.ToBytes());
+        Assert.Equal(ticket.SourceClientUrls, SnapshotTicket.TryRead(file)!.SourceClientUrls);
+
+        // A ticket written before version 2 (no source) reads as before, with no source.
+        var old = new SnapshotTicket(1000, 7, 123, SHA256.HashData("image"u8)).ToBytes();
+        Assert.Equal(SnapshotTicket.SizeBytes, old.Length);
+        Assert.Null(SnapshotTicket.TryParse(old)!.SourceClientUrls);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("http://127.0.0.1:2379")]
+    public void A_cut_ticket_is_refused_with_a_clear_error(string? source)
+    {
+        var bytes = new SnapshotTicket(1, 1, 1, new byte[32]) { SourceClientUrls = source }.ToBytes();
         var error = Assert.Throws<InvalidDataException>(() => SnapshotTicket.TryParse(bytes.AsSpan(0, bytes.Length - 1)));
         Assert.Contains("ticket", error.Message, StringComparison.Ordinal);
     }
