@@ -196,9 +196,9 @@ public sealed class MembershipTests(ITestOutputHelper output)
         await first.KillAsync();
         var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         using var channel = leader.OpenChannel();
-        await new KV.KVClient(channel).PutAsync(
+        await ClusterKit.RetryOnLeaderLossAsync("put after the kill", () => new KV.KVClient(channel).PutAsync(
             new PutRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("solo/after"), Value = Google.Protobuf.ByteString.CopyFromUtf8("x") },
-            deadline: DateTime.UtcNow.AddSeconds(30));
+            deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync, output);
         output.WriteLine($"{writer.Acked.Count} acknowledged writes; leader after killing {first.Name}: {leader.Name}");
     }
 }

@@ -17,7 +17,8 @@ public sealed class MetricsTests(ITestOutputHelper output)
             var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
             for (var i = 0; i < 5; i++)
             {
-                await ClusterKit.CallAsync(leader, c => new KV.KVClient(c).PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8($"metrics/{i}"), Value = ByteString.CopyFromUtf8("v") }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync);
+                var key = $"metrics/{i}";
+                await ClusterKit.RetryOnLeaderLossAsync(key, () => ClusterKit.CallAsync(leader, c => new KV.KVClient(c).PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8("v") }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync), output);
             }
 
             // Every member has a leader, exactly one says it is the leader, and followers measured the

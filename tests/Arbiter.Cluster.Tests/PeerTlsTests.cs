@@ -125,6 +125,10 @@ public sealed class PeerTlsTests(ITestOutputHelper output)
         }
     }
 
-    private static Task<PutResponse> PutAsync(ArbiterClusterMember member, string key, string value) =>
-        CallAsync(member, c => new KV.KVClient(c).PutAsync(new PutRequest { Key = Bytes(key), Value = Bytes(value) }, deadline: DateTime.UtcNow.AddSeconds(20)).ResponseAsync);
+    /// <summary>
+    /// A put, repeated on the leader-loss answers as a client does (idempotent here): at load an
+    /// election can follow the first one right after the start (seen in CI at load 31).
+    /// </summary>
+    private Task<PutResponse> PutAsync(ArbiterClusterMember member, string key, string value) =>
+        RetryOnLeaderLossAsync($"put {key} via {member.Name}", () => CallAsync(member, c => new KV.KVClient(c).PutAsync(new PutRequest { Key = Bytes(key), Value = Bytes(value) }, deadline: DateTime.UtcNow.AddSeconds(20)).ResponseAsync), output);
 }
