@@ -54,11 +54,11 @@ public sealed partial class ArbiterNode
         }
     }
 
-    /// <summary>Whether the current identity may read <paramref name="key"/> (always when auth is off).</summary>
-    private bool MayRead(Google.Protobuf.ByteString key)
+    /// <summary>Whether the current identity may read every one of <paramref name="keys"/> (always when auth is off); one pass over the state.</summary>
+    private bool MayReadAll(List<Google.Protobuf.ByteString> keys)
     {
         var identity = CallIdentity.Current;
-        return _host.Read(s => !s.Auth.Enabled || s.CheckRangePermission(identity?.User, identity?.Revision ?? 0, key, Google.Protobuf.ByteString.Empty) is null);
+        return _host.Read(s => !s.Auth.Enabled || keys.TrueForAll(key => s.CheckRangePermission(identity?.User, identity?.Revision ?? 0, key, Google.Protobuf.ByteString.Empty) is null));
     }
 
     /// <summary>Throws etcd's error when the current identity is not root (nothing when auth is off).</summary>

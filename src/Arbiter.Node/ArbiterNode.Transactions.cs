@@ -87,7 +87,7 @@ public sealed partial class ArbiterNode
         }
 
         var keys = targets.Where(t => t.RangeEnd.IsEmpty).Select(t => t.Key).Distinct().ToList();
-        return keys.TrueForAll(MayRead) ? keys : null;
+        return MayReadAll(keys) ? keys : null;
     }
 
     /// <summary>

@@ -147,10 +147,7 @@ public sealed class Transaction : IAsyncDisposable
         // A call cut off (e.g. its member died) is repeated: the server re-attaches it to its place in the queue.
         var response = await _owner.CallAsync(ct => _owner.Raw.TxnLockAsync(request, ct), "Pessimistic locking", reattach: true, cancellationToken).ConfigureAwait(false);
         _locks[(key, rangeEnd)] = exclusive || (_locks.TryGetValue((key, rangeEnd), out var held) && held);
-        if (response.LockedKeysRead && rangeEnd.IsEmpty)
-        {
-            _lockedValues.TryAdd(key, response.Kvs.Count == 0 ? null : response.Kvs[0]);
-        }
+        KnowLockedValues([new LockTarget { Key = key, RangeEnd = rangeEnd }], response.LockedKeysRead, response.Kvs);
 
         return response.FencingToken;
     }
