@@ -8,44 +8,51 @@ namespace Arbiter.Node.Cluster;
 
 /// <summary>
 /// Breaks DotNext's snapshot-install loop. A follower refuses an InstallSnapshot at or below its
-/// commit index, and DotNext's leader answers the refusal by sending the same snapshot again. So
-/// when an install completed on the follower but its answer never reached the leader (the request
-/// timed out: under load, or a large state), the leader resent that snapshot forever and the
-/// follower stayed at the snapshot's index. Seen as a member stuck at a snapshot boundary
-/// (<c>LeaderPauseDivergenceTests</c> soak, index 40000) and reproduced with a 39 MB state.
-/// The follower notices it (applied index still at the snapshot it installed, the leader's commit
-/// beyond it) and asks the leader for a newer snapshot, which it accepts.
+/// commit index, and DotNext's leader answers the refusal by lowering the follower's next index
+/// and sending the same snapshot again, forever: the follower never hears an AppendEntries again,
+/// and since a refused install does not reset its election timer, it soon knows no leader either.
+/// Two ways in have been seen:
+/// <list type="bullet">
+/// <item>An install that completed on the follower but whose answer never reached the leader (the
+/// request timed out: under load, or a large state). The follower sits at the snapshot it
+/// installed (<c>LeaderPauseDivergenceTests</c> soak, index 40000; reproduced with a 39 MB state).</item>
+/// <item>A stale refusal of an AppendEntries that lowered the leader's next index for a follower
+/// below the leader's snapshot after the follower had already committed past it (CI, right after
+/// every member restarted: <c>RestartTests</c> with a snapshot every 25 entries, the follower at
+/// applied index 126 refusing the leader's snapshot at 125 for a minute).</item>
+/// </list>
+/// The follower notices it (<see cref="SnapshotCatchUpRule"/>) and asks for a snapshot above its
+/// commit index, which it then accepts.
 /// </summary>
 internal sealed partial class RaftCommandLog
 {
     private Task _catchUpWatch = Task.CompletedTask;
 
-    /// <summary>How long a follower may sit at the snapshot it installed, behind the leader, before it asks for a newer one.</summary>
-    private TimeSpan StuckAfterInstall => TimeSpan.FromMilliseconds(3L * _cluster.ElectionTimeoutMs);
+    /// <summary>How long a follower may sit at one applied index, behind the leader or with no leader known, before it asks for a newer snapshot.</summary>
+    private TimeSpan StuckAfter => TimeSpan.FromMilliseconds(3L * _cluster.ElectionTimeoutMs);
 
     private void StartSnapshotCatchUpWatch() => _catchUpWatch = Task.Run(SnapshotCatchUpWatchAsync, CancellationToken.None);
 
     private async Task SnapshotCatchUpWatchAsync()
     {
-        var lastAsked = DateTime.MinValue;
+        var rule = new SnapshotCatchUpRule(StuckAfter);
         try
         {
             while (!_stopping.IsCancellationRequested)
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs), _stopping.Token).ConfigureAwait(false);
-                if (IsLeader || _stateMachine.LastInstall is not { } install || _stateMachine.IsFetchingImage)
+                var applied = AppliedIndex;
+                var stuckFor = rule.Observe(
+                    DateTime.UtcNow,
+                    applied,
+                    mayBeStuck: !IsLeader && !_stateMachine.IsFetchingImage,
+                    atInstalledSnapshot: _stateMachine.LastInstall?.Index == applied,
+                    leaderKnown: _raft.Leader is not null);
+                if (stuckFor is { } stuck)
                 {
-                    continue;
+                    // Above the commit index, not the applied one: that is what the refusal compares.
+                    await AskForNewerSnapshotAsync(Math.Max(applied, _wal.LastCommittedEntryIndex), stuck).ConfigureAwait(false);
                 }
-
-                var stuckFor = DateTime.UtcNow - install.AtUtc;
-                if (AppliedIndex != install.Index || stuckFor < StuckAfterInstall || DateTime.UtcNow - lastAsked < StuckAfterInstall)
-                {
-                    continue;
-                }
-
-                lastAsked = DateTime.UtcNow;
-                await AskForNewerSnapshotAsync(install.Index, stuckFor).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -58,7 +65,7 @@ internal sealed partial class RaftCommandLog
         }
     }
 
-    private async Task AskForNewerSnapshotAsync(long installedIndex, TimeSpan stuckFor)
+    private async Task AskForNewerSnapshotAsync(long aboveIndex, TimeSpan stuckFor)
     {
         try
         {
@@ -74,21 +81,21 @@ internal sealed partial class RaftCommandLog
                 // Refusing the resent install does not reset DotNext's election timer, so a stuck
                 // follower soon stops believing in any leader, and asking "the leader" fails for
                 // good. Every member is asked instead; only the leader acts.
-                await AskEveryMemberForNewerSnapshotAsync(installedIndex, stuckFor, timeout.Token).ConfigureAwait(false);
+                await AskEveryMemberForNewerSnapshotAsync(aboveIndex, stuckFor, timeout.Token).ConfigureAwait(false);
                 return;
             }
 
-            if (leaderCommit is not { } commit || commit <= installedIndex || AppliedIndex != installedIndex)
+            if (leaderCommit is not { } commit || commit <= aboveIndex)
             {
-                return; // nothing beyond the snapshot to catch up on, or moving again
+                return; // nothing beyond this member's commit to catch up on
             }
 
             var reply = await CallLeaderAsync(
-                (channel, token) => new Peer.PeerClient(channel).RefreshSnapshotAsync(new RefreshSnapshotRequest { AboveIndex = installedIndex }, cancellationToken: token).ResponseAsync,
+                (channel, token) => new Peer.PeerClient(channel).RefreshSnapshotAsync(new RefreshSnapshotRequest { AboveIndex = aboveIndex }, cancellationToken: token).ResponseAsync,
                 timeout.Token).ConfigureAwait(false);
             _logger.LogWarning(
-                "Still at Raft snapshot {Index} after {StuckMs} ms while the leader committed {LeaderCommit}: asked the leader for a newer snapshot (now {SnapshotIndex})",
-                installedIndex, (long)stuckFor.TotalMilliseconds, commit, reply?.SnapshotIndex);
+                "Still at Raft index {Index} after {StuckMs} ms while the leader committed {LeaderCommit}: asked the leader for a snapshot above it (now {SnapshotIndex})",
+                aboveIndex, (long)stuckFor.TotalMilliseconds, commit, reply?.SnapshotIndex);
         }
         catch (Exception e) when (e is Grpc.Core.RpcException or EtcdException or OperationCanceledException && !_stopping.IsCancellationRequested)
         {
@@ -99,10 +106,10 @@ internal sealed partial class RaftCommandLog
     /// <summary>
     /// Sends <c>Peer.RefreshSnapshot</c> to every other member at once (their advertised client
     /// URLs from the Raft member metadata). Members that do not lead refuse it; the leader, if
-    /// there is one, takes a snapshot above <paramref name="installedIndex"/>, which this member
+    /// there is one, takes a snapshot above <paramref name="aboveIndex"/>, which this member
     /// then accepts instead of refusing.
     /// </summary>
-    private async Task AskEveryMemberForNewerSnapshotAsync(long installedIndex, TimeSpan stuckFor, CancellationToken cancellationToken)
+    private async Task AskEveryMemberForNewerSnapshotAsync(long aboveIndex, TimeSpan stuckFor, CancellationToken cancellationToken)
     {
         var asks = _raft.Members.Where(m => m.IsRemote).Select(async member =>
         {
@@ -114,7 +121,7 @@ internal sealed partial class RaftCommandLog
             try
             {
                 var reply = await new Peer.PeerClient(ChannelTo(url))
-                    .RefreshSnapshotAsync(new RefreshSnapshotRequest { AboveIndex = installedIndex }, cancellationToken: cancellationToken)
+                    .RefreshSnapshotAsync(new RefreshSnapshotRequest { AboveIndex = aboveIndex }, cancellationToken: cancellationToken)
                     .ConfigureAwait(false);
                 return reply.SnapshotIndex;
             }
@@ -125,9 +132,11 @@ internal sealed partial class RaftCommandLog
         }).ToList();
 
         var answered = (await Task.WhenAll(asks).ConfigureAwait(false)).Where(index => index is not null).ToList();
-        _logger.LogWarning(
-            "Still at Raft snapshot {Index} after {StuckMs} ms and no leader known: asked every member for a newer snapshot ({Answer})",
-            installedIndex, (long)stuckFor.TotalMilliseconds, answered.Count == 0 ? "no leader answered" : $"the leader's is now at {answered.Max()}");
+        // Quiet when no leader answered: a member cut off from the others asks every few seconds.
+        _logger.Log(
+            answered.Count == 0 ? LogLevel.Information : LogLevel.Warning,
+            "Still at Raft index {Index} after {StuckMs} ms and no leader known: asked every member for a snapshot above it ({Answer})",
+            aboveIndex, (long)stuckFor.TotalMilliseconds, answered.Count == 0 ? "no leader answered" : $"the leader's is now at {answered.Max()}");
     }
 
     /// <summary>
