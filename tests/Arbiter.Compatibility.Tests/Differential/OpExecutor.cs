@@ -21,7 +21,37 @@ public sealed class OpExecutor(GrpcChannel channel)
     private readonly KV.KVClient _kv = new(channel);
     private readonly Lease.LeaseClient _lease = new(channel);
 
+    /// <summary>How long an op is asked again while a cluster has no leader (docs/operations.md: those answers mean "did not happen").</summary>
+    private static readonly TimeSpan LeaderLossRetryTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Sends the op; on a cluster, an answer that says the op did not happen because there was no
+    /// leader ("no leader" for any op; any leader-loss answer for a read-only op) is asked again,
+    /// as a client would: a leader election is the environment, not an answer to compare. A write
+    /// whose outcome is unknown ("possibly due to previous leader failure") is not repeated: it
+    /// could apply twice, so it is compared as it is.
+    /// </summary>
     public async Task<OpOutcome> ExecuteAsync(IMessage request)
+    {
+        var giveUpAt = DateTime.UtcNow + LeaderLossRetryTimeout;
+        while (true)
+        {
+            var outcome = await ExecuteOnceAsync(request);
+            if (!DidNotHappenForLackOfLeader(request, outcome) || DateTime.UtcNow >= giveUpAt)
+            {
+                return outcome;
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    private static bool DidNotHappenForLackOfLeader(IMessage request, OpOutcome outcome) =>
+        outcome.Code == StatusCode.Unavailable
+        && (outcome.Detail == "etcdserver: no leader"
+            || (request is RangeRequest or LeaseTimeToLiveRequest or LeaseLeasesRequest && outcome.Detail?.StartsWith("etcdserver: ", StringComparison.Ordinal) == true));
+
+    private async Task<OpOutcome> ExecuteOnceAsync(IMessage request)
     {
         var deadline = DateTime.UtcNow + CallTimeout;
         try
