@@ -20,7 +20,7 @@ public sealed class ForwardedWriteLatencyTests(ITestOutputHelper output)
     [Fact]
     public async Task A_write_through_a_follower_does_not_wait_for_the_next_heartbeat()
     {
-        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { HeartbeatIntervalMs = HeartbeatIntervalMs, ElectionTimeoutMs = 4000 });
+        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { HeartbeatIntervalMs = HeartbeatIntervalMs, ElectionTimeoutMs = 5 * HeartbeatIntervalMs });
         var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
         var follower = cluster.Running.First(m => m != leader);
         output.WriteLine($"leader {leader.Name}, writing through {follower.Name}, heartbeat {HeartbeatIntervalMs} ms");

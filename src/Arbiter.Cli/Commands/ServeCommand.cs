@@ -58,6 +58,12 @@ internal static class ServeCommand
         initialClusterState.AcceptOnlyFromAmong("new", "existing");
         var heartbeatMs = new Option<int>("--heartbeat-interval") { Description = "Leader heartbeat interval, in ms.", DefaultValueFactory = _ => 100 };
         var electionMs = new Option<int>("--election-timeout") { Description = "Election timeout, in ms.", DefaultValueFactory = _ => 1000 };
+        var peerRequestTimeoutMs = new Option<int>("--peer-request-timeout")
+        {
+            Description = "How long a Raft request to another member may take, in ms; 0 (the default) derives it: a quarter of the election timeout, at least 200 ms and two heartbeats. " +
+                "Raise it on a machine so busy that heartbeat rounds time out (the leader then steps down); every election step waits up to this long for a silent member.",
+            DefaultValueFactory = _ => 0,
+        };
         var autoCompactionMode = new Option<string>("--auto-compaction-mode")
         {
             Description = "periodic: keep --auto-compaction-retention of history by time; revision: keep that many revisions.",
@@ -95,7 +101,7 @@ internal static class ServeCommand
         {
             name, dataDir, inMemory, listenClient, listenMetrics, otlpEndpoint, otlpProtocol, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
-            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, snapshotCount, consistencyWaitMs,
+            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
             maxConcurrentStreams, maxRequestHeaderBytes, maxWatchesPerStream, requestHeaderTimeout, idleConnectionTimeout, keepAliveInterval, keepAliveTimeout,
@@ -138,6 +144,12 @@ internal static class ServeCommand
                 return 2;
             }
 
+            if (TimingError(result.GetValue(heartbeatMs), result.GetValue(electionMs), result.GetValue(peerRequestTimeoutMs)) is { } timingError)
+            {
+                Console.Error.WriteLine($"error: {timingError}");
+                return 2;
+            }
+
             if (result.GetValue(maxWatchesPerStream) is var watchesMax && watchesMax < 1)
             {
                 Console.Error.WriteLine($"error: --max-watches-per-stream {watchesMax} must be at least 1");
@@ -170,6 +182,7 @@ internal static class ServeCommand
                         JoinExisting = joinExisting,
                         HeartbeatIntervalMs = result.GetValue(heartbeatMs),
                         ElectionTimeoutMs = result.GetValue(electionMs),
+                        PeerRequestTimeoutMs = result.GetValue(peerRequestTimeoutMs),
                     },
                 };
             }
@@ -312,6 +325,36 @@ internal static class ServeCommand
             error = e.Message;
             return false;
         }
+    }
+
+    /// <summary>Longest election timeout etcd accepts, in ms.</summary>
+    private const int ElectionTimeoutMsMax = 50_000;
+
+    /// <summary>
+    /// etcd's checks of its timing flags (its messages for the first two), and ours for the peer
+    /// request timeout: one that is not below the election timeout lets a silent member hold every
+    /// election step past the candidates' own timeouts. Null when the three are consistent.
+    /// </summary>
+    internal static string? TimingError(int heartbeatMs, int electionMs, int peerRequestTimeoutMs)
+    {
+        if (heartbeatMs < 1)
+        {
+            return $"--heartbeat-interval {heartbeatMs} must be at least 1 (ms)";
+        }
+
+        if (electionMs < 5L * heartbeatMs)
+        {
+            return $"--election-timeout[{electionMs}ms] should be at least as 5 times as --heartbeat-interval[{heartbeatMs}ms]";
+        }
+
+        if (electionMs > ElectionTimeoutMsMax)
+        {
+            return $"--election-timeout[{electionMs}ms] is too long, and should be set less than {ElectionTimeoutMsMax}ms";
+        }
+
+        return peerRequestTimeoutMs < 0 || peerRequestTimeoutMs >= electionMs
+            ? $"--peer-request-timeout {peerRequestTimeoutMs} must be 0 (derived from the timing) or between 1 and the election timeout ({electionMs} ms), exclusive"
+            : null;
     }
 
     private static async Task<int> RunAsync(NodeOptions options, ServerOptions serverOptions, LogLevel level, CancellationToken cancellationToken)

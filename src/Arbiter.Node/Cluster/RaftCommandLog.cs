@@ -169,8 +169,9 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         // with code 1 at shutdown.
         StartSnapshotCatchUpWatch();
         _logger.LogInformation(
-            "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}",
-            PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex);
+            "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}; heartbeat {HeartbeatMs} ms, election timeout {ElectionMs} ms, peer request timeout {PeerRequestTimeoutMs} ms",
+            PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex,
+            _cluster.HeartbeatIntervalMs, _cluster.ElectionTimeoutMs, _cluster.EffectivePeerRequestTimeoutMs);
         CheckStillMember(memberDirectory);
     }
 

@@ -3,8 +3,10 @@ using Arbiter.Compatibility.Tests.Fixtures;
 namespace Arbiter.Compatibility.Tests.Scenarios;
 
 /// <summary>
-/// <c>arbiter serve</c> with a connection-limit flag out of range: one clear line naming the flag and
-/// exit code 2 (as its other flag errors), before anything listens.
+/// <c>arbiter serve</c> with a connection-limit or Raft timing flag out of range: one clear line naming
+/// the flag and exit code 2 (as its other flag errors), before anything listens. The timing checks
+/// are etcd's (its messages), plus the peer request timeout's; before them, an election timeout of 0
+/// ended the process with a stack trace.
 /// </summary>
 public sealed class ServeLimitFlagsTests(ITestOutputHelper output)
 {
@@ -15,6 +17,12 @@ public sealed class ServeLimitFlagsTests(ITestOutputHelper output)
         { "--max-request-header-bytes", "100", "--max-request-header-bytes 100 is outside 4096-65536" },
         { "--max-watches-per-stream", "0", "--max-watches-per-stream 0 must be at least 1" },
         { "--grpc-keepalive-interval", "10ms", "--grpc-keepalive-interval 10ms must be 0 (off) or at least 1s" },
+        { "--heartbeat-interval", "0", "--heartbeat-interval 0 must be at least 1 (ms)" },
+        { "--election-timeout", "0", "--election-timeout[0ms] should be at least as 5 times as --heartbeat-interval[100ms]" },
+        { "--election-timeout", "400", "--election-timeout[400ms] should be at least as 5 times as --heartbeat-interval[100ms]" },
+        { "--election-timeout", "60000", "--election-timeout[60000ms] is too long, and should be set less than 50000ms" },
+        { "--peer-request-timeout", "1000", "--peer-request-timeout 1000 must be 0 (derived from the timing) or between 1 and the election timeout (1000 ms), exclusive" },
+        { "--peer-request-timeout", "-1", "--peer-request-timeout -1 must be 0" },
     };
 
     [Theory]
