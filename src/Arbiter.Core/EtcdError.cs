@@ -85,6 +85,13 @@ public sealed record EtcdError(ErrorStatusCode StatusCode, string Message)
     public static readonly EtcdError LeaderChanged = new(ErrorStatusCode.Unavailable, "etcdserver: leader changed");
     /// <summary>A write handed to a leader that was then lost (killed, stopped, cut off) before it was known to commit: outcome unknown (it may still commit).</summary>
     public static readonly EtcdError TimeoutDueToLeaderFail = new(ErrorStatusCode.Unavailable, "etcdserver: request timed out, possibly due to previous leader failure");
+    /// <summary>
+    /// The answers a request may get while a cluster loses or changes its leader, all Unavailable
+    /// (docs/operations.md, "Failure modes"): <see cref="NoLeader"/> and <see cref="LeaderChanged"/>
+    /// mean the request was not applied; <see cref="Timeout"/> and <see cref="TimeoutDueToLeaderFail"/>
+    /// mean a write's outcome is unknown.
+    /// </summary>
+    public static IReadOnlyList<EtcdError> LeaderLoss { get; } = [NoLeader, LeaderChanged, Timeout, TimeoutDueToLeaderFail];
     /// <summary>A member with these peer URLs already exists.</summary>
     public static readonly EtcdError PeerUrlExists = new(ErrorStatusCode.FailedPrecondition, "etcdserver: Peer URLs already exists");
     /// <summary>Member URLs that do not parse.</summary>

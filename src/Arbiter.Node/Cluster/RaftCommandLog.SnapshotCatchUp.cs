@@ -42,16 +42,17 @@ internal sealed partial class RaftCommandLog
             {
                 await Task.Delay(TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs), _stopping.Token).ConfigureAwait(false);
                 var applied = AppliedIndex;
+                var leaderKnown = _raft.Leader is not null;
                 var stuckFor = rule.Observe(
                     DateTime.UtcNow,
                     applied,
                     mayBeStuck: !IsLeader && !_stateMachine.IsFetchingImage,
                     atInstalledSnapshot: _stateMachine.LastInstall?.Index == applied,
-                    leaderKnown: _raft.Leader is not null);
+                    leaderKnown);
                 if (stuckFor is { } stuck)
                 {
                     // Above the commit index, not the applied one: that is what the refusal compares.
-                    await AskForNewerSnapshotAsync(Math.Max(applied, _wal.LastCommittedEntryIndex), stuck).ConfigureAwait(false);
+                    await AskForNewerSnapshotAsync(Math.Max(applied, _wal.LastCommittedEntryIndex), stuck, leaderKnown).ConfigureAwait(false);
                 }
             }
         }
@@ -65,12 +66,19 @@ internal sealed partial class RaftCommandLog
         }
     }
 
-    private async Task AskForNewerSnapshotAsync(long aboveIndex, TimeSpan stuckFor)
+    private async Task AskForNewerSnapshotAsync(long aboveIndex, TimeSpan stuckFor, bool leaderKnown)
     {
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             timeout.CancelAfter(TimeSpan.FromMilliseconds(_cluster.ElectionTimeoutMs * 5L));
+            if (!leaderKnown)
+            {
+                // A forwarded ReadIndex would only wait an election timeout to answer "no leader".
+                await AskEveryMemberForNewerSnapshotAsync(aboveIndex, stuckFor, timeout.Token).ConfigureAwait(false);
+                return;
+            }
+
             long? leaderCommit;
             try
             {

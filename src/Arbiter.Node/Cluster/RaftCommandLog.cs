@@ -118,7 +118,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             _options.SnapshotEveryEntries, OnApplied, _logger);
         await _stateMachine.RestoreAsync(cancellationToken).ConfigureAwait(false);
         _stateMachine.FetchImage = FetchSnapshotImageAsync;
-        _stateMachine.OwnClientUrls = () => string.Join(",", _options.AdvertiseClientUrls);
+        _stateMachine.OwnClientUrls = string.Join(",", _options.AdvertiseClientUrls);
         var walDirectory = Path.Combine(memberDirectory, "raft");
         _wal = new DurableAckWriteAheadLog(
             new RaftWal.Options

@@ -76,7 +76,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
     public Func<SnapshotTicket, Stream, CancellationToken, Task>? FetchImage { get; set; }
 
     /// <summary>This member's advertised client URLs, written into its snapshot tickets (where a follower that knows no member can fetch the image).</summary>
-    public Func<string?>? OwnClientUrls { get; set; }
+    public string? OwnClientUrls { get; set; }
 
     /// <summary>Whether applying failed (a broken invariant): the member then refuses to serve.</summary>
     public bool Failed => _failed;
@@ -137,7 +137,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         using var buffer = new MemoryStream();
         image.WriteTo(buffer);
         var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
-        var ticket = _images.Write(_snapshotIndex, _snapshotTerm, bytes) with { SourceClientUrls = OwnClientUrls?.Invoke() };
+        var ticket = _images.Write(_snapshotIndex, _snapshotTerm, bytes) with { SourceClientUrls = OwnClientUrls };
         _logger.LogInformation("Raft snapshot at applied index {Index}: {SizeBytes} bytes", RaftAppliedIndex, buffer.Length);
         DeleteUnreferencedImages(_snapshotIndex);
         return writer.WriteAsync(ticket.ToBytes(), lengthFormat: null, token);

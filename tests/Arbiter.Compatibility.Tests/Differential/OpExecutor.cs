@@ -1,3 +1,4 @@
+using Arbiter.Core;
 using Arbiter.Protocol.Etcd;
 using Google.Protobuf;
 using Grpc.Core;
@@ -48,7 +49,7 @@ public sealed class OpExecutor(GrpcChannel channel)
 
     private static bool DidNotHappenForLackOfLeader(IMessage request, OpOutcome outcome) =>
         outcome.Code == StatusCode.Unavailable
-        && (outcome.Detail == "etcdserver: no leader"
+        && (outcome.Detail == EtcdError.NoLeader.Message
             || (request is RangeRequest or LeaseTimeToLiveRequest or LeaseLeasesRequest && outcome.Detail?.StartsWith("etcdserver: ", StringComparison.Ordinal) == true));
 
     private async Task<OpOutcome> ExecuteOnceAsync(IMessage request)
