@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Core;
 using Arbiter.Protocol.Etcd;
 using Google.Protobuf;
 using Grpc.Core;
@@ -56,7 +57,7 @@ internal static class ClusterKit
     }
 
     /// <summary>The answers that mean "no leader now, or the leader was lost under this call": ask again.</summary>
-    public static readonly string[] LeaderLossErrors = ["etcdserver: no leader", "etcdserver: request timed out, possibly due to previous leader failure"];
+    public static readonly string[] LeaderLossErrors = [EtcdError.NoLeader.Message, EtcdError.TimeoutDueToLeaderFail.Message];
 
     /// <summary>
     /// Calls until it succeeds (for up to 30 s); only a leader-loss error may end a try, and only
@@ -273,6 +274,7 @@ internal sealed class Writers : IAsyncDisposable
     private readonly List<Task> _loops = [];
     private readonly Stopwatch _clock;
     private readonly TimeSpan _callDeadline;
+    private volatile bool _draining;
 
     /// <param name="cluster">Whose logs a timeout shows.</param>
     /// <param name="prefix">Every key starts with it.</param>
@@ -328,12 +330,22 @@ internal sealed class Writers : IAsyncDisposable
         await Task.WhenAll(_loops);
     }
 
+    /// <summary>
+    /// Stops sending writes and waits until the writes in flight have ended by themselves
+    /// (answered, failed, or run into their deadline), so that every write sent is judged.
+    /// </summary>
+    public async Task DrainAsync()
+    {
+        _draining = true;
+        await Task.WhenAll(_loops);
+    }
+
     private async Task WriteLoopAsync(int writer)
     {
         var at = writer;
         long lastRevision = 0;
         var channels = new Dictionary<ArbiterClusterMember, GrpcChannel>();
-        for (var sequence = 0; !_stop.IsCancellationRequested; sequence++)
+        for (var sequence = 0; !_stop.IsCancellationRequested && !_draining; sequence++)
         {
             var members = _targets();
             if (members.Count == 0)

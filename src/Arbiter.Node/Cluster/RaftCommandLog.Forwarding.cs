@@ -115,6 +115,12 @@ internal sealed partial class RaftCommandLog
                 var leader = _raft.Leader ?? await _raft.WaitForLeaderAsync(Timeout.InfiniteTimeSpan, wait.Token).ConfigureAwait(false);
                 if (!leader.IsRemote)
                 {
+                    if (_raft.LeadershipToken.IsCancellationRequested)
+                    {
+                        await WaitForWriteBarrierAsync(epoch, wait.Token).ConfigureAwait(false);
+                        continue;
+                    }
+
                     return (null, epoch);
                 }
 
@@ -138,6 +144,34 @@ internal sealed partial class RaftCommandLog
         catch (Exception e) when (e is TimeoutException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
         {
             throw new EtcdException(EtcdError.NoLeader);
+        }
+    }
+
+    /// <summary>
+    /// Waits while this member is the leader-elect: DotNext names it the leader as soon as it wins,
+    /// but hands out a leadership token only once the first entry of its term has committed (its
+    /// write barrier). Callers used to retry at once, without awaiting anything, and every request
+    /// that arrived meanwhile spun on a thread-pool thread: on two cores the new leader's own
+    /// replication then starved, so the barrier took 4-6 s to commit and the member answered
+    /// nothing meanwhile (issue #12, LeaderLossTests). Ends when the barrier is applied, or when
+    /// this member's view of the leader changes (<paramref name="epoch"/>).
+    /// </summary>
+    private async Task WaitForWriteBarrierAsync(CancellationToken epoch, CancellationToken cancellationToken)
+    {
+        using var barrier = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, epoch);
+        try
+        {
+            await _raft.WaitForLeadershipAsync(barrier.Token).ConfigureAwait(false);
+            if (_raft.LeadershipToken.IsCancellationRequested)
+            {
+                // Applied up to a barrier, yet no leadership: DotNext is between states (this member
+                // stepping down, its leader not yet cleared). A pause keeps the caller from spinning.
+                await Task.Delay(RetryDelayMs, barrier.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The leader changed: the caller looks again.
         }
     }
 

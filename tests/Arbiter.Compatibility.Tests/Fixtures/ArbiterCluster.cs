@@ -28,6 +28,12 @@ public sealed record ClusterSettings
     /// </summary>
     public bool RunMembersAsSeparateUsers { get; init; }
 
+    /// <summary>
+    /// Every member's <c>--log-level</c>: <c>ARBITER_TEST_MEMBER_LOG_LEVEL</c> if set (debug shows
+    /// where forwarded and proposed writes wait), else info.
+    /// </summary>
+    public string LogLevel { get; init; } = Environment.GetEnvironmentVariable("ARBITER_TEST_MEMBER_LOG_LEVEL") ?? "info";
+
     /// <summary>More <c>arbiter serve</c> flags for every member.</summary>
     public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
@@ -140,7 +146,7 @@ public sealed class ArbiterClusterMember : ServerProcess
         "--heartbeat-interval", _cluster.Settings.HeartbeatIntervalMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
         "--election-timeout", _cluster.Settings.ElectionTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture),
         "--snapshot-count", _cluster.Settings.SnapshotCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        "--log-level", "info",
+        "--log-level", _cluster.Settings.LogLevel,
         .. _cluster.Settings.ExtraArguments,
     ];
 
