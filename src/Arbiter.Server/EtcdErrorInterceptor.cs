@@ -13,6 +13,8 @@ namespace Arbiter.Server;
 /// from a member that has none. Every unary response carries the consistency token of the state
 /// it reflects as the <c>arbiter-token</c> trailer (ignored by etcd clients), and a read refused
 /// for its consistency level carries the numbers that say why (<see cref="ConsistencyException"/>).
+/// The call's deadline is handed to the node (<see cref="CallDeadline"/>), so that a cluster
+/// member answers a write it could not finish with etcd's error before the client's deadline.
 /// </summary>
 public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options) : Interceptor
 {
@@ -58,6 +60,7 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
         ArgumentNullException.ThrowIfNull(continuation);
         CheckLeader(context);
         CheckReceiveSize(request);
+        using var callDeadline = CallDeadline.Enter(context.Deadline == DateTime.MaxValue ? null : context.Deadline);
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);

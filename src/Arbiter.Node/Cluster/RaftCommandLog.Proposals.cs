@@ -33,7 +33,7 @@ internal sealed partial class RaftCommandLog
         }
 
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _halted.Token);
-        deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        deadline.CancelAfter(RequestBudget());
 
         // Once the command was appended here as leader or may have reached a leader, it may still
         // commit (a follower may hold the entry; a request stalled in a partition may be delivered
@@ -112,6 +112,13 @@ internal sealed partial class RaftCommandLog
             throw new EtcdException(_halted.IsCancellationRequested ? EtcdError.Stopped : handedOff ? EtcdError.Timeout : HasLeader ? EtcdError.Timeout : EtcdError.NoLeader);
         }
     }
+
+    /// <summary>
+    /// How long a proposal or a linearizable read may wait for its answer: the request timeout, or
+    /// less when the client's deadline comes first (<see cref="CallDeadline"/>). When it ends, the
+    /// caller gets etcd's error for what happened meanwhile rather than the client's own deadline.
+    /// </summary>
+    private TimeSpan RequestBudget() => CallDeadline.Budget(TimeSpan.FromMilliseconds(_cluster.RequestTimeoutMs), DateTime.UtcNow);
 
     /// <summary>
     /// How long a request has gone without a reachable leader: started at the first sign of
@@ -391,7 +398,7 @@ internal sealed partial class RaftCommandLog
     private async Task<long> ReadIndexCoreAsync(bool allowForwarding, CancellationToken cancellationToken)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _halted.Token);
-        deadline.CancelAfter(_cluster.RequestTimeoutMs);
+        deadline.CancelAfter(RequestBudget());
         var leaderless = new LeaderlessClock(_cluster.EffectiveLeaderWaitTimeoutMs);
         try
         {
