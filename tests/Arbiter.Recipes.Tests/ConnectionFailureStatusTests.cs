@@ -59,7 +59,9 @@ public sealed class ConnectionFailureStatusTests
 
             var put = await Assert.ThrowsAsync<RpcException>(() => client.PutAsync("k", "v"));
             Assert.Equal(StatusCode.Unavailable, put.StatusCode);
-            Assert.Contains("HTTP/2", put.Status.Detail, StringComparison.Ordinal);
+            // The cause is named. Its wording is grpc-dotnet's and varies with timing: usually about
+            // the HTTP/2 handshake, but a clean-clone CI run at load 20 got one that did not say so.
+            Assert.Contains(nameof(HttpRequestException), put.Status.Detail, StringComparison.Ordinal);
         }
 
         options.RetryAttemptsMax = 2;
