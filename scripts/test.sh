@@ -59,7 +59,9 @@ status=0
 # pairing: Compatibility.Tests (about 9 minutes, the long pole) from the start, beside every other
 # project one after another (about 9 minutes together). Left to MSBuild's order it started late and
 # round one took 14 minutes.
-dotnet test tests/Arbiter.Compatibility.Tests -c Release --no-build --filter "Category!=Soak" "$@" >"$compat_log" 2>&1 &
+# A background job of a non-interactive shell starts with SIGINT and SIGQUIT ignored, and its
+# children inherit that: etcdctl would then ignore the Ctrl-C the lease keep-alive tests send it.
+env --default-signal=INT,QUIT dotnet test tests/Arbiter.Compatibility.Tests -c Release --no-build --filter "Category!=Soak" "$@" >"$compat_log" 2>&1 &
 compat_pid=$!
 dotnet test Arbiter.slnx -c Release --no-build -m:1 --filter "Category!=Soak&FullyQualifiedName!~Arbiter.Cluster.Tests.&FullyQualifiedName!~Arbiter.Compatibility.Tests." "$@" 2>&1 | tee "$log" || status=$?
 wait "$compat_pid" || status=$?

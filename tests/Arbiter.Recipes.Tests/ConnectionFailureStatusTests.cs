@@ -75,7 +75,14 @@ public sealed class ConnectionFailureStatusTests
 
         // One connection per attempt: the first and both retries.
         Assert.Equal(3, Volatile.Read(ref accepted) - before);
+        // The fake server ends either in its accept (cancelled) or between two connections.
         await stop.CancelAsync();
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => server);
+        try
+        {
+            await server;
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 }
