@@ -92,6 +92,48 @@ public sealed class LeaderLossTests(ITestOutputHelper output)
             });
     }
 
+    /// <summary>
+    /// DotNext counts a (pre-)vote only after every member answered or timed out, and a new leader's
+    /// first round also waits for every member, so without
+    /// <see cref="Arbiter.Node.Cluster.SilentLeaderWatch{TMember}"/> a stopped leader holds up each of
+    /// the three steps for the whole peer request timeout. Slow timing makes that unmistakable:
+    /// election timeout 5 s (a follower campaigns 5–7.5 s after the last heartbeat), peer request
+    /// timeout 4.9 s. Without the watch the survivors agree on a leader at the earliest
+    /// 5 + 2 × 4.9 = 14.8 s after the stop (pre-vote and vote; the first round comes after they
+    /// agree); with it, at most about 7.5 s plus two quarter-heartbeats (125 ms each). The bound
+    /// leaves a loaded machine 5 s more than that, and a run without the watch a further 1.8 s below
+    /// its earliest.
+    /// </summary>
+    [Fact]
+    public async Task A_stopped_leader_does_not_hold_up_the_election_for_the_peer_request_timeout()
+    {
+        var slow = EtcdTiming with { HeartbeatIntervalMs = 500, ElectionTimeoutMs = 5000, ExtraArguments = ["--peer-request-timeout", "4900"] };
+        var bound = TimeSpan.FromSeconds(13);
+        await using var cluster = await ArbiterCluster.StartAsync(3, slow);
+        var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
+        var termBefore = (await ClusterKit.StatusAsync(leader)).RaftTerm;
+        var survivors = cluster.Running.Where(m => m != leader).ToList();
+        var clock = Stopwatch.StartNew();
+        leader.Signal("STOP");
+        try
+        {
+            var newLeader = await ClusterKit.WaitForAgreedLeaderAsync(survivors, bound);
+            var newTerm = (await ClusterKit.StatusAsync(newLeader)).RaftTerm;
+            output.WriteLine($"SIGSTOP of leader {leader.Name} (term {termBefore}), peer request timeout 4900 ms: {newLeader.Name} leads in term {newTerm}, agreed {clock.ElapsedMilliseconds} ms after the stop");
+            Assert.True(newTerm > termBefore, $"new leader {newLeader.Name} in term {newTerm}, not above {termBefore}");
+        }
+        catch (Exception)
+        {
+            output.WriteLine($"no leader agreed {clock.ElapsedMilliseconds} ms after the stop");
+            output.WriteLine(cluster.Logs);
+            throw;
+        }
+        finally
+        {
+            leader.Signal("CONT");
+        }
+    }
+
     [IptablesFact]
     public async Task Leader_isolated_writes_resume_through_the_majority_and_it_rejoins_without_an_election()
     {

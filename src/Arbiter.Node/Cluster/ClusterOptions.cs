@@ -40,7 +40,9 @@ public sealed record ClusterOptions
     /// DotNext's candidate waits for every member's answer before it counts the votes, so this
     /// bounds how long a dead, stopped or cut-off member delays an election (once for the
     /// pre-vote, once for the vote, once for the new leader's first round). It must stay well below
-    /// the election timeout, or the candidate's own timeout ends the election first.
+    /// the election timeout, or the candidate's own timeout ends the election first. A leader silent
+    /// for <see cref="SilentLeaderAfterMs"/> gets the much shorter
+    /// <see cref="SilentLeaderRequestTimeoutMs"/> instead (<see cref="SilentLeaderWatch{TMember}"/>).
     /// </summary>
     public int PeerRequestTimeoutMs { get; init; }
 
@@ -51,6 +53,21 @@ public sealed record ClusterOptions
 
     /// <summary>Floor of the derived Raft request timeout: below it, a busy machine's pauses make members look unavailable and leaders step down.</summary>
     private const int PeerRequestTimeoutMinMs = 200;
+
+    /// <summary>
+    /// How long a follower hears nothing from its leader before requests to that leader get
+    /// <see cref="SilentLeaderRequestTimeoutMs"/>: three quarters of the election timeout, so the
+    /// short timeout is in place before the first follower's election timer (at least
+    /// <see cref="ElectionTimeoutMs"/>) starts the pre-vote.
+    /// </summary>
+    internal int SilentLeaderAfterMs => Math.Max(1, ElectionTimeoutMs * 3 / 4);
+
+    /// <summary>
+    /// The request and connect timeout for a silent leader, in ms: a quarter of a heartbeat, at
+    /// least 10 ms. It decides only how soon a leader that has missed several heartbeats in a row
+    /// counts as unavailable; a leader that does answer in time still vetoes as before.
+    /// </summary>
+    internal int SilentLeaderRequestTimeoutMs => Math.Max(10, HeartbeatIntervalMs / 4);
 
     /// <summary>The upper end of the randomized election timeout, in ms.</summary>
     public int ElectionTimeoutUpperMs => ElectionTimeoutMs + (ElectionTimeoutMs / 2);

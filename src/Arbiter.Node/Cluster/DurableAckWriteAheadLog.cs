@@ -40,6 +40,8 @@ internal sealed class DurableAckWriteAheadLog : WriteAheadLog, IAuditTrail<IRaft
 {
     private static readonly Action<WriteAheadLog, long> SetFirstUnflushedIndex = FindFirstUnflushedIndexSetter();
 
+    private long _lastLeaderMessageTicks = Environment.TickCount64;
+
     public DurableAckWriteAheadLog(Options options, IStateMachine stateMachine)
         : this(options, new SnapshotInstallGuard(stateMachine))
     {
@@ -51,8 +53,24 @@ internal sealed class DurableAckWriteAheadLog : WriteAheadLog, IAuditTrail<IRaft
         guard.Installed = snapshotIndex => SetFirstUnflushedIndex(this, snapshotIndex + 1);
     }
 
+    /// <summary>
+    /// <see cref="Environment.TickCount64"/> when this member last took entries or a heartbeat from
+    /// a leader (its start, before the first): what <see cref="SilentLeaderWatch{TMember}"/> judges.
+    /// </summary>
+    public long LastLeaderMessageTicks => Volatile.Read(ref _lastLeaderMessageTicks);
+
+    /// <summary>
+    /// Records a message from a leader that does not reach the append below: DotNext names a
+    /// leader (its <c>LeaderChanged</c>) only on an AppendEntries or InstallSnapshot from it, also
+    /// when the follower's log does not match yet.
+    /// </summary>
+    public void NoteLeaderMessage() => Volatile.Write(ref _lastLeaderMessageTicks, Environment.TickCount64);
+
     async ValueTask IAuditTrail<IRaftLogEntry>.AppendAsync<TEntryImpl>(ILogEntryProducer<TEntryImpl> entries, long startIndex, bool skipCommitted, CancellationToken token)
     {
+        // DotNext calls this for every AppendEntries from the current leader whose log matches,
+        // empty heartbeats included.
+        NoteLeaderMessage();
         var appendsEntries = entries.RemainingCount > 0;
         await AppendAsync(entries, startIndex, skipCommitted, token).ConfigureAwait(false);
         if (appendsEntries)

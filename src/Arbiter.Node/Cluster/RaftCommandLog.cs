@@ -155,6 +155,11 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         _raft = new RaftCluster(configuration) { AuditTrail = _wal };
         _raft.LeaderChanged += (_, leader) =>
         {
+            if (leader is { IsRemote: true })
+            {
+                _wal.NoteLeaderMessage();
+            }
+
             OnLeadershipChanged(leader);
             OnLeaderChanged(leader);
             _logger.LogInformation("Leader is now {Leader} (term {Term})", leader is null ? "(none)" : PeerAddress.ToUrl(leader.EndPoint), _raft.Term);
@@ -168,6 +173,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         // watch read the leadership of a member not yet created, and that fault ended the process
         // with code 1 at shutdown.
         StartSnapshotCatchUpWatch();
+        StartSilentLeaderWatch();
         _logger.LogInformation(
             "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}; heartbeat {HeartbeatMs} ms, election timeout {ElectionMs} ms, peer request timeout {PeerRequestTimeoutMs} ms",
             PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex,
@@ -395,6 +401,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
 
         await _removalCheck.ConfigureAwait(false);
         await _catchUpWatch.ConfigureAwait(false);
+        await _silentLeaderWatch.ConfigureAwait(false);
 
         if (_raft is not null)
         {

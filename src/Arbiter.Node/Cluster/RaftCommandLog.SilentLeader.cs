@@ -1,0 +1,83 @@
+using DotNext.Net.Cluster.Consensus.Raft;
+using Microsoft.Extensions.Logging;
+
+namespace Arbiter.Node.Cluster;
+
+internal sealed partial class RaftCommandLog
+{
+    private Task _silentLeaderWatch = Task.CompletedTask;
+
+    /// <summary>
+    /// Starts judging the leader's silence (<see cref="SilentLeaderWatch{TMember}"/>) every half
+    /// heartbeat. First checks that this DotNext keeps the per-member timeouts where
+    /// <see cref="PeerRequestTimeouts"/> sets them.
+    /// </summary>
+    private void StartSilentLeaderWatch()
+    {
+        var configured = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs);
+        foreach (var member in _raft.Members)
+        {
+            if (member.IsRemote)
+            {
+                PeerRequestTimeouts.Verify(member, configured, configured);
+            }
+        }
+
+        _silentLeaderWatch = Task.Run(SilentLeaderWatchAsync, CancellationToken.None);
+    }
+
+    private async Task SilentLeaderWatchAsync()
+    {
+        var watch = new SilentLeaderWatch<RaftClusterMember>(_cluster.SilentLeaderAfterMs);
+        var configured = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs);
+        var shortTimeout = TimeSpan.FromMilliseconds(_cluster.SilentLeaderRequestTimeoutMs);
+        var token = _halted.Token;
+        RaftClusterMember? shortened = null;
+        using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Max(5, _cluster.HeartbeatIntervalMs / 2)));
+        try
+        {
+            while (await ticks.WaitForNextTickAsync(token).ConfigureAwait(false))
+            {
+                var leader = _raft.Leader;
+                var leaderIsSelf = leader is { IsRemote: false };
+                var sinceMessageMs = Environment.TickCount64 - _wal.LastLeaderMessageTicks;
+                var suspect = watch.Observe(leader, leaderIsSelf, leaderIsSelf && !_raft.LeadershipToken.IsCancellationRequested, sinceMessageMs);
+                if (ReferenceEquals(suspect, shortened))
+                {
+                    continue;
+                }
+
+                if (shortened is not null)
+                {
+                    PeerRequestTimeouts.Set(shortened, configured);
+                    _logger.LogInformation("Requests to {Url} time out after {TimeoutMs} ms again", PeerAddress.ToUrl(shortened.EndPoint), configured.TotalMilliseconds);
+                }
+
+                if (suspect is not null)
+                {
+                    PeerRequestTimeouts.Set(suspect, shortTimeout);
+                    _logger.LogInformation(
+                        "Leader {Url} silent for {SilentMs} ms: requests to it time out after {TimeoutMs} ms until a leader is established",
+                        PeerAddress.ToUrl(suspect.EndPoint), sinceMessageMs, shortTimeout.TotalMilliseconds);
+                }
+
+                shortened = suspect;
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // Without the watch, elections only take longer; the member keeps serving.
+            _logger.LogError(e, "The silent-leader watch stopped");
+        }
+        finally
+        {
+            if (shortened is not null)
+            {
+                PeerRequestTimeouts.Set(shortened, configured);
+            }
+        }
+    }
+}
