@@ -28,8 +28,10 @@ public sealed record ClusterOptions
     /// <summary>
     /// Election timeout in ms (<c>--election-timeout</c>); a follower waits between this and one and
     /// a half times this before campaigning (etcd: up to twice). DotNext grants a (pre-)vote only
-    /// once the voter's own randomized timeout has passed, so an election waits for the slowest
-    /// surviving follower's timer: a narrower range shortens every election (issue #12).
+    /// once the voter's own randomized timeout has passed, so an election waited for the slowest
+    /// surviving follower's timer: a narrower range shortened every election (issue #12). While the
+    /// leader is silent, members grant after this base timeout instead, as etcd's do
+    /// (<see cref="LeaderStickinessWindow"/>).
     /// </summary>
     public int ElectionTimeoutMs { get; init; } = 1000;
 

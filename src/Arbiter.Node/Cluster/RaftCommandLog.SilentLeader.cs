@@ -9,11 +9,14 @@ internal sealed partial class RaftCommandLog
 
     /// <summary>
     /// Starts judging the leader's silence (<see cref="SilentLeaderWatch{TMember}"/>) every half
-    /// heartbeat. First checks that this DotNext keeps the per-member timeouts where
-    /// <see cref="PeerRequestTimeouts"/> sets them.
+    /// heartbeat; while it is silent, requests to it get a short timeout
+    /// (<see cref="PeerRequestTimeouts"/>) and this member grants (pre-)votes after the base election
+    /// timeout (<see cref="LeaderStickinessWindow"/>). First checks that this DotNext keeps both
+    /// where they are set.
     /// </summary>
     private void StartSilentLeaderWatch()
     {
+        new LeaderStickinessWindow(_raft, _cluster.ElectionTimeoutMs).Verify();
         var configured = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs);
         foreach (var member in _raft.Members)
         {
@@ -31,6 +34,7 @@ internal sealed partial class RaftCommandLog
         var watch = new SilentLeaderWatch<RaftClusterMember>(_cluster.SilentLeaderAfterMs);
         var configured = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs);
         var shortTimeout = TimeSpan.FromMilliseconds(_cluster.SilentLeaderRequestTimeoutMs);
+        var stickiness = new LeaderStickinessWindow(_raft, _cluster.ElectionTimeoutMs);
         var token = _halted.Token;
         RaftClusterMember? shortened = null;
         using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Max(5, _cluster.HeartbeatIntervalMs / 2)));
@@ -42,6 +46,16 @@ internal sealed partial class RaftCommandLog
                 var leaderIsSelf = leader is { IsRemote: false };
                 var sinceMessageMs = Environment.TickCount64 - _wal.LastLeaderMessageTicks;
                 var suspect = watch.Observe(leader, leaderIsSelf, leaderIsSelf && !_raft.LeadershipToken.IsCancellationRequested, sinceMessageMs);
+                if (suspect is not null)
+                {
+                    // Every tick: DotNext draws a new random window after a failed election.
+                    stickiness.Shorten();
+                }
+                else if (stickiness.IsShortened)
+                {
+                    stickiness.Restore();
+                }
+
                 if (ReferenceEquals(suspect, shortened))
                 {
                     continue;
@@ -57,8 +71,8 @@ internal sealed partial class RaftCommandLog
                 {
                     PeerRequestTimeouts.Set(suspect, shortTimeout);
                     _logger.LogInformation(
-                        "Leader {Url} silent for {SilentMs} ms: requests to it time out after {TimeoutMs} ms until a leader is established",
-                        PeerAddress.ToUrl(suspect.EndPoint), sinceMessageMs, shortTimeout.TotalMilliseconds);
+                        "Leader {Url} silent for {SilentMs} ms: requests to it time out after {TimeoutMs} ms, and this member grants (pre-)votes after {StickinessMs} ms without a leader, until a leader is established",
+                        PeerAddress.ToUrl(suspect.EndPoint), sinceMessageMs, shortTimeout.TotalMilliseconds, _cluster.ElectionTimeoutMs);
                 }
 
                 shortened = suspect;
@@ -78,6 +92,8 @@ internal sealed partial class RaftCommandLog
             {
                 PeerRequestTimeouts.Set(shortened, configured);
             }
+
+            stickiness.Restore();
         }
     }
 }

@@ -2,8 +2,10 @@ namespace Arbiter.Node.Cluster;
 
 /// <summary>
 /// Decides which member, if any, is a leader gone silent: the leader this member last followed,
-/// once nothing has arrived from it for <see cref="SilentAfterMs"/>. Requests to that member then
-/// get a short timeout (<see cref="RaftCommandLog"/> applies it), because DotNext's candidate counts
+/// once nothing has arrived from it for <see cref="SilentAfterMs"/>. Meanwhile requests to that
+/// member get a short timeout (<see cref="PeerRequestTimeouts"/>) and this member grants
+/// (pre-)votes after the base election timeout (<see cref="LeaderStickinessWindow"/>); the
+/// watch in <see cref="RaftCommandLog"/> applies both. The timeout because DotNext's candidate counts
 /// its (pre-)votes only after every member has answered or timed out, and a new leader's first
 /// round fails on every follower (their logs lack the leader's new entry) and so also waits for
 /// every member: with a stopped or cut-off leader each of the three steps waited the whole peer
@@ -12,7 +14,7 @@ namespace Arbiter.Node.Cluster;
 /// <remarks>
 /// Safety does not depend on the decision. A request that times out counts as a vote against
 /// (<c>MemberUnavailable</c>), like a rejection, and the other members grant a (pre-)vote only if
-/// they too have not heard from a leader for an election timeout. A wrongly suspected live leader
+/// they too have not heard from a leader for (at least the base) election timeout. A wrongly suspected live leader
 /// loses only its veto as a leader (etcd's and DotNext's leader stickiness), which the members
 /// that still hear from it give as well. Pure logic over what the caller observed: time and
 /// leadership arrive as arguments.

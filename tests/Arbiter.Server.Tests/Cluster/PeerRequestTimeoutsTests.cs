@@ -4,7 +4,6 @@ using System.Net.Sockets;
 using Arbiter.Node.Cluster;
 using DotNext.Net.Cluster;
 using DotNext.Net.Cluster.Consensus.Raft;
-using DotNext.Net.Cluster.Consensus.Raft.Membership;
 
 namespace Arbiter.Server.Tests.Cluster;
 
@@ -19,13 +18,23 @@ public sealed class PeerRequestTimeoutsTests : IAsyncLifetime
     private static readonly TimeSpan Configured = TimeSpan.FromSeconds(20);
     private static readonly TimeSpan Short = TimeSpan.FromMilliseconds(50);
 
-    private MemberBesideASilentPeer _member = null!;
+    private SilentPeer _silentPeer = null!;
+    private InProcessRaftMember _member = null!;
 
-    public async Task InitializeAsync() => _member = await MemberBesideASilentPeer.StartAsync(Configured);
+    public async Task InitializeAsync()
+    {
+        _silentPeer = SilentPeer.Start();
+        var self = InProcessRaftMember.FreeEndPoint();
+        _member = await InProcessRaftMember.StartAsync(self, [self, _silentPeer.EndPoint], Configured);
+    }
 
-    public async Task DisposeAsync() => await _member.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        await _member.DisposeAsync();
+        await _silentPeer.DisposeAsync();
+    }
 
-    private RaftClusterMember SilentMember => _member.Raft.Members.Single(m => m.IsRemote);
+    private RaftClusterMember SilentMember => _member.MemberAt(_silentPeer.EndPoint);
 
     [Fact]
     public void The_fields_hold_the_configured_timeouts()
@@ -62,62 +71,28 @@ public sealed class PeerRequestTimeoutsTests : IAsyncLifetime
     public void A_timeout_must_be_positive() =>
         Assert.Throws<ArgumentOutOfRangeException>(() => PeerRequestTimeouts.Set(SilentMember, TimeSpan.Zero));
 
-    /// <summary>A started DotNext member whose only peer accepts connections and never answers (what a stopped process's kernel does).</summary>
-    private sealed class MemberBesideASilentPeer : IAsyncDisposable
+    /// <summary>Accepts connections and holds them open, never reading or answering: what a stopped process's kernel does.</summary>
+    private sealed class SilentPeer : IAsyncDisposable
     {
-        private readonly string _directory = Path.Combine(Path.GetTempPath(), "arbiter-peer-timeouts-" + Guid.NewGuid().ToString("N"));
-        private readonly TcpListener _silentPeer = new(IPAddress.Loopback, 0);
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
         private readonly List<Socket> _accepted = [];
-        private readonly ConsensusOnlyState _log = new();
-        private FileMembershipStorage _membership = null!;
         private Task _accepting = Task.CompletedTask;
 
-        public RaftCluster Raft { get; private set; } = null!;
+        public EndPoint EndPoint => _listener.LocalEndpoint;
 
-        public static async Task<MemberBesideASilentPeer> StartAsync(TimeSpan timeout)
+        public static SilentPeer Start()
         {
-            var member = new MemberBesideASilentPeer();
-            await member.StartCoreAsync(timeout);
-            return member;
-        }
-
-        private async Task StartCoreAsync(TimeSpan timeout)
-        {
-            Directory.CreateDirectory(_directory);
-            _silentPeer.Start();
-            _accepting = AcceptForeverAsync();
-            var self = new IPEndPoint(IPAddress.Loopback, FreePort());
-
-            _membership = new FileMembershipStorage(Path.Combine(_directory, "members"));
-            IClusterConfigurationStorage<EndPoint> storage = _membership;
-            var configuration = await storage.LoadConfigurationAsync();
-            configuration = configuration.Add(self).Add(_silentPeer.LocalEndpoint);
-            await ((IClusterConfigurationStorage)storage).SaveConfigurationAsync(configuration, 0L);
-
-            Raft = new RaftCluster(new RaftCluster.TcpConfiguration(self)
-            {
-                // No election during the test: the member calls the silent peer only when told to.
-                LowerElectionTimeout = 600_000,
-                UpperElectionTimeout = 600_001,
-                RequestTimeout = timeout,
-                ConnectTimeout = timeout,
-                ColdStart = false,
-                ConfigurationStorage = _membership,
-            })
-            {
-                AuditTrail = _log,
-            };
-            await Raft.StartAsync(CancellationToken.None);
+            var peer = new SilentPeer();
+            peer._listener.Start();
+            peer._accepting = peer.AcceptForeverAsync();
+            return peer;
         }
 
         public async ValueTask DisposeAsync()
         {
-            await Raft.StopAsync(CancellationToken.None);
-            Raft.Dispose();
-            _log.Dispose();
-            _membership.Dispose();
-            _silentPeer.Stop();
+            _listener.Stop();
             await _accepting.ContinueWith(_ => { }, TaskScheduler.Default);
+            _listener.Dispose();
             lock (_accepted)
             {
                 foreach (var socket in _accepted)
@@ -125,27 +100,18 @@ public sealed class PeerRequestTimeoutsTests : IAsyncLifetime
                     socket.Dispose();
                 }
             }
-
-            Directory.Delete(_directory, recursive: true);
         }
 
         private async Task AcceptForeverAsync()
         {
             while (true)
             {
-                var socket = await _silentPeer.AcceptSocketAsync();
+                var socket = await _listener.AcceptSocketAsync();
                 lock (_accepted)
                 {
                     _accepted.Add(socket);
                 }
             }
-        }
-
-        private static int FreePort()
-        {
-            using var probe = new TcpListener(IPAddress.Loopback, 0);
-            probe.Start();
-            return ((IPEndPoint)probe.LocalEndpoint).Port;
         }
     }
 }
