@@ -131,13 +131,15 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
 
         _membership = new FileMembershipStorage(Path.Combine(memberDirectory, "members"));
         await WriteInitialMembershipAsync(memberDirectory, cancellationToken).ConfigureAwait(false);
+        var (electionLowerMs, electionUpperMs) = await ElectionTimeoutSlotAsync(cancellationToken).ConfigureAwait(false);
 
         var configuration = new RaftCluster.TcpConfiguration(PeerAddress.Parse(_cluster.ListenPeerUrl))
         {
             PublicEndPoint = AdvertisedPeer,
-            LowerElectionTimeout = _cluster.ElectionTimeoutMs,
-            UpperElectionTimeout = _cluster.ElectionTimeoutUpperMs,
-            HeartbeatThreshold = Math.Clamp((double)_cluster.HeartbeatIntervalMs / _cluster.ElectionTimeoutMs, 0.05, 0.9),
+            LowerElectionTimeout = electionLowerMs,
+            UpperElectionTimeout = electionUpperMs,
+            // DotNext's heartbeat period is the lower election timeout times this: the member's slot, not the range.
+            HeartbeatThreshold = Math.Clamp((double)_cluster.HeartbeatIntervalMs / electionLowerMs, 0.05, 0.9),
             // Not the election timeout (DotNext's default): a candidate waits for every member's
             // answer, so an unreachable member would hold each (pre-)vote for that long and the
             // candidacy would often time out before it counted its votes (issue #12).
@@ -175,9 +177,9 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         StartSnapshotCatchUpWatch();
         StartSilentLeaderWatch();
         _logger.LogInformation(
-            "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}; heartbeat {HeartbeatMs} ms, election timeout {ElectionMs} ms, peer request timeout {PeerRequestTimeoutMs} ms",
+            "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}; heartbeat {HeartbeatMs} ms, election timeout {ElectionMs} ms (this member's timer {ElectionLowerMs}–{ElectionUpperMs} ms), peer request timeout {PeerRequestTimeoutMs} ms",
             PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex,
-            _cluster.HeartbeatIntervalMs, _cluster.ElectionTimeoutMs, _cluster.EffectivePeerRequestTimeoutMs);
+            _cluster.HeartbeatIntervalMs, _cluster.ElectionTimeoutMs, electionLowerMs, electionUpperMs, _cluster.EffectivePeerRequestTimeoutMs);
         CheckStillMember(memberDirectory);
     }
 
@@ -307,6 +309,15 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
                 yield return url;
             }
         }
+    }
+
+    /// <summary>This member's slot of the election timeout range (<see cref="ClusterOptions.ElectionTimeoutSlot"/>), by its place among the members it starts with.</summary>
+    private async Task<(int LowerMs, int UpperMs)> ElectionTimeoutSlotAsync(CancellationToken cancellationToken)
+    {
+        IClusterConfigurationStorage<EndPoint> storage = _membership;
+        var members = await storage.LoadConfigurationAsync(cancellationToken).ConfigureAwait(false);
+        var ids = members.Members.Select(m => PeerAddress.MemberId(m, _options.ClusterToken)).Order().ToList();
+        return _cluster.ElectionTimeoutSlot(ids.IndexOf(MemberId), ids.Count);
     }
 
     private async Task WriteInitialMembershipAsync(string memberDirectory, CancellationToken cancellationToken)
