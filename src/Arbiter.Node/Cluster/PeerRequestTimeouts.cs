@@ -34,10 +34,11 @@ internal static class PeerRequestTimeouts
     public static TimeSpan ConnectTimeoutOf(RaftClusterMember member) => ConnectTimeout(member);
 
     /// <summary>
-    /// Checks that <paramref name="member"/>'s timeouts are the configured ones; throws a clear
-    /// <see cref="InvalidOperationException"/> when this DotNext keeps them elsewhere.
+    /// Checks that <paramref name="member"/>'s request and connect timeouts are both the configured
+    /// one (Arbiter configures them alike); throws a clear <see cref="InvalidOperationException"/>
+    /// when this DotNext keeps them elsewhere.
     /// </summary>
-    public static void Verify(RaftClusterMember member, TimeSpan configuredRequestTimeout, TimeSpan configuredConnectTimeout)
+    public static void Verify(RaftClusterMember member, TimeSpan configured)
     {
         TimeSpan request, connect;
         try
@@ -50,7 +51,7 @@ internal static class PeerRequestTimeouts
             throw Unsupported(e);
         }
 
-        if (request != configuredRequestTimeout || connect != configuredConnectTimeout)
+        if (request != configured || connect != configured)
         {
             throw Unsupported(null);
         }

@@ -16,25 +16,24 @@ internal sealed partial class RaftCommandLog
     /// </summary>
     private void StartSilentLeaderWatch()
     {
-        new LeaderStickinessWindow(_raft, _cluster.ElectionTimeoutMs).Verify();
+        var stickiness = new LeaderStickinessWindow(_raft, _cluster.ElectionTimeoutMs);
+        stickiness.Verify();
         var configured = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs);
         foreach (var member in _raft.Members)
         {
             if (member.IsRemote)
             {
-                PeerRequestTimeouts.Verify(member, configured, configured);
+                PeerRequestTimeouts.Verify(member, configured);
             }
         }
 
-        _silentLeaderWatch = Task.Run(SilentLeaderWatchAsync, CancellationToken.None);
+        _silentLeaderWatch = Task.Run(() => SilentLeaderWatchAsync(stickiness, configured), CancellationToken.None);
     }
 
-    private async Task SilentLeaderWatchAsync()
+    private async Task SilentLeaderWatchAsync(LeaderStickinessWindow stickiness, TimeSpan configured)
     {
         var watch = new SilentLeaderWatch<RaftClusterMember>(_cluster.SilentLeaderAfterMs);
-        var configured = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs);
         var shortTimeout = TimeSpan.FromMilliseconds(_cluster.SilentLeaderRequestTimeoutMs);
-        var stickiness = new LeaderStickinessWindow(_raft, _cluster.ElectionTimeoutMs);
         var token = _halted.Token;
         RaftClusterMember? shortened = null;
         using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Max(5, _cluster.HeartbeatIntervalMs / 2)));
@@ -51,7 +50,7 @@ internal sealed partial class RaftCommandLog
                     // Every tick: DotNext draws a new random window after a failed election.
                     stickiness.Shorten();
                 }
-                else if (stickiness.IsShortened)
+                else
                 {
                     stickiness.Restore();
                 }

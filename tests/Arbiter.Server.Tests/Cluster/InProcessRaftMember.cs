@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Arbiter.Node.Cluster;
 using DotNext.Net.Cluster.Consensus.Raft;
 using DotNext.Net.Cluster.Consensus.Raft.Membership;
@@ -32,12 +31,7 @@ internal sealed class InProcessRaftMember : IAsyncDisposable
     public RaftCluster Raft { get; private set; } = null!;
 
     /// <summary>A free loopback endpoint for a member.</summary>
-    public static IPEndPoint FreeEndPoint()
-    {
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        return (IPEndPoint)probe.LocalEndpoint;
-    }
+    public static IPEndPoint FreeEndPoint() => new(IPAddress.Loopback, Infrastructure.Backend.FreePort());
 
     /// <summary>Starts the member at <paramref name="self"/> in a configuration of <paramref name="members"/> (itself included).</summary>
     public static async Task<InProcessRaftMember> StartAsync(IPEndPoint self, IReadOnlyList<EndPoint> members, TimeSpan requestTimeout)
