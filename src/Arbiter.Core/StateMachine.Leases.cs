@@ -152,8 +152,9 @@ public sealed partial class StateMachine
         return result;
     }
 
-    private LeasePromoteResult ApplyLeasePromote(long timeMs)
+    private LeasePromoteResult ApplyLeasePromote(long timeMs, LeasePromote promote)
     {
+        _lockTable?.SkipIdentifiers(promote.TxnIdentifierGap);
         foreach (var lease in _leases.Values)
         {
             SetDeadline(lease, DeadlineFor(timeMs, lease.TtlSeconds));

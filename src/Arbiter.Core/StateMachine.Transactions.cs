@@ -17,6 +17,9 @@ public sealed partial class StateMachine
     /// <summary>The earliest transaction time limit or lock-wait timeout (proposer's clock, ms), or null.</summary>
     public long? NextTransactionDeadlineMs => _lockTable?.NextDeadlineMs;
 
+    /// <summary>The last transaction id, lock request sequence and fencing token handed out (all 0 before the first Begin).</summary>
+    public (long TxnId, long Sequence, long FencingToken) LastTransactionIdentifiers => _lockTable?.LastIdentifiers ?? default;
+
     /// <summary>Open transactions, every lock held or waited for (with who waits on whom) and the counters.</summary>
     public TransactionStatusResponse TransactionStatus()
     {

@@ -153,7 +153,7 @@ public sealed partial class StateMachine
             case Command.OpOneofCase.LeaseExpire:
                 return new CommandResult { LeaseExpire = ApplyLeaseExpire(command.TimeMs, command.LeaseExpire, events) };
             case Command.OpOneofCase.LeasePromote:
-                return new CommandResult { LeasePromote = ApplyLeasePromote(command.TimeMs) };
+                return new CommandResult { LeasePromote = ApplyLeasePromote(command.TimeMs, command.LeasePromote) };
             case Command.OpOneofCase.Alarm:
                 return new CommandResult { Alarm = ApplyAlarm(command.Alarm) };
             case Command.OpOneofCase.TxnBegin:

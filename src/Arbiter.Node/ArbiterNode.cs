@@ -73,6 +73,12 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>The options this node runs with.</summary>
     public NodeOptions Options { get; }
 
+    /// <summary>Commands a single node answered before their fsync (transaction grants; 0 on a cluster member).</summary>
+    internal long CommandsAnsweredBeforeFsync => (_log as LocalCommandLog)?.CommandsAnsweredBeforeFsync ?? 0;
+
+    /// <summary>The last transaction id, lock request sequence and fencing token the lock table handed out.</summary>
+    internal (long TxnId, long Sequence, long FencingToken) TransactionIdentifiers => _host.TransactionIdentifiers;
+
     /// <summary>This member's id (derived from its peer URL and the cluster token, as stable as etcd's).</summary>
     public ulong MemberId { get; private set; }
 
@@ -162,7 +168,10 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         node = new ArbiterNode(options, host, log, wal, logger);
         node.StartCrdt(loggerFactory ?? NullLoggerFactory.Instance);
 
-        await node.ProposeAsync(new Command { LeasePromote = new LeasePromote() }, cancellationToken).ConfigureAwait(false);
+        // The start's promotion also moves the transaction numbers past any grant a power loss took
+        // from the log (the single node answers grants before their fsync: LocalCommandLog).
+        var promote = new LeasePromote { TxnIdentifierGap = wal is null ? 0 : LocalCommandLog.UnflushedIdentifiersMax };
+        await node.ProposeAsync(new Command { LeasePromote = promote }, cancellationToken).ConfigureAwait(false);
         node.MarkLeasesPromoted(log.Term);
         await node.EnsurePeerSecretAsync(cancellationToken).ConfigureAwait(false);
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);

@@ -188,6 +188,20 @@ public sealed partial class WriteAheadLog : IDisposable
     }
 
     /// <summary>
+    /// Hands every buffered record to the operating system without an fsync: from then on they
+    /// survive the process being killed, though not a power loss or a kernel crash, until
+    /// <see cref="Flush"/> makes them durable.
+    /// </summary>
+    public void WriteUnsynced()
+    {
+        lock (_gate)
+        {
+            ThrowIfUnusable();
+            Guarded(WritePending);
+        }
+    }
+
+    /// <summary>
     /// Writes all buffered records and fsyncs them (and the directory, if a segment was created).
     /// When this returns, every appended record is durable. Cheap when nothing is buffered.
     /// </summary>

@@ -48,6 +48,11 @@ internal static class ServeCommand
         var maxTxnOps = new Option<int>("--max-txn-ops") { Description = "Most operations in one txn.", DefaultValueFactory = _ => new CoreLimits().TxnOpsMax };
         var quotaBytes = new Option<long>("--quota-backend-bytes") { Description = "Space quota; writes past it raise NOSPACE.", DefaultValueFactory = _ => new CoreLimits().QuotaBytes };
         var unsafeNoFsync = new Option<bool>("--unsafe-no-fsync") { Description = "Do not fsync (unsafe: acknowledged writes can be lost on a crash)." };
+        var lockGrantsAwaitFsync = new Option<bool>("--lock-grants-await-fsync")
+        {
+            Description = "Single node: fsync transaction Begin and Lock commands before answering them. By default a grant is answered once written and fsynced right after " +
+                "(a killed process loses nothing; a power loss can abort the last grants' transactions, never a commit). Clusters always answer after a quorum.",
+        };
         var listenPeer = new Option<string?>("--listen-peer-urls") { Description = "URL to listen on for Raft traffic from other members (default: the advertised peer URL)." };
         var initialCluster = new Option<string?>("--initial-cluster") { Description = "Founding members as name=peerURL,… (given: run as a Raft cluster member, even of one)." };
         var initialClusterState = new Option<string>("--initial-cluster-state")
@@ -100,7 +105,7 @@ internal static class ServeCommand
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
             name, dataDir, inMemory, listenClient, listenMetrics, otlpEndpoint, otlpProtocol, advertiseClient, advertisePeer, clusterToken, logLevel,
-            maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync,
+            maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync, lockGrantsAwaitFsync,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
@@ -126,6 +131,7 @@ internal static class ServeCommand
                 ClusterToken = result.GetValue(clusterToken)!,
                 Limits = limits,
                 FsyncEnabled = !result.GetValue(unsafeNoFsync),
+                LockGrantsAwaitFsync = result.GetValue(lockGrantsAwaitFsync),
                 SnapshotEveryEntries = Math.Max(1, result.GetValue(snapshotCount)),
                 ConsistencyWaitBudgetMs = Math.Max(0, result.GetValue(consistencyWaitMs)),
             };

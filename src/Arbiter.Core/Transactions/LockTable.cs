@@ -631,6 +631,26 @@ internal sealed class LockTable
         }
     }
 
+    /// <summary>The last transaction id, lock request sequence and fencing token handed out (all 0 before the first Begin).</summary>
+    public (long TxnId, long Sequence, long FencingToken) LastIdentifiers => (_lastTxnId, _lastSequence, _lastFencingToken);
+
+    /// <summary>
+    /// Moves the last transaction id, lock request sequence and fencing token on by
+    /// <paramref name="gap"/> each, if any transaction was ever begun (a table never used stays
+    /// empty): numbers handed out by commands a power loss took from the log are not handed out again.
+    /// </summary>
+    public void SkipIdentifiers(long gap)
+    {
+        if (gap <= 0 || _lastTxnId == 0)
+        {
+            return;
+        }
+
+        _lastTxnId = checked(_lastTxnId + gap);
+        _lastSequence = checked(_lastSequence + gap);
+        _lastFencingToken = checked(_lastFencingToken + gap);
+    }
+
     /// <summary>The lease an open transaction is bound to, or 0.</summary>
     public long LeaseOf(long txnId) => _txns.TryGetValue(txnId, out var txn) ? txn.Lease : 0;
 
