@@ -79,6 +79,9 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>The last transaction id, lock request sequence and fencing token the lock table handed out.</summary>
     internal (long TxnId, long Sequence, long FencingToken) TransactionIdentifiers => _host.TransactionIdentifiers;
 
+    /// <summary>The last index of the single node's write-ahead log known fsynced (0 without one).</summary>
+    internal long DurableLogIndex => _wal?.DurableIndex ?? 0;
+
     /// <summary>This member's id (derived from its peer URL and the cluster token, as stable as etcd's).</summary>
     public ulong MemberId { get; private set; }
 

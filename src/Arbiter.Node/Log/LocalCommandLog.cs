@@ -60,7 +60,15 @@ internal sealed class LocalCommandLog : ICommandLog
     private long _logBytesSinceSnapshot;
     private Task _snapshotWrite = Task.CompletedTask; // owned by the writer: the last snapshot started
     private volatile Exception? _failure;
-    private bool _flushOwed; // owned by the writer: the last batch was answered before its fsync
+    /// <summary>
+    /// How long the fsync of an answered grant waits for the next command to share it, in ms: a
+    /// transaction's commit usually follows its grant within that, and its fsync then covers both.
+    /// </summary>
+    private const int GrantFsyncDelayMs = 1;
+
+    private bool _flushOwed; // owned by the writer role: commands were answered before their fsync
+    private long _flushDueTicks; // owned by the writer role: when an owed fsync stops waiting for company
+    private (long TxnId, long Sequence, long FencingToken) _durableIdentifiers; // owned by the writer role: the lock table's numbers at the last point everything applied was durable
     private long _answeredBeforeFsync;
 
     public LocalCommandLog(StateHost host, WriteAheadLog? wal, long appliedIndex, NodeOptions options, ILogger logger)
@@ -181,9 +189,18 @@ internal sealed class LocalCommandLog : ICommandLog
         WriteOneBatch();
 
         // This caller's command was in that batch. Whatever queued meanwhile is written by the
-        // writer thread, so that this caller's answer does not wait for another fsync; so is the
-        // fsync a batch answered before it still owes.
-        if (_flushOwed || !ReleaseWriterIfIdle())
+        // writer thread, so that this caller's answer does not wait for another fsync. An fsync
+        // still owed for answered grants waits for the next command (whose own fsync covers it), or
+        // for the writer thread after GrantFsyncDelayMs.
+        var flushOwed = _flushOwed;
+        if (ReleaseWriterIfIdle())
+        {
+            if (flushOwed)
+            {
+                _wake.Set();
+            }
+        }
+        else
         {
             lock (_gate)
             {
@@ -199,11 +216,28 @@ internal sealed class LocalCommandLog : ICommandLog
         while (true)
         {
             bool handedOff;
+            var payOwedFlush = false;
+            var waitMs = Timeout.Infinite;
             lock (_gate)
             {
                 handedOff = _handedOff;
                 _handedOff = false;
-                if (!handedOff && _closed && !_writing)
+                if (!handedOff && !_writing && _flushOwed && !_closed)
+                {
+                    // Answered grants still owe their fsync and no writer took it along.
+                    var now = System.Diagnostics.Stopwatch.GetTimestamp();
+                    if (now >= _flushDueTicks)
+                    {
+                        _writing = true;
+                        payOwedFlush = true;
+                    }
+                    else
+                    {
+                        waitMs = (int)Math.Ceiling(System.Diagnostics.Stopwatch.GetElapsedTime(now, _flushDueTicks).TotalMilliseconds);
+                    }
+                }
+
+                if (!handedOff && !payOwedFlush && _closed && !_writing)
                 {
                     return;
                 }
@@ -215,7 +249,18 @@ internal sealed class LocalCommandLog : ICommandLog
                 continue;
             }
 
-            _wake.Wait();
+            if (payOwedFlush)
+            {
+                PayOwedFlush();
+                if (!ReleaseWriterIfIdle())
+                {
+                    WriteUntilIdle();
+                }
+
+                continue;
+            }
+
+            _wake.Wait(waitMs);
             _wake.Reset();
         }
     }
@@ -225,7 +270,6 @@ internal sealed class LocalCommandLog : ICommandLog
         do
         {
             WriteOneBatch();
-            PayOwedFlush();
         }
         while (!ReleaseWriterIfIdle());
     }
@@ -281,7 +325,6 @@ internal sealed class LocalCommandLog : ICommandLog
 
     private void ProcessBatch(List<Pending> batch)
     {
-        PayOwedFlush();
         if (_failure is not null)
         {
             FailAll(batch);
@@ -390,13 +433,21 @@ internal sealed class LocalCommandLog : ICommandLog
 
     /// <summary>
     /// A batch of transaction Begin and Lock commands: written to the operating system (from then
-    /// on a killed process loses none of it), applied, answered, and fsynced afterwards, before the
-    /// next batch is written (<see cref="PayOwedFlush"/>). At one client that takes a grant's fsync
-    /// off the transaction's path: its commit, which needs the fsync anyway, is on its way meanwhile.
+    /// on a killed process loses none of it), applied and answered; its fsync comes with the next
+    /// command's (a commit is fsynced before it is answered, and the log is in order) or from the
+    /// writer thread after <see cref="GrantFsyncDelayMs"/>. At one client that takes a grant's
+    /// fsync off the transaction's path: its commit's fsync covers it. The transaction numbers
+    /// handed out while the fsync is owed stay under <see cref="UnflushedIdentifiersMax"/>, or the
+    /// batch is fsynced before it is answered.
     /// </summary>
     private void ProcessGrantBatch(List<Pending> batch)
     {
-        var before = _host.TransactionIdentifiers;
+        if (!_flushOwed)
+        {
+            // Everything applied so far is durable.
+            _durableIdentifiers = _host.TransactionIdentifiers;
+        }
+
         try
         {
             foreach (var pending in batch)
@@ -422,13 +473,18 @@ internal sealed class LocalCommandLog : ICommandLog
             results[i] = TryApply(batch[i], batch[i].Command!);
         }
 
-        // A batch that handed out more numbers than a restart moves past is fsynced first.
-        var after = _host.TransactionIdentifiers;
-        _flushOwed = true;
-        if (after.TxnId - before.TxnId >= UnflushedIdentifiersMax
-            || after.Sequence - before.Sequence >= UnflushedIdentifiersMax
-            || after.FencingToken - before.FencingToken >= UnflushedIdentifiersMax)
+        if (!_flushOwed)
         {
+            _flushOwed = true;
+            _flushDueTicks = System.Diagnostics.Stopwatch.GetTimestamp() + (System.Diagnostics.Stopwatch.Frequency * GrantFsyncDelayMs / 1000);
+        }
+
+        var after = _host.TransactionIdentifiers;
+        if (after.TxnId - _durableIdentifiers.TxnId >= UnflushedIdentifiersMax
+            || after.Sequence - _durableIdentifiers.Sequence >= UnflushedIdentifiersMax
+            || after.FencingToken - _durableIdentifiers.FencingToken >= UnflushedIdentifiersMax)
+        {
+            // More numbers than a restart moves past would be at stake: fsync first.
             PayOwedFlush();
             if (_failure is not null)
             {
@@ -447,7 +503,7 @@ internal sealed class LocalCommandLog : ICommandLog
         }
     }
 
-    /// <summary>Fsyncs what a batch answered before its fsync wrote; a failure stops the node's writes.</summary>
+    /// <summary>Fsyncs what answered grants wrote; a failure stops the node's writes. Only the writer role calls this.</summary>
     private void PayOwedFlush()
     {
         if (!_flushOwed)

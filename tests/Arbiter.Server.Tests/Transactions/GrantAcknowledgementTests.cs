@@ -48,6 +48,22 @@ public sealed class GrantAcknowledgementTests : IDisposable
     }
 
     [Fact]
+    public async Task An_answered_grant_is_fsynced_soon_even_when_no_command_follows()
+    {
+        await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
+        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+        var first = await node.TxnBeginAsync(BeginLocking(lease, "a"));
+        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+
+        // Answered before its fsync, and nothing comes after it to take the fsync along: the log's
+        // writer thread fsyncs it once the grant delay (1 ms) has passed.
+        await node.TxnBeginAsync(BeginLocking(lease, "a"));
+        Assert.Equal(1, node.CommandsAnsweredBeforeFsync);
+        var applied = node.AppliedIndex;
+        await Infrastructure.Eventually.TrueAsync(() => Task.FromResult(node.DurableLogIndex >= applied), TimeSpan.FromSeconds(10), $"index {applied} fsynced");
+    }
+
+    [Fact]
     public async Task With_lock_grants_await_fsync_no_grant_is_answered_before_its_fsync()
     {
         await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory, LockGrantsAwaitFsync = true });
