@@ -12,7 +12,7 @@
 # PostgreSQL runs as a private cluster (initdb/pg_ctl as the postgres user, a free port, a temp
 # directory); the script apt-get installs the postgresql package if it is missing.
 #
-# Usage: bench/transactions.sh                       (10 s per cell + 1 s warm-up: about 8 minutes)
+# Usage: bench/transactions.sh                       (20 s global warm-up, 10 s per cell + 1 s warm-up: about 8 minutes)
 #   DURATION_S=5 CLIENT_COUNTS=1,16 ACCOUNTS=8 FAMILIES=pessimistic,postgres bench/transactions.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,8 @@ source "$ROOT/bench/lib.sh"
 
 DURATION_S=${DURATION_S:-10}
 WARMUP_S=${WARMUP_S:-1}
+# Unmeasured load on every family before the first cell: steady state, not a fresh server's JIT.
+GLOBAL_WARMUP_S=${GLOBAL_WARMUP_S:-20}
 CLIENT_COUNTS=${CLIENT_COUNTS:-1,16,64}
 ACCOUNTS=${ACCOUNTS:-10000,8}
 FAMILIES=${FAMILIES:-pessimistic,optimistic,stm,etcd-stm,postgres}
@@ -106,13 +108,13 @@ DISK_DEV=$(df --output=source "$WORK" | tail -1)
   echo "| PostgreSQL | $("$PG_BIN/postgres" --version) (fsync=on, synchronous_commit=on) |"
   echo "| .NET | $(dotnet --version) |"
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
-  echo "| cell | ${WARMUP_S} s warm-up + ${DURATION_S} s measured; clients $CLIENT_COUNTS; accounts $ACCOUNTS |"
+  echo "| cell | ${GLOBAL_WARMUP_S} s global warm-up (every family, unmeasured), then ${WARMUP_S} s warm-up + ${DURATION_S} s measured per cell; clients $CLIENT_COUNTS; accounts $ACCOUNTS |"
 } >"$OUT/machine.md"
 
 STATUS=0
 dotnet "$BENCH_DLL" transactions --arbiter "$ARBITER_URL" --etcd "$ETCD_URL" \
   --postgres "Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=postgres;Pooling=true;Maximum Pool Size=200;No Reset On Close=true" \
-  --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --clients "$CLIENT_COUNTS" --accounts "$ACCOUNTS" \
+  --duration-s "$DURATION_S" --warmup-s "$WARMUP_S" --global-warmup-s "$GLOBAL_WARMUP_S" --clients "$CLIENT_COUNTS" --accounts "$ACCOUNTS" \
   --families "$FAMILIES" --deadlock-rounds "$DEADLOCK_ROUNDS" --out "$OUT" | tee "$OUT/run.txt" || STATUS=$?
 
 echo "| load average at end | $(cut -d' ' -f1-3 /proc/loadavg) |" >>"$OUT/machine.md"

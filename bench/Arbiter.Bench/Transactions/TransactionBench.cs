@@ -18,7 +18,7 @@ public static class TransactionBench
     /// <summary>Usage of the command.</summary>
     public const string Usage = """
         arbiter-bench transactions --arbiter URL --etcd URL --postgres CONNSTRING --out DIR
-            [--duration-s 10] [--warmup-s 1] [--clients 1,16,64] [--accounts 10000,8]
+            [--duration-s 10] [--warmup-s 1] [--global-warmup-s 20] [--clients 1,16,64] [--accounts 10000,8]
             [--families pessimistic,optimistic,stm,etcd-stm,postgres] [--deadlock-rounds 100]
         """;
 
@@ -51,6 +51,7 @@ public static class TransactionBench
         var outDirectory = Value(args, "--out") ?? throw new ArgumentException("--out is required");
         var durationS = double.Parse(Value(args, "--duration-s") ?? "10", CultureInfo.InvariantCulture);
         var warmupS = double.Parse(Value(args, "--warmup-s") ?? "1", CultureInfo.InvariantCulture);
+        var globalWarmupS = double.Parse(Value(args, "--global-warmup-s") ?? "20", CultureInfo.InvariantCulture);
         var clientCounts = Ints(Value(args, "--clients") ?? "1,16,64");
         var accountSets = Ints(Value(args, "--accounts") ?? "10000,8");
         var families = (Value(args, "--families") ?? string.Join(",", BankFamilies.All)).Split(',', StringSplitOptions.RemoveEmptyEntries);
@@ -72,6 +73,11 @@ public static class TransactionBench
             if (postgres is not null && families.Contains(BankFamilies.Postgres))
             {
                 await BankFamilies.SeedPostgresAsync(postgres, accounts, Initial, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (globalWarmupS > 0 && accounts == accountSets[0])
+            {
+                await WarmUpAsync(families, accounts, arbiter, etcd, postgres, globalWarmupS, output, cancellationToken).ConfigureAwait(false);
             }
 
             foreach (var clients in clientCounts)
@@ -117,6 +123,26 @@ public static class TransactionBench
         TransactionReport.WriteCharts(run, outDirectory);
         await output.WriteLineAsync($"wrote {outDirectory}/results.json, results.md, throughput.png, retries.png").ConfigureAwait(false);
         return failed ? 1 : 0;
+    }
+
+    /// <summary>
+    /// Runs every family, unmeasured, at 1 and at 16 clients for <paramref name="seconds"/> in all,
+    /// before the first measured cell: a server that has just started (Arbiter's JIT tiers up over
+    /// its first seconds of load; PostgreSQL's and etcd's caches fill) is not the steady state a
+    /// long-running service is in, and the first family measured would otherwise pay for it alone.
+    /// </summary>
+    private static async Task WarmUpAsync(IReadOnlyList<string> families, int accounts, string arbiter, string etcd, NpgsqlDataSource? postgres, double seconds, TextWriter output, CancellationToken cancellationToken)
+    {
+        var distinct = families.Distinct().ToList();
+        var perRunS = seconds / (2 * distinct.Count);
+        await output.WriteLineAsync($"global warm-up: {seconds:F0} s over {string.Join(", ", distinct)} at 1 and 16 clients (not measured)").ConfigureAwait(false);
+        foreach (var clients in new[] { 1, 16 })
+        {
+            foreach (var family in distinct)
+            {
+                await RunCellAsync(family, accounts, clients, arbiter, etcd, postgres, perRunS, 0, cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>One cell: <paramref name="clients"/> closed-loop clients of <paramref name="family"/> over <paramref name="accounts"/> accounts.</summary>
