@@ -20,6 +20,9 @@ public sealed partial class StateMachine
     /// <summary>The last transaction id, lock request sequence and fencing token handed out (all 0 before the first Begin).</summary>
     public (long TxnId, long Sequence, long FencingToken) LastTransactionIdentifiers => _lockTable?.LastIdentifiers ?? default;
 
+    /// <summary>Deadlocks broken so far (each by aborting a victim).</summary>
+    public long TransactionDeadlocks => _lockTable?.Counters.Deadlocks ?? 0;
+
     /// <summary>Open transactions, every lock held or waited for (with who waits on whom) and the counters.</summary>
     public TransactionStatusResponse TransactionStatus()
     {

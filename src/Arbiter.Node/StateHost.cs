@@ -59,6 +59,9 @@ internal sealed class StateHost : IDisposable
     /// <summary>The last transaction id, lock request sequence and fencing token the lock table handed out.</summary>
     public (long TxnId, long Sequence, long FencingToken) TransactionIdentifiers => Read(static s => s.LastTransactionIdentifiers);
 
+    /// <summary>Deadlocks the lock table broke so far (each by aborting a victim).</summary>
+    public long TransactionDeadlocks => Read(static s => s.TransactionDeadlocks);
+
     /// <summary>The store revision this member has applied.</summary>
     public long Revision => Read(static s => s.Revision);
 

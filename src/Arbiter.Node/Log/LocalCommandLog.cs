@@ -467,6 +467,7 @@ internal sealed class LocalCommandLog : ICommandLog
             return;
         }
 
+        var deadlocksBefore = _host.TransactionDeadlocks;
         var results = new CommandResult?[batch.Count];
         for (var i = 0; i < batch.Count; i++)
         {
@@ -479,12 +480,15 @@ internal sealed class LocalCommandLog : ICommandLog
             _flushDueTicks = System.Diagnostics.Stopwatch.GetTimestamp() + (System.Diagnostics.Stopwatch.Frequency * GrantFsyncDelayMs / 1000);
         }
 
+        // Fsync first when more numbers than a restart moves past would be at stake, or when the
+        // batch aborted a deadlock victim: that abort, lost, would bring the victim's transaction
+        // back with its locks after a restart, though its caller was told it had ended.
         var after = _host.TransactionIdentifiers;
         if (after.TxnId - _durableIdentifiers.TxnId >= UnflushedIdentifiersMax
             || after.Sequence - _durableIdentifiers.Sequence >= UnflushedIdentifiersMax
-            || after.FencingToken - _durableIdentifiers.FencingToken >= UnflushedIdentifiersMax)
+            || after.FencingToken - _durableIdentifiers.FencingToken >= UnflushedIdentifiersMax
+            || _host.TransactionDeadlocks != deadlocksBefore)
         {
-            // More numbers than a restart moves past would be at stake: fsync first.
             PayOwedFlush();
             if (_failure is not null)
             {

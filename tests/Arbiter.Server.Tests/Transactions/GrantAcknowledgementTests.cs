@@ -64,6 +64,28 @@ public sealed class GrantAcknowledgementTests : IDisposable
     }
 
     [Fact]
+    public async Task A_lock_command_that_aborts_a_deadlock_victim_is_fsynced_before_it_is_answered()
+    {
+        await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
+        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+        var first = await node.TxnBeginAsync(new BeginRequest { Lease = lease });
+        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+
+        var older = await node.TxnBeginAsync(BeginLocking(lease, "a"));
+        var younger = await node.TxnBeginAsync(BeginLocking(lease, "b"));
+        var olderWaits = node.TxnLockAsync(new LockRequest { TxnId = older.TxnId, Key = B("b"), Mode = LockMode.Exclusive });
+        await Infrastructure.Eventually.TrueAsync(() => Task.FromResult(node.CommandsAnsweredBeforeFsync == 3), TimeSpan.FromSeconds(10), "the older transaction queued for b");
+
+        // The younger one closes the cycle and is its victim: that abort is fsynced before the
+        // answer goes out (lost, it would bring the victim back with its locks after a restart).
+        var deadlock = await Assert.ThrowsAsync<EtcdException>(() => node.TxnLockAsync(new LockRequest { TxnId = younger.TxnId, Key = B("a"), Mode = LockMode.Exclusive }));
+        Assert.Equal(TransactionError.Types.Kind.Deadlock, deadlock.Error.Transaction?.Kind);
+        Assert.Equal(3, node.CommandsAnsweredBeforeFsync);
+        Assert.True(node.DurableLogIndex >= node.AppliedIndex, $"the victim's abort (index {node.AppliedIndex}) answered before its fsync (durable {node.DurableLogIndex})");
+        Assert.NotEmpty((await olderWaits).FencingTokens);
+    }
+
+    [Fact]
     public async Task With_lock_grants_await_fsync_no_grant_is_answered_before_its_fsync()
     {
         await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory, LockGrantsAwaitFsync = true });
