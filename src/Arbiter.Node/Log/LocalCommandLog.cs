@@ -39,6 +39,12 @@ internal sealed class LocalCommandLog : ICommandLog
     /// </summary>
     public const long UnflushedIdentifiersMax = 1_000_000;
 
+    /// <summary>
+    /// How long the fsync of an answered grant waits for the next command to share it, in ms: a
+    /// transaction's commit usually follows its grant within that, and its fsync then covers both.
+    /// </summary>
+    private const int GrantFsyncDelayMs = 1;
+
     private readonly Lock _gate = new();
     private readonly Queue<Pending> _queue = new(); // guarded by _gate
     private readonly List<Pending> _batch; // owned by whoever holds the writer role
@@ -60,14 +66,9 @@ internal sealed class LocalCommandLog : ICommandLog
     private long _logBytesSinceSnapshot;
     private Task _snapshotWrite = Task.CompletedTask; // owned by the writer: the last snapshot started
     private volatile Exception? _failure;
-    /// <summary>
-    /// How long the fsync of an answered grant waits for the next command to share it, in ms: a
-    /// transaction's commit usually follows its grant within that, and its fsync then covers both.
-    /// </summary>
-    private const int GrantFsyncDelayMs = 1;
-
-    private bool _flushOwed; // owned by the writer role: commands were answered before their fsync
-    private long _flushDueTicks; // owned by the writer role: when an owed fsync stops waiting for company
+    // Owned by the writer role; the writer thread reads them under _gate while no one holds it.
+    private bool _flushOwed; // commands were answered before their fsync
+    private long _flushDueTicks; // when an owed fsync stops waiting for company
     private (long TxnId, long Sequence, long FencingToken) _durableIdentifiers; // owned by the writer role: the lock table's numbers at the last point everything applied was durable
     private long _answeredBeforeFsync;
 
@@ -325,6 +326,13 @@ internal sealed class LocalCommandLog : ICommandLog
 
     private void ProcessBatch(List<Pending> batch)
     {
+        // An fsync owed for longer than the grant delay is paid before anything else is written:
+        // grants coming back to back would otherwise push it off.
+        if (_flushOwed && System.Diagnostics.Stopwatch.GetTimestamp() >= _flushDueTicks)
+        {
+            PayOwedFlush();
+        }
+
         if (_failure is not null)
         {
             FailAll(batch);
