@@ -30,8 +30,8 @@ public sealed record NodeOptions
     /// <summary>
     /// Whether a single node fsyncs a batch of transaction Begin and Lock commands before it
     /// answers them (<c>--lock-grants-await-fsync</c>). Off by default: such a batch is answered
-    /// once it is written to the operating system, and fsynced right after, before the next batch
-    /// (so before any commit that follows a grant). A killed process loses nothing; a power loss can
+    /// once it is written to the operating system, and fsynced within a millisecond or together with
+    /// the next command, before that command is answered (so before any commit that follows a grant). A killed process loses nothing; a power loss can
     /// take the last batch's grants, whose transactions then no longer exist (their commit fails,
     /// as PostgreSQL's row locks, which live in memory only, are lost with their transaction), and
     /// the node moves its transaction ids and fencing tokens past them when it starts, so none is

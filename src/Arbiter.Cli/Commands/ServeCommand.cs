@@ -50,7 +50,7 @@ internal static class ServeCommand
         var unsafeNoFsync = new Option<bool>("--unsafe-no-fsync") { Description = "Do not fsync (unsafe: acknowledged writes can be lost on a crash)." };
         var lockGrantsAwaitFsync = new Option<bool>("--lock-grants-await-fsync")
         {
-            Description = "Single node: fsync transaction Begin and Lock commands before answering them. By default a grant is answered once written and fsynced right after " +
+            Description = "Single node: fsync transaction Begin and Lock commands before answering them. By default a grant is answered once written and fsynced within 1 ms or with the next command, before that command is answered " +
                 "(a killed process loses nothing; a power loss can abort the last grants' transactions, never a commit). Clusters always answer after a quorum.",
         };
         var listenPeer = new Option<string?>("--listen-peer-urls") { Description = "URL to listen on for Raft traffic from other members (default: the advertised peer URL)." };
