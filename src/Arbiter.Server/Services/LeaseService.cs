@@ -44,5 +44,9 @@ public sealed class LeaseService(ArbiterNode node, ServerShutdown shutdown) : Le
             // The client went away, or the server is stopping.
             shutdown.ThrowIfStopping();
         }
+        catch (IOException e) when (ClientDisconnect.IsClientGone(e, token))
+        {
+            shutdown.ThrowIfStopping();
+        }
     }
 }

@@ -54,7 +54,7 @@ public sealed class WatchService(ArbiterNode node, ServerShutdown shutdown, Watc
         catch (OperationCanceledException) when (token.IsCancellationRequested)
         {
         }
-        catch (IOException) when (token.IsCancellationRequested)
+        catch (IOException e) when (ClientDisconnect.IsClientGone(e, token))
         {
         }
         finally
