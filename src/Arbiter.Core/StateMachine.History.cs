@@ -100,7 +100,7 @@ public sealed partial class StateMachine
             h.AddBytes(key.Span);
             h.Add(entry.Main);
             h.Add(entry.Sub);
-            if (entry.Kv is { } kv)
+            if (entry.LoadKv() is { } kv)
             {
                 h.Add(1);
                 h.Add(kv.CreateRevision);
@@ -232,14 +232,14 @@ public sealed partial class StateMachine
             return;
         }
 
-        if (history[keepFrom].Kv == null)
+        if (history[keepFrom].Stored.IsTombstone)
         {
             keepFrom++;
         }
 
         for (var i = 0; i < keepFrom; i++)
         {
-            _sizeBytes -= history[i].Kv is { } kv ? VersionSize(record.Key, kv) : TombstoneSize(record.Key);
+            _sizeBytes -= history[i].Stored.IsTombstone ? TombstoneSize(record.Key) : VersionSize(record.Key, history[i].Stored.ValueLength);
         }
 
         history.RemoveRange(0, keepFrom);
@@ -273,7 +273,7 @@ public sealed partial class StateMachine
         for (var i = Math.Max(0, history.Count - versionsMax); i < history.Count; i++)
         {
             var change = history[i];
-            versions.Add(change.Kv is { } kv
+            versions.Add(change.LoadKv() is { } kv
                 ? new Event { Type = Event.Types.EventType.Put, Kv = kv }
                 : new Event { Type = Event.Types.EventType.Delete, Kv = new KeyValue { Key = key, ModRevision = change.Main } });
         }
@@ -281,10 +281,105 @@ public sealed partial class StateMachine
         return versions;
     }
 
-    /// <summary>One change of the history: its event's parts, and the record it changed (for compaction).</summary>
-    private readonly record struct HistoryChange(long Revision, KeyRecord Record, Event.Types.EventType Type, KeyValue Kv, KeyValue? PrevKv)
+    /// <summary>
+    /// Pages out the versions this revision superseded (each version is superseded once, by the
+    /// next change of its key), in the key's history and in the event history's two references to
+    /// it: its own change (Kv) and the change that superseded it (PrevKv). The newest version of
+    /// every key stays in memory. Nothing observable changes: a spilled version reads back equal.
+    /// </summary>
+    private void SpillSuperseded(long revision, ReadOnlySpan<KeyRecord> records)
     {
-        /// <summary>A fresh event (callers may reshape what they get).</summary>
-        public Event ToEvent() => new() { Type = Type, Kv = Kv, PrevKv = PrevKv };
+        if (_valueSpill is null)
+        {
+            return;
+        }
+
+        foreach (var record in records)
+        {
+            var history = record.History;
+            for (var i = history.Count - 2; i >= 0 && history[i + 1].Main == revision; i--)
+            {
+                SpillVersion(record, i);
+            }
+        }
+    }
+
+    /// <summary>Pages out every version but the newest of every key (after a snapshot or an import was read).</summary>
+    private void SpillAllSuperseded()
+    {
+        if (_valueSpill is null)
+        {
+            return;
+        }
+
+        foreach (var record in _index.Range(ByteString.Empty, null))
+        {
+            for (var i = 0; i < record.History.Count - 1; i++)
+            {
+                SpillVersion(record, i);
+            }
+        }
+
+        // The compact revision's events were read as their own copies, not the key histories' versions.
+        for (var i = 0; i < _history.Count && _history[i].Revision == _compactMainRev; i++)
+        {
+            var change = _history[i];
+            _history.Set(i, change with
+            {
+                Kv = change.Kv.SpillTo(_valueSpill),
+                PrevKv = change.PrevKv.SpillTo(_valueSpill),
+            });
+        }
+    }
+
+    private void SpillVersion(KeyRecord record, int index)
+    {
+        var entry = record.History[index];
+        if (entry.Stored.InMemory is not { } kv)
+        {
+            return;
+        }
+
+        var spilled = entry.Stored.SpillTo(_valueSpill!);
+        if (!spilled.IsSpilled)
+        {
+            return;
+        }
+
+        record.History[index] = entry with { Stored = spilled };
+        ReplaceInHistory(entry.Main, record, kv, spilled);
+        ReplaceInHistory(record.History[index + 1].Main, record, kv, spilled);
+    }
+
+    /// <summary>Replaces the event history's references to <paramref name="kv"/> among <paramref name="record"/>'s changes at <paramref name="revision"/>.</summary>
+    private void ReplaceInHistory(long revision, KeyRecord record, KeyValue kv, StoredVersion replacement)
+    {
+        for (var i = FirstHistoryIndexAtOrAfter(revision); i < _history.Count && _history[i].Revision == revision; i++)
+        {
+            var change = _history[i];
+            if (!ReferenceEquals(change.Record, record))
+            {
+                continue;
+            }
+
+            if (change.Kv.Holds(kv))
+            {
+                change = change with { Kv = replacement };
+            }
+
+            if (change.PrevKv.Holds(kv))
+            {
+                change = change with { PrevKv = replacement };
+            }
+
+            _history.Set(i, change);
+        }
+    }
+
+    /// <summary>One change of the history: its event's parts, and the record it changed (for compaction).</summary>
+    private readonly record struct HistoryChange(long Revision, KeyRecord Record, Event.Types.EventType Type, StoredVersion Kv, StoredVersion PrevKv)
+    {
+        /// <summary>A fresh event (callers may reshape what they get); spilled versions are read back.</summary>
+        public Event ToEvent() => new() { Type = Type, Kv = Kv.Load(), PrevKv = PrevKv.Load() };
     }
 }

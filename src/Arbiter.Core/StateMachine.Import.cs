@@ -45,13 +45,16 @@ public sealed partial class StateMachine
     /// checked before the result is returned.
     /// </summary>
     /// <exception cref="InvalidDataException">The store is inconsistent (the message names the first problem).</exception>
-    public static StateMachine Import(ImportedStore store, CoreLimits? limits = null)
+    /// <param name="store">The other store's contents.</param>
+    /// <param name="limits">The limits in force (defaults when null).</param>
+    /// <param name="valueSpill">Where superseded versions are paged out (see the constructor); null keeps them all in memory.</param>
+    public static StateMachine Import(ImportedStore store, CoreLimits? limits = null, IValueSpill? valueSpill = null)
     {
         ArgumentNullException.ThrowIfNull(store);
         var compact = store.CompactRevision > 0 ? store.CompactRevision : -1;
         var ordered = store.Revisions.OrderBy(r => r.Main).ThenBy(r => r.Sub).ToList();
         var newest = ordered.Count == 0 ? 1 : ordered[^1].Main;
-        var sm = new StateMachine(limits)
+        var sm = new StateMachine(limits, valueSpill)
         {
             _revision = Math.Max(Math.Max(newest, store.Revision), Math.Max(compact, 1)),
             _compactMainRev = compact,
@@ -161,6 +164,7 @@ public sealed partial class StateMachine
             throw new InvalidDataException($"the imported store is inconsistent: {e.Message}", e);
         }
 
+        sm.SpillAllSuperseded();
         return sm;
     }
 

@@ -44,10 +44,9 @@ public sealed partial class StateMachine
         }
 
         _revision = ctx.WriteRevision;
-        AppendHistory(
-            _revision,
-            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Events)[ctx.FirstEventIndex..],
-            System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Records));
+        var records = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Records);
+        AppendHistory(_revision, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Events)[ctx.FirstEventIndex..], records);
+        SpillSuperseded(_revision, records);
     }
 
     /// <summary>Keys whose records fall in etcd's [key, range_end) interpretation.</summary>
@@ -326,7 +325,9 @@ public sealed partial class StateMachine
     private static KeyValue? WatchPrevKv(KeyRecord record, KeyValue? put, long revisionBefore) =>
         put is { Version: 1 } ? null : record.At(revisionBefore);
 
-    private static long VersionSize(ByteString key, KeyValue kv) => KvOverheadBytes + key.Length + kv.Value.Length;
+    private static long VersionSize(ByteString key, KeyValue kv) => VersionSize(key, kv.Value.Length);
+
+    private static long VersionSize(ByteString key, int valueLength) => KvOverheadBytes + key.Length + valueLength;
 
     private static long TombstoneSize(ByteString key) => KvOverheadBytes + key.Length;
 

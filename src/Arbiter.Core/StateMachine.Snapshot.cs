@@ -66,12 +66,15 @@ public sealed partial class StateMachine
 
     /// <summary>Restores a state machine from a stream written by <see cref="WriteSnapshot"/>.</summary>
     /// <exception cref="InvalidDataException">The stream is not a valid snapshot.</exception>
-    public static StateMachine ReadSnapshot(Stream stream, CoreLimits? limits = null)
+    /// <param name="stream">The snapshot.</param>
+    /// <param name="limits">The limits in force (defaults when null).</param>
+    /// <param name="valueSpill">Where superseded versions are paged out (see the constructor); null keeps them all in memory.</param>
+    public static StateMachine ReadSnapshot(Stream stream, CoreLimits? limits = null, IValueSpill? valueSpill = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
         try
         {
-            return ReadSnapshotCore(stream, limits);
+            return ReadSnapshotCore(stream, limits, valueSpill);
         }
         catch (EndOfStreamException e)
         {
@@ -83,7 +86,7 @@ public sealed partial class StateMachine
         }
     }
 
-    private static StateMachine ReadSnapshotCore(Stream stream, CoreLimits? limits)
+    private static StateMachine ReadSnapshotCore(Stream stream, CoreLimits? limits, IValueSpill? valueSpill)
     {
         using var r = new BinaryReader(stream, Encoding.UTF8, leaveOpen: true);
         if (Encoding.ASCII.GetString(r.ReadBytes(StateSnapshot.Magic.Length)) != StateSnapshot.Magic)
@@ -97,7 +100,7 @@ public sealed partial class StateMachine
             throw new InvalidDataException($"Unsupported snapshot format version {version}.");
         }
 
-        var sm = new StateMachine(limits)
+        var sm = new StateMachine(limits, valueSpill)
         {
             _revision = r.ReadInt64(),
             _compactMainRev = r.ReadInt64(),
@@ -203,6 +206,8 @@ public sealed partial class StateMachine
             throw new InvalidDataException("The snapshot's hash does not match its contents.");
         }
 
+        // After the hash: it reads every version, cheaper while they are all still in memory.
+        sm.SpillAllSuperseded();
         return sm;
     }
 
@@ -234,7 +239,7 @@ public sealed partial class StateMachine
         changes.Sort((a, b) => a.Main != b.Main ? a.Main.CompareTo(b.Main) : a.Sub.CompareTo(b.Sub));
         foreach (var (main, _, record, index) in changes)
         {
-            var kv = record.History[index].Kv;
+            var kv = record.History[index].LoadKv();
             var prev = WatchPrevKv(record, kv, main - 1);
             _history.Add(kv != null
                 ? new HistoryChange(main, record, Event.Types.EventType.Put, kv, prev)

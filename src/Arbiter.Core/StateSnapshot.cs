@@ -117,10 +117,11 @@ public sealed class StateSnapshot
                 {
                     w.Write(entry.Main);
                     w.Write(entry.Sub);
-                    w.Write(entry.Kv != null);
-                    if (entry.Kv != null)
+                    var kv = entry.LoadKv();
+                    w.Write(kv != null);
+                    if (kv != null)
                     {
-                        WriteMessage(w, entry.Kv, ref buffer);
+                        WriteMessage(w, kv, ref buffer);
                     }
                 }
             }

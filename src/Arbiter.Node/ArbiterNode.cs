@@ -4,6 +4,7 @@ using Arbiter.Core;
 using Arbiter.Node.Cluster;
 using Arbiter.Node.Log;
 using Arbiter.Node.Metrics;
+using Arbiter.Node.Spill;
 using Arbiter.Node.Watch;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Internal;
@@ -75,6 +76,9 @@ public sealed partial class ArbiterNode : IAsyncDisposable
 
     /// <summary>Commands a single node answered before their fsync (transaction grants; 0 on a cluster member).</summary>
     internal long CommandsAnsweredBeforeFsync => (_log as LocalCommandLog)?.CommandsAnsweredBeforeFsync ?? 0;
+
+    /// <summary>Bytes of superseded versions paged out so far (0 when they are kept in memory).</summary>
+    internal long ValueSpillAppendedBytes => (_host.ValueSpill as FileValueSpill)?.AppendedBytes ?? 0;
 
     /// <summary>The last transaction id, lock request sequence and fencing token the lock table handed out.</summary>
     internal (long TxnId, long Sequence, long FencingToken) TransactionIdentifiers => _host.TransactionIdentifiers;
@@ -195,7 +199,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
 
         ArbiterNode? node = null;
         var hub = new WatchHub(options, () => node!.NewHeader());
-        var host = new StateHost(new StateMachine(options.Limits), hub);
+        var host = new StateHost(new StateMachine(options.Limits, CreateValueSpill(options, logger)), hub);
         hub.Host = host;
         var log = await RaftCommandLog.StartAsync(host, options, loggerFactory, cancellationToken).ConfigureAwait(false);
         node = new ArbiterNode(options, host, log, wal: null, logger);
@@ -211,18 +215,25 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         return node;
     }
 
+    /// <summary>Where superseded versions go (<see cref="NodeOptions.KeepHistoryInMemory"/>): files in the data directory, or nowhere.</summary>
+    private static FileValueSpill? CreateValueSpill(NodeOptions options, ILogger logger) =>
+        options.DataDirectory is null || options.KeepHistoryInMemory
+            ? null
+            : new FileValueSpill(Path.Combine(options.DataDirectory, "member", "spill"), logger);
+
     private static StateMachine Recover(WriteAheadLog wal, NodeOptions options, ILogger logger)
     {
+        var valueSpill = CreateValueSpill(options, logger);
         StateMachine state;
         if (wal.LatestSnapshot is { } snapshot)
         {
             using var stream = wal.OpenSnapshot(snapshot);
-            state = StateMachine.ReadSnapshot(stream, options.Limits);
+            state = StateMachine.ReadSnapshot(stream, options.Limits, valueSpill);
             logger.LogInformation("Restored snapshot at index {Index} ({SizeBytes} bytes)", snapshot.Index, snapshot.SizeBytes);
         }
         else
         {
-            state = new StateMachine(options.Limits);
+            state = new StateMachine(options.Limits, valueSpill);
         }
 
         var replayed = 0;

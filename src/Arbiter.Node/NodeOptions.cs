@@ -39,6 +39,16 @@ public sealed record NodeOptions
     /// </summary>
     public bool LockGrantsAwaitFsync { get; init; }
 
+    /// <summary>
+    /// Whether every version of the history stays on the managed heap (<c>--keep-history-in-memory</c>).
+    /// Off by default: with a data directory, a version superseded by a newer write is paged out to
+    /// unlinked files under <c>member/spill</c> and read back on the rare read of an old revision
+    /// (a watch catching up, a range at a past revision, a snapshot), so a store that keeps its
+    /// history (no compaction, etcd's default) grows in disk, not memory. Without a data directory
+    /// everything stays in memory.
+    /// </summary>
+    public bool KeepHistoryInMemory { get; init; }
+
     /// <summary>Most commands made durable by one fsync (group commit).</summary>
     public int BatchCommandsMax { get; init; } = 4096;
 

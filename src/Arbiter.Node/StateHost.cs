@@ -65,6 +65,9 @@ internal sealed class StateHost : IDisposable
     /// <summary>The store revision this member has applied.</summary>
     public long Revision => Read(static s => s.Revision);
 
+    /// <summary>Where the state pages out superseded versions (the same for every state this host holds), or null.</summary>
+    public Arbiter.Core.Mvcc.IValueSpill? ValueSpill => Volatile.Read(ref _state).ValueSpill;
+
     /// <summary>
     /// Completes once the applied revision is at least <paramref name="revision"/> (at once if it is).
     /// Cancellation ends the wait with <see cref="OperationCanceledException"/>.

@@ -1,3 +1,4 @@
+using Arbiter.Core.Tests.Mvcc;
 using Arbiter.Protocol.Etcd;
 using Arbiter.Protocol.Internal;
 using Arbiter.Protocol.Mvcc;
@@ -25,14 +26,39 @@ public class ModelTests(ITestOutputHelper output)
         return env != null && int.TryParse(env, out var seed) ? new TheoryData<int> { seed } : new TheoryData<int> { 1, 2, 3, 4, 5 };
     }
 
+    /// <summary>
+    /// The machine under test pages superseded versions out to a spill; its twin keeps them all in
+    /// memory. Both must answer as the model does and hash the same, and the spill must end up
+    /// holding every superseded version.
+    /// </summary>
     [Theory]
     [MemberData(nameof(Seeds))]
     public void RandomWorkloadMatchesModel(int seed)
     {
+        var spill = new MemoryValueSpill();
+        var sm = RunRandomWorkload(seed, spill);
+        Assert.True(spill.Appends > 100, $"only {spill.Appends} versions were spilled");
+        Assert.Equal(0, sm.CountSupersededInMemory());
+    }
+
+    /// <summary>A spill that refuses one append in three (a full disk): the refused versions stay in memory, and nothing else changes.</summary>
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void RandomWorkloadMatchesModelWhenTheSpillRefusesAppends(int seed)
+    {
+        var appends = 0;
+        var spill = new MemoryValueSpill(() => ++appends % 3 == 0);
+        var sm = RunRandomWorkload(seed, spill);
+        Assert.True(spill.Refused > 10 && spill.Appends > 10, $"{spill.Appends} appends taken, {spill.Refused} refused");
+        Assert.True(sm.CountSupersededInMemory() > 0);
+    }
+
+    private StateMachine RunRandomWorkload(int seed, MemoryValueSpill spill)
+    {
         output.WriteLine($"seed {seed} (replay with ARBITER_TEST_SEED={seed})");
         var rng = new Random(seed);
         var model = new ReferenceModel();
-        var sm = new StateMachine();
+        var sm = new StateMachine(valueSpill: spill);
         var twin = new StateMachine();
         var timeMs = 0L;
         long index = 0;
@@ -81,7 +107,7 @@ public class ModelTests(ITestOutputHelper output)
                 using var stream = new MemoryStream();
                 sm.WriteSnapshot(stream);
                 stream.Position = 0;
-                sm = StateMachine.ReadSnapshot(stream);
+                sm = StateMachine.ReadSnapshot(stream, valueSpill: spill);
                 sm.VerifyIntegrity();
                 Assert.Equal(hash, sm.Hash());
                 Assert.Equal(index, sm.AppliedIndex);
@@ -112,6 +138,7 @@ public class ModelTests(ITestOutputHelper output)
             var twinOutcome = twin.Apply(index, cmd.Clone());
             Assert.True(expectedResult.Equals(outcome.Result), $"{context}: {cmd}\n expected {expectedResult}\n actual {outcome.Result}");
             Assert.Equal(outcome.Result, twinOutcome.Result);
+            Assert.Equal(outcome.Events, twinOutcome.Events);
             Assert.Equal(model.Events.Skip(eventsBefore), outcome.Events);
             Assert.Equal(model.Revision, sm.Revision);
             if (cmd.RequestId != 0)
@@ -133,7 +160,8 @@ public class ModelTests(ITestOutputHelper output)
         var history = sm.ReadEvents(from, int.MaxValue);
         Assert.Equal(model.Events.Where(e => e.Kv.ModRevision >= from), history.Events);
         Assert.Equal(sm.Revision + 1, history.NextRevision);
-        output.WriteLine($"revision {sm.Revision}, compacted at {sm.CompactRevision}, {model.Events.Count} events, size {sm.SizeBytes} bytes");
+        output.WriteLine($"revision {sm.Revision}, compacted at {sm.CompactRevision}, {model.Events.Count} events, size {sm.SizeBytes} bytes, {spill.Appends} versions spilled, {spill.Refused} refused");
+        return sm;
     }
 
     [Theory]

@@ -53,6 +53,10 @@ internal static class ServeCommand
             Description = "Single node: fsync transaction Begin and Lock commands before answering them. By default a grant is answered once written and fsynced within 1 ms or with the next command, before that command is answered " +
                 "(a killed process loses nothing; a power loss can abort the last grants' transactions, never a commit). Clusters always answer after a quorum.",
         };
+        var keepHistoryInMemory = new Option<bool>("--keep-history-in-memory")
+        {
+            Description = "Keep every version of the history in memory. By default a version a newer write superseded is paged out to unlinked files under <data-dir>/member/spill and read back for old revisions.",
+        };
         var listenPeer = new Option<string?>("--listen-peer-urls") { Description = "URL to listen on for Raft traffic from other members (default: the advertised peer URL)." };
         var initialCluster = new Option<string?>("--initial-cluster") { Description = "Founding members as name=peerURL,… (given: run as a Raft cluster member, even of one)." };
         var initialClusterState = new Option<string>("--initial-cluster-state")
@@ -105,7 +109,7 @@ internal static class ServeCommand
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
             name, dataDir, inMemory, listenClient, listenMetrics, otlpEndpoint, otlpProtocol, advertiseClient, advertisePeer, clusterToken, logLevel,
-            maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync, lockGrantsAwaitFsync,
+            maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync, lockGrantsAwaitFsync, keepHistoryInMemory,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
@@ -132,6 +136,7 @@ internal static class ServeCommand
                 Limits = limits,
                 FsyncEnabled = !result.GetValue(unsafeNoFsync),
                 LockGrantsAwaitFsync = result.GetValue(lockGrantsAwaitFsync),
+                KeepHistoryInMemory = result.GetValue(keepHistoryInMemory),
                 SnapshotEveryEntries = Math.Max(1, result.GetValue(snapshotCount)),
                 ConsistencyWaitBudgetMs = Math.Max(0, result.GetValue(consistencyWaitMs)),
             };

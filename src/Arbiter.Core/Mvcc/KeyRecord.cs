@@ -3,11 +3,15 @@ using Google.Protobuf;
 
 namespace Arbiter.Core.Mvcc;
 
-/// <summary>One entry of a key's history: a put (<see cref="Kv"/> set) or a tombstone (null).</summary>
+/// <summary>One entry of a key's history: a put or a tombstone.</summary>
 /// <param name="Main">The store revision of the change.</param>
 /// <param name="Sub">The change's position inside its revision (a txn can change several keys).</param>
-/// <param name="Kv">The stored key-value, or null for a deletion. Shared; never mutated.</param>
-internal readonly record struct KeyRevision(long Main, int Sub, KeyValue? Kv);
+/// <param name="Stored">The stored key-value (in memory or spilled), or a tombstone. Shared; never mutated.</param>
+internal readonly record struct KeyRevision(long Main, int Sub, StoredVersion Stored)
+{
+    /// <summary>The key-value, read back from its spill when spilled; null for a tombstone.</summary>
+    public KeyValue? LoadKv() => Stored.Load();
+}
 
 /// <summary>A key and its retained history (oldest first), plus the lease it is attached to now.</summary>
 internal sealed class KeyRecord(ByteString key)
@@ -20,7 +24,7 @@ internal sealed class KeyRecord(ByteString key)
     public long LeaseId { get; set; }
 
     /// <summary>The newest version, or null when the key is deleted (or has no history).</summary>
-    public KeyValue? Latest => History.Count == 0 ? null : History[^1].Kv;
+    public KeyValue? Latest => History.Count == 0 ? null : History[^1].LoadKv();
 
     /// <summary>The version visible at <paramref name="revision"/>, or null when absent then.</summary>
     public KeyValue? At(long revision)
@@ -34,7 +38,7 @@ internal sealed class KeyRecord(ByteString key)
         // Fast path: most reads are at the latest revision.
         if (History[n - 1].Main <= revision)
         {
-            return History[n - 1].Kv;
+            return History[n - 1].LoadKv();
         }
 
         int lo = 0, hi = n - 1, found = -1;
@@ -52,7 +56,7 @@ internal sealed class KeyRecord(ByteString key)
             }
         }
 
-        return found < 0 ? null : History[found].Kv;
+        return found < 0 ? null : History[found].LoadKv();
     }
 }
 

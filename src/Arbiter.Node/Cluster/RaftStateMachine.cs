@@ -151,7 +151,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         if (ticket is null)
         {
             using var stream = snapshotFile.OpenRead();
-            _host.Replace(StateMachine.ReadSnapshot(stream, _limits));
+            _host.Replace(StateMachine.ReadSnapshot(stream, _limits, _host.ValueSpill));
             sizeBytes = snapshotFile.Length;
         }
         else
@@ -204,7 +204,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         }
 
         using var image = _images.TryOpen(ticket.Index, ticket.Term);
-        return image is null ? null : StateMachine.ReadSnapshot(image, _limits);
+        return image is null ? null : StateMachine.ReadSnapshot(image, _limits, _host.ValueSpill);
     }
 
     /// <summary>
