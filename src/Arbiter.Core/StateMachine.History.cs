@@ -119,7 +119,7 @@ public sealed partial class StateMachine
     {
         foreach (var record in _index.Range(ByteString.Empty, null))
         {
-            HashKeyHistory(ref h, record.Key, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(record.History), revision);
+            HashKeyHistory(ref h, record.Key, record.History.AsSpan(), revision);
         }
     }
 
@@ -242,7 +242,7 @@ public sealed partial class StateMachine
             _sizeBytes -= history[i].Stored.IsTombstone ? TombstoneSize(record.Key) : VersionSize(record.Key, history[i].Stored.ValueLength);
         }
 
-        history.RemoveRange(0, keepFrom);
+        history.RemoveOldest(keepFrom);
         if (history.Count == 0)
         {
             if (record.LeaseId != 0)
@@ -346,7 +346,8 @@ public sealed partial class StateMachine
             return;
         }
 
-        record.History[index] = entry with { Stored = spilled };
+        var history = record.History;
+        history[index] = entry with { Stored = spilled };
         ReplaceInHistory(entry.Main, record, kv, spilled);
         ReplaceInHistory(record.History[index + 1].Main, record, kv, spilled);
     }

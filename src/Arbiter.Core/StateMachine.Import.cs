@@ -168,5 +168,16 @@ public sealed partial class StateMachine
         return sm;
     }
 
-    private static int FindSub(KeyRecord record, long main) => record.History.First(h => h.Main == main).Sub;
+    private static int FindSub(KeyRecord record, long main)
+    {
+        foreach (var entry in record.History.AsSpan())
+        {
+            if (entry.Main == main)
+            {
+                return entry.Sub;
+            }
+        }
+
+        throw new InvalidOperationException($"No change of the key at revision {main}.");
+    }
 }

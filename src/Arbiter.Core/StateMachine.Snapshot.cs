@@ -21,7 +21,7 @@ public sealed partial class StateMachine
         var i = 0;
         foreach (var record in _index.Range(ByteString.Empty, null))
         {
-            keys[i++] = new StateSnapshot.KeyImage(record.Key, record.LeaseId, [.. record.History]);
+            keys[i++] = new StateSnapshot.KeyImage(record.Key, record.LeaseId, record.History.ToArray());
         }
 
         var compactEvents = _history.TakeWhile(c => c.Revision == _compactMainRev).Select(c => c.ToEvent()).ToArray();

@@ -16,36 +16,77 @@ internal readonly record struct KeyRevision(long Main, int Sub, StoredVersion St
 /// <summary>A key and its retained history (oldest first), plus the lease it is attached to now.</summary>
 internal sealed class KeyRecord(ByteString key)
 {
+    // The history in an array of its own, not a List: one object less per key, and sized for
+    // what a key holds (1, 2, 3, 4, 6, 9 … entries) rather than List's 4 from the first version,
+    // since most keys of a large keyspace hold one or a few versions.
+    private KeyRevision[] _versions = [];
+    private int _versionCount;
+
     public ByteString Key { get; } = key;
 
-    public List<KeyRevision> History { get; } = [];
+    /// <summary>The key's history (a view over this record: changes through it change the record).</summary>
+    public KeyHistory History => new(this);
+
+    internal int VersionCount => _versionCount;
+
+    internal KeyRevision[] VersionArray => _versions;
 
     /// <summary>The lease the live key is attached to (0 = none).</summary>
     public long LeaseId { get; set; }
 
     /// <summary>The newest version, or null when the key is deleted (or has no history).</summary>
-    public KeyValue? Latest => History.Count == 0 ? null : History[^1].LoadKv();
+    public KeyValue? Latest => _versionCount == 0 ? null : _versions[_versionCount - 1].LoadKv();
+
+    internal void AddVersion(in KeyRevision entry)
+    {
+        if (_versionCount == _versions.Length)
+        {
+            // 1, 2, 3, 4, 6, 9, 13 …: exact for the few versions most keys hold, ×1.5 beyond.
+            var grown = new KeyRevision[_versions.Length < 4 ? _versions.Length + 1 : _versions.Length + (_versions.Length >> 1)];
+            _versions.AsSpan(0, _versionCount).CopyTo(grown);
+            _versions = grown;
+        }
+
+        _versions[_versionCount++] = entry;
+    }
+
+    internal void RemoveOldestVersions(int count)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, _versionCount);
+        if (count == 0)
+        {
+            return;
+        }
+
+        // Shrink to what is left: compaction is when a long history stops growing.
+        var kept = new KeyRevision[_versionCount - count];
+        _versions.AsSpan(count, kept.Length).CopyTo(kept);
+        _versions = kept;
+        _versionCount = kept.Length;
+    }
 
     /// <summary>The version visible at <paramref name="revision"/>, or null when absent then.</summary>
     public KeyValue? At(long revision)
     {
-        var n = History.Count;
+        var history = _versions.AsSpan(0, _versionCount);
+        var n = history.Length;
         if (n == 0)
         {
             return null;
         }
 
         // Fast path: most reads are at the latest revision.
-        if (History[n - 1].Main <= revision)
+        if (history[n - 1].Main <= revision)
         {
-            return History[n - 1].LoadKv();
+            return history[n - 1].LoadKv();
         }
 
         int lo = 0, hi = n - 1, found = -1;
         while (lo <= hi)
         {
             var mid = lo + ((hi - lo) >> 1);
-            if (History[mid].Main <= revision)
+            if (history[mid].Main <= revision)
             {
                 found = mid;
                 lo = mid + 1;
@@ -56,8 +97,29 @@ internal sealed class KeyRecord(ByteString key)
             }
         }
 
-        return found < 0 ? null : History[found].LoadKv();
+        return found < 0 ? null : history[found].LoadKv();
     }
+}
+
+/// <summary>A key's retained history, oldest first: a view over its <see cref="KeyRecord"/>, as cheap as a reference.</summary>
+internal readonly struct KeyHistory(KeyRecord record)
+{
+    public int Count => record.VersionCount;
+
+    public KeyRevision this[int index]
+    {
+        get => AsSpan()[index];
+        set => record.VersionArray.AsSpan(0, record.VersionCount)[index] = value;
+    }
+
+    public ReadOnlySpan<KeyRevision> AsSpan() => record.VersionArray.AsSpan(0, record.VersionCount);
+
+    public void Add(in KeyRevision entry) => record.AddVersion(entry);
+
+    /// <summary>Removes the oldest <paramref name="count"/> entries.</summary>
+    public void RemoveOldest(int count) => record.RemoveOldestVersions(count);
+
+    public KeyRevision[] ToArray() => AsSpan().ToArray();
 }
 
 /// <summary>Orders byte strings as unsigned bytes, lexicographically (etcd's key order).</summary>
