@@ -59,8 +59,8 @@ internal sealed class StateHost : IDisposable
     /// <summary>The last transaction id, lock request sequence and fencing token the lock table handed out.</summary>
     public (long TxnId, long Sequence, long FencingToken) TransactionIdentifiers => Read(static s => s.LastTransactionIdentifiers);
 
-    /// <summary>Deadlocks the lock table broke so far (each by aborting a victim).</summary>
-    public long TransactionDeadlocks => Read(static s => s.TransactionDeadlocks);
+    /// <summary><see cref="TransactionIdentifiers"/> and the deadlocks the lock table broke so far, in one read.</summary>
+    public TransactionCounters TransactionCounters => Read(static s => new TransactionCounters(s.LastTransactionIdentifiers, s.TransactionDeadlocks));
 
     /// <summary>The store revision this member has applied.</summary>
     public long Revision => Read(static s => s.Revision);
@@ -171,3 +171,6 @@ internal sealed class StateHost : IDisposable
         }
     }
 }
+
+/// <summary>The lock table's numbers at one moment: the last transaction id, lock request sequence and fencing token handed out, and the deadlocks broken.</summary>
+internal readonly record struct TransactionCounters((long TxnId, long Sequence, long FencingToken) Identifiers, long Deadlocks);

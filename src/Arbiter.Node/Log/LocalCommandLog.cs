@@ -339,9 +339,9 @@ internal sealed class LocalCommandLog : ICommandLog
             return;
         }
 
-        if (AnswersBeforeFsync(batch))
+        if (AnswersBeforeFsync(batch, out var countersBefore))
         {
-            ProcessGrantBatch(batch);
+            ProcessGrantBatch(batch, countersBefore);
             return;
         }
 
@@ -421,8 +421,11 @@ internal sealed class LocalCommandLog : ICommandLog
     /// used for the first time has nothing for a restart to move its numbers past: see
     /// <see cref="UnflushedIdentifiersMax"/>).
     /// </summary>
-    private bool AnswersBeforeFsync(List<Pending> batch)
+    /// <param name="batch">The batch.</param>
+    /// <param name="counters">The lock table's numbers before the batch, read when the batch qualifies.</param>
+    private bool AnswersBeforeFsync(List<Pending> batch, out TransactionCounters counters)
     {
+        counters = default;
         if (_wal is null || !_options.FsyncEnabled || _options.LockGrantsAwaitFsync)
         {
             return false;
@@ -436,7 +439,8 @@ internal sealed class LocalCommandLog : ICommandLog
             }
         }
 
-        return _host.TransactionIdentifiers.TxnId > 0;
+        counters = _host.TransactionCounters;
+        return counters.Identifiers.TxnId > 0;
     }
 
     /// <summary>
@@ -448,12 +452,12 @@ internal sealed class LocalCommandLog : ICommandLog
     /// handed out while the fsync is owed stay under <see cref="UnflushedIdentifiersMax"/>, or the
     /// batch is fsynced before it is answered.
     /// </summary>
-    private void ProcessGrantBatch(List<Pending> batch)
+    private void ProcessGrantBatch(List<Pending> batch, TransactionCounters before)
     {
         if (!_flushOwed)
         {
             // Everything applied so far is durable.
-            _durableIdentifiers = _host.TransactionIdentifiers;
+            _durableIdentifiers = before.Identifiers;
         }
 
         try
@@ -475,7 +479,6 @@ internal sealed class LocalCommandLog : ICommandLog
             return;
         }
 
-        var deadlocksBefore = _host.TransactionDeadlocks;
         var results = new CommandResult?[batch.Count];
         for (var i = 0; i < batch.Count; i++)
         {
@@ -491,11 +494,11 @@ internal sealed class LocalCommandLog : ICommandLog
         // Fsync first when more numbers than a restart moves past would be at stake, or when the
         // batch aborted a deadlock victim: that abort, lost, would bring the victim's transaction
         // back with its locks after a restart, though its caller was told it had ended.
-        var after = _host.TransactionIdentifiers;
-        if (after.TxnId - _durableIdentifiers.TxnId >= UnflushedIdentifiersMax
-            || after.Sequence - _durableIdentifiers.Sequence >= UnflushedIdentifiersMax
-            || after.FencingToken - _durableIdentifiers.FencingToken >= UnflushedIdentifiersMax
-            || _host.TransactionDeadlocks != deadlocksBefore)
+        var after = _host.TransactionCounters;
+        if (after.Identifiers.TxnId - _durableIdentifiers.TxnId >= UnflushedIdentifiersMax
+            || after.Identifiers.Sequence - _durableIdentifiers.Sequence >= UnflushedIdentifiersMax
+            || after.Identifiers.FencingToken - _durableIdentifiers.FencingToken >= UnflushedIdentifiersMax
+            || after.Deadlocks != before.Deadlocks)
         {
             PayOwedFlush();
             if (_failure is not null)
@@ -505,7 +508,11 @@ internal sealed class LocalCommandLog : ICommandLog
             }
         }
 
-        Interlocked.Add(ref _answeredBeforeFsync, _flushOwed ? batch.Count : 0);
+        if (_flushOwed)
+        {
+            Interlocked.Add(ref _answeredBeforeFsync, batch.Count);
+        }
+
         for (var i = 0; i < batch.Count; i++)
         {
             if (results[i] is { } result)
