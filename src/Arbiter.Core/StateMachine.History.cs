@@ -61,27 +61,8 @@ public sealed partial class StateMachine
     }
 
     /// <summary>Hash of the key-value history up to <paramref name="revision"/> (0 = current). Throws Compacted/FutureRevision.</summary>
-    public KvHash HashKv(long revision)
-    {
-        if (revision > 0 && revision <= _compactMainRev)
-        {
-            throw new EtcdException(EtcdError.Compacted);
-        }
-
-        if (revision > _revision)
-        {
-            throw new EtcdException(EtcdError.FutureRevision);
-        }
-
-        if (revision <= 0)
-        {
-            revision = _revision;
-        }
-
-        var h = Fnv1a.Create();
-        HashKeys(ref h, revision);
-        return new KvHash(h.Value, CompactRevision, revision);
-    }
+    /// <remarks>Reads every retained version (spilled ones from their spill): a node captures a snapshot under its lock and hashes that outside it instead.</remarks>
+    public KvHash HashKv(long revision) => CaptureSnapshot().HashKv(revision);
 
     /// <summary>Hash of the whole state (keys, history, leases, alarms, revisions).</summary>
     /// <returns>An FNV-1a hash; equal states give equal hashes on every platform.</returns>
@@ -112,14 +93,6 @@ public sealed partial class StateMachine
             {
                 h.Add(0);
             }
-        }
-    }
-
-    private void HashKeys(ref Fnv1a h, long revision)
-    {
-        foreach (var record in _index.Range(ByteString.Empty, null))
-        {
-            HashKeyHistory(ref h, record.Key, record.History.AsSpan(), revision);
         }
     }
 

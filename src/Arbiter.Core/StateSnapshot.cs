@@ -167,6 +167,37 @@ public sealed class StateSnapshot
         }
     }
 
+    /// <summary>
+    /// Hash of the captured key-value history up to <paramref name="revision"/> (0 = the captured
+    /// revision), as <see cref="StateMachine.HashKv"/> gives at capture; may run on any thread.
+    /// </summary>
+    /// <exception cref="EtcdException">Compacted (at or below the compact revision) or FutureRevision (above the captured one).</exception>
+    public KvHash HashKv(long revision)
+    {
+        if (revision > 0 && revision <= CompactRevision)
+        {
+            throw new EtcdException(EtcdError.Compacted);
+        }
+
+        if (revision > Revision)
+        {
+            throw new EtcdException(EtcdError.FutureRevision);
+        }
+
+        if (revision <= 0)
+        {
+            revision = Revision;
+        }
+
+        var h = Fnv1a.Create();
+        foreach (var key in _keys)
+        {
+            StateMachine.HashKeyHistory(ref h, key.Key, key.History, revision);
+        }
+
+        return new KvHash(h.Value, Math.Max(0, CompactRevision), revision);
+    }
+
     /// <summary>Hash of the whole captured state (keys, history, leases, alarms, revisions); equals <see cref="StateMachine.Hash"/> at capture.</summary>
     /// <returns>An FNV-1a hash; equal states give equal hashes on every platform.</returns>
     public uint Hash()

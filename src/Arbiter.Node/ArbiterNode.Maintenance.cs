@@ -63,8 +63,9 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
-        var (hash, revision) = _host.Read(s => (s.Hash(), s.Revision));
-        return Task.FromResult(new HashResponse { Header = NewHeader(revision), Hash = hash });
+        // Captured under the lock, hashed outside it: hashing reads every version, spilled ones from disk.
+        var (snapshot, revision) = _host.Read(s => (s.CaptureSnapshot(), s.Revision));
+        return Task.FromResult(new HashResponse { Header = NewHeader(revision), Hash = snapshot.Hash() });
     }
 
     /// <summary>Hash of the key-value history up to a revision (0 = current).</summary>
@@ -72,7 +73,8 @@ public sealed partial class ArbiterNode
     {
         ArgumentNullException.ThrowIfNull(request);
         cancellationToken.ThrowIfCancellationRequested();
-        var (hash, current) = _host.Read(s => (s.HashKv(request.Revision), s.Revision));
+        var (snapshot, current) = _host.Read(s => (s.CaptureSnapshot(), s.Revision));
+        var hash = snapshot.HashKv(request.Revision);
         return Task.FromResult(new HashKVResponse { Header = NewHeader(current), Hash = hash.Hash, CompactRevision = hash.CompactRevision });
     }
 
