@@ -13,6 +13,7 @@
 #   KEYS=1000000 bench/memory.sh
 #   ARBITER_ENV="DOTNET_GCConserveMemory=5" LABEL=conserve5 bench/memory.sh   (a GC setting for Arbiter)
 #   SYSTEMS=arbiter bench/memory.sh                                            (Arbiter alone)
+#   SYSTEMS=arbiter ARBITER_ARGS=--keep-history-in-memory bench/memory.sh     (without the value spill)
 #   PASSES=0 SYSTEMS=arbiter ARBITER_ENV="DOTNET_TieredPGO=0" bench/memory.sh  (an empty server's RSS only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,7 @@ SYSTEMS=${SYSTEMS:-"etcd arbiter"}
 # Extra environment for the Arbiter process only, e.g. "DOTNET_gcServer=1 DOTNET_GCgen0size=0x1000000".
 ARBITER_ENV=${ARBITER_ENV:-}
 LABEL=${LABEL:-}
+ARBITER_ARGS=${ARBITER_ARGS:-}   # extra `arbiter serve` flags, e.g. --keep-history-in-memory
 # RSS is read once it has stopped moving: two reads SETTLE_MS apart within 1 MiB (at most 30 tries).
 SETTLE_MS=${SETTLE_MS:-1000}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -175,9 +177,9 @@ for system in $SYSTEMS; do
       ;;
     arbiter)
       ARBITER_URL=http://127.0.0.1:$(free_port)
-      # shellcheck disable=SC2086 # ARBITER_ENV is a list of NAME=VALUE words
+      # shellcheck disable=SC2086 # ARBITER_ENV and ARBITER_ARGS are lists of words
       env $ARBITER_ENV dotnet "$ARBITER_DLL" serve --data-dir "$WORK/arbiter" --listen-client-urls "$ARBITER_URL" \
-        --log-level warn >"$OUT/arbiter.log" 2>&1 &
+        --log-level warn $ARBITER_ARGS >"$OUT/arbiter.log" 2>&1 &
       ARBITER_PID=$!
       wait_endpoint_ready "$ARBITER_URL" "$ARBITER_PID" 100
       ;;
@@ -197,6 +199,7 @@ done
   echo "| etcd | $(etcd --version | head -1) |"
   echo "| .NET | $(dotnet --version) |"
   echo "| Arbiter environment | ${ARBITER_ENV:-(none: as shipped)} |"
+  echo "| Arbiter serve flags | ${ARBITER_ARGS:-(none)} |"
   echo "| experiment | $KEYS keys x $VALUE_BYTES B values, $PASSES passes (pass 1 writes, the others overwrite every key), $CLIENTS clients, no compaction |"
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
 } >"$OUT/machine.md"
