@@ -78,21 +78,27 @@ public sealed partial class StateMachine
                 break;
             }
 
-            h.AddBytes(key.Span);
-            h.Add(entry.Main);
-            h.Add(entry.Sub);
-            if (entry.LoadKv() is { } kv)
-            {
-                h.Add(1);
-                h.Add(kv.CreateRevision);
-                h.Add(kv.Version);
-                h.Add(kv.Lease);
-                h.AddBytes(kv.Value.Span);
-            }
-            else
-            {
-                h.Add(0);
-            }
+            HashVersion(ref h, key, entry, entry.LoadKv());
+        }
+    }
+
+    /// <summary>Adds one version of a key's history to <paramref name="h"/>; <paramref name="kv"/> is the entry's key-value, already loaded.</summary>
+    internal static void HashVersion(ref Fnv1a h, ByteString key, in KeyRevision entry, KeyValue? kv)
+    {
+        h.AddBytes(key.Span);
+        h.Add(entry.Main);
+        h.Add(entry.Sub);
+        if (kv is not null)
+        {
+            h.Add(1);
+            h.Add(kv.CreateRevision);
+            h.Add(kv.Version);
+            h.Add(kv.Lease);
+            h.AddBytes(kv.Value.Span);
+        }
+        else
+        {
+            h.Add(0);
         }
     }
 

@@ -106,6 +106,11 @@ public sealed class StateSnapshot
             w.Write(AppliedIndex);
             w.Write(SizeBytes);
 
+            // The trailer's hash is computed as the keys are written: each spilled version is then
+            // read back once, not once for writing and again for hashing.
+            var h = Fnv1a.Create();
+            h.Add(Revision);
+            h.Add(CompactRevision);
             w.Write(_keys.Length);
             foreach (var key in _keys)
             {
@@ -118,6 +123,11 @@ public sealed class StateSnapshot
                     w.Write(entry.Main);
                     w.Write(entry.Sub);
                     var kv = entry.LoadKv();
+                    if (entry.Main <= Revision)
+                    {
+                        StateMachine.HashVersion(ref h, key.Key, entry, kv);
+                    }
+
                     w.Write(kv != null);
                     if (kv != null)
                     {
@@ -159,7 +169,7 @@ public sealed class StateSnapshot
             w.Write(_peerSecret.Length);
             w.Write(_peerSecret.Span);
             WriteMessage(w, _crdtReplicas, ref buffer);
-            w.Write(Hash());
+            w.Write(HashAfterKeys(h));
         }
         finally
         {
@@ -210,6 +220,12 @@ public sealed class StateSnapshot
             StateMachine.HashKeyHistory(ref h, key.Key, key.History, Revision);
         }
 
+        return HashAfterKeys(h);
+    }
+
+    /// <summary>The rest of <see cref="Hash"/>, after the revisions and the keys.</summary>
+    private uint HashAfterKeys(Fnv1a h)
+    {
         h.Add(_leases.Length);
         foreach (var lease in _leases)
         {
