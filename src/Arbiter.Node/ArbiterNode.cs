@@ -80,6 +80,9 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>Bytes of superseded versions paged out so far (0 when they are kept in memory).</summary>
     internal long ValueSpillAppendedBytes => (_host.ValueSpill as FileValueSpill)?.AppendedBytes ?? 0;
 
+    /// <summary>Bytes the value spill holds on disk now (segments not yet returned; 0 without a spill).</summary>
+    internal long ValueSpillLiveBytes => (_host.ValueSpill as FileValueSpill)?.LiveBytes ?? 0;
+
     /// <summary>The last transaction id, lock request sequence and fencing token the lock table handed out.</summary>
     internal (long TxnId, long Sequence, long FencingToken) TransactionIdentifiers => _host.TransactionIdentifiers;
 

@@ -29,6 +29,9 @@ internal sealed class FileValueSpill : IValueSpill
     private Segment? _active;
     private long _segmentsCreated;
     private long _appendedBytes;
+
+    // Appended bytes of segments not yet collected: the disk space the spill holds.
+    private long _liveBytes;
     private bool _failureLogged;
 
     /// <summary>Spills into <paramref name="directory"/> (created when missing; leftovers in it are deleted).</summary>
@@ -46,6 +49,9 @@ internal sealed class FileValueSpill : IValueSpill
     /// <summary>Bytes appended so far (in every segment, live or returned).</summary>
     public long AppendedBytes => Interlocked.Read(ref _appendedBytes);
 
+    /// <summary>Bytes in segments still open: the disk space the spill holds (its files are unlinked, so <c>du</c> does not show it).</summary>
+    public long LiveBytes => Interlocked.Read(ref _liveBytes);
+
     /// <summary>Segments created so far.</summary>
     public long SegmentsCreated => Interlocked.Read(ref _segmentsCreated);
 
@@ -60,12 +66,13 @@ internal sealed class FileValueSpill : IValueSpill
                 _active?.Seal();
                 _active = null;
                 var path = Path.Combine(_directory, $"spill-{Environment.ProcessId}-{Interlocked.Increment(ref _segmentsCreated)}");
-                _active = Segment.Create(path);
+                _active = Segment.Create(path, this);
             }
 
             offset = _active.Append(bytes);
             segment = _active;
             Interlocked.Add(ref _appendedBytes, bytes.Length);
+            Interlocked.Add(ref _liveBytes, bytes.Length);
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -85,6 +92,7 @@ internal sealed class FileValueSpill : IValueSpill
     private sealed class Segment : IValueSpillSegment
     {
         private readonly SafeFileHandle _handle;
+        private readonly FileValueSpill _owner;
         private readonly Lock _lock = new();
         private byte[]? _buffer = new byte[BufferSizeBytes];
         private int _buffered;
@@ -92,11 +100,19 @@ internal sealed class FileValueSpill : IValueSpill
         // Bytes in the file; an append lies wholly in the file or wholly in the buffer.
         private long _writtenBytes;
 
-        private Segment(SafeFileHandle handle) => _handle = handle;
+        private Segment(SafeFileHandle handle, FileValueSpill owner)
+        {
+            _handle = handle;
+            _owner = owner;
+        }
+
+        // No version refers to this segment any more: its handle is being closed too, and the
+        // unlinked file's space returns.
+        ~Segment() => Interlocked.Add(ref _owner._liveBytes, -LengthBytes);
 
         public long LengthBytes => _writtenBytes + _buffered;
 
-        public static Segment Create(string path)
+        public static Segment Create(string path, FileValueSpill owner)
         {
             var handle = File.OpenHandle(
                 path,
@@ -110,7 +126,7 @@ internal sealed class FileValueSpill : IValueSpill
                 File.Delete(path);
             }
 
-            return new Segment(handle);
+            return new Segment(handle, owner);
         }
 
         /// <summary>Appends under the state's write lock (one writer); returns the offset.</summary>

@@ -42,6 +42,7 @@ public sealed class MetricsTests(ITestOutputHelper output)
     /// <summary>Arbiter's own families.</summary>
     public static readonly IReadOnlyDictionary<string, string> ArbiterFamilies = new Dictionary<string, string>
     {
+        ["arbiter_value_spill_bytes"] = "gauge",
         ["arbiter_leases_alive"] = "gauge",
         ["arbiter_transactions_open"] = "gauge",
         ["arbiter_locks_held"] = "gauge",
