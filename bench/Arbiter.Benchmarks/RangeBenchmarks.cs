@@ -1,6 +1,8 @@
 using Arbiter.Core;
+using Arbiter.Node.Spill;
 using Arbiter.Protocol.Etcd;
 using BenchmarkDotNet.Attributes;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Arbiter.Benchmarks;
 
@@ -15,11 +17,24 @@ public class RangeBenchmarks
     [Params(1, 100, 1_000)]
     public int KeyCount { get; set; }
 
+    /// <summary>
+    /// Where the versions live: <c>heap</c> (no spill, <c>--keep-history-in-memory</c>), <c>spill</c>
+    /// (the node's file spill with its cache of the versions written last, which holds them all
+    /// here), <c>spill-cold</c> (the file spill without that cache: every read is a pread and a parse).
+    /// </summary>
+    [Params("heap", "spill", "spill-cold")]
+    public string Storage { get; set; } = "heap";
+
+    private string? _spillDirectory;
+
     /// <summary>Store with <see cref="KeyCount"/> keys of 256 bytes, each written twice (two versions).</summary>
     [GlobalSetup]
     public void Setup()
     {
-        _state = new StateMachine();
+        _spillDirectory = Storage == "heap" ? null : Directory.CreateTempSubdirectory("arbiter-bench-spill").FullName;
+        _state = new StateMachine(valueSpill: _spillDirectory is null
+            ? null
+            : new FileValueSpill(_spillDirectory, NullLogger.Instance, Storage == "spill-cold" ? 0 : Core.Mvcc.IValueSpill.DefaultRecentVersionsSizeBytes));
         var value = Commands.Value(256);
         long index = 0;
         for (var round = 0; round < 2; round++)
@@ -32,6 +47,16 @@ public class RangeBenchmarks
 
         _all = new RangeRequest { Key = Commands.Prefix, RangeEnd = Commands.PrefixEnd };
         _one = new RangeRequest { Key = Commands.Key(KeyCount / 2) };
+    }
+
+    /// <summary>Removes the spill directory.</summary>
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        if (_spillDirectory is not null)
+        {
+            Directory.Delete(_spillDirectory, recursive: true);
+        }
     }
 
     /// <summary>Every key under the prefix.</summary>

@@ -261,12 +261,13 @@ public sealed partial class StateMachine
     }
 
     /// <summary>
-    /// Pages out the versions this revision superseded (each version is superseded once, by the
-    /// next change of its key), in the key's history and in the event history's two references to
-    /// it: its own change (Kv) and the change that superseded it (PrevKv). The newest version of
-    /// every key stays in memory. Nothing observable changes: a spilled version reads back equal.
+    /// Pages out the versions this revision wrote, in the key histories and in the event history's
+    /// changes at this revision, keeping them readable from memory while they are among the versions
+    /// written last (<see cref="RecentVersions"/>). Also the versions they superseded, when those
+    /// are still in memory (a spill that refused an append before). Nothing observable changes: a
+    /// spilled version reads back equal.
     /// </summary>
-    private void SpillSuperseded(long revision, ReadOnlySpan<KeyRecord> records)
+    private void SpillWritten(long revision, ReadOnlySpan<KeyRecord> records, int firstChange)
     {
         if (_valueSpill is null)
         {
@@ -276,15 +277,32 @@ public sealed partial class StateMachine
         foreach (var record in records)
         {
             var history = record.History;
-            for (var i = history.Count - 2; i >= 0 && history[i + 1].Main == revision; i--)
+            var i = history.Count - 1;
+            for (; i >= 0 && history[i].Main == revision; i--)
             {
-                SpillVersion(record, i);
+                SpillVersion(record, i, _recentVersions);
+            }
+
+            if (i >= 0)
+            {
+                SpillVersion(record, i, null);
+            }
+        }
+
+        // A change's prev_kv was read from the key before this write: a copy when that version was
+        // spilled already. The change refers to the stored version instead, as its Kv does.
+        for (var c = firstChange; c < _history.Count; c++)
+        {
+            var change = _history[c];
+            if (change.PrevKv.InMemory is not null && change.Record.StoredAt(revision - 1) is { IsSpilled: true } stored)
+            {
+                _history.Set(c, change with { PrevKv = stored });
             }
         }
     }
 
-    /// <summary>Pages out every version but the newest of every key (after a snapshot or an import was read).</summary>
-    private void SpillAllSuperseded()
+    /// <summary>Pages out every version of every key (after a snapshot or an import was read).</summary>
+    private void SpillAll()
     {
         if (_valueSpill is null)
         {
@@ -293,9 +311,9 @@ public sealed partial class StateMachine
 
         foreach (var record in _index.Range(ByteString.Empty, null))
         {
-            for (var i = 0; i < record.History.Count - 1; i++)
+            for (var i = 0; i < record.History.Count; i++)
             {
-                SpillVersion(record, i);
+                SpillVersion(record, i, null);
             }
         }
 
@@ -311,7 +329,11 @@ public sealed partial class StateMachine
         }
     }
 
-    private void SpillVersion(KeyRecord record, int index)
+    /// <summary>
+    /// Pages out one version of a key, in its history and in the event history's references to it:
+    /// its own change (Kv) and the change that superseded it, if any (PrevKv).
+    /// </summary>
+    private void SpillVersion(KeyRecord record, int index, RecentVersions? recent)
     {
         var entry = record.History[index];
         if (entry.Stored.InMemory is not { } kv)
@@ -319,7 +341,7 @@ public sealed partial class StateMachine
             return;
         }
 
-        var spilled = entry.Stored.SpillTo(_valueSpill!);
+        var spilled = entry.Stored.SpillTo(_valueSpill!, recent);
         if (!spilled.IsSpilled)
         {
             return;
@@ -328,7 +350,10 @@ public sealed partial class StateMachine
         var history = record.History;
         history[index] = entry with { Stored = spilled };
         ReplaceInHistory(entry.Main, record, kv, spilled);
-        ReplaceInHistory(record.History[index + 1].Main, record, kv, spilled);
+        if (index + 1 < history.Count)
+        {
+            ReplaceInHistory(history[index + 1].Main, record, kv, spilled);
+        }
     }
 
     /// <summary>Replaces the event history's references to <paramref name="kv"/> among <paramref name="record"/>'s changes at <paramref name="revision"/>.</summary>

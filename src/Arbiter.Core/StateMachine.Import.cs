@@ -47,7 +47,7 @@ public sealed partial class StateMachine
     /// <exception cref="InvalidDataException">The store is inconsistent (the message names the first problem).</exception>
     /// <param name="store">The other store's contents.</param>
     /// <param name="limits">The limits in force (defaults when null).</param>
-    /// <param name="valueSpill">Where superseded versions are paged out (see the constructor); null keeps them all in memory.</param>
+    /// <param name="valueSpill">Where versions are paged out (see the constructor); null keeps them all in memory.</param>
     public static StateMachine Import(ImportedStore store, CoreLimits? limits = null, IValueSpill? valueSpill = null)
     {
         ArgumentNullException.ThrowIfNull(store);
@@ -164,7 +164,7 @@ public sealed partial class StateMachine
             throw new InvalidDataException($"the imported store is inconsistent: {e.Message}", e);
         }
 
-        sm.SpillAllSuperseded();
+        sm.SpillAll();
         return sm;
     }
 

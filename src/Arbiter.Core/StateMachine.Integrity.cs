@@ -27,7 +27,6 @@ public sealed partial class StateMachine
                 Check(i == 0 || (record.History[i - 1].Main, record.History[i - 1].Sub).CompareTo((entry.Main, entry.Sub)) < 0, "history out of order");
                 Check(i > 0 || entry.Main > _compactMainRev || !entry.Stored.IsTombstone, "a compacted tombstone survived");
                 Check(entry.Main > _compactMainRev || i == 0, "more than one version at or below the compact revision");
-                Check(i < record.History.Count - 1 || !entry.Stored.IsSpilled, "a key's newest version was spilled");
                 if (entry.LoadKv() is { } kv)
                 {
                     Check(kv.ModRevision == entry.Main && kv.Key.Equals(record.Key), "a version disagrees with its entry");
@@ -81,27 +80,19 @@ public sealed partial class StateMachine
     }
 
     /// <summary>
-    /// Superseded versions (not the newest of their key) with a value, still held in memory by the
-    /// key histories or the event history. Zero with a value spill that took every append; for tests.
+    /// Versions with a value held in memory (not spilled) by the key histories or the event history,
+    /// each counted once. Zero with a value spill that took every append; for tests.
     /// </summary>
-    internal int CountSupersededInMemory()
+    internal int CountVersionsInMemory()
     {
-        var count = 0;
-        var latest = new HashSet<KeyValue>(ReferenceEqualityComparer.Instance);
+        var seen = new HashSet<KeyValue>(ReferenceEqualityComparer.Instance);
         foreach (var record in _index.Range(Google.Protobuf.ByteString.Empty, null))
         {
-            for (var i = 0; i < record.History.Count; i++)
+            foreach (var entry in record.History.AsSpan())
             {
-                if (record.History[i].Stored.InMemory is { Value.IsEmpty: false } kv)
+                if (entry.Stored.InMemory is { Value.IsEmpty: false } kv)
                 {
-                    if (i == record.History.Count - 1)
-                    {
-                        latest.Add(kv);
-                    }
-                    else
-                    {
-                        count++;
-                    }
+                    seen.Add(kv);
                 }
             }
         }
@@ -110,14 +101,14 @@ public sealed partial class StateMachine
         {
             foreach (var stored in (ReadOnlySpan<StoredVersion>)[_history[i].Kv, _history[i].PrevKv])
             {
-                if (stored.InMemory is { Value.IsEmpty: false } kv && !latest.Contains(kv))
+                if (stored.InMemory is { Value.IsEmpty: false } kv)
                 {
-                    count++;
+                    seen.Add(kv);
                 }
             }
         }
 
-        return count;
+        return seen.Count;
     }
 
     private static void Check(bool condition, string what)

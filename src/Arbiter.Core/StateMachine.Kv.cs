@@ -45,8 +45,9 @@ public sealed partial class StateMachine
 
         _revision = ctx.WriteRevision;
         var records = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Records);
+        var firstChange = _history.Count;
         AppendHistory(_revision, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Events)[ctx.FirstEventIndex..], records);
-        SpillSuperseded(_revision, records);
+        SpillWritten(_revision, records, firstChange);
     }
 
     /// <summary>Keys whose records fall in etcd's [key, range_end) interpretation.</summary>
@@ -90,22 +91,26 @@ public sealed partial class StateMachine
 
         var kvs = new List<KeyValue>();
         long count = 0;
-        if (r.RangeEnd.IsEmpty)
+        if (r.RangeEnd.IsEmpty && !r.CountOnly)
         {
             // Point read: the common case, without an enumerator.
             if (_index.Get(r.Key)?.At(rev) is { } kv)
             {
                 count = 1;
-                if (!r.CountOnly)
-                {
-                    kvs.Add(kv);
-                }
+                kvs.Add(kv);
             }
         }
         else
         {
             foreach (var record in RecordsInRange(r.Key, r.RangeEnd))
             {
+                // A key that is only counted needs no key-value: nothing is read back from a spill.
+                if (!filtered && (r.CountOnly || (fetchMax != 0 && kvs.Count >= fetchMax)))
+                {
+                    count += record.ExistsAt(rev) ? 1 : 0;
+                    continue;
+                }
+
                 var kv = record.At(rev);
                 if (kv == null)
                 {
@@ -205,7 +210,7 @@ public sealed partial class StateMachine
             throw new EtcdException(EtcdError.LeaseNotFound);
         }
 
-        if ((p.IgnoreValue || p.IgnoreLease) && _index.Get(p.Key)?.Latest == null)
+        if ((p.IgnoreValue || p.IgnoreLease) && _index.Get(p.Key) is not { IsLive: true })
         {
             throw new EtcdException(EtcdError.KeyNotFound);
         }
@@ -253,10 +258,11 @@ public sealed partial class StateMachine
             Version = (prev?.Version ?? 0) + 1,
             Lease = leaseId,
         };
+        var prevBeforeWrite = WatchPrevKv(record, kv, ctx.BeginRevision, prev);
         record.History.Add(new KeyRevision(rev, ctx.Changes++, kv));
         _sizeBytes += VersionSize(record.Key, kv);
         ctx.Records.Add(record);
-        ctx.Events.Add(new Event { Type = Event.Types.EventType.Put, Kv = kv, PrevKv = WatchPrevKv(record, kv, ctx.BeginRevision) });
+        ctx.Events.Add(new Event { Type = Event.Types.EventType.Put, Kv = kv, PrevKv = prevBeforeWrite });
 
         DetachLease(record);
         if (leaseId != 0)
@@ -280,7 +286,7 @@ public sealed partial class StateMachine
         var victims = new List<KeyRecord>();
         foreach (var record in RecordsInRange(d.Key, d.RangeEnd))
         {
-            if (record.At(view) != null)
+            if (record.ExistsAt(view))
             {
                 victims.Add(record);
             }
@@ -305,6 +311,7 @@ public sealed partial class StateMachine
     {
         var prev = record.Latest ?? throw new InvalidOperationException("Deleting a key that is not live.");
         var rev = ctx.WriteRevision;
+        var prevBeforeWrite = WatchPrevKv(record, null, ctx.BeginRevision, prev);
         record.History.Add(new KeyRevision(rev, ctx.Changes++, null));
         _sizeBytes += TombstoneSize(record.Key);
         ctx.Records.Add(record);
@@ -312,7 +319,7 @@ public sealed partial class StateMachine
         {
             Type = Event.Types.EventType.Delete,
             Kv = new KeyValue { Key = record.Key, ModRevision = rev },
-            PrevKv = WatchPrevKv(record, null, ctx.BeginRevision),
+            PrevKv = prevBeforeWrite,
         });
         DetachLease(record);
         return prev;
@@ -321,7 +328,15 @@ public sealed partial class StateMachine
     /// <summary>
     /// The prev_kv a watch event carries, as etcd computes it: the key as of the revision before
     /// the write (not an earlier change inside the same txn), and none for a creation (version 1).
+    /// Called before the write's version is added; <paramref name="latest"/>, the key's newest
+    /// version then, is the answer unless the same txn changed the key already (read back once, not twice).
     /// </summary>
+    private static KeyValue? WatchPrevKv(KeyRecord record, KeyValue? put, long revisionBefore, KeyValue? latest) =>
+        put is { Version: 1 } ? null
+        : record.History.Count == 0 || record.History[^1].Main <= revisionBefore ? latest
+        : record.At(revisionBefore);
+
+    /// <summary>The prev_kv of a watch event whose version is in the key's history already (a rebuilt history).</summary>
     private static KeyValue? WatchPrevKv(KeyRecord record, KeyValue? put, long revisionBefore) =>
         put is { Version: 1 } ? null : record.At(revisionBefore);
 

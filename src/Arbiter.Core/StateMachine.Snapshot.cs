@@ -68,7 +68,7 @@ public sealed partial class StateMachine
     /// <exception cref="InvalidDataException">The stream is not a valid snapshot.</exception>
     /// <param name="stream">The snapshot.</param>
     /// <param name="limits">The limits in force (defaults when null).</param>
-    /// <param name="valueSpill">Where superseded versions are paged out (see the constructor); null keeps them all in memory.</param>
+    /// <param name="valueSpill">Where versions are paged out (see the constructor); null keeps them all in memory.</param>
     public static StateMachine ReadSnapshot(Stream stream, CoreLimits? limits = null, IValueSpill? valueSpill = null)
     {
         ArgumentNullException.ThrowIfNull(stream);
@@ -207,7 +207,7 @@ public sealed partial class StateMachine
         }
 
         // After the hash: it reads every version, cheaper while they are all still in memory.
-        sm.SpillAllSuperseded();
+        sm.SpillAll();
         return sm;
     }
 

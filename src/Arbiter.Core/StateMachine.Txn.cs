@@ -211,7 +211,7 @@ public sealed partial class StateMachine
                     var p = op.RequestPut;
                     if (p.IgnoreValue || p.IgnoreLease)
                     {
-                        if (_index.Get(p.Key)?.Latest == null || deletes.Exists(d => Covers(d.Start, d.End, p.Key)))
+                        if (_index.Get(p.Key) is not { IsLive: true } || deletes.Exists(d => Covers(d.Start, d.End, p.Key)))
                         {
                             throw new EtcdException(EtcdError.KeyNotFound);
                         }

@@ -36,23 +36,26 @@ public sealed partial class StateMachine
     private long _appliedIndex;
     private long _sizeBytes;
 
-    // Where superseded versions are paged out (null: all kept in memory).
+    // Where versions are paged out (null: all kept in memory), and the versions written last that
+    // stay readable from memory as well.
     private readonly IValueSpill? _valueSpill;
+    private readonly RecentVersions? _recentVersions;
 
     /// <summary>Creates an empty state machine (revision 1, as etcd starts).</summary>
     /// <param name="limits">The limits in force (defaults when null).</param>
-    /// <param name="valueSpill">Where versions superseded by newer writes are paged out of the managed heap; null keeps them all in memory.</param>
+    /// <param name="valueSpill">Where versions are paged out of the managed heap when written; null keeps them all in memory.</param>
     public StateMachine(CoreLimits? limits = null, IValueSpill? valueSpill = null)
     {
         Limits = limits ?? new CoreLimits();
         Auth = new AuthStore(Limits);
         _valueSpill = valueSpill;
+        _recentVersions = valueSpill is { RecentVersionsSizeBytes: > 0 and var recent } ? new RecentVersions(recent) : null;
     }
 
     /// <summary>The limits in force.</summary>
     public CoreLimits Limits { get; }
 
-    /// <summary>Where superseded versions are paged out, or null when they are all kept in memory.</summary>
+    /// <summary>Where versions are paged out, or null when they are all kept in memory.</summary>
     public IValueSpill? ValueSpill => _valueSpill;
 
     /// <summary>The current store revision (1 for an empty store, as in etcd).</summary>

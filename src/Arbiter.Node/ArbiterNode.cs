@@ -218,11 +218,11 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         return node;
     }
 
-    /// <summary>Where superseded versions go (<see cref="NodeOptions.KeepHistoryInMemory"/>): files in the data directory, or nowhere.</summary>
+    /// <summary>Where versions are paged out (<see cref="NodeOptions.KeepHistoryInMemory"/>): files in the data directory, or nowhere.</summary>
     private static FileValueSpill? CreateValueSpill(NodeOptions options, ILogger logger) =>
         options.DataDirectory is null || options.KeepHistoryInMemory
             ? null
-            : new FileValueSpill(Path.Combine(options.DataDirectory, "member", "spill"), logger);
+            : new FileValueSpill(Path.Combine(options.DataDirectory, "member", "spill"), logger, Math.Max(0, options.RecentValuesCacheSizeBytes));
 
     private static StateMachine Recover(WriteAheadLog wal, NodeOptions options, ILogger logger)
     {

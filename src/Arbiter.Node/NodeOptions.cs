@@ -40,14 +40,21 @@ public sealed record NodeOptions
     public bool LockGrantsAwaitFsync { get; init; }
 
     /// <summary>
-    /// Whether every version of the history stays on the managed heap (<c>--keep-history-in-memory</c>).
-    /// Off by default: with a data directory, a version superseded by a newer write is paged out to
-    /// unlinked files under <c>member/spill</c> and read back on the rare read of an old revision
-    /// (a watch catching up, a range at a past revision, a snapshot), so a store that keeps its
-    /// history (no compaction, etcd's default) grows in disk, not memory. Without a data directory
-    /// everything stays in memory.
+    /// Whether every version (each key's newest and its history) stays on the managed heap
+    /// (<c>--keep-history-in-memory</c>). Off by default: with a data directory, a version is paged
+    /// out to unlinked files under <c>member/spill</c> when written, and read back when a read, a
+    /// compare or an overwrite needs it and it is no longer among the versions written last
+    /// (<see cref="RecentValuesCacheSizeBytes"/>). So a large keyspace, and the history etcd keeps
+    /// by default (no compaction), grow in disk and page cache, not in the process's heap. Without a
+    /// data directory everything stays in memory.
     /// </summary>
     public bool KeepHistoryInMemory { get; init; }
+
+    /// <summary>
+    /// With versions paged out: how many bytes of the versions written last stay readable from memory
+    /// as well, estimated as they sit on the heap (<c>--recent-values-cache-bytes</c>, 4 MiB; 0: none).
+    /// </summary>
+    public long RecentValuesCacheSizeBytes { get; init; } = Core.Mvcc.IValueSpill.DefaultRecentVersionsSizeBytes;
 
     /// <summary>Most commands made durable by one fsync (group commit).</summary>
     public int BatchCommandsMax { get; init; } = 4096;

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Arbiter.Core;
+using Arbiter.Core.Mvcc;
 using Arbiter.Node;
 using Arbiter.Node.Cluster;
 using Arbiter.Node.Compaction;
@@ -55,7 +56,12 @@ internal static class ServeCommand
         };
         var keepHistoryInMemory = new Option<bool>("--keep-history-in-memory")
         {
-            Description = "Keep every version of the history in memory. By default a version a newer write superseded is paged out to unlinked files under <data-dir>/member/spill and read back for old revisions.",
+            Description = "Keep every version (the keys' newest and their history) on the managed heap. By default a version is paged out to unlinked files under <data-dir>/member/spill when written, and read back when needed.",
+        };
+        var recentValuesCacheBytes = new Option<long>("--recent-values-cache-bytes")
+        {
+            Description = "With versions paged out: bytes of the versions written last kept readable from memory as well (estimated heap size; 0: none).",
+            DefaultValueFactory = _ => IValueSpill.DefaultRecentVersionsSizeBytes,
         };
         var listenPeer = new Option<string?>("--listen-peer-urls") { Description = "URL to listen on for Raft traffic from other members (default: the advertised peer URL)." };
         var initialCluster = new Option<string?>("--initial-cluster") { Description = "Founding members as name=peerURL,… (given: run as a Raft cluster member, even of one)." };
@@ -109,7 +115,7 @@ internal static class ServeCommand
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
             name, dataDir, inMemory, listenClient, listenMetrics, otlpEndpoint, otlpProtocol, advertiseClient, advertisePeer, clusterToken, logLevel,
-            maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync, lockGrantsAwaitFsync, keepHistoryInMemory,
+            maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync, lockGrantsAwaitFsync, keepHistoryInMemory, recentValuesCacheBytes,
             listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
@@ -137,9 +143,16 @@ internal static class ServeCommand
                 FsyncEnabled = !result.GetValue(unsafeNoFsync),
                 LockGrantsAwaitFsync = result.GetValue(lockGrantsAwaitFsync),
                 KeepHistoryInMemory = result.GetValue(keepHistoryInMemory),
+                RecentValuesCacheSizeBytes = result.GetValue(recentValuesCacheBytes),
                 SnapshotEveryEntries = Math.Max(1, result.GetValue(snapshotCount)),
                 ConsistencyWaitBudgetMs = Math.Max(0, result.GetValue(consistencyWaitMs)),
             };
+            if (options.RecentValuesCacheSizeBytes < 0)
+            {
+                Console.Error.WriteLine($"error: --recent-values-cache-bytes {options.RecentValuesCacheSizeBytes} must be 0 or more");
+                return 2;
+            }
+
             if (!AutoCompactionOptions.TryParse(result.GetValue(autoCompactionMode)!, result.GetValue(autoCompactionRetention)!, out var autoCompaction, out var autoCompactionError))
             {
                 Console.Error.WriteLine($"error: {autoCompactionError}");

@@ -69,17 +69,37 @@ internal sealed class KeyRecord(ByteString key)
     /// <summary>The version visible at <paramref name="revision"/>, or null when absent then.</summary>
     public KeyValue? At(long revision)
     {
+        var index = IndexAt(revision);
+        return index < 0 ? null : _versions[index].LoadKv();
+    }
+
+    /// <summary>True when the key has a live version at <paramref name="revision"/>, without reading it back from a spill.</summary>
+    public bool ExistsAt(long revision)
+    {
+        var index = IndexAt(revision);
+        return index >= 0 && !_versions[index].Stored.IsTombstone;
+    }
+
+    /// <summary>True when the key's newest version is live (not a tombstone), without reading it back.</summary>
+    public bool IsLive => _versionCount > 0 && !_versions[_versionCount - 1].Stored.IsTombstone;
+
+    /// <summary>The stored version visible at <paramref name="revision"/> (a tombstone included), or null when the key has none then.</summary>
+    public StoredVersion? StoredAt(long revision)
+    {
+        var index = IndexAt(revision);
+        return index < 0 ? null : _versions[index].Stored;
+    }
+
+    // The index of the entry visible at revision (the last with Main <= revision), or -1.
+    private int IndexAt(long revision)
+    {
         var history = _versions.AsSpan(0, _versionCount);
         var n = history.Length;
-        if (n == 0)
-        {
-            return null;
-        }
 
         // Fast path: most reads are at the latest revision.
-        if (history[n - 1].Main <= revision)
+        if (n == 0 || history[n - 1].Main <= revision)
         {
-            return history[n - 1].LoadKv();
+            return n - 1;
         }
 
         int lo = 0, hi = n - 1, found = -1;
@@ -97,7 +117,7 @@ internal sealed class KeyRecord(ByteString key)
             }
         }
 
-        return found < 0 ? null : history[found].LoadKv();
+        return found;
     }
 }
 

@@ -45,11 +45,15 @@ internal readonly struct StoredVersion
     /// <summary>True when this holds exactly <paramref name="kv"/> in memory.</summary>
     public bool Holds(KeyValue kv) => ReferenceEquals(_value, kv);
 
+    /// <summary>True when this is spilled and its cached copy is exactly <paramref name="kv"/>.</summary>
+    public bool CachesExactly(KeyValue kv) => _value is SpilledVersion spilled && ReferenceEquals(spilled.Cached, kv);
+
     /// <summary>
     /// The same version paged out to <paramref name="spill"/>, or this one when it is not an
-    /// in-memory key-value with a value, or the spill refused it.
+    /// in-memory key-value with a value, or the spill refused it. With <paramref name="recent"/>,
+    /// the key-value stays readable from memory until that cache lets it go.
     /// </summary>
-    public StoredVersion SpillTo(IValueSpill spill)
+    public StoredVersion SpillTo(IValueSpill spill, RecentVersions? recent = null)
     {
         if (_value is not KeyValue { Value.IsEmpty: false } kv)
         {
@@ -61,9 +65,14 @@ internal readonly struct StoredVersion
         try
         {
             kv.WriteTo(buffer.AsSpan(0, length));
-            return spill.TryAppend(buffer.AsSpan(0, length), out var segment, out var offset)
-                ? new StoredVersion(new SpilledVersion(segment, offset, length, kv.Value.Length))
-                : this;
+            if (!spill.TryAppend(buffer.AsSpan(0, length), out var segment, out var offset))
+            {
+                return this;
+            }
+
+            var spilled = new SpilledVersion(segment, offset, length, kv.Value.Length);
+            recent?.Add(spilled, kv);
+            return new StoredVersion(spilled);
         }
         finally
         {
@@ -71,13 +80,35 @@ internal readonly struct StoredVersion
         }
     }
 
-    /// <summary>A key-value's serialized bytes in a spill: 40 B on the heap instead of the message, its wrapper and the value's array.</summary>
-    private sealed class SpilledVersion(IValueSpillSegment segment, long offset, int length, int valueLength)
+    /// <summary>
+    /// A key-value's serialized bytes in a spill: 48 B on the heap instead of the message, its
+    /// wrapper and the value's array — plus, while <see cref="RecentVersions"/> holds it, the
+    /// key-value itself, so the versions written last read back without a read of the spill.
+    /// </summary>
+    internal sealed class SpilledVersion(IValueSpillSegment segment, long offset, int length, int valueLength)
     {
+        // Set and cleared by RecentVersions under the state's write lock; read by any thread (a
+        // stale read only costs a read of the spill, which holds the same bytes).
+        private KeyValue? _cached;
+
         public int ValueLength => valueLength;
+
+        /// <summary>The serialized length, what the spill holds.</summary>
+        public int Length => length;
+
+        internal KeyValue? Cached
+        {
+            get => Volatile.Read(ref _cached);
+            set => Volatile.Write(ref _cached, value);
+        }
 
         public KeyValue Load()
         {
+            if (Cached is { } cached)
+            {
+                return cached;
+            }
+
             var bytes = new byte[length];
             segment.Read(offset, bytes);
             return KeyValue.Parser.ParseFrom(bytes);

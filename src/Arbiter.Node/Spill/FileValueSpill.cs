@@ -5,9 +5,9 @@ using Microsoft.Win32.SafeHandles;
 namespace Arbiter.Node.Spill;
 
 /// <summary>
-/// Pages the versions a newer write superseded out to files in the data directory, so the history
-/// etcd keeps by default (every version until a compaction) costs disk and page cache, not the
-/// process's memory — as etcd's versions live in bbolt's file.
+/// Pages versions out to files in the data directory as they are written, so the keyspace's values
+/// and the history etcd keeps by default (every version until a compaction) cost disk and page
+/// cache, not the process's managed heap — as etcd's versions live in bbolt's file.
 /// </summary>
 /// <remarks>
 /// Each segment is a file unlinked as soon as it is created: nothing is left behind by a crash, and
@@ -35,8 +35,12 @@ internal sealed class FileValueSpill : IValueSpill
     private bool _failureLogged;
 
     /// <summary>Spills into <paramref name="directory"/> (created when missing; leftovers in it are deleted).</summary>
-    public FileValueSpill(string directory, ILogger logger)
+    /// <param name="directory">Where the segment files are created.</param>
+    /// <param name="logger">Where a refused append is reported (once).</param>
+    /// <param name="recentVersionsSizeBytes">See <see cref="IValueSpill.RecentVersionsSizeBytes"/>.</param>
+    public FileValueSpill(string directory, ILogger logger, long recentVersionsSizeBytes = IValueSpill.DefaultRecentVersionsSizeBytes)
     {
+        RecentVersionsSizeBytes = recentVersionsSizeBytes;
         _directory = directory;
         _logger = logger;
         Directory.CreateDirectory(directory);
@@ -45,6 +49,9 @@ internal sealed class FileValueSpill : IValueSpill
             File.Delete(leftover);
         }
     }
+
+    /// <inheritdoc/>
+    public long RecentVersionsSizeBytes { get; }
 
     /// <summary>Bytes appended so far (in every segment, live or returned).</summary>
     public long AppendedBytes => Interlocked.Read(ref _appendedBytes);
@@ -80,7 +87,7 @@ internal sealed class FileValueSpill : IValueSpill
             if (!_failureLogged)
             {
                 _failureLogged = true;
-                _logger.LogWarning(e, "Cannot page superseded versions out to {Directory}; keeping them in memory until it works again", _directory);
+                _logger.LogWarning(e, "Cannot page versions out to {Directory}; keeping them in memory until it works again", _directory);
             }
 
             segment = null!;

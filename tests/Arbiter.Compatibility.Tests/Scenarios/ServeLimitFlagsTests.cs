@@ -23,6 +23,7 @@ public sealed class ServeLimitFlagsTests(ITestOutputHelper output)
         { "--election-timeout", "60000", "--election-timeout[60000ms] is too long, and should be set less than 50000ms" },
         { "--peer-request-timeout", "1000", "--peer-request-timeout 1000 must be 0 (derived from the timing) or between 1 and the election timeout (1000 ms), exclusive" },
         { "--peer-request-timeout", "-1", "--peer-request-timeout -1 must be 0" },
+        { "--recent-values-cache-bytes", "-1", "--recent-values-cache-bytes -1 must be 0 or more" },
     };
 
     [Theory]

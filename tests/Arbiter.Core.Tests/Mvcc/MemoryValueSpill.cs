@@ -2,8 +2,12 @@ using Arbiter.Core.Mvcc;
 
 namespace Arbiter.Core.Tests.Mvcc;
 
-/// <summary>A value spill in managed memory, for tests: the state machine's spill paths without files. Can refuse appends.</summary>
-internal sealed class MemoryValueSpill(Func<bool>? refuse = null) : IValueSpill
+/// <summary>
+/// A value spill in managed memory, for tests: the state machine's spill paths without files. Can
+/// refuse appends; keeps <paramref name="recentSizeBytes"/> of the versions written last readable
+/// from memory (small by default, so reads go both ways).
+/// </summary>
+internal sealed class MemoryValueSpill(Func<bool>? refuse = null, long recentSizeBytes = 2048) : IValueSpill
 {
     private readonly Segment _segment = new();
 
@@ -12,6 +16,11 @@ internal sealed class MemoryValueSpill(Func<bool>? refuse = null) : IValueSpill
 
     /// <summary>Appends refused.</summary>
     public int Refused { get; private set; }
+
+    /// <summary>Reads of spilled bytes (what the recent versions' cache did not answer).</summary>
+    public int Reads => _segment.Reads;
+
+    public long RecentVersionsSizeBytes => recentSizeBytes;
 
     public bool TryAppend(ReadOnlySpan<byte> bytes, out IValueSpillSegment segment, out long offset)
     {
@@ -37,10 +46,13 @@ internal sealed class MemoryValueSpill(Func<bool>? refuse = null) : IValueSpill
     {
         public List<byte> Bytes { get; } = [];
 
+        public int Reads { get; private set; }
+
         public void Read(long offset, Span<byte> destination)
         {
             lock (Bytes)
             {
+                Reads++;
                 System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Bytes).Slice((int)offset, destination.Length).CopyTo(destination);
             }
         }
