@@ -19,8 +19,8 @@ public class RangeBenchmarks
 
     /// <summary>
     /// Where the versions live: <c>heap</c> (no spill, <c>--keep-history-in-memory</c>), <c>spill</c>
-    /// (the node's file spill with its cache of the versions written last, which holds them all
-    /// here), <c>spill-cold</c> (the file spill without that cache: every read is a pread and a parse).
+    /// (the node's file spill, whose copy of the bytes paged out last holds them all here: every
+    /// read is a copy and a parse), <c>spill-cold</c> (without that copy: every read is a pread and a parse).
     /// </summary>
     [Params("heap", "spill", "spill-cold")]
     public string Storage { get; set; } = "heap";
@@ -34,7 +34,7 @@ public class RangeBenchmarks
         _spillDirectory = Storage == "heap" ? null : Directory.CreateTempSubdirectory("arbiter-bench-spill").FullName;
         _state = new StateMachine(valueSpill: _spillDirectory is null
             ? null
-            : new FileValueSpill(_spillDirectory, NullLogger.Instance, Storage == "spill-cold" ? 0 : Core.Mvcc.IValueSpill.DefaultRecentVersionsSizeBytes));
+            : new FileValueSpill(_spillDirectory, NullLogger.Instance, Storage == "spill-cold" ? 0 : FileValueSpill.DefaultRecentSizeBytes));
         var value = Commands.Value(256);
         long index = 0;
         for (var round = 0; round < 2; round++)

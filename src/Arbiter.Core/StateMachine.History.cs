@@ -12,7 +12,16 @@ public sealed partial class StateMachine
     // objects here would be copied through every GC generation for nothing. Chunked, not one
     // doubling array: without compaction (etcd's default) this grows by one entry per write for
     // good, and a doubled array holds up to twice that and leaves its old copies on the LOH.
+    //
+    // A change holds only its revision, its position and its record: its event is derived from the
+    // key's history (the version it wrote, and the one before it as its prev_kv), so the versions
+    // are referenced once, from the key, whether in memory or spilled. The compact revision's own
+    // events cannot be derived (compaction dropped the versions before them) and are kept whole.
     private readonly ChunkedList<HistoryChange> _history = new();
+
+    // The events of the compact revision itself (a watch may start there, etcd's rule): fresh
+    // copies made at compaction or read from a snapshot; never handed out, only clones of them.
+    private Event[] _compactEvents = [];
 
     /// <summary>
     /// Events with revision ≥ <paramref name="fromRevision"/>, at most about <paramref name="eventsMax"/>
@@ -36,6 +45,11 @@ public sealed partial class StateMachine
 
         var events = new List<Event>();
         var next = _revision + 1;
+        if (fromRevision <= _compactMainRev)
+        {
+            events.AddRange(_compactEvents.Select(e => e.Clone()));
+        }
+
         for (var i = FirstHistoryIndexAtOrAfter(fromRevision); i < _history.Count;)
         {
             var revision = _history[i].Revision;
@@ -53,7 +67,7 @@ public sealed partial class StateMachine
 
             for (; i < end; i++)
             {
-                events.Add(_history[i].ToEvent());
+                events.Add(ChangeEvent(_history[i]));
             }
         }
 
@@ -142,8 +156,23 @@ public sealed partial class StateMachine
                 throw new InvalidOperationException("An event does not carry its write's revision.");
             }
 
-            _history.Add(new HistoryChange(revision, records[i], e.Type, e.Kv, e.PrevKv));
+            // The i-th change of a write is its key's entry (revision, i): writes number their
+            // changes as they add their events.
+            _history.Add(new HistoryChange(revision, records[i], i));
         }
+    }
+
+    /// <summary>A fresh event for a change (callers may reshape what they get); spilled versions are read back.</summary>
+    private static Event ChangeEvent(in HistoryChange change)
+    {
+        var record = change.Record;
+        var kv = record.History[record.IndexOf(change.Revision, change.Sub)].LoadKv();
+        return new Event
+        {
+            Type = kv is null ? Event.Types.EventType.Delete : Event.Types.EventType.Put,
+            Kv = kv ?? new KeyValue { Key = record.Key, ModRevision = change.Revision },
+            PrevKv = WatchPrevKv(record, kv, change.Revision - 1),
+        };
     }
 
     private CompactionResponse ApplyCompaction(CompactionRequest request)
@@ -176,6 +205,15 @@ public sealed partial class StateMachine
     private void Compact(long revision)
     {
         var end = FirstHistoryIndexAtOrAfter(revision + 1);
+
+        // Keep the events of the compact revision itself, while their versions are still there:
+        // watches may start at it (etcd's rule).
+        var atRevision = new List<Event>();
+        for (var i = FirstHistoryIndexAtOrAfter(revision); i < end; i++)
+        {
+            atRevision.Add(ChangeEvent(_history[i]));
+        }
+
         var touched = new HashSet<KeyRecord>(ReferenceEqualityComparer.Instance);
         for (var i = 0; i < end; i++)
         {
@@ -187,9 +225,8 @@ public sealed partial class StateMachine
             CompactRecord(record, revision);
         }
 
-        // Keep the entry at the compact revision itself: watches may start there (etcd's rule).
-        var drop = FirstHistoryIndexAtOrAfter(revision);
-        _history.RemoveFirst(drop);
+        _history.RemoveFirst(end);
+        _compactEvents = [.. atRevision];
         _compactMainRev = revision;
     }
 
@@ -261,13 +298,12 @@ public sealed partial class StateMachine
     }
 
     /// <summary>
-    /// Pages out the versions this revision wrote, in the key histories and in the event history's
-    /// changes at this revision, keeping them readable from memory while they are among the versions
-    /// written last (<see cref="RecentVersions"/>). Also the versions they superseded, when those
-    /// are still in memory (a spill that refused an append before). Nothing observable changes: a
-    /// spilled version reads back equal.
+    /// Pages out the versions this revision wrote; also the versions they superseded, when those
+    /// are still in memory (a spill that refused an append before). The event
+    /// history refers to versions through their keys, so the keys' histories are all there is to
+    /// change. Nothing observable changes: a spilled version reads back equal.
     /// </summary>
-    private void SpillWritten(long revision, ReadOnlySpan<KeyRecord> records, int firstChange)
+    private void SpillWritten(long revision, ReadOnlySpan<KeyRecord> records)
     {
         if (_valueSpill is null)
         {
@@ -280,23 +316,12 @@ public sealed partial class StateMachine
             var i = history.Count - 1;
             for (; i >= 0 && history[i].Main == revision; i--)
             {
-                SpillVersion(record, i, _recentVersions);
+                SpillVersion(history, i);
             }
 
             if (i >= 0)
             {
-                SpillVersion(record, i, null);
-            }
-        }
-
-        // A change's prev_kv was read from the key before this write: a copy when that version was
-        // spilled already. The change refers to the stored version instead, as its Kv does.
-        for (var c = firstChange; c < _history.Count; c++)
-        {
-            var change = _history[c];
-            if (change.PrevKv.InMemory is not null && change.Record.StoredAt(revision - 1) is { IsSpilled: true } stored)
-            {
-                _history.Set(c, change with { PrevKv = stored });
+                SpillVersion(history, i);
             }
         }
     }
@@ -311,80 +336,23 @@ public sealed partial class StateMachine
 
         foreach (var record in _index.Range(ByteString.Empty, null))
         {
-            for (var i = 0; i < record.History.Count; i++)
+            var history = record.History;
+            for (var i = 0; i < history.Count; i++)
             {
-                SpillVersion(record, i, null);
+                SpillVersion(history, i);
             }
-        }
-
-        // The compact revision's events were read as their own copies, not the key histories' versions.
-        for (var i = 0; i < _history.Count && _history[i].Revision == _compactMainRev; i++)
-        {
-            var change = _history[i];
-            _history.Set(i, change with
-            {
-                Kv = change.Kv.SpillTo(_valueSpill),
-                PrevKv = change.PrevKv.SpillTo(_valueSpill),
-            });
         }
     }
 
-    /// <summary>
-    /// Pages out one version of a key, in its history and in the event history's references to it:
-    /// its own change (Kv) and the change that superseded it, if any (PrevKv).
-    /// </summary>
-    private void SpillVersion(KeyRecord record, int index, RecentVersions? recent)
+    private void SpillVersion(KeyHistory history, int index)
     {
-        var entry = record.History[index];
-        if (entry.Stored.InMemory is not { } kv)
+        var entry = history[index];
+        if (entry.Stored.InMemory is not null)
         {
-            return;
-        }
-
-        var spilled = entry.Stored.SpillTo(_valueSpill!, recent);
-        if (!spilled.IsSpilled)
-        {
-            return;
-        }
-
-        var history = record.History;
-        history[index] = entry with { Stored = spilled };
-        ReplaceInHistory(entry.Main, record, kv, spilled);
-        if (index + 1 < history.Count)
-        {
-            ReplaceInHistory(history[index + 1].Main, record, kv, spilled);
+            history[index] = entry with { Stored = entry.Stored.SpillTo(_valueSpill!) };
         }
     }
 
-    /// <summary>Replaces the event history's references to <paramref name="kv"/> among <paramref name="record"/>'s changes at <paramref name="revision"/>.</summary>
-    private void ReplaceInHistory(long revision, KeyRecord record, KeyValue kv, StoredVersion replacement)
-    {
-        for (var i = FirstHistoryIndexAtOrAfter(revision); i < _history.Count && _history[i].Revision == revision; i++)
-        {
-            var change = _history[i];
-            if (!ReferenceEquals(change.Record, record))
-            {
-                continue;
-            }
-
-            if (change.Kv.Holds(kv))
-            {
-                change = change with { Kv = replacement };
-            }
-
-            if (change.PrevKv.Holds(kv))
-            {
-                change = change with { PrevKv = replacement };
-            }
-
-            _history.Set(i, change);
-        }
-    }
-
-    /// <summary>One change of the history: its event's parts, and the record it changed (for compaction).</summary>
-    private readonly record struct HistoryChange(long Revision, KeyRecord Record, Event.Types.EventType Type, StoredVersion Kv, StoredVersion PrevKv)
-    {
-        /// <summary>A fresh event (callers may reshape what they get); spilled versions are read back.</summary>
-        public Event ToEvent() => new() { Type = Type, Kv = Kv.Load(), PrevKv = PrevKv.Load() };
-    }
+    /// <summary>One change of the history: the record it changed and the entry of that record's history it added (for events and compaction).</summary>
+    private readonly record struct HistoryChange(long Revision, KeyRecord Record, int Sub);
 }

@@ -70,9 +70,14 @@ public sealed partial class StateMachine
 
         for (var i = 0; i < _history.Count; i++)
         {
-            Check(_history[i].Revision >= _compactMainRev && _history[i].Revision <= _revision, "history entry outside [compact, current]");
-            Check(i == 0 || _history[i - 1].Revision <= _history[i].Revision, "history out of order");
+            var change = _history[i];
+            Check(change.Revision > _compactMainRev && change.Revision <= _revision, "history entry outside (compact, current]");
+            Check(i == 0 || (_history[i - 1].Revision, _history[i - 1].Sub).CompareTo((change.Revision, change.Sub)) < 0, "history out of order");
+            Check(ReferenceEquals(_index.Get(change.Record.Key), change.Record), "a change of the history refers to a key not indexed");
+            change.Record.IndexOf(change.Revision, change.Sub);
         }
+
+        Check(_compactEvents.All(e => e.Kv.ModRevision == _compactMainRev), "an event of the compact revision does not carry it");
 
         Check(_rememberedOrder.Count == _rememberedResults.Count, "remembered ids and results differ");
         _lockTable?.Verify();
@@ -80,8 +85,9 @@ public sealed partial class StateMachine
     }
 
     /// <summary>
-    /// Versions with a value held in memory (not spilled) by the key histories or the event history,
-    /// each counted once. Zero with a value spill that took every append; for tests.
+    /// Versions with a value held in memory (not spilled) by the key histories, each counted once
+    /// (the event history refers to them through the keys; the compact revision's own events are
+    /// not counted). Zero with a value spill that took every append; for tests.
     /// </summary>
     internal int CountVersionsInMemory()
     {
@@ -91,17 +97,6 @@ public sealed partial class StateMachine
             foreach (var entry in record.History.AsSpan())
             {
                 if (entry.Stored.InMemory is { Value.IsEmpty: false } kv)
-                {
-                    seen.Add(kv);
-                }
-            }
-        }
-
-        for (var i = 0; i < _history.Count; i++)
-        {
-            foreach (var stored in (ReadOnlySpan<StoredVersion>)[_history[i].Kv, _history[i].PrevKv])
-            {
-                if (stored.InMemory is { Value.IsEmpty: false } kv)
                 {
                     seen.Add(kv);
                 }

@@ -45,9 +45,8 @@ public sealed partial class StateMachine
 
         _revision = ctx.WriteRevision;
         var records = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Records);
-        var firstChange = _history.Count;
         AppendHistory(_revision, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(ctx.Events)[ctx.FirstEventIndex..], records);
-        SpillWritten(_revision, records, firstChange);
+        SpillWritten(_revision, records);
     }
 
     /// <summary>Keys whose records fall in etcd's [key, range_end) interpretation.</summary>

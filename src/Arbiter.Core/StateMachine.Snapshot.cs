@@ -11,7 +11,7 @@ public sealed partial class StateMachine
 {
     /// <summary>
     /// Copies the whole state (including applied index and remembered request ids) into a
-    /// <see cref="StateSnapshot"/>. Cheap: it copies references and history arrays, not bytes. Call it
+    /// <see cref="StateSnapshot"/>. Cheap: it copies references, not bytes, and not even the keys' histories (see <see cref="KeyRecord.HistorySnapshot"/>). Call it
     /// under the same exclusion as reads; the result can be written later on any thread.
     /// </summary>
     /// <returns>The captured state.</returns>
@@ -21,10 +21,10 @@ public sealed partial class StateMachine
         var i = 0;
         foreach (var record in _index.Range(ByteString.Empty, null))
         {
-            keys[i++] = new StateSnapshot.KeyImage(record.Key, record.LeaseId, record.History.ToArray());
+            keys[i++] = new StateSnapshot.KeyImage(record.Key, record.LeaseId, record.HistorySnapshot);
         }
 
-        var compactEvents = _history.TakeWhile(c => c.Revision == _compactMainRev).Select(c => c.ToEvent()).ToArray();
+        var compactEvents = _compactEvents;
         var leases = new StateSnapshot.LeaseImage[_leases.Count];
         i = 0;
         foreach (var lease in _leases.Values)
@@ -218,11 +218,12 @@ public sealed partial class StateMachine
     /// </summary>
     private void RebuildHistory(List<KeyRecord> records, Event[] compactEvents)
     {
-        if (compactEvents.Length > 0)
+        if (compactEvents.Any(e => e.Kv is null || e.Kv.ModRevision != _compactMainRev))
         {
-            var compactRecords = compactEvents.Select(e => _index.Get(e.Kv.Key) ?? new KeyRecord(e.Kv.Key)).ToArray();
-            AppendHistory(_compactMainRev, compactEvents, compactRecords);
+            throw new InvalidDataException("An event of the compact revision does not carry it.");
         }
+
+        _compactEvents = compactEvents;
 
         var changes = new List<(long Main, int Sub, KeyRecord Record, int Index)>();
         foreach (var record in records)
@@ -237,13 +238,9 @@ public sealed partial class StateMachine
         }
 
         changes.Sort((a, b) => a.Main != b.Main ? a.Main.CompareTo(b.Main) : a.Sub.CompareTo(b.Sub));
-        foreach (var (main, _, record, index) in changes)
+        foreach (var (main, sub, record, _) in changes)
         {
-            var kv = record.History[index].LoadKv();
-            var prev = WatchPrevKv(record, kv, main - 1);
-            _history.Add(kv != null
-                ? new HistoryChange(main, record, Event.Types.EventType.Put, kv, prev)
-                : new HistoryChange(main, record, Event.Types.EventType.Delete, new KeyValue { Key = record.Key, ModRevision = main }, prev));
+            _history.Add(new HistoryChange(main, record, sub));
         }
     }
 

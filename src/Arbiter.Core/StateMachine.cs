@@ -36,10 +36,8 @@ public sealed partial class StateMachine
     private long _appliedIndex;
     private long _sizeBytes;
 
-    // Where versions are paged out (null: all kept in memory), and the versions written last that
-    // stay readable from memory as well.
+    // Where versions are paged out (null: all kept in memory).
     private readonly IValueSpill? _valueSpill;
-    private readonly RecentVersions? _recentVersions;
 
     /// <summary>Creates an empty state machine (revision 1, as etcd starts).</summary>
     /// <param name="limits">The limits in force (defaults when null).</param>
@@ -49,7 +47,6 @@ public sealed partial class StateMachine
         Limits = limits ?? new CoreLimits();
         Auth = new AuthStore(Limits);
         _valueSpill = valueSpill;
-        _recentVersions = valueSpill is { RecentVersionsSizeBytes: > 0 and var recent } ? new RecentVersions(recent) : null;
     }
 
     /// <summary>The limits in force.</summary>

@@ -118,7 +118,7 @@ public sealed class StateSnapshot
                 w.Write(key.Key.Span);
                 w.Write(key.LeaseId);
                 w.Write(key.History.Length);
-                foreach (var entry in key.History)
+                foreach (var entry in key.History.Span)
                 {
                     w.Write(entry.Main);
                     w.Write(entry.Sub);
@@ -202,7 +202,7 @@ public sealed class StateSnapshot
         var h = Fnv1a.Create();
         foreach (var key in _keys)
         {
-            StateMachine.HashKeyHistory(ref h, key.Key, key.History, revision);
+            StateMachine.HashKeyHistory(ref h, key.Key, key.History.Span, revision);
         }
 
         return new KvHash(h.Value, Math.Max(0, CompactRevision), revision);
@@ -217,7 +217,7 @@ public sealed class StateSnapshot
         h.Add(CompactRevision);
         foreach (var key in _keys)
         {
-            StateMachine.HashKeyHistory(ref h, key.Key, key.History, Revision);
+            StateMachine.HashKeyHistory(ref h, key.Key, key.History.Span, Revision);
         }
 
         return HashAfterKeys(h);
@@ -294,7 +294,7 @@ public sealed class StateSnapshot
     }
 
     /// <summary>A key's captured history (a copy: the live list keeps changing).</summary>
-    internal readonly record struct KeyImage(ByteString Key, long LeaseId, KeyRevision[] History);
+    internal readonly record struct KeyImage(ByteString Key, long LeaseId, ReadOnlyMemory<KeyRevision> History);
 
     /// <summary>A lease as captured, with its attached keys in key order.</summary>
     internal readonly record struct LeaseImage(long Id, long TtlSeconds, long DeadlineMs, ByteString[] Keys);

@@ -77,7 +77,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>Commands a single node answered before their fsync (transaction grants; 0 on a cluster member).</summary>
     internal long CommandsAnsweredBeforeFsync => (_log as LocalCommandLog)?.CommandsAnsweredBeforeFsync ?? 0;
 
-    /// <summary>Bytes of superseded versions paged out so far (0 when they are kept in memory).</summary>
+    /// <summary>Bytes of versions paged out so far (0 when they are kept in memory).</summary>
     internal long ValueSpillAppendedBytes => (_host.ValueSpill as FileValueSpill)?.AppendedBytes ?? 0;
 
     /// <summary>Bytes the value spill holds on disk now (segments not yet returned; 0 without a spill).</summary>

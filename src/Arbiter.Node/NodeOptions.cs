@@ -42,19 +42,20 @@ public sealed record NodeOptions
     /// <summary>
     /// Whether every version (each key's newest and its history) stays on the managed heap
     /// (<c>--keep-history-in-memory</c>). Off by default: with a data directory, a version is paged
-    /// out to unlinked files under <c>member/spill</c> when written, and read back when a read, a
-    /// compare or an overwrite needs it and it is no longer among the versions written last
-    /// (<see cref="RecentValuesCacheSizeBytes"/>). So a large keyspace, and the history etcd keeps
+    /// out to unlinked files under <c>member/spill</c> when written, and read back (from the bytes
+    /// paged out last, <see cref="RecentValuesCacheSizeBytes"/>, or the page cache) when a read, a
+    /// compare or an overwrite needs it. So a large keyspace, and the history etcd keeps
     /// by default (no compaction), grow in disk and page cache, not in the process's heap. Without a
     /// data directory everything stays in memory.
     /// </summary>
     public bool KeepHistoryInMemory { get; init; }
 
     /// <summary>
-    /// With versions paged out: how many bytes of the versions written last stay readable from memory
-    /// as well, estimated as they sit on the heap (<c>--recent-values-cache-bytes</c>, 4 MiB; 0: none).
+    /// With versions paged out: how many of the bytes paged out last stay in memory as well, so a
+    /// version written lately is read back with a copy instead of a system call
+    /// (<c>--recent-values-cache-bytes</c>, 4 MiB; 0: none).
     /// </summary>
-    public long RecentValuesCacheSizeBytes { get; init; } = Core.Mvcc.IValueSpill.DefaultRecentVersionsSizeBytes;
+    public int RecentValuesCacheSizeBytes { get; init; } = Spill.FileValueSpill.DefaultRecentSizeBytes;
 
     /// <summary>Most commands made durable by one fsync (group commit).</summary>
     public int BatchCommandsMax { get; init; } = 4096;

@@ -65,7 +65,7 @@ internal sealed class StateHost : IDisposable
     /// <summary>The store revision this member has applied.</summary>
     public long Revision => Read(static s => s.Revision);
 
-    /// <summary>Where the state pages out superseded versions (the same for every state this host holds), or null.</summary>
+    /// <summary>Where the state pages out its versions (the same for every state this host holds), or null.</summary>
     public Arbiter.Core.Mvcc.IValueSpill? ValueSpill => Volatile.Read(ref _state).ValueSpill;
 
     /// <summary>

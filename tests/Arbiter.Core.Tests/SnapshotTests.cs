@@ -81,6 +81,35 @@ public class SnapshotTests
         Assert.Equal("2", S(copy.Range(new RangeRequest { Key = B("a") }).Kvs.Single().Value));
     }
 
+    /// <summary>
+    /// A capture keeps views of the keys' history arrays, not copies: writes after it must never
+    /// rewrite an entry the capture can see — neither a compaction dropping a key's old versions,
+    /// nor new versions added into a history array's spare room, nor versions paged out.
+    /// </summary>
+    [Fact]
+    public void CapturedHistoriesAreNotRewrittenByLaterWrites()
+    {
+        var spill = new Mvcc.MemoryValueSpill();
+        var h = new Harness(new StateMachine(valueSpill: spill));
+        for (var i = 0; i < 5; i++)
+        {
+            h.Put("k", $"v{i}");   // 5 versions: the history array has room for a 6th
+        }
+
+        h.Put("other", "1");
+        using var expected = new MemoryStream();
+        h.Sm.WriteSnapshot(expected);
+        var image = h.Sm.CaptureSnapshot();
+
+        h.Put("k", "v5");          // into the spare room of the array the capture sees
+        h.Compact(h.Sm.Revision);  // drops k's first five versions
+        h.Put("k", "v6");
+
+        using var written = new MemoryStream();
+        image.WriteTo(written);
+        Assert.Equal(expected.ToArray(), written.ToArray());
+    }
+
     [Fact]
     public void DamagedSnapshotsAreRefused()
     {

@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Arbiter.Core;
-using Arbiter.Core.Mvcc;
 using Arbiter.Node;
 using Arbiter.Node.Cluster;
 using Arbiter.Node.Compaction;
@@ -58,10 +57,10 @@ internal static class ServeCommand
         {
             Description = "Keep every version (the keys' newest and their history) on the managed heap. By default a version is paged out to unlinked files under <data-dir>/member/spill when written, and read back when needed.",
         };
-        var recentValuesCacheBytes = new Option<long>("--recent-values-cache-bytes")
+        var recentValuesCacheBytes = new Option<int>("--recent-values-cache-bytes")
         {
-            Description = "With versions paged out: bytes of the versions written last kept readable from memory as well (estimated heap size; 0: none).",
-            DefaultValueFactory = _ => IValueSpill.DefaultRecentVersionsSizeBytes,
+            Description = "With versions paged out: how many of the bytes paged out last stay in memory too, so recent versions are read back without a system call (0: none).",
+            DefaultValueFactory = _ => new NodeOptions().RecentValuesCacheSizeBytes,
         };
         var listenPeer = new Option<string?>("--listen-peer-urls") { Description = "URL to listen on for Raft traffic from other members (default: the advertised peer URL)." };
         var initialCluster = new Option<string?>("--initial-cluster") { Description = "Founding members as name=peerURL,… (given: run as a Raft cluster member, even of one)." };

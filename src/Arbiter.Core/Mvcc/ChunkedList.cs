@@ -39,18 +39,6 @@ internal sealed class ChunkedList<T>
         }
     }
 
-    /// <summary>Replaces the entry at <paramref name="index"/> (0 = the oldest kept).</summary>
-    public void Set(int index, in T item)
-    {
-        if ((uint)index >= (uint)Count)
-        {
-            throw new ArgumentOutOfRangeException(nameof(index));
-        }
-
-        var at = index + _head;
-        _chunks[at >> ChunkShift][at & ChunkMask] = item;
-    }
-
     /// <summary>The newest entry; the list must not be empty.</summary>
     public ref readonly T Last => ref this[Count - 1];
 

@@ -18,7 +18,10 @@ internal sealed class KeyRecord(ByteString key)
 {
     // The history in an array of its own, not a List: one object less per key, and sized for
     // what a key holds (1, 2, 3, 4, 6, 9 … entries) rather than List's 4 from the first version,
-    // since most keys of a large keyspace hold one or a few versions.
+    // since most keys of a large keyspace hold one or a few versions. An entry in use is never
+    // rewritten but for paging its version out (the same version in another form): a new version
+    // goes past the entries in use, and removing entries makes a new array. So a snapshot can keep
+    // a view of the entries in use instead of a copy (HistorySnapshot).
     private KeyRevision[] _versions = [];
     private int _versionCount;
 
@@ -28,6 +31,12 @@ internal sealed class KeyRecord(ByteString key)
     public KeyHistory History => new(this);
 
     internal int VersionCount => _versionCount;
+
+    /// <summary>
+    /// The history as it is now, without a copy: later writes add past it or replace the array, and
+    /// paging a version out rewrites its entry only with the same version in another form.
+    /// </summary>
+    internal ReadOnlyMemory<KeyRevision> HistorySnapshot => new(_versions, 0, _versionCount);
 
     internal KeyRevision[] VersionArray => _versions;
 
@@ -88,6 +97,21 @@ internal sealed class KeyRecord(ByteString key)
     {
         var index = IndexAt(revision);
         return index < 0 ? null : _versions[index].Stored;
+    }
+
+    /// <summary>The index of the entry written at (<paramref name="main"/>, <paramref name="sub"/>).</summary>
+    /// <exception cref="InvalidOperationException">The key's history holds no such entry.</exception>
+    public int IndexOf(long main, int sub)
+    {
+        for (var i = IndexAt(main); i >= 0 && _versions[i].Main == main; i--)
+        {
+            if (_versions[i].Sub == sub)
+            {
+                return i;
+            }
+        }
+
+        throw new InvalidOperationException($"The history of a key holds no entry ({main}, {sub}).");
     }
 
     // The index of the entry visible at revision (the last with Main <= revision), or -1.

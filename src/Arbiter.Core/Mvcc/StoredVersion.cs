@@ -42,18 +42,12 @@ internal readonly struct StoredVersion
         _ => null,
     };
 
-    /// <summary>True when this holds exactly <paramref name="kv"/> in memory.</summary>
-    public bool Holds(KeyValue kv) => ReferenceEquals(_value, kv);
-
-    /// <summary>True when this is spilled and its cached copy is exactly <paramref name="kv"/>.</summary>
-    public bool CachesExactly(KeyValue kv) => _value is SpilledVersion spilled && ReferenceEquals(spilled.Cached, kv);
 
     /// <summary>
     /// The same version paged out to <paramref name="spill"/>, or this one when it is not an
-    /// in-memory key-value with a value, or the spill refused it. With <paramref name="recent"/>,
-    /// the key-value stays readable from memory until that cache lets it go.
+    /// in-memory key-value with a value, or the spill refused it.
     /// </summary>
-    public StoredVersion SpillTo(IValueSpill spill, RecentVersions? recent = null)
+    public StoredVersion SpillTo(IValueSpill spill)
     {
         if (_value is not KeyValue { Value.IsEmpty: false } kv)
         {
@@ -70,9 +64,7 @@ internal readonly struct StoredVersion
                 return this;
             }
 
-            var spilled = new SpilledVersion(segment, offset, length, kv.Value.Length);
-            recent?.Add(spilled, kv);
-            return new StoredVersion(spilled);
+            return new StoredVersion(new SpilledVersion(segment, offset, length, kv.Value.Length));
         }
         finally
         {
@@ -81,34 +73,17 @@ internal readonly struct StoredVersion
     }
 
     /// <summary>
-    /// A key-value's serialized bytes in a spill: 48 B on the heap instead of the message, its
-    /// wrapper and the value's array — plus, while <see cref="RecentVersions"/> holds it, the
-    /// key-value itself, so the versions written last read back without a read of the spill.
+    /// A key-value's serialized bytes in a spill: 40 B on the heap instead of the message, its
+    /// wrappers and the value's array. Read back afresh each time: keeping the key-value object
+    /// for hot keys would have it promoted through the GC's generations and die in the oldest, the
+    /// retention this representation exists to avoid (a spill may keep recent bytes instead).
     /// </summary>
-    internal sealed class SpilledVersion(IValueSpillSegment segment, long offset, int length, int valueLength)
+    private sealed class SpilledVersion(IValueSpillSegment segment, long offset, int length, int valueLength)
     {
-        // Set and cleared by RecentVersions under the state's write lock; read by any thread (a
-        // stale read only costs a read of the spill, which holds the same bytes).
-        private KeyValue? _cached;
-
         public int ValueLength => valueLength;
-
-        /// <summary>The serialized length, what the spill holds.</summary>
-        public int Length => length;
-
-        internal KeyValue? Cached
-        {
-            get => Volatile.Read(ref _cached);
-            set => Volatile.Write(ref _cached, value);
-        }
 
         public KeyValue Load()
         {
-            if (Cached is { } cached)
-            {
-                return cached;
-            }
-
             var bytes = new byte[length];
             segment.Read(offset, bytes);
             return KeyValue.Parser.ParseFrom(bytes);

@@ -3,10 +3,10 @@ namespace Arbiter.Core.Mvcc;
 /// <summary>
 /// Where a <see cref="StateMachine"/> pages out the versions it stores, so that neither the keyspace's
 /// values nor the history etcd keeps by default (no compaction) sit on the managed heap. Every
-/// version with a value goes there when it is written; the versions written last stay readable
-/// from memory too (<see cref="RecentVersionsSizeBytes"/>), and the others are read back when a
-/// read, a compare or an overwrite needs them. What is spilled is a representation detail: the
-/// state, its hash and its snapshots are the same with or without one.
+/// version with a value goes there when it is written, and is read back (and parsed) whenever a
+/// read, a compare or an overwrite needs it; a spill keeps what it likes in memory to make that
+/// cheap for recent versions. What is spilled is a representation detail: the state, its hash and
+/// its snapshots are the same with or without one.
 /// </summary>
 /// <remarks>
 /// Called under the state machine's write lock, one append at a time. Reads of appended bytes may
@@ -21,15 +21,6 @@ public interface IValueSpill
     /// <param name="offset">Their offset in <paramref name="segment"/>.</param>
     /// <returns>False when they could not be stored (e.g. the disk is full): the caller keeps them in memory.</returns>
     bool TryAppend(ReadOnlySpan<byte> bytes, out IValueSpillSegment segment, out long offset);
-
-    /// <summary>
-    /// How many bytes of the versions written last (estimated as they sit on the managed heap) stay
-    /// readable from memory as well, so a hot key is not read back from the spill; 0 for none.
-    /// </summary>
-    long RecentVersionsSizeBytes => DefaultRecentVersionsSizeBytes;
-
-    /// <summary>The default of <see cref="RecentVersionsSizeBytes"/>: 4 MiB.</summary>
-    public const long DefaultRecentVersionsSizeBytes = 4L << 20;
 }
 
 /// <summary>A part of an <see cref="IValueSpill"/>, readable as long as it is reachable.</summary>

@@ -50,7 +50,7 @@ public sealed class NodeMetrics : IDisposable
         _meter.CreateObservableCounter("etcd_mvcc_delete_total", () => Interlocked.Read(ref _deletes), description: "Total number of deletes seen by this member.");
         _meter.CreateObservableCounter("etcd_mvcc_txn_total", () => Interlocked.Read(ref _txns), description: "Total number of txns seen by this member.");
 
-        _meter.CreateObservableGauge("arbiter_value_spill_bytes", () => (host.ValueSpill as Spill.FileValueSpill)?.LiveBytes ?? 0, unit: "By", description: "Bytes of superseded versions paged out to member/spill and not yet returned (its files are unlinked: du does not show them).");
+        _meter.CreateObservableGauge("arbiter_value_spill_bytes", () => (host.ValueSpill as Spill.FileValueSpill)?.LiveBytes ?? 0, unit: "By", description: "Bytes of versions paged out to member/spill and not yet returned (its files are unlinked: du does not show them).");
         _meter.CreateObservableGauge("arbiter_leases_alive", () => host.Read(s => s.LeaseCount), description: "Leases granted and not yet expired or revoked (every session is one).");
         _meter.CreateObservableGauge("arbiter_transactions_open", () => host.Read(s => s.TransactionSummary().OpenTransactions), description: "Interactive transactions begun and not yet finished.");
         _meter.CreateObservableGauge("arbiter_locks_held", () => host.Read(s => s.TransactionSummary().LocksHeld), description: "Lock-table locks granted (shared and exclusive, keys and ranges).");

@@ -16,6 +16,12 @@ namespace Arbiter.Node.Spill;
 /// it. Its bytes are never needed across a restart: the state is rebuilt from the log and the
 /// snapshots, which hold every value. Appends are buffered (one write per 64 KiB) and never
 /// fsynced. The space shows in <c>df</c>, not in <c>du</c>.
+/// <para>
+/// The bytes appended last (<see cref="RecentSizeBytes"/>) are also kept in one array, written
+/// round: a version written lately (a hot key) is read back with a copy instead of a system call.
+/// It is the only cache: the state keeps no key-value objects for spilled versions, so nothing it
+/// caches is promoted through the GC's generations to die in the oldest one.
+/// </para>
 /// </remarks>
 internal sealed class FileValueSpill : IValueSpill
 {
@@ -34,13 +40,24 @@ internal sealed class FileValueSpill : IValueSpill
     private long _liveBytes;
     private bool _failureLogged;
 
+    // The bytes appended last, written round at their position (below) modulo the length. A
+    // reader checks, after copying, that no append started over what it copied (_recentWriting
+    // is announced before the copy, _recentEnd published after it): a seqlock, since readers
+    // outside the state's lock (a snapshot being written) may read while an append goes on.
+    private readonly byte[] _recent;
+    private long _recentEnd;
+    private long _recentWriting;
+    private long _recentReads;
+    private long _fileReads;
+
     /// <summary>Spills into <paramref name="directory"/> (created when missing; leftovers in it are deleted).</summary>
     /// <param name="directory">Where the segment files are created.</param>
     /// <param name="logger">Where a refused append is reported (once).</param>
-    /// <param name="recentVersionsSizeBytes">See <see cref="IValueSpill.RecentVersionsSizeBytes"/>.</param>
-    public FileValueSpill(string directory, ILogger logger, long recentVersionsSizeBytes = IValueSpill.DefaultRecentVersionsSizeBytes)
+    /// <param name="recentSizeBytes">How many of the bytes appended last are kept in memory too (0: none).</param>
+    public FileValueSpill(string directory, ILogger logger, int recentSizeBytes = DefaultRecentSizeBytes)
     {
-        RecentVersionsSizeBytes = recentVersionsSizeBytes;
+        ArgumentOutOfRangeException.ThrowIfNegative(recentSizeBytes);
+        _recent = new byte[recentSizeBytes];
         _directory = directory;
         _logger = logger;
         Directory.CreateDirectory(directory);
@@ -50,8 +67,17 @@ internal sealed class FileValueSpill : IValueSpill
         }
     }
 
-    /// <inheritdoc/>
-    public long RecentVersionsSizeBytes { get; }
+    /// <summary>The default of <see cref="RecentSizeBytes"/>: 4 MiB.</summary>
+    public const int DefaultRecentSizeBytes = 4 << 20;
+
+    /// <summary>How many of the bytes appended last are kept in memory as well.</summary>
+    public int RecentSizeBytes => _recent.Length;
+
+    /// <summary>Reads answered from the bytes appended last, without a system call (for tests and diagnostics).</summary>
+    public long RecentReads => Interlocked.Read(ref _recentReads);
+
+    /// <summary>Reads that went to a segment's file (for tests and diagnostics).</summary>
+    public long FileReads => Interlocked.Read(ref _fileReads);
 
     /// <summary>Bytes appended so far (in every segment, live or returned).</summary>
     public long AppendedBytes => Interlocked.Read(ref _appendedBytes);
@@ -73,11 +99,12 @@ internal sealed class FileValueSpill : IValueSpill
                 _active?.Seal();
                 _active = null;
                 var path = Path.Combine(_directory, $"spill-{Environment.ProcessId}-{Interlocked.Increment(ref _segmentsCreated)}");
-                _active = Segment.Create(path, this);
+                _active = Segment.Create(path, this, AppendedBytes);
             }
 
             offset = _active.Append(bytes);
             segment = _active;
+            RememberRecent(_active.BasePosition + offset, bytes);
             Interlocked.Add(ref _appendedBytes, bytes.Length);
             Interlocked.Add(ref _liveBytes, bytes.Length);
             return true;
@@ -96,6 +123,49 @@ internal sealed class FileValueSpill : IValueSpill
         }
     }
 
+    /// <summary>Keeps <paramref name="bytes"/>, appended at <paramref name="position"/> (positions only grow), among the bytes appended last.</summary>
+    private void RememberRecent(long position, ReadOnlySpan<byte> bytes)
+    {
+        var ring = _recent;
+        if (bytes.Length > ring.Length)
+        {
+            return;
+        }
+
+        var end = position + bytes.Length;
+        Interlocked.Exchange(ref _recentWriting, end);
+        var at = (int)(position % ring.Length);
+        var first = Math.Min(bytes.Length, ring.Length - at);
+        bytes[..first].CopyTo(ring.AsSpan(at));
+        bytes[first..].CopyTo(ring);
+        Volatile.Write(ref _recentEnd, end);
+    }
+
+    /// <summary>Copies the bytes at <paramref name="position"/> from the bytes appended last, if they are still there.</summary>
+    private bool TryReadRecent(long position, Span<byte> destination)
+    {
+        var ring = _recent;
+        if (ring.Length == 0 || position < Volatile.Read(ref _recentEnd) - ring.Length || position + destination.Length > Volatile.Read(ref _recentEnd))
+        {
+            return false;
+        }
+
+        var at = (int)(position % ring.Length);
+        var first = Math.Min(destination.Length, ring.Length - at);
+        ring.AsSpan(at, first).CopyTo(destination);
+        ring.AsSpan(0, destination.Length - first).CopyTo(destination[first..]);
+
+        // Valid only if no append started over these bytes while they were copied.
+        Interlocked.MemoryBarrier();
+        if (position < Volatile.Read(ref _recentWriting) - ring.Length)
+        {
+            return false;
+        }
+
+        Interlocked.Increment(ref _recentReads);
+        return true;
+    }
+
     private sealed class Segment : IValueSpillSegment
     {
         private readonly SafeFileHandle _handle;
@@ -107,10 +177,11 @@ internal sealed class FileValueSpill : IValueSpill
         // Bytes in the file; an append lies wholly in the file or wholly in the buffer.
         private long _writtenBytes;
 
-        private Segment(SafeFileHandle handle, FileValueSpill owner)
+        private Segment(SafeFileHandle handle, FileValueSpill owner, long basePosition)
         {
             _handle = handle;
             _owner = owner;
+            BasePosition = basePosition;
         }
 
         // No version refers to this segment any more: its handle is being closed too, and the
@@ -119,7 +190,10 @@ internal sealed class FileValueSpill : IValueSpill
 
         public long LengthBytes => _writtenBytes + _buffered;
 
-        public static Segment Create(string path, FileValueSpill owner)
+        /// <summary>The spill's append position of this segment's first byte (what was appended before it).</summary>
+        public long BasePosition { get; }
+
+        public static Segment Create(string path, FileValueSpill owner, long basePosition)
         {
             var handle = File.OpenHandle(
                 path,
@@ -133,7 +207,7 @@ internal sealed class FileValueSpill : IValueSpill
                 File.Delete(path);
             }
 
-            return new Segment(handle, owner);
+            return new Segment(handle, owner, basePosition);
         }
 
         /// <summary>Appends under the state's write lock (one writer); returns the offset.</summary>
@@ -178,6 +252,12 @@ internal sealed class FileValueSpill : IValueSpill
 
         public void Read(long offset, Span<byte> destination)
         {
+            if (_owner.TryReadRecent(BasePosition + offset, destination))
+            {
+                return;
+            }
+
+            Interlocked.Increment(ref _owner._fileReads);
             if (offset + destination.Length > Volatile.Read(ref _writtenBytes))
             {
                 lock (_lock)

@@ -2,12 +2,8 @@ using Arbiter.Core.Mvcc;
 
 namespace Arbiter.Core.Tests.Mvcc;
 
-/// <summary>
-/// A value spill in managed memory, for tests: the state machine's spill paths without files. Can
-/// refuse appends; keeps <paramref name="recentSizeBytes"/> of the versions written last readable
-/// from memory (small by default, so reads go both ways).
-/// </summary>
-internal sealed class MemoryValueSpill(Func<bool>? refuse = null, long recentSizeBytes = 2048) : IValueSpill
+/// <summary>A value spill in managed memory, for tests: the state machine's spill paths without files. Can refuse appends.</summary>
+internal sealed class MemoryValueSpill(Func<bool>? refuse = null) : IValueSpill
 {
     private readonly Segment _segment = new();
 
@@ -17,10 +13,8 @@ internal sealed class MemoryValueSpill(Func<bool>? refuse = null, long recentSiz
     /// <summary>Appends refused.</summary>
     public int Refused { get; private set; }
 
-    /// <summary>Reads of spilled bytes (what the recent versions' cache did not answer).</summary>
+    /// <summary>Reads of spilled bytes.</summary>
     public int Reads => _segment.Reads;
-
-    public long RecentVersionsSizeBytes => recentSizeBytes;
 
     public bool TryAppend(ReadOnlySpan<byte> bytes, out IValueSpillSegment segment, out long offset)
     {

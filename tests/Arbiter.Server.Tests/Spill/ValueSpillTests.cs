@@ -5,9 +5,10 @@ using Google.Protobuf;
 namespace Arbiter.Server.Tests.Spill;
 
 /// <summary>
-/// A node with a data directory pages superseded versions out to unlinked files (FileValueSpill):
-/// old revisions still read back exactly, across restarts from the log and from snapshots, nothing
-/// is left in the data directory, and compaction gives the space back.
+/// A node with a data directory pages its versions out to unlinked files (FileValueSpill): every
+/// revision still reads back exactly, across restarts from the log and from snapshots, with and
+/// without the spill's copy of the bytes paged out last; nothing is left in the data directory,
+/// and compaction gives the space back.
 /// </summary>
 public sealed class ValueSpillTests : IDisposable
 {
@@ -18,11 +19,13 @@ public sealed class ValueSpillTests : IDisposable
     private static ByteString Value(int key, int version, int sizeBytes) =>
         ByteString.CopyFrom(Enumerable.Range(0, sizeBytes).Select(i => (byte)((key * 31) + (version * 7) + i)).ToArray());
 
-    [Fact]
-    public async Task Old_revisions_read_back_exactly_from_the_spill_across_restarts()
+    [Theory]
+    [InlineData(Arbiter.Node.Spill.FileValueSpill.DefaultRecentSizeBytes)]
+    [InlineData(0)]
+    public async Task Old_revisions_read_back_exactly_from_the_spill_across_restarts(int recentSizeBytes)
     {
         var writes = new List<(long Revision, string Key, ByteString Value)>();
-        var options = new NodeOptions { DataDirectory = _directory, SnapshotEveryEntries = 64 };
+        var options = new NodeOptions { DataDirectory = _directory, SnapshotEveryEntries = 64, RecentValuesCacheSizeBytes = recentSizeBytes };
         long memoryHash;
         await using (var twin = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory + "-twin", KeepHistoryInMemory = true }))
         await using (var node = await ArbiterNode.StartAsync(options))
