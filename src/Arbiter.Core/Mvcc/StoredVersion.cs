@@ -84,9 +84,28 @@ internal readonly struct StoredVersion
 
         public KeyValue Load()
         {
-            var bytes = new byte[length];
-            segment.Read(offset, bytes);
-            return KeyValue.Parser.ParseFrom(bytes);
+            // Parsed from a scratch buffer: the message copies what it keeps, so the serialized
+            // bytes need not be an allocation of their own.
+            if (length <= StackBufferBytesMax)
+            {
+                Span<byte> scratch = stackalloc byte[length];
+                segment.Read(offset, scratch);
+                return KeyValue.Parser.ParseFrom(scratch);
+            }
+
+            var rented = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+            try
+            {
+                var bytes = rented.AsSpan(0, length);
+                segment.Read(offset, bytes);
+                return KeyValue.Parser.ParseFrom(bytes);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+            }
         }
+
+        private const int StackBufferBytesMax = 1024;
     }
 }
