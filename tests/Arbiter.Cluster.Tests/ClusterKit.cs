@@ -145,27 +145,43 @@ internal static class ClusterKit
     }
 
     /// <summary>
-    /// Waits until every running member is at the same revision, at least <paramref name="revisionMin"/>,
-    /// with the same HashKV there; returns that revision and hash.
+    /// Waits until every running member has applied a common revision, at least <paramref name="revisionMin"/>,
+    /// and has the same HashKV there; returns that revision and hash. With no writes going on, that
+    /// is every member's current revision.
     /// </summary>
     public static async Task<(long Revision, uint Hash)> WaitConvergedAsync(ArbiterCluster cluster, long revisionMin = 0, TimeSpan? timeout = null)
     {
+        // Compared at one revision every member has applied (the lowest current one), not at each
+        // member's current revision: writes that go on while the members are asked in turn would
+        // otherwise keep the revisions apart however well the members agree.
         var seen = new List<(string Name, long Revision, uint Hash)>();
         await WaitUntilAsync(
-            $"every running member at the same revision (at least {revisionMin}) with the same HashKV",
+            $"every running member agreeing on HashKV at a revision they all applied (at least {revisionMin})",
             timeout ?? ConvergeTimeout,
             async () =>
             {
                 seen.Clear();
-                foreach (var member in cluster.Running.ToList())
+                var members = cluster.Running.ToList();
+                var common = long.MaxValue;
+                foreach (var member in members)
                 {
-                    var hash = await CallAsync(member, c => new Maintenance.MaintenanceClient(c).HashKVAsync(new HashKVRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
-                    seen.Add((member.Name, hash.Header.Revision, hash.Hash));
+                    common = Math.Min(common, (await StatusAsync(member)).Header.Revision);
                 }
 
-                return seen.Count > 0 && seen.TrueForAll(h => h.Revision == seen[0].Revision && h.Hash == seen[0].Hash) && seen[0].Revision >= revisionMin;
+                if (members.Count == 0 || common < revisionMin)
+                {
+                    return false;
+                }
+
+                foreach (var member in members)
+                {
+                    var hash = await CallAsync(member, c => new Maintenance.MaintenanceClient(c).HashKVAsync(new HashKVRequest { Revision = common }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+                    seen.Add((member.Name, common, hash.Hash));
+                }
+
+                return seen.TrueForAll(h => h.Hash == seen[0].Hash);
             },
-            () => string.Join(", ", seen.Select(h => $"{h.Name}@{h.Revision}:{h.Hash:x8}")),
+            () => seen.Count == 0 ? "no common revision reached yet" : string.Join(", ", seen.Select(h => $"{h.Name}@{h.Revision}:{h.Hash:x8}")),
             cluster);
         return (seen[0].Revision, seen[0].Hash);
     }
