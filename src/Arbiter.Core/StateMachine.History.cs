@@ -166,7 +166,13 @@ public sealed partial class StateMachine
     private static Event ChangeEvent(in HistoryChange change)
     {
         var record = change.Record;
-        var kv = record.History[record.IndexOf(change.Revision, change.Sub)].LoadKv();
+        var index = record.IndexOf(change.Revision, change.Sub);
+        if (index < 0)
+        {
+            throw new InvalidOperationException($"A change of the history ({change.Revision}, {change.Sub}) has no entry in its key's history.");
+        }
+
+        var kv = record.History[index].LoadKv();
         return new Event
         {
             Type = kv is null ? Event.Types.EventType.Delete : Event.Types.EventType.Put,

@@ -74,7 +74,7 @@ public sealed partial class StateMachine
             Check(change.Revision > _compactMainRev && change.Revision <= _revision, "history entry outside (compact, current]");
             Check(i == 0 || (_history[i - 1].Revision, _history[i - 1].Sub).CompareTo((change.Revision, change.Sub)) < 0, "history out of order");
             Check(ReferenceEquals(_index.Get(change.Record.Key), change.Record), "a change of the history refers to a key not indexed");
-            change.Record.IndexOf(change.Revision, change.Sub);
+            Check(change.Record.IndexOf(change.Revision, change.Sub) >= 0, "a change of the history has no entry in its key's history");
         }
 
         Check(_compactEvents.All(e => e.Kv.ModRevision == _compactMainRev), "an event of the compact revision does not carry it");

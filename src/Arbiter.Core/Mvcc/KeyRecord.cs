@@ -99,8 +99,7 @@ internal sealed class KeyRecord(ByteString key)
         return index < 0 ? null : _versions[index].Stored;
     }
 
-    /// <summary>The index of the entry written at (<paramref name="main"/>, <paramref name="sub"/>).</summary>
-    /// <exception cref="InvalidOperationException">The key's history holds no such entry.</exception>
+    /// <summary>The index of the entry written at (<paramref name="main"/>, <paramref name="sub"/>), or -1 when the history holds none.</summary>
     public int IndexOf(long main, int sub)
     {
         for (var i = IndexAt(main); i >= 0 && _versions[i].Main == main; i--)
@@ -111,7 +110,7 @@ internal sealed class KeyRecord(ByteString key)
             }
         }
 
-        throw new InvalidOperationException($"The history of a key holds no entry ({main}, {sub}).");
+        return -1;
     }
 
     // The index of the entry visible at revision (the last with Main <= revision), or -1.

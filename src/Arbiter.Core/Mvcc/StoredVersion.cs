@@ -42,7 +42,6 @@ internal readonly struct StoredVersion
         _ => null,
     };
 
-
     /// <summary>
     /// The same version paged out to <paramref name="spill"/>, or this one when it is not an
     /// in-memory key-value with a value, or the spill refused it.
@@ -59,12 +58,9 @@ internal readonly struct StoredVersion
         try
         {
             kv.WriteTo(buffer.AsSpan(0, length));
-            if (!spill.TryAppend(buffer.AsSpan(0, length), out var segment, out var offset))
-            {
-                return this;
-            }
-
-            return new StoredVersion(new SpilledVersion(segment, offset, length, kv.Value.Length));
+            return spill.TryAppend(buffer.AsSpan(0, length), out var segment, out var offset)
+                ? new StoredVersion(new SpilledVersion(segment, offset, length, kv.Value.Length))
+                : this;
         }
         finally
         {
@@ -74,9 +70,10 @@ internal readonly struct StoredVersion
 
     /// <summary>
     /// A key-value's serialized bytes in a spill: 40 B on the heap instead of the message, its
-    /// wrappers and the value's array. Read back afresh each time: keeping the key-value object
-    /// for hot keys would have it promoted through the GC's generations and die in the oldest, the
-    /// retention this representation exists to avoid (a spill may keep recent bytes instead).
+    /// wrappers and the value's array. Read back and parsed each time: keeping key-value objects for
+    /// hot keys (4 MiB of them, tried) had them promoted through the GC's generations to die in the
+    /// oldest, the retention this representation exists to avoid; the node's spill keeps its recent
+    /// bytes instead.
     /// </summary>
     private sealed class SpilledVersion(IValueSpillSegment segment, long offset, int length, int valueLength)
     {
