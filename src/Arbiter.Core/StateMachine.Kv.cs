@@ -333,7 +333,7 @@ public sealed partial class StateMachine
     private static KeyValue? WatchPrevKv(KeyRecord record, KeyValue? put, long revisionBefore, KeyValue? latest) =>
         put is { Version: 1 } ? null
         : record.History.Count == 0 || record.History[^1].Main <= revisionBefore ? latest
-        : record.At(revisionBefore);
+        : WatchPrevKv(record, put, revisionBefore);
 
     /// <summary>The prev_kv of a watch event whose version is in the key's history already (a rebuilt history).</summary>
     private static KeyValue? WatchPrevKv(KeyRecord record, KeyValue? put, long revisionBefore) =>

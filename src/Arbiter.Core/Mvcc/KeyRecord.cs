@@ -92,13 +92,6 @@ internal sealed class KeyRecord(ByteString key)
     /// <summary>True when the key's newest version is live (not a tombstone), without reading it back.</summary>
     public bool IsLive => _versionCount > 0 && !_versions[_versionCount - 1].Stored.IsTombstone;
 
-    /// <summary>The stored version visible at <paramref name="revision"/> (a tombstone included), or null when the key has none then.</summary>
-    public StoredVersion? StoredAt(long revision)
-    {
-        var index = IndexAt(revision);
-        return index < 0 ? null : _versions[index].Stored;
-    }
-
     /// <summary>The index of the entry written at (<paramref name="main"/>, <paramref name="sub"/>), or -1 when the history holds none.</summary>
     public int IndexOf(long main, int sub)
     {
@@ -161,8 +154,6 @@ internal readonly struct KeyHistory(KeyRecord record)
 
     /// <summary>Removes the oldest <paramref name="count"/> entries.</summary>
     public void RemoveOldest(int count) => record.RemoveOldestVersions(count);
-
-    public KeyRevision[] ToArray() => AsSpan().ToArray();
 }
 
 /// <summary>Orders byte strings as unsigned bytes, lexicographically (etcd's key order).</summary>

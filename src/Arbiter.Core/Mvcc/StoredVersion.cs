@@ -18,9 +18,6 @@ internal readonly struct StoredVersion
     /// <summary>True for a tombstone (no key-value).</summary>
     public bool IsTombstone => _value is null;
 
-    /// <summary>True when the key-value lives in a spill and <see cref="Load"/> reads it back.</summary>
-    public bool IsSpilled => _value is SpilledVersion;
-
     /// <summary>The key-value when it is in memory, else null (a tombstone or spilled).</summary>
     public KeyValue? InMemory => _value as KeyValue;
 
