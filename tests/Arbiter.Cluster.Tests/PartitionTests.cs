@@ -50,19 +50,7 @@ public sealed class PartitionTests(ITestOutputHelper output)
         // Before any fault: a leader change right after the cluster formed (seen at load 20-90 in
         // CI) answers "request timed out, possibly due to previous leader failure"; the write is
         // idempotent, so it is sent again until acknowledged, as a client would.
-        await ClusterKit.WaitUntilAsync("the first write is acknowledged", TimeSpan.FromSeconds(60), async () =>
-        {
-            try
-            {
-                await PutAsync(isolated, "before", "1");
-                return true;
-            }
-            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
-            {
-                output.WriteLine($"first write: {e.StatusCode} \"{e.Status.Detail}\"; sending it again");
-                return false;
-            }
-        });
+        await PutUntilAcknowledgedAsync(isolated, "before", "1");
         acknowledged["before"] = "1";
 
         using (var partition = IptablesPartition.Isolate(isolated, majority))
@@ -135,6 +123,13 @@ public sealed class PartitionTests(ITestOutputHelper output)
             output.WriteLine($"after healing: leader {agreedLeader.Name}, all members at revision {revision} with hash {hash:x8} within {healed.ElapsedMilliseconds} ms");
         }
 
+        // A write through the healed member once more: had it kept a forwarded write it gave up on
+        // in a connection to the leader, TCP (which delivers in order) would hand that write over
+        // before this one, so once this one is acknowledged a late delivery would show.
+        await PutUntilAcknowledgedAsync(isolated, "after-heal", "1");
+        acknowledged["after-heal"] = "1";
+        await ClusterKit.WaitConvergedAsync(cluster, timeout: ConvergeTimeout);
+
         // Every member holds every acknowledged write and none of the refused ones.
         foreach (var member in cluster.Running)
         {
@@ -153,9 +148,11 @@ public sealed class PartitionTests(ITestOutputHelper output)
 
             foreach (var key in timedOut)
             {
-                // An isolated leader's own log entries cannot commit: the new leader was elected without them.
-                Assert.False(isolateLeader && state.ContainsKey(key), $"{member.Name} has {key}, a write the isolated old leader could not replicate");
-                output.WriteLine($"{member.Name}: timed-out write {key} {(state.ContainsKey(key) ? "was applied after all (delivered after healing)" : "is absent")}");
+                // Sent after the cut, so it never left the minority: appended by an isolated leader
+                // (the new leader was elected without it), or forwarded by an isolated follower
+                // into a connection the follower aborted when it gave the write up. Applied only if
+                // the abandoned forward had been delivered after the heal.
+                Assert.False(state.ContainsKey(key), $"{member.Name} has {key}, a write the minority answered \"timed out\" and could not replicate (delivered late after the heal)");
             }
         }
 
@@ -185,6 +182,22 @@ public sealed class PartitionTests(ITestOutputHelper output)
 
         throw new Xunit.Sdk.XunitException($"{what} succeeded after {timer.ElapsedMilliseconds} ms: the minority must refuse it");
     }
+
+    /// <summary>Sends an idempotent put until it is acknowledged, as a client would after "request timed out".</summary>
+    private async Task PutUntilAcknowledgedAsync(ArbiterClusterMember member, string key, string value)
+        => await ClusterKit.WaitUntilAsync($"the write of {key} is acknowledged", TimeSpan.FromSeconds(60), async () =>
+        {
+            try
+            {
+                await PutAsync(member, key, value);
+                return true;
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            {
+                output.WriteLine($"write of {key}: {e.StatusCode} \"{e.Status.Detail}\"; sending it again");
+                return false;
+            }
+        });
 
     private static async Task PutAsync(ArbiterClusterMember member, string key, string value, TimeSpan? deadline = null)
     {

@@ -22,6 +22,7 @@ internal sealed class ForwardQueue
     private readonly Func<ProposeBatchRequest, CancellationToken, Task<ProposeBatchResponse>> _send;
     private readonly Func<CancellationToken> _callToken;
     private readonly int _batchSizeBytesMax;
+    private readonly Action _abandonedInFlight;
     private readonly object _gate = new();
     private readonly Queue<Pending> _queue = new();
     private int _callsInFlight;
@@ -29,11 +30,17 @@ internal sealed class ForwardQueue
     /// <param name="send">Makes one <c>ProposeBatch</c> call.</param>
     /// <param name="callToken">The token a call is made under (the leader epoch: a leader change cuts it).</param>
     /// <param name="batchSizeBytesMax">Serialized commands in one call at most (one larger command still goes, alone).</param>
-    public ForwardQueue(Func<ProposeBatchRequest, CancellationToken, Task<ProposeBatchResponse>> send, Func<CancellationToken> callToken, int batchSizeBytesMax)
+    /// <param name="abandonedInFlight">
+    /// Called when a command already sent is given up on without an answer (its call cut or
+    /// broken, or its caller gone): the connection may still hold it unsent, to be delivered
+    /// whenever the network lets it through, so the caller aborts the connections to the leader.
+    /// </param>
+    public ForwardQueue(Func<ProposeBatchRequest, CancellationToken, Task<ProposeBatchResponse>> send, Func<CancellationToken> callToken, int batchSizeBytesMax, Action abandonedInFlight)
     {
         _send = send;
         _callToken = callToken;
         _batchSizeBytesMax = batchSizeBytesMax;
+        _abandonedInFlight = abandonedInFlight;
     }
 
     /// <summary>
@@ -43,7 +50,7 @@ internal sealed class ForwardQueue
     /// </summary>
     public Task<ForwardedResult> SendAsync(Command command, CancellationToken cancellationToken)
     {
-        var pending = new Pending(command, command.CalculateSize(), cancellationToken);
+        var pending = new Pending(command, command.CalculateSize(), _abandonedInFlight, cancellationToken);
         bool startCall;
         lock (_gate)
         {
@@ -81,6 +88,7 @@ internal sealed class ForwardQueue
                         continue; // its caller gave up before it was sent
                     }
 
+                    next.MarkSent();
                     batch.Add(next);
                     sizeBytes += next.SizeBytes;
                 }
@@ -132,6 +140,11 @@ internal sealed class ForwardQueue
         {
             // The call failed as a whole: every command ends as its own call would have.
             var failure = e as RpcException ?? new RpcException(new Status(e is OperationCanceledException ? StatusCode.Cancelled : StatusCode.Unavailable, e.Message, e));
+            if (!AnsweredByLeader(failure))
+            {
+                _abandonedInFlight();
+            }
+
             foreach (var pending in batch)
             {
                 pending.Fail(failure);
@@ -139,19 +152,27 @@ internal sealed class ForwardQueue
         }
     }
 
+    /// <summary>
+    /// A status the leader sent (its call ended with an answer, so nothing of it waits in the
+    /// connection), as opposed to a call cut here or broken in transport.
+    /// </summary>
+    private static bool AnsweredByLeader(RpcException e)
+        => e.StatusCode is not (StatusCode.Cancelled or StatusCode.DeadlineExceeded) && e.Status.DebugException is null;
+
     /// <summary>A command waiting for its call, and the caller waiting for its outcome.</summary>
     private sealed class Pending
     {
         private readonly TaskCompletionSource<ForwardedResult> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly CancellationTokenRegistration _registration;
+        private readonly Action _abandonedInFlight;
+        private volatile bool _sent;
 
-        public Pending(Command command, int sizeBytes, CancellationToken cancellationToken)
+        public Pending(Command command, int sizeBytes, Action abandonedInFlight, CancellationToken cancellationToken)
         {
             Command = command;
             SizeBytes = sizeBytes;
-            _registration = cancellationToken.UnsafeRegister(
-                static state => ((Pending)state!).Fail(new RpcException(new Status(StatusCode.Cancelled, "The forwarded call was cancelled."))),
-                this);
+            _abandonedInFlight = abandonedInFlight;
+            _registration = cancellationToken.UnsafeRegister(static state => ((Pending)state!).Abandon(), this);
         }
 
         public Command Command { get; }
@@ -162,6 +183,17 @@ internal sealed class ForwardQueue
 
         /// <summary>Its caller stopped waiting before it was sent: not worth sending.</summary>
         public bool IsAbandoned => _outcome.Task.IsCompleted;
+
+        /// <summary>Taken into a call: from now on it may reach the leader.</summary>
+        public void MarkSent() => _sent = true;
+
+        private void Abandon()
+        {
+            if (_outcome.TrySetException(new RpcException(new Status(StatusCode.Cancelled, "The forwarded call was cancelled."))) && _sent)
+            {
+                _abandonedInFlight();
+            }
+        }
 
         public void Complete(ForwardedResult result)
         {

@@ -19,6 +19,7 @@ internal sealed partial class RaftCommandLog
 
     private readonly ConcurrentDictionary<string, GrpcChannel> _channels = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, ForwardQueue> _forwardQueues = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, AbortableConnections> _connections = new(StringComparer.Ordinal);
 
     /// <summary>Leader URLs that answered ProposeBatch as unimplemented (an earlier version).</summary>
     private readonly ConcurrentDictionary<string, bool> _singleProposeOnly = new(StringComparer.Ordinal);
@@ -200,12 +201,30 @@ internal sealed partial class RaftCommandLog
     /// <c>--trusted-ca-file</c>. Calls to the internal services carry this member's peer credential
     /// (<see cref="PeerCredentialHandler"/>).
     /// </summary>
-    public GrpcChannel ChannelTo(string clientUrl) => _channels.GetOrAdd(clientUrl, url => GrpcChannel.ForAddress(url, new GrpcChannelOptions
+    public GrpcChannel ChannelTo(string clientUrl) => _channels.GetOrAdd(clientUrl, url =>
     {
-        HttpHandler = new PeerCredentialHandler(() => _host.PeerCredential, PeerTransportSecurity.ForwardingHandler(url, _options.PeerTls, _options.ClientTls)),
-        MaxReceiveMessageSize = null,
-        MaxSendMessageSize = null,
-    }));
+        var handler = PeerTransportSecurity.ForwardingHandler(url, _options.PeerTls, _options.ClientTls);
+        handler.ConnectCallback = _connections.GetOrAdd(url, _ => new AbortableConnections()).ConnectAsync;
+        return GrpcChannel.ForAddress(url, new GrpcChannelOptions
+        {
+            HttpHandler = new PeerCredentialHandler(() => _host.PeerCredential, handler),
+            MaxReceiveMessageSize = null,
+            MaxSendMessageSize = null,
+        });
+    });
+
+    /// <summary>
+    /// Resets the connections to <paramref name="clientUrl"/> after a forwarded write was given up
+    /// on (<see cref="AbortableConnections"/>): what they still hold unsent is never delivered.
+    /// Other calls on them fail as on a broken connection and are retried.
+    /// </summary>
+    private void AbortConnectionsTo(string clientUrl)
+    {
+        if (_connections.TryGetValue(clientUrl, out var connections) && connections.AbortAll() is var aborted and > 0)
+        {
+            _logger.LogInformation("A write forwarded to {Url} was given up on: reset {Count} connection(s) to it, so that it is not delivered later", clientUrl, aborted);
+        }
+    }
 
     /// <summary>
     /// The queue of writes forwarded to the leader at <paramref name="clientUrl"/> (one per URL):
@@ -215,7 +234,8 @@ internal sealed partial class RaftCommandLog
     private ForwardQueue QueueTo(string clientUrl) => _forwardQueues.GetOrAdd(clientUrl, url => new ForwardQueue(
         (request, cancellationToken) => ProposeBatchAsync(url, request, cancellationToken),
         () => LeaderEpoch,
-        _options.Limits.RequestSizeBytesMax / 2));
+        _options.Limits.RequestSizeBytesMax / 2,
+        () => AbortConnectionsTo(url)));
 
     /// <summary>
     /// One <c>ProposeBatch</c> call; to a leader of an earlier version, which does not know it

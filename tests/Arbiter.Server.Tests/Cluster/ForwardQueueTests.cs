@@ -24,6 +24,12 @@ public sealed class ForwardQueueTests
     {
         private readonly object _gate = new();
         private readonly List<(ProposeBatchRequest Request, TaskCompletionSource Release)> _calls = [];
+        private int _abortsAsked;
+
+        /// <summary>How many times the queue asked for the connections to this leader to be aborted.</summary>
+        public int AbortsAsked => Volatile.Read(ref _abortsAsked);
+
+        public void AbortConnections() => Interlocked.Increment(ref _abortsAsked);
 
         public Func<Command, ForwardedOutcome> Answer { get; init; } = command => new ForwardedOutcome { Result = new ForwardedResult { RaftIndex = (long)command.RequestId } };
 
@@ -74,7 +80,7 @@ public sealed class ForwardQueueTests
     }
 
     private static ForwardQueue QueueFor(HeldLeader leader, int batchSizeBytesMax = 1 << 20) =>
-        new(leader.SendAsync, () => CancellationToken.None, batchSizeBytesMax);
+        new(leader.SendAsync, () => CancellationToken.None, batchSizeBytesMax, leader.AbortConnections);
 
     /// <summary>
     /// Takes every call slot with one write each (one at a time: writes sent together may share a
@@ -161,7 +167,8 @@ public sealed class ForwardQueueTests
                 return Task.FromException<ProposeBatchResponse>(new RpcException(new Status(StatusCode.Unavailable, "Error connecting to subchannel.")));
             },
             () => CancellationToken.None,
-            1 << 20);
+            1 << 20,
+            () => { });
 
         var errors = await Task.WhenAll(Enumerable.Range(1, 20).Select(async i => await Assert.ThrowsAsync<RpcException>(() => queue.SendAsync(CommandOf((ulong)i), CancellationToken.None))));
         Assert.All(errors, e => Assert.Equal("Error connecting to subchannel.", e.Status.Detail));
@@ -187,6 +194,46 @@ public sealed class ForwardQueueTests
         Assert.Equal(2, (await kept.WaitAsync(Deadline)).RaftIndex);
         await Task.WhenAll(blockers).WaitAsync(Deadline);
         Assert.DoesNotContain(leader.Calls.SelectMany(c => c.Commands), c => c.RequestId == 1);
+        Assert.Equal(0, leader.AbortsAsked); // never sent: nothing of it waits in a connection
+    }
+
+    [Fact]
+    public async Task A_write_given_up_on_after_it_was_sent_asks_for_the_connections_to_be_aborted()
+    {
+        var leader = new HeldLeader();
+        var queue = QueueFor(leader);
+        using var cancel = new CancellationTokenSource();
+        var write = queue.SendAsync(CommandOf(1), cancel.Token);
+        await leader.WaitForCallsAsync(1);
+        await cancel.CancelAsync();
+
+        var error = await Assert.ThrowsAsync<RpcException>(() => write);
+        Assert.Equal(StatusCode.Cancelled, error.StatusCode);
+        Assert.Equal(1, leader.AbortsAsked);
+        leader.ReleaseAll();
+    }
+
+    [Fact]
+    public async Task A_call_cut_by_a_leader_change_asks_for_the_connections_to_be_aborted_and_an_answered_one_does_not()
+    {
+        var leader = new HeldLeader { Answer = _ => new ForwardedOutcome { ErrorCode = (int)StatusCode.Unavailable, ErrorMessage = "etcdserver: leader changed" } };
+        using var epoch = new CancellationTokenSource();
+        var queue = new ForwardQueue(leader.SendAsync, () => epoch.Token, 1 << 20, leader.AbortConnections);
+
+        // Answered (with an error): the call ended, nothing of it is left in the connection.
+        var answered = queue.SendAsync(CommandOf(1), CancellationToken.None);
+        await leader.WaitForCallsAsync(1);
+        leader.ReleaseAll();
+        await Assert.ThrowsAsync<RpcException>(() => answered);
+        Assert.Equal(0, leader.AbortsAsked);
+
+        // Cut while the leader holds it: it may still sit unsent in the connection.
+        var cut = queue.SendAsync(CommandOf(2), CancellationToken.None);
+        await leader.WaitForCallsAsync(2);
+        await epoch.CancelAsync();
+        var error = await Assert.ThrowsAsync<RpcException>(() => cut);
+        Assert.Equal(StatusCode.Cancelled, error.StatusCode);
+        Assert.Equal(1, leader.AbortsAsked);
     }
 
     [Fact]
