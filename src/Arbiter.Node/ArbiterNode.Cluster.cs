@@ -281,7 +281,7 @@ public sealed partial class ArbiterNode
                 var url = await raft.LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
                 return url is null
                     ? await here().ConfigureAwait(false)
-                    : await remote(raft.ChannelTo(url)).ConfigureAwait(false);
+                    : await raft.CallLeaderToChangeAsync(url, remote).ConfigureAwait(false);
             }
             catch (EtcdException e) when (e.Error == EtcdError.LeaderChanged && Environment.TickCount64 < deadlineMs)
             {

@@ -156,7 +156,7 @@ internal sealed class ForwardQueue
     /// A status the leader sent (its call ended with an answer, so nothing of it waits in the
     /// connection), as opposed to a call cut here or broken in transport.
     /// </summary>
-    private static bool AnsweredByLeader(RpcException e)
+    internal static bool AnsweredByLeader(RpcException e)
         => e.StatusCode is not (StatusCode.Cancelled or StatusCode.DeadlineExceeded) && e.Status.DebugException is null;
 
     /// <summary>A command waiting for its call, and the caller waiting for its outcome.</summary>

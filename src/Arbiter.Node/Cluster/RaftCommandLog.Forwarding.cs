@@ -214,6 +214,25 @@ internal sealed partial class RaftCommandLog
     });
 
     /// <summary>
+    /// Makes a call that changes state on the leader at <paramref name="clientUrl"/> (a membership
+    /// change); if it ends without the leader's answer (cut, broken, past its deadline), the
+    /// connections to that leader are reset as for a forwarded write, so that it is not delivered later.
+    /// </summary>
+    public async Task<T> CallLeaderToChangeAsync<T>(string clientUrl, Func<GrpcChannel, Task<T>> call)
+    {
+        ArgumentNullException.ThrowIfNull(call);
+        try
+        {
+            return await call(ChannelTo(clientUrl)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException || (e is RpcException rpc && !ForwardQueue.AnsweredByLeader(rpc)))
+        {
+            AbortConnectionsTo(clientUrl);
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Resets the connections to <paramref name="clientUrl"/> after a forwarded write was given up
     /// on (<see cref="AbortableConnections"/>): what they still hold unsent is never delivered.
     /// Other calls on them fail as on a broken connection and are retried.
