@@ -77,6 +77,9 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>Commands a single node answered before their fsync (transaction grants; 0 on a cluster member).</summary>
     internal long CommandsAnsweredBeforeFsync => (_log as LocalCommandLog)?.CommandsAnsweredBeforeFsync ?? 0;
 
+    /// <summary>A single node's log (null in a cluster), for tests.</summary>
+    internal LocalCommandLog? LocalLog => _log as LocalCommandLog;
+
     /// <summary>Bytes of versions paged out so far (0 when they are kept in memory).</summary>
     internal long ValueSpillAppendedBytes => (_host.ValueSpill as FileValueSpill)?.AppendedBytes ?? 0;
 

@@ -101,6 +101,12 @@ internal sealed class LocalCommandLog : ICommandLog
 
     public ulong Term => 1;
 
+    /// <summary>
+    /// The clock an owed fsync's delay is measured on (<see cref="System.Diagnostics.Stopwatch"/>
+    /// ticks); tests replace it to say when a delay has passed.
+    /// </summary>
+    internal Func<long> Timestamp { get; set; } = System.Diagnostics.Stopwatch.GetTimestamp;
+
     /// <summary>Commands answered before their fsync so far (transaction Begin and Lock batches).</summary>
     public long CommandsAnsweredBeforeFsync => Interlocked.Read(ref _answeredBeforeFsync);
 
@@ -226,7 +232,7 @@ internal sealed class LocalCommandLog : ICommandLog
                 if (!handedOff && !_writing && _flushOwed && !_closed)
                 {
                     // Answered grants still owe their fsync and no writer took it along.
-                    var now = System.Diagnostics.Stopwatch.GetTimestamp();
+                    var now = Timestamp();
                     if (now >= _flushDueTicks)
                     {
                         _writing = true;
@@ -328,7 +334,7 @@ internal sealed class LocalCommandLog : ICommandLog
     {
         // An fsync owed for longer than the grant delay is paid before anything else is written:
         // grants coming back to back would otherwise push it off.
-        if (_flushOwed && System.Diagnostics.Stopwatch.GetTimestamp() >= _flushDueTicks)
+        if (_flushOwed && Timestamp() >= _flushDueTicks)
         {
             PayOwedFlush();
         }
@@ -488,7 +494,7 @@ internal sealed class LocalCommandLog : ICommandLog
         if (!_flushOwed)
         {
             _flushOwed = true;
-            _flushDueTicks = System.Diagnostics.Stopwatch.GetTimestamp() + (System.Diagnostics.Stopwatch.Frequency * GrantFsyncDelayMs / 1000);
+            _flushDueTicks = Timestamp() + (System.Diagnostics.Stopwatch.Frequency * GrantFsyncDelayMs / 1000);
         }
 
         // Fsync first when more numbers than a restart moves past would be at stake, or when the

@@ -64,6 +64,32 @@ public sealed class GrantAcknowledgementTests : IDisposable
     }
 
     [Fact]
+    public async Task Grants_coming_back_to_back_cannot_push_an_owed_fsync_off()
+    {
+        await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
+        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+        var first = await node.TxnBeginAsync(BeginLocking(lease, "k0"));
+        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+
+        // The grant delay's clock moves only when this test says so: the log's writer thread then
+        // pays an owed fsync at most right after a move, and whether it does before the next grant
+        // is written is a race. What must hold whoever wins: a grant written after the fsync owed
+        // for the one before became overdue is written after that fsync.
+        var ticks = System.Diagnostics.Stopwatch.GetTimestamp();
+        node.LocalLog!.Timestamp = () => Interlocked.Read(ref ticks);
+        var txn = await node.TxnBeginAsync(BeginLocking(lease, "k0"));
+        for (var i = 1; i <= 50; i++)
+        {
+            var previousGrant = node.AppliedIndex;
+            Interlocked.Add(ref ticks, System.Diagnostics.Stopwatch.Frequency / 100); // 10 ms on: its fsync is overdue
+            await node.TxnLockAsync(new LockRequest { TxnId = txn.TxnId, Key = B($"k{i}"), Mode = LockMode.Exclusive });
+            Assert.True(node.DurableLogIndex >= previousGrant, $"grant {i}: the grant at index {previousGrant} was still not fsynced (durable up to {node.DurableLogIndex}) when the next one was answered");
+        }
+
+        Assert.Equal(51, node.CommandsAnsweredBeforeFsync);
+    }
+
+    [Fact]
     public async Task A_lock_command_that_aborts_a_deadlock_victim_is_fsynced_before_it_is_answered()
     {
         await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
