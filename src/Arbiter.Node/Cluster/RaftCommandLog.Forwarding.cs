@@ -239,9 +239,18 @@ internal sealed partial class RaftCommandLog
     /// </summary>
     private void AbortConnectionsTo(string clientUrl)
     {
-        if (_connections.TryGetValue(clientUrl, out var connections) && connections.AbortAll() is var aborted and > 0)
+        // Called from cancellation callbacks too (a leader change cancels inside DotNext's
+        // transition): nothing may escape.
+        try
         {
-            _logger.LogInformation("A write forwarded to {Url} was given up on: reset {Count} connection(s) to it, so that it is not delivered later", clientUrl, aborted);
+            if (_connections.TryGetValue(clientUrl, out var connections) && connections.AbortAll() is var aborted and > 0)
+            {
+                _logger.LogInformation("A write forwarded to {Url} was given up on: reset {Count} connection(s) to it, so that it is not delivered later", clientUrl, aborted);
+            }
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "Resetting the connections to {Url} failed", clientUrl);
         }
     }
 
