@@ -34,9 +34,6 @@ internal sealed class AbortableConnections
         return new TrackedStream(this, socket);
     }
 
-    /// <summary>Connections open now.</summary>
-    public int Count => _open.Count;
-
     /// <summary>Resets every open connection, discarding what it has not sent yet; the channel opens new ones for later calls.</summary>
     public int AbortAll()
     {

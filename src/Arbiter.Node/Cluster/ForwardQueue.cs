@@ -83,12 +83,11 @@ internal sealed class ForwardQueue
                     && (batch.Count == 0 || sizeBytes + next.SizeBytes <= _batchSizeBytesMax))
                 {
                     _queue.Dequeue();
-                    if (next.IsAbandoned)
+                    if (!next.TryMarkSent())
                     {
                         continue; // its caller gave up before it was sent
                     }
 
-                    next.MarkSent();
                     batch.Add(next);
                     sizeBytes += next.SizeBytes;
                 }
@@ -165,7 +164,7 @@ internal sealed class ForwardQueue
         private readonly TaskCompletionSource<ForwardedResult> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly CancellationTokenRegistration _registration;
         private readonly Action _abandonedInFlight;
-        private volatile bool _sent;
+        private int _stage; // Queued, Sent or AbandonedUnsent: whether a caller that gives up leaves it in a connection
 
         public Pending(Command command, int sizeBytes, Action abandonedInFlight, CancellationToken cancellationToken)
         {
@@ -181,15 +180,19 @@ internal sealed class ForwardQueue
 
         public Task<ForwardedResult> Task => _outcome.Task;
 
-        /// <summary>Its caller stopped waiting before it was sent: not worth sending.</summary>
-        public bool IsAbandoned => _outcome.Task.IsCompleted;
+        private const int Queued = 0;
+        private const int Sent = 1;
+        private const int AbandonedUnsent = 2;
 
-        /// <summary>Taken into a call: from now on it may reach the leader.</summary>
-        public void MarkSent() => _sent = true;
+        /// <summary>Takes it into a call, from then on it may reach the leader; false when its caller gave up first (not worth sending).</summary>
+        public bool TryMarkSent() => Interlocked.CompareExchange(ref _stage, Sent, Queued) == Queued;
 
         private void Abandon()
         {
-            if (_outcome.TrySetException(new RpcException(new Status(StatusCode.Cancelled, "The forwarded call was cancelled."))) && _sent)
+            // Either it is marked unsent first, and the call never takes it, or it was taken, and
+            // the connections that may hold it are aborted.
+            if (_outcome.TrySetException(new RpcException(new Status(StatusCode.Cancelled, "The forwarded call was cancelled.")))
+                && Interlocked.CompareExchange(ref _stage, AbandonedUnsent, Queued) == Sent)
             {
                 _abandonedInFlight();
             }
