@@ -85,7 +85,8 @@ public sealed partial class StateMachine
     /// <summary>Adds one key's history up to <paramref name="revision"/> to <paramref name="h"/> (shared by the live and the captured state).</summary>
     internal static void HashKeyHistory(ref Fnv1a h, ByteString key, ReadOnlySpan<KeyRevision> history, long revision)
     {
-        foreach (var entry in history)
+        // By reference: a snapshot being written calls this outside the state's lock (see KeyRevision).
+        foreach (ref readonly var entry in history)
         {
             if (entry.Main > revision)
             {
@@ -322,12 +323,12 @@ public sealed partial class StateMachine
             var i = history.Count - 1;
             for (; i >= 0 && history[i].Main == revision; i--)
             {
-                SpillVersion(history, i);
+                history.PageOut(i, _valueSpill!);
             }
 
             if (i >= 0)
             {
-                SpillVersion(history, i);
+                history.PageOut(i, _valueSpill!);
             }
         }
     }
@@ -345,17 +346,8 @@ public sealed partial class StateMachine
             var history = record.History;
             for (var i = 0; i < history.Count; i++)
             {
-                SpillVersion(history, i);
+                history.PageOut(i, _valueSpill!);
             }
-        }
-    }
-
-    private void SpillVersion(KeyHistory history, int index)
-    {
-        var entry = history[index];
-        if (entry.Stored.InMemory is not null)
-        {
-            history[index] = entry with { Stored = entry.Stored.SpillTo(_valueSpill!) };
         }
     }
 

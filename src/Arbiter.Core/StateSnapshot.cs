@@ -118,7 +118,8 @@ public sealed class StateSnapshot
                 w.Write(key.Key.Span);
                 w.Write(key.LeaseId);
                 w.Write(key.History.Length);
-                foreach (var entry in key.History.Span)
+                // By reference: this runs outside the state's lock, while versions may be paged out (see KeyRevision).
+                foreach (ref readonly var entry in key.History.Span)
                 {
                     w.Write(entry.Main);
                     w.Write(entry.Sub);

@@ -1,16 +1,74 @@
+using System.Runtime.CompilerServices;
 using Arbiter.Protocol.Mvcc;
 using Google.Protobuf;
 
 namespace Arbiter.Core.Mvcc;
 
 /// <summary>One entry of a key's history: a put or a tombstone.</summary>
-/// <param name="Main">The store revision of the change.</param>
-/// <param name="Sub">The change's position inside its revision (a txn can change several keys).</param>
-/// <param name="Stored">The stored key-value (in memory or spilled), or a tombstone. Shared; never mutated.</param>
-internal readonly record struct KeyRevision(long Main, int Sub, StoredVersion Stored)
+/// <remarks>
+/// 32 bytes, and no object of its own for a version paged out: its place in the spill is kept here
+/// (<see cref="StoredVersion"/>'s parts). Paging the version out (<see cref="PageOut"/>) is the only
+/// change an entry in use ever sees, and a snapshot being written reads entries outside the
+/// state's lock meanwhile (<see cref="KeyRecord.HistorySnapshot"/>). So the place is written
+/// before the reference that makes it valid (a release), and <see cref="Stored"/> reads that
+/// reference first and every field with an acquire (plain loads of the place were moved before the
+/// reference's by the JIT: <c>KeyRevisionTests</c>): a reader sees the key-value or the whole place,
+/// never a segment with half its place. A reader outside the lock must therefore not copy an entry
+/// (iterate with <c>ref readonly</c>): a copy reads the fields in no set order.
+/// </remarks>
+internal struct KeyRevision
 {
+    private object? _value;
+    private long _place;
+    private int _length;
+
+    /// <summary>An entry.</summary>
+    /// <param name="main">The store revision of the change.</param>
+    /// <param name="sub">The change's position inside its revision (a txn can change several keys).</param>
+    /// <param name="stored">The stored key-value (in memory or spilled), or a tombstone. Shared; never mutated.</param>
+    public KeyRevision(long main, int sub, StoredVersion stored)
+    {
+        Main = main;
+        Sub = sub;
+        _value = stored.Value;
+        _place = stored.Place;
+        _length = stored.Length;
+    }
+
+    /// <summary>The store revision of the change.</summary>
+    public long Main { get; }
+
+    /// <summary>The change's position inside its revision.</summary>
+    public int Sub { get; }
+
+    /// <summary>The stored key-value (in memory or spilled), or a tombstone.</summary>
+    public readonly StoredVersion Stored
+    {
+        get
+        {
+            var value = Volatile.Read(ref Unsafe.AsRef(in _value));
+            var place = Volatile.Read(ref Unsafe.AsRef(in _place));
+            var length = Volatile.Read(ref Unsafe.AsRef(in _length));
+            return StoredVersion.FromParts(value, place, length);
+        }
+    }
+
     /// <summary>The key-value, read back from its spill when spilled; null for a tombstone.</summary>
-    public KeyValue? LoadKv() => Stored.Load();
+    public readonly KeyValue? LoadKv() => Stored.Load();
+
+    /// <summary>Pages the version out to <paramref name="spill"/>; it stays as it is when it is not in memory with a value, or the spill refuses it.</summary>
+    public void PageOut(IValueSpill spill)
+    {
+        var spilled = Stored.SpillTo(spill);
+        if (ReferenceEquals(spilled.Value, _value))
+        {
+            return;
+        }
+
+        _place = spilled.Place;
+        _length = spilled.Length;
+        Volatile.Write(ref _value, spilled.Value);
+    }
 }
 
 /// <summary>A key and its retained history (oldest first), plus the lease it is attached to now.</summary>
@@ -142,11 +200,10 @@ internal readonly struct KeyHistory(KeyRecord record)
 {
     public int Count => record.VersionCount;
 
-    public KeyRevision this[int index]
-    {
-        get => AsSpan()[index];
-        set => record.VersionArray.AsSpan(0, record.VersionCount)[index] = value;
-    }
+    public KeyRevision this[int index] => AsSpan()[index];
+
+    /// <summary>Pages entry <paramref name="index"/>'s version out to <paramref name="spill"/> (see <see cref="KeyRevision.PageOut"/>).</summary>
+    public void PageOut(int index, IValueSpill spill) => record.VersionArray.AsSpan(0, record.VersionCount)[index].PageOut(spill);
 
     public ReadOnlySpan<KeyRevision> AsSpan() => record.VersionArray.AsSpan(0, record.VersionCount);
 

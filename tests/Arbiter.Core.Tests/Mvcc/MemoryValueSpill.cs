@@ -3,9 +3,11 @@ using Arbiter.Core.Mvcc;
 namespace Arbiter.Core.Tests.Mvcc;
 
 /// <summary>A value spill in managed memory, for tests: the state machine's spill paths without files. Can refuse appends.</summary>
-internal sealed class MemoryValueSpill(Func<bool>? refuse = null) : IValueSpill
+/// <param name="refuse">Says whether to refuse an append (null: take every one).</param>
+/// <param name="offsetBase">Added to every offset handed out (from 2^40 on, too far for a history entry's packed place).</param>
+internal sealed class MemoryValueSpill(Func<bool>? refuse = null, long offsetBase = 0) : IValueSpill
 {
-    private readonly Segment _segment = new();
+    private readonly Segment _segment = new(offsetBase);
 
     /// <summary>Appends taken.</summary>
     public int Appends { get; private set; }
@@ -29,14 +31,14 @@ internal sealed class MemoryValueSpill(Func<bool>? refuse = null) : IValueSpill
         Appends++;
         lock (_segment.Bytes)
         {
-            offset = _segment.Bytes.Count;
+            offset = offsetBase + _segment.Bytes.Count;
             _segment.Bytes.AddRange(bytes);
         }
 
         return true;
     }
 
-    private sealed class Segment : IValueSpillSegment
+    private sealed class Segment(long offsetBase) : IValueSpillSegment
     {
         public List<byte> Bytes { get; } = [];
 
@@ -47,7 +49,7 @@ internal sealed class MemoryValueSpill(Func<bool>? refuse = null) : IValueSpill
             lock (Bytes)
             {
                 Reads++;
-                System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Bytes).Slice((int)offset, destination.Length).CopyTo(destination);
+                System.Runtime.InteropServices.CollectionsMarshal.AsSpan(Bytes).Slice(checked((int)(offset - offsetBase)), destination.Length).CopyTo(destination);
             }
         }
     }
