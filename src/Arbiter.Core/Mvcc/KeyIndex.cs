@@ -5,11 +5,12 @@ namespace Arbiter.Core.Mvcc;
 /// <summary>
 /// Ordered map from key to <see cref="KeyRecord"/> (a treap): O(log n) lookup, insert and removal,
 /// O(log n + k) range scans. Priorities come from a counter hashed with splitmix64, so the shape is
-/// deterministic (and never affects results anyway).
+/// deterministic (and never affects results anyway). The records are the tree's nodes (their
+/// <c>Treap*</c> fields): no node object per key.
 /// </summary>
 internal sealed class KeyIndex
 {
-    private Node? _root;
+    private KeyRecord? _root;
     private ulong _priorityCounter;
 
     public int Count { get; private set; }
@@ -20,13 +21,13 @@ internal sealed class KeyIndex
         var span = key.Span;
         while (n != null)
         {
-            var c = span.SequenceCompareTo(n.Record.Key.Span);
+            var c = span.SequenceCompareTo(n.Key.Span);
             if (c == 0)
             {
-                return n.Record;
+                return n;
             }
 
-            n = c < 0 ? n.Left : n.Right;
+            n = c < 0 ? n.TreapLeft : n.TreapRight;
         }
 
         return null;
@@ -40,9 +41,8 @@ internal sealed class KeyIndex
             return existing;
         }
 
-        var record = new KeyRecord(key);
-        var node = new Node(record, SplitMix64.Next(ref _priorityCounter));
-        _root = Insert(_root, node);
+        var record = new KeyRecord(key) { TreapPriority = (uint)(SplitMix64.Next(ref _priorityCounter) >> 32) };
+        _root = Insert(_root, record);
         Count++;
         return record;
     }
@@ -63,102 +63,107 @@ internal sealed class KeyIndex
     /// <summary>Records with start ≤ key &lt; end (end null = unbounded), ascending.</summary>
     public IEnumerable<KeyRecord> Range(ByteString start, ByteString? end)
     {
-        var stack = new Stack<Node>();
+        var stack = new Stack<KeyRecord>();
         var n = _root;
         while (n != null)
         {
-            if (KeyComparer.CompareKeys(n.Record.Key, start) >= 0)
+            if (KeyComparer.CompareKeys(n.Key, start) >= 0)
             {
                 stack.Push(n);
-                n = n.Left;
+                n = n.TreapLeft;
             }
             else
             {
-                n = n.Right;
+                n = n.TreapRight;
             }
         }
 
         while (stack.Count > 0)
         {
             var x = stack.Pop();
-            if (end != null && KeyComparer.CompareKeys(x.Record.Key, end) >= 0)
+            if (end != null && KeyComparer.CompareKeys(x.Key, end) >= 0)
             {
                 yield break;
             }
 
-            yield return x.Record;
-            n = x.Right;
+            yield return x;
+            n = x.TreapRight;
             while (n != null)
             {
                 stack.Push(n);
-                n = n.Left;
+                n = n.TreapLeft;
             }
         }
     }
 
-    private static Node Insert(Node? root, Node node)
+    private static KeyRecord Insert(KeyRecord? root, KeyRecord node)
     {
         if (root == null)
         {
             return node;
         }
 
-        if (KeyComparer.CompareKeys(node.Record.Key, root.Record.Key) < 0)
+        if (KeyComparer.CompareKeys(node.Key, root.Key) < 0)
         {
-            root.Left = Insert(root.Left, node);
-            if (root.Left.Priority > root.Priority)
+            var left = Insert(root.TreapLeft, node);
+            root.TreapLeft = left;
+            if (left.TreapPriority > root.TreapPriority)
             {
-                var l = root.Left;
-                root.Left = l.Right;
-                l.Right = root;
-                return l;
+                root.TreapLeft = left.TreapRight;
+                left.TreapRight = root;
+                return left;
             }
         }
         else
         {
-            root.Right = Insert(root.Right, node);
-            if (root.Right.Priority > root.Priority)
+            var right = Insert(root.TreapRight, node);
+            root.TreapRight = right;
+            if (right.TreapPriority > root.TreapPriority)
             {
-                var r = root.Right;
-                root.Right = r.Left;
-                r.Left = root;
-                return r;
+                root.TreapRight = right.TreapLeft;
+                right.TreapLeft = root;
+                return right;
             }
         }
 
         return root;
     }
 
-    private static Node? Remove(Node? root, KeyRecord record, ref bool removed)
+    private static KeyRecord? Remove(KeyRecord? root, KeyRecord record, ref bool removed)
     {
         if (root == null)
         {
             return null;
         }
 
-        var c = KeyComparer.CompareKeys(record.Key, root.Record.Key);
+        var c = KeyComparer.CompareKeys(record.Key, root.Key);
         if (c < 0)
         {
-            root.Left = Remove(root.Left, record, ref removed);
+            root.TreapLeft = Remove(root.TreapLeft, record, ref removed);
             return root;
         }
 
         if (c > 0)
         {
-            root.Right = Remove(root.Right, record, ref removed);
+            root.TreapRight = Remove(root.TreapRight, record, ref removed);
             return root;
         }
 
-        if (!ReferenceEquals(root.Record, record))
+        if (!ReferenceEquals(root, record))
         {
             return root;
         }
 
         removed = true;
-        return Merge(root.Left, root.Right);
+        var merged = Merge(root.TreapLeft, root.TreapRight);
+
+        // The event history may keep a removed record for a while: it must not keep the tree too.
+        root.TreapLeft = null;
+        root.TreapRight = null;
+        return merged;
     }
 
-    private static Node? Merge(Node? a, Node? b)
+    private static KeyRecord? Merge(KeyRecord? a, KeyRecord? b)
     {
         if (a == null)
         {
@@ -170,25 +175,14 @@ internal sealed class KeyIndex
             return a;
         }
 
-        if (a.Priority > b.Priority)
+        if (a.TreapPriority > b.TreapPriority)
         {
-            a.Right = Merge(a.Right, b);
+            a.TreapRight = Merge(a.TreapRight, b);
             return a;
         }
 
-        b.Left = Merge(a, b.Left);
+        b.TreapLeft = Merge(a, b.TreapLeft);
         return b;
-    }
-
-    private sealed class Node(KeyRecord record, ulong priority)
-    {
-        public KeyRecord Record { get; } = record;
-
-        public ulong Priority { get; } = priority;
-
-        public Node? Left { get; set; }
-
-        public Node? Right { get; set; }
     }
 }
 

@@ -101,6 +101,14 @@ internal sealed class KeyRecord(ByteString key)
     /// <summary>The lease the live key is attached to (0 = none).</summary>
     public long LeaseId { get; set; }
 
+    // This record's place in its KeyIndex (a treap whose nodes are the records): one object per key
+    // instead of two. Owned by the index; null children once the record is removed from it.
+    internal KeyRecord? TreapLeft { get; set; }
+
+    internal KeyRecord? TreapRight { get; set; }
+
+    internal uint TreapPriority { get; init; }
+
     /// <summary>The newest version, or null when the key is deleted (or has no history).</summary>
     public KeyValue? Latest => _versionCount == 0 ? null : _versions[_versionCount - 1].LoadKv();
 
