@@ -20,11 +20,7 @@ public class ModelTests(ITestOutputHelper output)
     private static readonly string[] KeyPool = ["a", "aa", "ab", "b", "ba", "c", "d", "e\u00ff"];
     private static readonly string[] ValuePool = ["", "x", "y", "z", "xx"];
 
-    public static TheoryData<int> Seeds()
-    {
-        var env = Environment.GetEnvironmentVariable("ARBITER_TEST_SEED");
-        return env != null && int.TryParse(env, out var seed) ? new TheoryData<int> { seed } : new TheoryData<int> { 1, 2, 3, 4, 5 };
-    }
+    public static TheoryData<int> Seeds() => TestSeeds.FromEnvironmentOr(1, 2, 3, 4, 5);
 
     /// <summary>
     /// The machine under test pages every version out to a spill; its twin keeps them all in memory.

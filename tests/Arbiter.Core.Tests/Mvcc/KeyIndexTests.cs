@@ -7,11 +7,7 @@ namespace Arbiter.Core.Tests.Mvcc;
 /// <summary>The key index (a treap whose nodes are the key records) against a sorted set, seeded: replay one seed with ARBITER_TEST_SEED=n.</summary>
 public class KeyIndexTests(ITestOutputHelper output)
 {
-    public static TheoryData<int> Seeds()
-    {
-        var env = Environment.GetEnvironmentVariable("ARBITER_TEST_SEED");
-        return env != null && int.TryParse(env, out var seed) ? new TheoryData<int> { seed } : new TheoryData<int> { 1, 2, 3 };
-    }
+    public static TheoryData<int> Seeds() => TestSeeds.FromEnvironmentOr(1, 2, 3);
 
     [Theory]
     [MemberData(nameof(Seeds))]

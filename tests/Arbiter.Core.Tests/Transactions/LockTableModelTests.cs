@@ -20,11 +20,7 @@ public class LockTableModelTests(ITestOutputHelper output)
     private const int StepsPerSeed = 1500;
     private const int KeyPositions = 8;
 
-    public static TheoryData<int> Seeds()
-    {
-        var env = Environment.GetEnvironmentVariable("ARBITER_TEST_SEED");
-        return env != null && int.TryParse(env, out var seed) ? new TheoryData<int> { seed } : new TheoryData<int> { 1, 2, 3, 4, 5, 6 };
-    }
+    public static TheoryData<int> Seeds() => TestSeeds.FromEnvironmentOr(1, 2, 3, 4, 5, 6);
 
     [Theory]
     [MemberData(nameof(Seeds))]
