@@ -61,6 +61,7 @@ internal sealed class KeyIndex
     }
 
     /// <summary>Records with start ≤ key &lt; end (end null = unbounded), ascending.</summary>
+    /// <remarks>Lazy: the index must not change while the result is enumerated (a removed record loses its children).</remarks>
     public IEnumerable<KeyRecord> Range(ByteString start, ByteString? end)
     {
         var stack = new Stack<KeyRecord>();
