@@ -255,14 +255,14 @@ public sealed partial class StateMachine
             return;
         }
 
-        if (history[keepFrom].Stored.IsTombstone)
+        if (history[keepFrom].IsTombstone)
         {
             keepFrom++;
         }
 
         for (var i = 0; i < keepFrom; i++)
         {
-            _sizeBytes -= history[i].Stored.IsTombstone ? TombstoneSize(record.Key) : VersionSize(record.Key, history[i].Stored.ValueLength);
+            _sizeBytes -= history[i].IsTombstone ? TombstoneSize(record.Key) : VersionSize(record.Key, history[i].Stored.ValueLength);
         }
 
         history.RemoveOldest(keepFrom);

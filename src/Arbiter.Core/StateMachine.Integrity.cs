@@ -25,7 +25,7 @@ public sealed partial class StateMachine
                 var entry = record.History[i];
                 Check(entry.Main <= _revision, "a version above the store revision");
                 Check(i == 0 || (record.History[i - 1].Main, record.History[i - 1].Sub).CompareTo((entry.Main, entry.Sub)) < 0, "history out of order");
-                Check(i > 0 || entry.Main > _compactMainRev || !entry.Stored.IsTombstone, "a compacted tombstone survived");
+                Check(i > 0 || entry.Main > _compactMainRev || !entry.IsTombstone, "a compacted tombstone survived");
                 Check(entry.Main > _compactMainRev || i == 0, "more than one version at or below the compact revision");
                 if (entry.LoadKv() is { } kv)
                 {

@@ -53,6 +53,9 @@ internal struct KeyRevision
         }
     }
 
+    /// <summary>Whether the entry is a tombstone; reads one field (paging out never makes a version a tombstone or one not).</summary>
+    public readonly bool IsTombstone => Volatile.Read(ref Unsafe.AsRef(in _value)) is null;
+
     /// <summary>The key-value, read back from its spill when spilled; null for a tombstone.</summary>
     public readonly KeyValue? LoadKv() => Stored.Load();
 
@@ -152,11 +155,11 @@ internal sealed class KeyRecord(ByteString key)
     public bool ExistsAt(long revision)
     {
         var index = IndexAt(revision);
-        return index >= 0 && !_versions[index].Stored.IsTombstone;
+        return index >= 0 && !_versions[index].IsTombstone;
     }
 
     /// <summary>True when the key's newest version is live (not a tombstone), without reading it back.</summary>
-    public bool IsLive => _versionCount > 0 && !_versions[_versionCount - 1].Stored.IsTombstone;
+    public bool IsLive => _versionCount > 0 && !_versions[_versionCount - 1].IsTombstone;
 
     /// <summary>The index of the entry written at (<paramref name="main"/>, <paramref name="sub"/>), or -1 when the history holds none.</summary>
     public int IndexOf(long main, int sub)
