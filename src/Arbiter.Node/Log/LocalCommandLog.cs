@@ -45,6 +45,8 @@ internal sealed class LocalCommandLog : ICommandLog
     /// </summary>
     private const int GrantFsyncDelayMs = 1;
 
+    private static readonly long GrantFsyncDelayTicks = System.Diagnostics.Stopwatch.Frequency * GrantFsyncDelayMs / 1000;
+
     private readonly Lock _gate = new();
     private readonly Queue<Pending> _queue = new(); // guarded by _gate
     private readonly List<Pending> _batch; // owned by whoever holds the writer role
@@ -56,7 +58,8 @@ internal sealed class LocalCommandLog : ICommandLog
     private bool _closed; // guarded by _gate
     private bool _handedOff; // guarded by _gate: the writer role passed to the writer thread
     private int _lastBatchCommands; // guarded by _gate
-    private readonly ManualResetEventSlim _wake = new(false); // needs no Dispose: its WaitHandle is never read, so no kernel handle exists
+    private const int WriterSpinCount = 35; // ManualResetEventSlim's default on a multi-core machine
+    private readonly ManualResetEventSlim _wake = new(false, spinCount: 0); // needs no Dispose: its WaitHandle is never read, so no kernel handle exists; spins only where RunWriterThread says
     private TaskCompletionSource? _drained; // guarded by _gate: set when closed and the writer role is released
     private long _appliedIndex;
     private const int PayloadBufferSizeBytesMax = 64 * 1024;
@@ -69,6 +72,8 @@ internal sealed class LocalCommandLog : ICommandLog
     // Owned by the writer role; the writer thread reads them under _gate while no one holds it.
     private bool _flushOwed; // commands were answered before their fsync
     private long _flushDueTicks; // when an owed fsync stops waiting for company
+    private bool _grantsAnsweredSinceWriterLooked; // the writer thread lingers while transactions keep coming
+    private long _writerWakeTicks = long.MaxValue; // guarded by _gate: when the writer thread wakes by itself at the latest
     private (long TxnId, long Sequence, long FencingToken) _durableIdentifiers; // owned by the writer role: the lock table's numbers at the last point everything applied was durable
     private long _answeredBeforeFsync;
 
@@ -199,10 +204,9 @@ internal sealed class LocalCommandLog : ICommandLog
         // writer thread, so that this caller's answer does not wait for another fsync. An fsync
         // still owed for answered grants waits for the next command (whose own fsync covers it), or
         // for the writer thread after GrantFsyncDelayMs.
-        var flushOwed = _flushOwed;
-        if (ReleaseWriterIfIdle())
+        if (ReleaseWriterIfIdle(out var writerThreadOverslept))
         {
-            if (flushOwed)
+            if (writerThreadOverslept)
             {
                 _wake.Set();
             }
@@ -229,19 +233,27 @@ internal sealed class LocalCommandLog : ICommandLog
             {
                 handedOff = _handedOff;
                 _handedOff = false;
-                if (!handedOff && !_writing && _flushOwed && !_closed)
+                _writerWakeTicks = long.MaxValue;
+                if (!handedOff && !_writing && !_closed)
                 {
-                    // Answered grants still owe their fsync and no writer took it along.
                     var now = Timestamp();
-                    if (now >= _flushDueTicks)
+                    if (_flushOwed && now >= _flushDueTicks)
                     {
+                        // Answered grants still owe their fsync and no writer took it along.
                         _writing = true;
                         payOwedFlush = true;
                     }
-                    else
+                    else if (_flushOwed || _grantsAnsweredSinceWriterLooked)
                     {
-                        waitMs = (int)Math.Ceiling(System.Diagnostics.Stopwatch.GetElapsedTime(now, _flushDueTicks).TotalMilliseconds);
+                        // Wake when the owed fsync is due; or, while grants keep being answered,
+                        // one grant delay from now, so that the next grant's writer need not wake
+                        // this thread (on a VM every wake-up is a trip through the hypervisor):
+                        // at one client a transfer would otherwise cost this thread two.
+                        _writerWakeTicks = _flushOwed ? _flushDueTicks : now + GrantFsyncDelayTicks;
+                        waitMs = Math.Max(1, (int)Math.Ceiling(System.Diagnostics.Stopwatch.GetElapsedTime(now, _writerWakeTicks).TotalMilliseconds));
                     }
+
+                    _grantsAnsweredSinceWriterLooked = false;
                 }
 
                 if (!handedOff && !payOwedFlush && _closed && !_writing)
@@ -267,8 +279,25 @@ internal sealed class LocalCommandLog : ICommandLog
                 continue;
             }
 
+            if (waitMs == Timeout.Infinite)
+            {
+                // Waiting for the next batch under load: spin a little first, as the event would
+                // by default, since a hand-off often follows at once. A timed wait (an owed fsync)
+                // does not spin: on a VM every spin is a yield through the hypervisor.
+                SpinUntilWokenOrGiveUp();
+            }
+
             _wake.Wait(waitMs);
             _wake.Reset();
+        }
+    }
+
+    private void SpinUntilWokenOrGiveUp()
+    {
+        var spinner = default(SpinWait);
+        for (var i = 0; i < WriterSpinCount && !_wake.IsSet; i++)
+        {
+            spinner.SpinOnce(sleep1Threshold: -1);
         }
     }
 
@@ -282,17 +311,26 @@ internal sealed class LocalCommandLog : ICommandLog
     }
 
     /// <summary>Gives up the writer role if nothing is queued; otherwise the caller keeps it.</summary>
-    private bool ReleaseWriterIfIdle()
+    private bool ReleaseWriterIfIdle() => ReleaseWriterIfIdle(out _);
+
+    /// <summary>
+    /// Gives up the writer role if nothing is queued; otherwise the caller keeps it.
+    /// <paramref name="writerThreadOverslept"/>: an fsync is owed and the writer thread would not
+    /// wake by itself before it is due, so the caller must wake it.
+    /// </summary>
+    private bool ReleaseWriterIfIdle(out bool writerThreadOverslept)
     {
         TaskCompletionSource? drained;
         lock (_gate)
         {
+            writerThreadOverslept = false;
             if (_queue.Count > 0)
             {
                 return false;
             }
 
             _writing = false;
+            writerThreadOverslept = _flushOwed && _writerWakeTicks > _flushDueTicks;
             drained = _drained;
         }
 
@@ -491,10 +529,11 @@ internal sealed class LocalCommandLog : ICommandLog
             results[i] = TryApply(batch[i], batch[i].Command!);
         }
 
+        _grantsAnsweredSinceWriterLooked = true;
         if (!_flushOwed)
         {
             _flushOwed = true;
-            _flushDueTicks = Timestamp() + (System.Diagnostics.Stopwatch.Frequency * GrantFsyncDelayMs / 1000);
+            _flushDueTicks = Timestamp() + GrantFsyncDelayTicks;
         }
 
         // Fsync first when more numbers than a restart moves past would be at stake, or when the
