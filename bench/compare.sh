@@ -92,15 +92,9 @@ mkdir -p "$OUT/raw"
 SERVER_TLS=()
 CLIENT_TLS=()
 if [ "$MEMBERS" = "3" ]; then
-  start_cluster etcd "$WORK" "$OUT/etcd"
-  ETCD_PIDS=("${CLUSTER_PIDS[@]}")
-  ETCD_MEMBER_URLS=$CLUSTER_URLS
-  start_cluster arbiter "$WORK" "$OUT/arbiter"
-  ARBITER_PIDS=("${CLUSTER_PIDS[@]}")
-  ARBITER_MEMBER_URLS=$CLUSTER_URLS
-  log "started 3-member etcd ($ETCD_MEMBER_URLS) and Arbiter ($ARBITER_MEMBER_URLS), data in $WORK"
-  wait_cluster_ready "$ETCD_MEMBER_URLS" "${ETCD_PIDS[@]}"
-  wait_cluster_ready "$ARBITER_MEMBER_URLS" "${ARBITER_PIDS[@]}"
+  start_cluster_pair "$WORK" "$OUT"
+  ETCD_MEMBER_URLS=$ETCD_URLS
+  ARBITER_MEMBER_URLS=$ARBITER_URLS
   ETCD_LEADER=$(cluster_leader_url "$ETCD_MEMBER_URLS")
   ARBITER_LEADER=$(cluster_leader_url "$ARBITER_MEMBER_URLS")
   # The leader's pid: its CPU time is the cell's serverCpuS (followers' are in profile.md).

@@ -27,10 +27,11 @@ MAX_STALENESS_MS=${MAX_STALENESS_MS:-1000}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/bench/results/$STAMP-consistency}
 WORK=$(mktemp -d "$ROOT/bench/.work-XXXXXX")
-PIDS=()
+ETCD_PIDS=()
+ARBITER_PIDS=()
 
 cleanup() {
-  stop_pids "${PIDS[@]}"
+  stop_pids "${ETCD_PIDS[@]}" "${ARBITER_PIDS[@]}"
   rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
@@ -41,16 +42,7 @@ build_bench_tools
 mkdir -p "$OUT/raw"
 
 # Three members of each system, etcd's default timing for both.
-start_cluster etcd "$WORK" "$OUT/etcd"
-PIDS+=("${CLUSTER_PIDS[@]}")
-ETCD_URLS=$CLUSTER_URLS
-ETCD_PIDS=("${CLUSTER_PIDS[@]}")
-start_cluster arbiter "$WORK" "$OUT/arbiter"
-PIDS+=("${CLUSTER_PIDS[@]}")
-ARBITER_URLS=$CLUSTER_URLS
-log "started etcd ($ETCD_URLS) and Arbiter ($ARBITER_URLS), data in $WORK"
-wait_cluster_ready "$ETCD_URLS" "${ETCD_PIDS[@]}"
-wait_cluster_ready "$ARBITER_URLS" "${CLUSTER_PIDS[@]}"
+start_cluster_pair "$WORK" "$OUT"
 
 {
   echo "## Machine and run"

@@ -31,14 +31,7 @@ trap cleanup EXIT INT TERM
 ensure_packages etcd etcd-server etcd-client
 ensure_packages etcdctl etcd-server etcd-client
 build_bench_tools
-start_cluster etcd "$WORK" "$OUT/etcd"
-ETCD_PIDS=("${CLUSTER_PIDS[@]}")
-ETCD_URLS=$CLUSTER_URLS
-start_cluster arbiter "$WORK" "$OUT/arbiter"
-ARBITER_PIDS=("${CLUSTER_PIDS[@]}")
-ARBITER_URLS=$CLUSTER_URLS
-wait_cluster_ready "$ETCD_URLS" "${ETCD_PIDS[@]}"
-wait_cluster_ready "$ARBITER_URLS" "${ARBITER_PIDS[@]}"
+start_cluster_pair "$WORK" "$OUT"
 log "both clusters ready; idle for ${SETTLE_S} s, then measuring ${MEASURE_S} s"
 sleep "$SETTLE_S"
 

@@ -114,6 +114,23 @@ start_cluster() {
   done
 }
 
+# Starts a 3-member etcd and a 3-member Arbiter side by side (start_cluster: same flags, free
+# ports) and waits until both are ready (wait_cluster_ready): start_cluster_pair DATA_DIR LOG_DIR.
+# Sets ETCD_URLS, ETCD_PIDS, ARBITER_URLS and ARBITER_PIDS; the pids are set before the wait, so a
+# caller's exit trap that stops them (stop_pids) also stops a pair that never became ready.
+start_cluster_pair() {
+  local data=$1 logs=$2
+  start_cluster etcd "$data" "$logs/etcd"
+  ETCD_PIDS=("${CLUSTER_PIDS[@]}")
+  ETCD_URLS=$CLUSTER_URLS
+  start_cluster arbiter "$data" "$logs/arbiter"
+  ARBITER_PIDS=("${CLUSTER_PIDS[@]}")
+  ARBITER_URLS=$CLUSTER_URLS
+  log "started 3-member etcd ($ETCD_URLS) and Arbiter ($ARBITER_URLS), data in $data"
+  wait_cluster_ready "$ETCD_URLS" "${ETCD_PIDS[@]}"
+  wait_cluster_ready "$ARBITER_URLS" "${ARBITER_PIDS[@]}"
+}
+
 # The client URL of the member the others agree leads, or nothing: cluster_leader_url URLS
 # (comma-separated client URLs; etcdctl's endpoint status, which both systems answer).
 cluster_leader_url() {
