@@ -21,6 +21,8 @@
 #   MEMBERS=3 TARGET=leader WORKLOADS="put txn" bench/compare.sh   (every client connection to the leader)
 #   MEMBERS=3 ARBITER_ENV="DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0" bench/compare.sh   (a runtime knob
 #                                              for the Arbiter members only; MEMBERS=3 only)
+#   MEMBERS=3 ARBITER_ARGS="--raft-log-pages mapped" bench/compare.sh   (extra serve flags for the Arbiter
+#                                              members; MEMBERS=3 only)
 # With MEMBERS=3 each cell also records every member's /metrics and CPU time before and after, and
 # bench/cluster-profile.py turns them into profile.md (writes per Raft entry, fsyncs, CPU per write).
 set -euo pipefail
@@ -196,6 +198,7 @@ DISK_DEV=$(df --output=source "$WORK" | tail -1)
   if [ "$MEMBERS" = "3" ]; then
     echo "| servers | 3 etcd members and 3 Arbiter members on loopback, all at once; heartbeat ${HEARTBEAT_MS:-100} ms, election ${ELECTION_MS:-1000} ms for both |"
     echo "| Arbiter members' extra environment | ${ARBITER_ENV:-(none: as shipped)} |"
+    echo "| Arbiter members' extra flags | ${ARBITER_ARGS:-(none: the defaults)} |"
     echo "| clients go to | $([ "$TARGET" = leader ] && echo "the leader only (the member leading at the start)" || echo "all members, followers first: min(clients, 6) connections round-robin, 1 client on a follower") |"
   fi
   echo "| servers warmed up first | every workload, ${WARMUP_ALL_S} s per server (half at 1 client, half at 16), not measured |"

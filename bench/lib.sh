@@ -80,7 +80,8 @@ wait_endpoint_ready() {
 # CLUSTER_URLS (the members' client URLs, comma-separated, member order) and CLUSTER_PIDS (array);
 # the caller stops the pids (stop_pids). CLUSTER_ARGS[i] holds member i's flags, shell-quoted, for a
 # caller that restarts it (bench/startup.sh: eval "args=(${CLUSTER_ARGS[i]})"). ARBITER_ENV (NAME=value
-# words) is the Arbiter members' extra environment, e.g. a runtime knob.
+# words) is the Arbiter members' extra environment, e.g. a runtime knob; ARBITER_ARGS (words) their
+# extra serve flags, e.g. ARBITER_ARGS="--raft-log-pages mapped".
 start_cluster() {
   local system=$1 data=$2 logs=$3 i name initial=""
   local -a client peer
@@ -107,8 +108,8 @@ start_cluster() {
     if [ "$system" = etcd ]; then
       etcd "${common[@]}" >"$logs$i.log" 2>&1 &
     else
-      # shellcheck disable=SC2086 # ARBITER_ENV is a list of NAME=value words
-      env ${ARBITER_ENV:-} dotnet "$ARBITER_DLL" serve "${common[@]}" --log-level warn >"$logs$i.log" 2>&1 &
+      # shellcheck disable=SC2086 # ARBITER_ENV and ARBITER_ARGS are lists of words
+      env ${ARBITER_ENV:-} dotnet "$ARBITER_DLL" serve "${common[@]}" ${ARBITER_ARGS:-} --log-level warn >"$logs$i.log" 2>&1 &
     fi
     CLUSTER_PIDS+=($!)
   done
