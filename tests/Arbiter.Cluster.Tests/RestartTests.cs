@@ -10,13 +10,21 @@ public sealed class RestartTests(ITestOutputHelper output)
     private const string Prefix = "restart/";
 
     /// <param name="snapshotCount">20 000: restart replays the whole log; 25: restore a snapshot, then replay the rest.</param>
+    /// <param name="logPagesBefore">The members' <c>--raft-log-pages</c> until the power cut.</param>
+    /// <param name="logPagesAfter">Their <c>--raft-log-pages</c> after it: the log's files are the same either way.</param>
     [Theory]
-    [InlineData(20_000)]
-    [InlineData(25)]
-    public async Task Killing_every_member_at_once_keeps_all_acknowledged_data(int snapshotCount)
+    [InlineData(20_000, "memory", "memory")]
+    [InlineData(25, "memory", "memory")]
+    [InlineData(20_000, "mapped", "memory")]
+    [InlineData(25, "memory", "mapped")]
+    public async Task Killing_every_member_at_once_keeps_all_acknowledged_data(int snapshotCount, string logPagesBefore, string logPagesAfter)
     {
         var clock = Stopwatch.StartNew();
-        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { SnapshotCount = snapshotCount });
+        await using var cluster = await ArbiterCluster.StartAsync(3, new ClusterSettings { SnapshotCount = snapshotCount }, beforeStart: (_, member) =>
+        {
+            member.OwnArguments = ["--raft-log-pages", logPagesBefore];
+            return Task.CompletedTask;
+        });
         var writers = new Writers(cluster, Prefix, 3, clock);
         await using (writers)
         {
@@ -28,6 +36,11 @@ public sealed class RestartTests(ITestOutputHelper output)
 
         var acked = writers.Acked.ToList();
         output.WriteLine($"{acked.Count} writes acknowledged before the power cut (last revision {acked.Max(w => w.Revision)})");
+
+        foreach (var member in cluster.Members)
+        {
+            member.OwnArguments = ["--raft-log-pages", logPagesAfter];
+        }
 
         var restartedAt = clock.Elapsed;
         await Task.WhenAll(cluster.Members.Select(m => m.StartAsync(isRestart: true)));

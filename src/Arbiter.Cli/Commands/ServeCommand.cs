@@ -70,6 +70,13 @@ internal static class ServeCommand
             DefaultValueFactory = _ => "new",
         };
         initialClusterState.AcceptOnlyFromAmong("new", "existing");
+        var raftLogPages = new Option<string>("--raft-log-pages")
+        {
+            Description = "Where a cluster member keeps its Raft log since the last snapshot: memory (written with synchronous writes; faster flushes) or mapped " +
+                "(memory-mapped files flushed with msync; the OS may drop clean pages under memory pressure). The files are the same: a member may restart with the other.",
+            DefaultValueFactory = _ => "memory",
+        };
+        raftLogPages.AcceptOnlyFromAmong("memory", "mapped");
         var heartbeatMs = new Option<int>("--heartbeat-interval") { Description = "Leader heartbeat interval, in ms.", DefaultValueFactory = _ => 100 };
         var electionMs = new Option<int>("--election-timeout") { Description = "Election timeout, in ms.", DefaultValueFactory = _ => 1000 };
         var peerRequestTimeoutMs = new Option<int>("--peer-request-timeout")
@@ -115,7 +122,7 @@ internal static class ServeCommand
         {
             name, dataDir, inMemory, listenClient, listenMetrics, otlpEndpoint, otlpProtocol, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync, lockGrantsAwaitFsync, keepHistoryInMemory, recentValuesCacheBytes,
-            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, snapshotCount, consistencyWaitMs,
+            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, raftLogPages, snapshotCount, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
             maxConcurrentStreams, maxRequestHeaderBytes, maxWatchesPerStream, requestHeaderTimeout, idleConnectionTimeout, keepAliveInterval, keepAliveTimeout,
@@ -206,6 +213,7 @@ internal static class ServeCommand
                         HeartbeatIntervalMs = result.GetValue(heartbeatMs),
                         ElectionTimeoutMs = result.GetValue(electionMs),
                         PeerRequestTimeoutMs = result.GetValue(peerRequestTimeoutMs),
+                        RaftLogPages = result.GetValue(raftLogPages) == "mapped" ? RaftLogPages.Mapped : RaftLogPages.InMemory,
                     },
                 };
             }

@@ -126,6 +126,9 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
                 Location = walDirectory,
                 HashAlgorithm = RaftWal.IntegrityHashAlgorithm.Crc32,
                 ChunkSize = LoadOrChooseWalChunkSize(memberDirectory, walDirectory),
+                MemoryManagement = _cluster.RaftLogPages == RaftLogPages.Mapped
+                    ? RaftWal.MemoryManagementStrategy.SharedMemory
+                    : RaftWal.MemoryManagementStrategy.PrivateMemory,
             },
             _stateMachine);
 

@@ -148,7 +148,11 @@ public sealed class ArbiterClusterMember : ServerProcess
         "--snapshot-count", _cluster.Settings.SnapshotCount.ToString(System.Globalization.CultureInfo.InvariantCulture),
         "--log-level", _cluster.Settings.LogLevel,
         .. _cluster.Settings.ExtraArguments,
+        .. OwnArguments,
     ];
+
+    /// <summary>More <c>arbiter serve</c> flags for this member alone, read at each start (a test may change them before a restart).</summary>
+    public IReadOnlyList<string> OwnArguments { get; set; } = [];
 
     /// <summary>Deletes everything in the data dir (the member must be stopped): a machine that lost its disk.</summary>
     public void WipeData()
