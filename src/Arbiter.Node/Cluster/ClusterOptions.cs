@@ -143,8 +143,8 @@ public enum RaftLogPages
 {
     /// <summary>
     /// In process memory, written to their files with synchronous writes when flushed (DotNext's
-    /// <c>PrivateMemory</c>): one write at a time through a 3-member cluster went about a fifth
-    /// faster than <see cref="Mapped"/>, and the follower's flush got cheaper (docs/performance.md,
+    /// <c>PrivateMemory</c>): puts one at a time through a 3-member cluster went about a fifth
+    /// faster than with <see cref="Mapped"/>, and the follower's flush got cheaper (docs/performance.md,
     /// "The Raft log's pages in memory"). The log since the last snapshot (<c>--snapshot-count</c>
     /// entries at most) stays in memory, as etcd keeps its Raft log's entries since its last
     /// snapshot, and a restart reads it back in.

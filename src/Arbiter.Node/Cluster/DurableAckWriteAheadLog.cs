@@ -10,8 +10,8 @@ namespace Arbiter.Node.Cluster;
 /// <list type="number">
 /// <item>Entries a follower receives are durable before it answers the leader. Raft counts a
 /// follower's acknowledgement toward the commit majority, so the follower must not forget the
-/// entry after a crash. DotNext 6.12 acknowledges after writing the entries to its mapped pages
-/// and flushes them (and the checkpoint that says where the log ends) in the background; a member
+/// entry after a crash. DotNext 6.12 acknowledges after writing the entries to its pages (mapped
+/// or in process memory: <see cref="RaftLogPages"/>) and flushes them (and the checkpoint that says where the log ends) in the background; a member
 /// killed in between restarts with a shorter log. With a majority killed at once (a power cut), a
 /// new leader elected from the shorter logs then replaced an entry the old leader had already
 /// applied and acknowledged: the members diverged, and a follower that had applied the replaced
