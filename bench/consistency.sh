@@ -27,14 +27,7 @@ MAX_STALENESS_MS=${MAX_STALENESS_MS:-1000}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/bench/results/$STAMP-consistency}
 WORK=$(mktemp -d "$ROOT/bench/.work-XXXXXX")
-ETCD_PIDS=()
-ARBITER_PIDS=()
-
-cleanup() {
-  stop_pids "${ETCD_PIDS[@]}" "${ARBITER_PIDS[@]}"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+trap stop_cluster_pair EXIT INT TERM
 
 log() { echo "[consistency] $*" >&2; }
 

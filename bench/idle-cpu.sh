@@ -20,13 +20,7 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=${OUT:-$ROOT/bench/results/$STAMP-idle-cpu${LABEL:+-$LABEL}}
 WORK=$(mktemp -d "$ROOT/bench/.work-XXXXXX")
 mkdir -p "$OUT"
-ETCD_PIDS=()
-ARBITER_PIDS=()
-cleanup() {
-  stop_pids "${ETCD_PIDS[@]}" "${ARBITER_PIDS[@]}"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT INT TERM
+trap stop_cluster_pair EXIT INT TERM
 
 ensure_packages etcd etcd-server etcd-client
 ensure_packages etcdctl etcd-server etcd-client

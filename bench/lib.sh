@@ -119,6 +119,15 @@ start_cluster() {
 # ports) and waits until both are ready (wait_cluster_ready): start_cluster_pair DATA_DIR LOG_DIR.
 # Sets ETCD_URLS, ETCD_PIDS, ARBITER_URLS and ARBITER_PIDS; the pids are set before the wait, so a
 # caller's exit trap that stops them (stop_pids) also stops a pair that never became ready.
+# The exit trap of a script that runs start_cluster_pair in $WORK: stops both clusters, removes
+# $WORK. Usage: trap stop_cluster_pair EXIT INT TERM (before start_cluster_pair).
+ETCD_PIDS=()
+ARBITER_PIDS=()
+stop_cluster_pair() {
+  stop_pids "${ETCD_PIDS[@]}" "${ARBITER_PIDS[@]}"
+  rm -rf "$WORK"
+}
+
 start_cluster_pair() {
   local data=$1 logs=$2
   start_cluster etcd "$data" "$logs/etcd"
