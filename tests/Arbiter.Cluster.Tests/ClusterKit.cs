@@ -56,32 +56,9 @@ internal static class ClusterKit
         return agreed!;
     }
 
-    /// <summary>The answers that mean "no leader now, or the leader was lost under this call": ask again.</summary>
-    public static readonly string[] LeaderLossErrors = [EtcdError.NoLeader.Message, EtcdError.TimeoutDueToLeaderFail.Message];
-
-    /// <summary>
-    /// Calls until it succeeds (for up to 30 s); only a leader-loss error may end a try, and only
-    /// before the server's request timeout (7 s). For calls that are safe to repeat.
-    /// </summary>
-    public static async Task<T> RetryOnLeaderLossAsync<T>(string what, Func<Task<T>> call, ITestOutputHelper output)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            var attempt = Stopwatch.StartNew();
-            try
-            {
-                var result = await call();
-                output.WriteLine($"{what}: answered after {clock.ElapsedMilliseconds} ms");
-                return result;
-            }
-            catch (RpcException e) when (e.StatusCode == StatusCode.Unavailable && LeaderLossErrors.Contains(e.Status.Detail) && clock.Elapsed < TimeSpan.FromSeconds(30))
-            {
-                output.WriteLine($"{what}: \"{e.Status.Detail}\" after {attempt.ElapsedMilliseconds} ms; retrying");
-                Assert.True(attempt.Elapsed < TimeSpan.FromSeconds(7), $"{what} took {attempt.ElapsedMilliseconds} ms to fail with \"{e.Status.Detail}\", not less than the request timeout");
-            }
-        }
-    }
+    /// <inheritdoc cref="LeaderLossRetry.RetryAsync"/>
+    public static Task<T> RetryOnLeaderLossAsync<T>(string what, Func<Task<T>> call, ITestOutputHelper output) =>
+        LeaderLossRetry.RetryAsync(what, call, output.WriteLine);
 
     public static Task<StatusResponse> StatusAsync(ArbiterClusterMember member) =>
         CallAsync(member, c => new Maintenance.MaintenanceClient(c).StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);

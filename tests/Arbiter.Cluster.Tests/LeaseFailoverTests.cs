@@ -29,10 +29,12 @@ public sealed class LeaseFailoverTests(ITestOutputHelper output)
         using var keeperChannel = keeperMember.OpenChannel();
         var leases = new Lease.LeaseClient(keeperChannel);
         var kv = new KV.KVClient(keeperChannel);
-        var kept = await leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = KeptTtlSeconds }, deadline: DateTime.UtcNow.AddSeconds(30));
-        var idle = await leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = IdleTtlSeconds }, deadline: DateTime.UtcNow.AddSeconds(30));
-        await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("lease/kept"), Value = ClusterKit.Bytes("v"), Lease = kept.ID }, deadline: DateTime.UtcNow.AddSeconds(30));
-        await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("lease/idle"), Value = ClusterKit.Bytes("v"), Lease = idle.ID }, deadline: DateTime.UtcNow.AddSeconds(30));
+        // The set-up rides out a leader change of the fresh cluster (a grant applied before the
+        // answer was lost leaves a spare lease that expires by itself); the kill is the test.
+        var kept = await ClusterKit.RetryOnLeaderLossAsync("grant the kept lease", () => leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = KeptTtlSeconds }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync, output);
+        var idle = await ClusterKit.RetryOnLeaderLossAsync("grant the idle lease", () => leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = IdleTtlSeconds }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync, output);
+        await ClusterKit.RetryOnLeaderLossAsync("put the kept lease's key", () => kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("lease/kept"), Value = ClusterKit.Bytes("v"), Lease = kept.ID }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync, output);
+        await ClusterKit.RetryOnLeaderLossAsync("put the idle lease's key", () => kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("lease/idle"), Value = ClusterKit.Bytes("v"), Lease = idle.ID }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync, output);
 
         await using var keeper = new KeepAliveLoop(keeperMember, kept.ID, TimeSpan.FromMilliseconds(500), clock);
         await keeper.WaitForRenewalsAsync(1, TimeSpan.FromSeconds(30));
@@ -123,8 +125,8 @@ public sealed class LeaseFailoverTests(ITestOutputHelper output)
         var leader = await cluster.WaitForLeaderAsync(TimeSpan.FromSeconds(60));
         var keeperMember = cluster.Running.First(m => m != leader);
         using var channel = keeperMember.OpenChannel();
-        var lease = await new Lease.LeaseClient(channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 1 }, deadline: DateTime.UtcNow.AddSeconds(30));
-        await new KV.KVClient(channel).PutAsync(new PutRequest { Key = ClusterKit.Bytes("lease/short"), Value = ClusterKit.Bytes("v"), Lease = lease.ID }, deadline: DateTime.UtcNow.AddSeconds(30));
+        var lease = await ClusterKit.RetryOnLeaderLossAsync("grant", () => new Lease.LeaseClient(channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 1 }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync, output);
+        await ClusterKit.RetryOnLeaderLossAsync("put the lease's key", () => new KV.KVClient(channel).PutAsync(new PutRequest { Key = ClusterKit.Bytes("lease/short"), Value = ClusterKit.Bytes("v"), Lease = lease.ID }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync, output);
 
         await using var keeper = new KeepAliveLoop(keeperMember, lease.ID, TimeSpan.FromMilliseconds(200), clock);
         await keeper.WaitForRenewalsAsync(2, TimeSpan.FromSeconds(30));

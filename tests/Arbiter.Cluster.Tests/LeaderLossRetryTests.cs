@@ -1,0 +1,52 @@
+using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Core;
+using Grpc.Core;
+
+namespace Arbiter.Cluster.Tests;
+
+/// <summary>
+/// The retry the cluster tests' set-up steps use: it asks again on a leader-loss answer, and on
+/// nothing else, so that it cannot hide a real failure.
+/// </summary>
+public sealed class LeaderLossRetryTests
+{
+    [Fact]
+    public async Task Leader_loss_answers_are_asked_again_until_the_call_succeeds()
+    {
+        var answers = new Queue<EtcdError?>([EtcdError.NoLeader, EtcdError.TimeoutDueToLeaderFail, EtcdError.LeaderChanged, null]);
+        var calls = 0;
+        var logged = new List<string>();
+
+        var result = await LeaderLossRetry.RetryAsync("call", () => Answer(answers, ref calls), logged.Add);
+
+        Assert.Equal(4, result);
+        Assert.Equal(4, calls);
+        Assert.Equal(3, logged.Count(line => line.Contains("retrying", StringComparison.Ordinal)));
+    }
+
+    /// <summary>A plain timeout is not retried: its outcome is unknown, and a test should see a slow cluster.</summary>
+    [Theory]
+    [InlineData(StatusCode.Unavailable, "etcdserver: request timed out")]
+    [InlineData(StatusCode.NotFound, "etcdserver: requested lease not found")]
+    [InlineData(StatusCode.DeadlineExceeded, "etcdserver: no leader")]
+    public async Task Any_other_answer_fails_the_first_try(StatusCode code, string detail)
+    {
+        var calls = 0;
+        var failed = await Assert.ThrowsAsync<RpcException>(() => LeaderLossRetry.RetryAsync<int>("call", () =>
+        {
+            calls++;
+            throw new RpcException(new Status(code, detail));
+        }));
+
+        Assert.Equal(detail, failed.Status.Detail);
+        Assert.Equal(1, calls);
+    }
+
+    private static Task<int> Answer(Queue<EtcdError?> answers, ref int calls)
+    {
+        calls++;
+        return answers.Dequeue() is { } error
+            ? Task.FromException<int>(new RpcException(new Status(StatusCode.Unavailable, error.Message)))
+            : Task.FromResult(calls);
+    }
+}
