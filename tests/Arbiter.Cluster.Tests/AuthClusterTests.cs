@@ -184,17 +184,19 @@ public sealed class AuthClusterTests(ITestOutputHelper output)
         var auth = AuthOf(member, out var channel);
         using (channel)
         {
-            return (await auth.AuthenticateAsync(new AuthenticateRequest { Name = user, Password = "pw" }, deadline: DateTime.UtcNow.Add(CallTimeout))).Token;
+            var answer = await LeaderLossRetry.RetryAsync($"authenticate {user}", () => auth.AuthenticateAsync(new AuthenticateRequest { Name = user, Password = "pw" }, deadline: DateTime.UtcNow.Add(CallTimeout)).ResponseAsync);
+            return answer.Token;
         }
     }
 
+    /// <summary>A put with <paramref name="token"/>, asked again on a leader-loss answer (a put is safe to repeat): this test is about auth, not failover.</summary>
     private static async Task PutAsync(ArbiterClusterMember member, string token, string key)
     {
         using var channel = member.OpenChannel();
-        await new KV.KVClient(channel).PutAsync(
+        await LeaderLossRetry.RetryAsync($"put {key} via {member.Name}", () => new KV.KVClient(channel).PutAsync(
             new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes("v") },
             new Metadata { { "token", token } },
-            DateTime.UtcNow.Add(CallTimeout));
+            DateTime.UtcNow.Add(CallTimeout)).ResponseAsync);
     }
 
     private async Task AssertAuthStateAsync(ArbiterClusterMember member, string when)

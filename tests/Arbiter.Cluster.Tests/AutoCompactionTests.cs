@@ -45,8 +45,9 @@ public sealed class AutoCompactionTests(ITestOutputHelper output)
         long first = 0;
         for (var i = 0; i < 3; i++)
         {
-            var put = await ClusterKit.CallAsync(member, c => new KV.KVClient(c).PutAsync(
-                new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes($"v{i}") }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync);
+            var value = $"v{i}";
+            var put = await LeaderLossRetry.RetryAsync($"put {key}={value}", () => ClusterKit.CallAsync(member, c => new KV.KVClient(c).PutAsync(
+                new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes(value) }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync));
             first = first == 0 ? put.Header.Revision : first;
         }
 
