@@ -275,10 +275,12 @@ for workload in $WORKLOADS; do
 done
 
 echo "| load average at end | $(cut -d' ' -f1-3 /proc/loadavg) |" >>"$OUT/machine.md"
-rss_mib() { awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
+# rss_mib PID [FIELD]: VmRSS (now) or VmHWM (the peak since the process started) in MiB.
+rss_mib() { awk -v field="${2:-VmRSS}:" '$1 == field {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
 if [ "$MEMBERS" = "3" ]; then
-  rss_list() { local pid out=""; for pid in "$@"; do out="$out, $(rss_mib "$pid")"; done; echo "${out#, }"; }
-  echo "| server RSS at end | etcd $(rss_list "${ETCD_PIDS[@]}"), arbiter $(rss_list "${ARBITER_PIDS[@]}") (members 1-3) |" >>"$OUT/machine.md"
+  rss_list() { local pid field=$1 out=""; shift; for pid in "$@"; do out="$out, $(rss_mib "$pid" "$field")"; done; echo "${out#, }"; }
+  echo "| server RSS at end | etcd $(rss_list VmRSS "${ETCD_PIDS[@]}"), arbiter $(rss_list VmRSS "${ARBITER_PIDS[@]}") (members 1-3) |" >>"$OUT/machine.md"
+  echo "| server peak RSS | etcd $(rss_list VmHWM "${ETCD_PIDS[@]}"), arbiter $(rss_list VmHWM "${ARBITER_PIDS[@]}") (members 1-3) |" >>"$OUT/machine.md"
   echo "| leaders at end | etcd $(cluster_leader_url "$ETCD_MEMBER_URLS") (start: $ETCD_LEADER), Arbiter $(cluster_leader_url "$ARBITER_MEMBER_URLS") (start: $ARBITER_LEADER) |" >>"$OUT/machine.md"
   python3 "$ROOT/bench/cluster-profile.py" "$OUT"
 else

@@ -134,11 +134,8 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         // Runs while no entry is being applied (DotNext waits for it before the next apply).
         // Capture under the lock, serialize outside it: readers are not held up by the serialization.
         var image = _host.Read(state => state.CaptureSnapshot());
-        using var buffer = new MemoryStream();
-        image.WriteTo(buffer);
-        var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
-        var ticket = _images.Write(_snapshotIndex, _snapshotTerm, bytes) with { SourceClientUrls = OwnClientUrls };
-        _logger.LogInformation("Raft snapshot at applied index {Index}: {SizeBytes} bytes", RaftAppliedIndex, buffer.Length);
+        var ticket = _images.Write(_snapshotIndex, _snapshotTerm, image.WriteTo) with { SourceClientUrls = OwnClientUrls };
+        _logger.LogInformation("Raft snapshot at applied index {Index}: {SizeBytes} bytes", RaftAppliedIndex, ticket.LengthBytes);
         DeleteUnreferencedImages(_snapshotIndex);
         return writer.WriteAsync(ticket.ToBytes(), lengthFormat: null, token);
     }

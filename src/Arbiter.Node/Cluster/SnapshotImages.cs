@@ -30,18 +30,35 @@ internal sealed class SnapshotImages
         Path.Combine(_directory.FullName, string.Create(CultureInfo.InvariantCulture, $"{index}-{term}{Extension}"));
 
     /// <summary>Writes an image durably (temporary file, fsync, rename) and returns its ticket.</summary>
-    public SnapshotTicket Write(long index, long term, ReadOnlySpan<byte> image)
+    public SnapshotTicket Write(long index, long term, Action<Stream> writeImage)
     {
+        // Streamed to the file and hashed on the way: a state of gigabytes is never one buffer.
         var path = PathOf(index, term);
         var temporary = path + ".tmp";
-        using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None))
+        try
         {
-            file.Write(image);
-            file.Flush(flushToDisk: true);
-        }
+            long length;
+            byte[] hash;
+            using (var file = new FileStream(temporary, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+            using (var sha256 = SHA256.Create())
+            {
+                using (var hashing = new CryptoStream(file, sha256, CryptoStreamMode.Write, leaveOpen: true))
+                {
+                    writeImage(hashing);
+                }
 
-        File.Move(temporary, path, overwrite: true);
-        return new SnapshotTicket(index, term, image.Length, SHA256.HashData(image));
+                file.Flush(flushToDisk: true);
+                length = file.Length;
+                hash = sha256.Hash!;
+            }
+
+            File.Move(temporary, path, overwrite: true);
+            return new SnapshotTicket(index, term, length, hash);
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
     }
 
     /// <summary>Stores an image received from another member, if it matches its ticket.</summary>

@@ -71,12 +71,48 @@ public sealed class SnapshotImagesTests : IDisposable
     }
 
     [Fact]
+    public void A_written_image_is_streamed_to_its_file_and_its_ticket_names_its_length_and_hash()
+    {
+        var images = new SnapshotImages(_root.FullName);
+        var image = new byte[300_000]; // several of the file's buffers
+        Random.Shared.NextBytes(image);
+
+        var ticket = images.Write(40, 3, stream =>
+        {
+            for (var offset = 0; offset < image.Length; offset += 7_000)
+            {
+                stream.Write(image.AsSpan(offset, Math.Min(7_000, image.Length - offset)));
+            }
+        });
+
+        Assert.Equal((40L, 3L, (long)image.Length), (ticket.Index, ticket.Term, ticket.LengthBytes));
+        Assert.Equal(SHA256.HashData(image), ticket.Sha256);
+        Assert.True(images.Has(ticket));
+        Assert.Equal(image, File.ReadAllBytes(images.PathOf(40, 3)));
+    }
+
+    [Fact]
+    public void A_write_that_fails_halfway_leaves_no_image_or_temporary_file()
+    {
+        var images = new SnapshotImages(_root.FullName);
+
+        Assert.Throws<IOException>(() => images.Write(60, 4, stream =>
+        {
+            stream.Write(new byte[100_000]);
+            throw new IOException("disk gone");
+        }));
+
+        Assert.Null(images.TryOpen(60, 4));
+        Assert.Empty(_root.GetFiles());
+    }
+
+    [Fact]
     public void Images_no_snapshot_names_are_deleted_once_older_than_the_newest()
     {
         var images = new SnapshotImages(_root.FullName);
-        images.Write(10, 1, "a"u8);
-        images.Write(20, 1, "b"u8);
-        images.Write(30, 2, "c"u8);
+        images.Write(10, 1, stream => stream.Write("a"u8));
+        images.Write(20, 1, stream => stream.Write("b"u8));
+        images.Write(30, 2, stream => stream.Write("c"u8));
 
         images.DeleteUnreferenced(keepFromIndex: 30, referenced: new HashSet<string> { "20-1" });
 
