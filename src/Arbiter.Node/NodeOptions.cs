@@ -63,6 +63,16 @@ public sealed record NodeOptions
     /// <summary>Take a snapshot (and drop older log segments) after this many applied commands.</summary>
     public int SnapshotEveryEntries { get; init; } = 20_000;
 
+    /// <summary>
+    /// When more than 0, a cluster member also takes a snapshot once the Raft log since the last one
+    /// holds this many bytes of commands, or the last snapshot's size if that is larger
+    /// (<c>--snapshot-log-bytes</c>; 0, the default: entries only, etcd's rule). The log's pages live
+    /// in process memory by default (<c>--raft-log-pages</c>) and an entry is a batch of up to 1 MiB,
+    /// so <see cref="SnapshotEveryEntries"/> entries of large values can hold gigabytes; the bound
+    /// trades throughput for memory (docs/performance.md).
+    /// </summary>
+    public long SnapshotEveryLogBytes { get; init; }
+
     /// <summary>Longest the lease expiry loop sleeps between checks, in ms.</summary>
     public int LeaseCheckIntervalMsMax { get; init; } = 250;
 

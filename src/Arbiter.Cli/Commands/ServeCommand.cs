@@ -117,12 +117,13 @@ internal static class ServeCommand
         var keepAliveInterval = new Option<string>("--grpc-keepalive-interval") { Description = "Ping a client connection after this long without traffic (0 to disable).", DefaultValueFactory = _ => "2h" };
         var keepAliveTimeout = new Option<string>("--grpc-keepalive-timeout") { Description = "Close a connection that does not answer a keep-alive ping within this (0 to disable).", DefaultValueFactory = _ => "20s" };
         var snapshotCount = new Option<int>("--snapshot-count") { Description = "Log entries between snapshots (older log is then dropped).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryEntries };
+        var snapshotLogBytes = new Option<long>("--snapshot-log-bytes") { Description = "A cluster member also snapshots once its Raft log since the last snapshot holds this many bytes (or the last snapshot's size, if larger): less memory, fewer writes per second; 0: entries only (--snapshot-count).", DefaultValueFactory = _ => new NodeOptions().SnapshotEveryLogBytes };
 
         var command = new Command("serve", "Run an Arbiter member (a single node, or a Raft cluster member with --initial-cluster) serving the etcd v3 API.")
         {
             name, dataDir, inMemory, listenClient, listenMetrics, otlpEndpoint, otlpProtocol, advertiseClient, advertisePeer, clusterToken, logLevel,
             maxRequestBytes, maxTxnOps, quotaBytes, unsafeNoFsync, lockGrantsAwaitFsync, keepHistoryInMemory, recentValuesCacheBytes,
-            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, raftLogPages, snapshotCount, consistencyWaitMs,
+            listenPeer, initialCluster, initialClusterState, heartbeatMs, electionMs, peerRequestTimeoutMs, raftLogPages, snapshotCount, snapshotLogBytes, consistencyWaitMs,
             autoCompactionMode, autoCompactionRetention, authToken, authTokenTtl, bcryptCost,
             certFile, keyFile, trustedCaFile, clientCertAuth, peerCertFile, peerKeyFile, peerTrustedCaFile, peerClientCertAuth,
             maxConcurrentStreams, maxRequestHeaderBytes, maxWatchesPerStream, requestHeaderTimeout, idleConnectionTimeout, keepAliveInterval, keepAliveTimeout,
@@ -151,8 +152,15 @@ internal static class ServeCommand
                 KeepHistoryInMemory = result.GetValue(keepHistoryInMemory),
                 RecentValuesCacheSizeBytes = result.GetValue(recentValuesCacheBytes),
                 SnapshotEveryEntries = Math.Max(1, result.GetValue(snapshotCount)),
+                SnapshotEveryLogBytes = result.GetValue(snapshotLogBytes),
                 ConsistencyWaitBudgetMs = Math.Max(0, result.GetValue(consistencyWaitMs)),
             };
+            if (options.SnapshotEveryLogBytes < 0)
+            {
+                Console.Error.WriteLine($"error: --snapshot-log-bytes {options.SnapshotEveryLogBytes} must be 0 or more");
+                return 2;
+            }
+
             if (options.RecentValuesCacheSizeBytes < 0)
             {
                 Console.Error.WriteLine($"error: --recent-values-cache-bytes {options.RecentValuesCacheSizeBytes} must be 0 or more");

@@ -115,7 +115,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         DropTicketsWithoutImage(snapshotDirectory);
         _stateMachine = new RaftStateMachine(
             snapshotDirectory, _images, host, _options.Limits,
-            _options.SnapshotEveryEntries, OnApplied, _logger);
+            _options.SnapshotEveryEntries, _options.SnapshotEveryLogBytes, OnApplied, _logger);
         await _stateMachine.RestoreAsync(cancellationToken).ConfigureAwait(false);
         _stateMachine.FetchImage = FetchSnapshotImageAsync;
         _stateMachine.OwnClientUrls = string.Join(",", _options.AdvertiseClientUrls);

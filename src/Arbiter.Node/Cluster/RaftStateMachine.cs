@@ -19,6 +19,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
     private readonly StateHost _host;
     private readonly CoreLimits _limits;
     private readonly int _snapshotEveryEntries;
+    private readonly long _snapshotEveryLogBytes;
     private readonly ILogger _logger;
     private readonly Action<Command, CommandResult, long> _applied;
     private readonly DirectoryInfo _snapshotDirectory;
@@ -33,7 +34,13 @@ internal sealed class RaftStateMachine : SimpleStateMachine
     private volatile bool _failed;
     private volatile bool _snapshotRequested;
 
-    public RaftStateMachine(DirectoryInfo location, SnapshotImages images, StateHost host, CoreLimits limits, int snapshotEveryEntries, Action<Command, CommandResult, long> applied, ILogger logger)
+    /// <summary>Payload bytes of the entries applied since the last snapshot: the log DotNext keeps (in memory, by default) until the next one.</summary>
+    private long _logBytesSinceSnapshot;
+
+    /// <summary>Size of the last snapshot's image (0 before the first).</summary>
+    private long _snapshotSizeBytes;
+
+    public RaftStateMachine(DirectoryInfo location, SnapshotImages images, StateHost host, CoreLimits limits, int snapshotEveryEntries, long snapshotEveryLogBytes, Action<Command, CommandResult, long> applied, ILogger logger)
         : base(location)
     {
         _snapshotDirectory = location;
@@ -41,6 +48,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         _host = host;
         _limits = limits;
         _snapshotEveryEntries = snapshotEveryEntries;
+        _snapshotEveryLogBytes = snapshotEveryLogBytes;
         _applied = applied;
         _logger = logger;
     }
@@ -91,6 +99,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
 
         if (!entry.IsConfiguration && entry.TryGetPayload(out var payload) && !payload.IsEmpty)
         {
+            _logBytesSinceSnapshot += payload.Length;
             var batch = CommandBatch.Parser.ParseFrom(payload);
             foreach (var command in batch.Commands)
             {
@@ -100,16 +109,28 @@ internal sealed class RaftStateMachine : SimpleStateMachine
 
         // Empty entries are the no-ops a new leader appends to commit its term.
         Volatile.Write(ref _raftAppliedIndex, entry.Index);
-        var snapshotDue = _snapshotRequested || entry.Index - _snapshotIndex >= _snapshotEveryEntries;
+        var snapshotDue = _snapshotRequested
+            || entry.Index - _snapshotIndex >= _snapshotEveryEntries
+            || LogOutgrewItsBound();
         if (snapshotDue)
         {
             Volatile.Write(ref _snapshotIndex, entry.Index);
             _snapshotTerm = entry.Term;
             _snapshotRequested = false;
+            _logBytesSinceSnapshot = 0;
         }
 
         return ValueTask.FromResult(snapshotDue);
     }
+
+    /// <summary>
+    /// Whether the log since the last snapshot holds more bytes than the byte bound, or than that
+    /// snapshot's image if it is larger: an entry is a batch of up to 1 MiB, so the entry count alone
+    /// lets large values fill memory before a snapshot; measuring against the image as well keeps
+    /// the work of snapshotting a large state per logged byte at most one (as the single node's rule).
+    /// </summary>
+    private bool LogOutgrewItsBound() =>
+        _snapshotEveryLogBytes > 0 && _logBytesSinceSnapshot >= Math.Max(_snapshotEveryLogBytes, Volatile.Read(ref _snapshotSizeBytes));
 
     private void ApplyOne(long raftIndex, Command command)
     {
@@ -135,6 +156,7 @@ internal sealed class RaftStateMachine : SimpleStateMachine
         // Capture under the lock, serialize outside it: readers are not held up by the serialization.
         var image = _host.Read(state => state.CaptureSnapshot());
         var ticket = _images.Write(_snapshotIndex, _snapshotTerm, image.WriteTo) with { SourceClientUrls = OwnClientUrls };
+        Volatile.Write(ref _snapshotSizeBytes, ticket.LengthBytes);
         _logger.LogInformation("Raft snapshot at applied index {Index}: {SizeBytes} bytes", RaftAppliedIndex, ticket.LengthBytes);
         DeleteUnreferencedImages(_snapshotIndex);
         return writer.WriteAsync(ticket.ToBytes(), lengthFormat: null, token);
@@ -168,6 +190,8 @@ internal sealed class RaftStateMachine : SimpleStateMachine
 
         Volatile.Write(ref _raftAppliedIndex, index);
         Volatile.Write(ref _snapshotIndex, index);
+        Volatile.Write(ref _snapshotSizeBytes, sizeBytes);
+        _logBytesSinceSnapshot = 0;
         if (index == 0)
         {
             // The seed of a cluster restored from a backup (arbiter snapshot restore): a real snapshot
