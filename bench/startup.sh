@@ -12,7 +12,9 @@
 #   base  another Arbiter build to compare with, BASE_DLL=…/arbiter.dll (e.g. the previous commit's Release build)
 # Runs alternate between the variants, so a change in the machine's load hits all of them.
 # Writes bench/results/startup-<stamp>/{results.md,machine.md,raw/runs.jsonl,raw/*.log}.
-# Usage: bench/startup.sh     (RUNS=3 KEYS=20000 VARIANTS="jit r2r etcd" SCENARIOS="single member")
+# Usage: bench/startup.sh     (RUNS=3 KEYS=20000 VALUE_SIZE=256 VARIANTS="jit r2r etcd" SCENARIOS="single member")
+#   SCENARIOS=member VARIANTS="jit etcd" KEYS=15000 VALUE_SIZE=65536 bench/startup.sh   (a follower whose
+#                                              Raft log since the last snapshot is about a gigabyte)
 # A default run takes about two minutes after the builds (the first publish takes a few more).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ source "$ROOT/bench/lib.sh"
 
 RUNS=${RUNS:-3}
 KEYS=${KEYS:-20000}
+VALUE_SIZE=${VALUE_SIZE:-256}
 VARIANTS=${VARIANTS:-"jit r2r etcd"}
 SCENARIOS=${SCENARIOS:-"single member"}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
@@ -75,7 +78,7 @@ ready_pattern() { if [ "$1" = etcd ]; then echo "ready to serve client requests"
 # Writes KEYS keys through URLS (arbiter-bench's fill: every key once).
 fill() {
   log "writing $KEYS keys through $1"
-  dotnet "$BENCH_DLL" run --endpoints "$1" --workload fill --total "$KEYS" --key-space "$KEYS" --warmup 0 \
+  dotnet "$BENCH_DLL" run --endpoints "$1" --workload fill --total "$KEYS" --key-space "$KEYS" --value-size "$VALUE_SIZE" --warmup 0 \
     --clients 64 --connections 8 --quiet >"$OUT/raw/fill-$2.txt"
 }
 
@@ -167,7 +170,7 @@ cluster_member() { # system
   echo "| cpus | $(nproc) |"
   echo "| etcd | $(etcd --version | head -1) |"
   echo "| dotnet | $(dotnet --version) |"
-  echo "| runs | $RUNS per variant; $KEYS keys of history; variants: $VARIANTS; scenarios: $SCENARIOS |"
+  echo "| runs | $RUNS per variant; $KEYS keys of history, values of $VALUE_SIZE B; variants: $VARIANTS; scenarios: $SCENARIOS |"
   if [[ " $VARIANTS " == *" base "* ]]; then echo "| base | $BASE_DLL |"; fi
   echo "| load average at start | $(cut -d' ' -f1-3 /proc/loadavg) |"
 } >"$OUT/machine.md"
