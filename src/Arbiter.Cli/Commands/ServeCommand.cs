@@ -82,7 +82,8 @@ internal static class ServeCommand
         var peerRequestTimeoutMs = new Option<int>("--peer-request-timeout")
         {
             Description = "How long a Raft request to another member may take, in ms; 0 (the default) derives it: a quarter of the election timeout, at least 200 ms and two heartbeats. " +
-                "Raise it on a machine so busy that heartbeat rounds time out (the leader then steps down); every election step waits up to this long for a silent member.",
+                "An established leader's requests to its followers wait the election timeout less one heartbeat instead (or this, if longer). " +
+                "Raise it on a machine so busy that elections time out; every election step waits up to this long for a silent member.",
             DefaultValueFactory = _ => 0,
         };
         var autoCompactionMode = new Option<string>("--auto-compaction-mode")

@@ -54,6 +54,18 @@ public sealed record ClusterOptions
         ? PeerRequestTimeoutMs
         : Math.Max(PeerRequestTimeoutMinMs, Math.Max(2 * HeartbeatIntervalMs, ElectionTimeoutMs / 4));
 
+    /// <summary>
+    /// How long an established leader waits for a follower's answer to its entries or heartbeat,
+    /// in ms: the election timeout less one heartbeat, or <see cref="EffectivePeerRequestTimeoutMs"/>
+    /// if that is longer. DotNext's leader steps down after one round without a majority, so with
+    /// the short request timeout a disk stall of a few hundred ms on the followers (seen with 64 KiB
+    /// values) changed the leader; etcd's leader tolerates silence for an election timeout
+    /// (CheckQuorum). A round completes once a majority answered, so a dead or cut-off follower
+    /// does not hold up commits for this long. Candidates and a new leader's first round keep the
+    /// short timeout (see <see cref="PeerRequestTimeoutMs"/>).
+    /// </summary>
+    internal int LeaderAppendTimeoutMs => Math.Max(EffectivePeerRequestTimeoutMs, ElectionTimeoutMs - HeartbeatIntervalMs);
+
     /// <summary>Floor of the derived Raft request timeout: below it, a busy machine's pauses make members look unavailable and leaders step down.</summary>
     private const int PeerRequestTimeoutMinMs = 200;
 

@@ -34,8 +34,10 @@ internal sealed partial class RaftCommandLog
     {
         var watch = new SilentLeaderWatch<RaftClusterMember>(_cluster.SilentLeaderAfterMs);
         var shortTimeout = TimeSpan.FromMilliseconds(_cluster.SilentLeaderRequestTimeoutMs);
+        var appendTimeout = TimeSpan.FromMilliseconds(_cluster.LeaderAppendTimeoutMs);
         var token = _halted.Token;
         RaftClusterMember? shortened = null;
+        var extended = false;
         using var ticks = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Max(5, _cluster.HeartbeatIntervalMs / 2)));
         try
         {
@@ -43,8 +45,9 @@ internal sealed partial class RaftCommandLog
             {
                 var leader = _raft.Leader;
                 var leaderIsSelf = leader is { IsRemote: false };
+                var established = leaderIsSelf && !_raft.LeadershipToken.IsCancellationRequested;
                 var sinceMessageMs = Environment.TickCount64 - _wal.LastLeaderMessageTicks;
-                var suspect = watch.Observe(leader, leaderIsSelf, leaderIsSelf && !_raft.LeadershipToken.IsCancellationRequested, sinceMessageMs);
+                var suspect = watch.Observe(leader, leaderIsSelf, established, sinceMessageMs);
                 if (suspect is not null)
                 {
                     // Every tick: DotNext draws a new random window after a failed election.
@@ -55,26 +58,26 @@ internal sealed partial class RaftCommandLog
                     stickiness.Restore();
                 }
 
-                if (ReferenceEquals(suspect, shortened))
+                if (!ReferenceEquals(suspect, shortened))
                 {
-                    continue;
+                    if (shortened is not null)
+                    {
+                        PeerRequestTimeouts.Set(shortened, configured);
+                        _logger.LogInformation("Requests to {Url} time out after {TimeoutMs} ms again", PeerAddress.ToUrl(shortened.EndPoint), configured.TotalMilliseconds);
+                    }
+
+                    if (suspect is not null)
+                    {
+                        PeerRequestTimeouts.Set(suspect, shortTimeout);
+                        _logger.LogInformation(
+                            "Leader {Url} silent for {SilentMs} ms: requests to it time out after {TimeoutMs} ms, and this member grants (pre-)votes after {StickinessMs} ms without a leader, until a leader is established",
+                            PeerAddress.ToUrl(suspect.EndPoint), sinceMessageMs, shortTimeout.TotalMilliseconds, _cluster.ElectionTimeoutMs);
+                    }
+
+                    shortened = suspect;
                 }
 
-                if (shortened is not null)
-                {
-                    PeerRequestTimeouts.Set(shortened, configured);
-                    _logger.LogInformation("Requests to {Url} time out after {TimeoutMs} ms again", PeerAddress.ToUrl(shortened.EndPoint), configured.TotalMilliseconds);
-                }
-
-                if (suspect is not null)
-                {
-                    PeerRequestTimeouts.Set(suspect, shortTimeout);
-                    _logger.LogInformation(
-                        "Leader {Url} silent for {SilentMs} ms: requests to it time out after {TimeoutMs} ms, and this member grants (pre-)votes after {StickinessMs} ms without a leader, until a leader is established",
-                        PeerAddress.ToUrl(suspect.EndPoint), sinceMessageMs, shortTimeout.TotalMilliseconds, _cluster.ElectionTimeoutMs);
-                }
-
-                shortened = suspect;
+                extended = ApplyLeaderAppendTimeouts(established, extended, shortened, configured, appendTimeout);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -92,7 +95,41 @@ internal sealed partial class RaftCommandLog
                 PeerRequestTimeouts.Set(shortened, configured);
             }
 
+            ApplyLeaderAppendTimeouts(established: false, extended, shortened: null, configured, appendTimeout);
             stickiness.Restore();
         }
+    }
+
+    /// <summary>
+    /// While this member's leadership is established, requests to every other member (its entries
+    /// and heartbeats) get <see cref="ClusterOptions.LeaderAppendTimeoutMs"/>, members added meanwhile
+    /// included; once it ends, the configured timeout again, before this member can stand as a
+    /// candidate (after stepping down its election timer runs for at least the election timeout,
+    /// and this runs every half heartbeat). Returns whether the longer timeout is in place.
+    /// </summary>
+    private bool ApplyLeaderAppendTimeouts(bool established, bool extended, RaftClusterMember? shortened, TimeSpan configured, TimeSpan appendTimeout)
+    {
+        if (!established && !extended)
+        {
+            return false;
+        }
+
+        var timeout = established ? appendTimeout : configured;
+        foreach (var member in _raft.Members)
+        {
+            if (member.IsRemote && !ReferenceEquals(member, shortened) && PeerRequestTimeouts.RequestTimeoutOf(member) != timeout)
+            {
+                PeerRequestTimeouts.Set(member, timeout);
+            }
+        }
+
+        if (established != extended)
+        {
+            _logger.LogInformation(
+                "Leadership {Change}: requests to the other members time out after {TimeoutMs} ms",
+                established ? "established" : "ended", timeout.TotalMilliseconds);
+        }
+
+        return established;
     }
 }
