@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net.Sockets;
 using Arbiter.Compatibility.Tests.Fixtures;
 using Arbiter.Protocol.Etcd;
 
@@ -74,5 +75,44 @@ public sealed class FollowerStallTests(ITestOutputHelper output)
 
         Assert.Equal(leader.Name, agreed.Name);
         Assert.Equal(termBefore, termAfter);
+    }
+
+    /// <summary>
+    /// A member processes a request it receives (a follower's append, its flush included) within
+    /// DotNext's server-side timeout, which is the transport's request timeout. That was the 250 ms
+    /// peer request timeout: under a disk stall with 64 KiB values a follower dropped the leader's
+    /// append and closed the connection ("Timeout occurred while processing request"), the leader
+    /// counted it unavailable, and clients got Unavailable. It is now the leader's append timeout
+    /// (900 ms at etcd's timing). Shown on the wire: a request that starts (its message type byte)
+    /// and never finishes is given up, and its connection closed, only after that long.
+    /// </summary>
+    [Fact]
+    public async Task A_member_gives_a_request_it_receives_the_leaders_append_timeout_before_dropping_it()
+    {
+        var timing = new ClusterSettings { HeartbeatIntervalMs = 100, ElectionTimeoutMs = 1000 }; // peer request timeout 250 ms, a leader's 900 ms
+        await using var cluster = await ArbiterCluster.StartAsync(3, timing);
+        var member = cluster.Running.First();
+        var peer = new Uri(member.PeerUrl);
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(peer.Host, peer.Port);
+
+        var clock = Stopwatch.StartNew();
+        await socket.SendAsync(new byte[] { 4 }, SocketFlags.None); // DotNext's AppendEntries message type, then nothing
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var buffer = new byte[256];
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, SocketFlags.None, deadline.Token) > 0)
+            {
+            }
+        }
+        catch (SocketException e)
+        {
+            output.WriteLine($"connection ended with {e.SocketErrorCode}");
+        }
+
+        var closedAfterMs = clock.ElapsedMilliseconds;
+        output.WriteLine($"{member.Name} closed the unfinished request's connection after {closedAfterMs} ms");
+        Assert.True(closedAfterMs >= 700, $"{member.Name} dropped a request it was receiving after {closedAfterMs} ms: the 250 ms peer request timeout, not the leader's 900 ms");
     }
 }

@@ -34,11 +34,11 @@ internal static class PeerRequestTimeouts
     public static TimeSpan ConnectTimeoutOf(RaftClusterMember member) => ConnectTimeout(member);
 
     /// <summary>
-    /// Checks that <paramref name="member"/>'s request and connect timeouts are both the configured
-    /// one (Arbiter configures them alike); throws a clear <see cref="InvalidOperationException"/>
-    /// when this DotNext keeps them elsewhere.
+    /// Checks that <paramref name="member"/>'s request and connect timeouts are the ones the
+    /// transport was configured with; throws a clear <see cref="InvalidOperationException"/> when
+    /// this DotNext keeps them elsewhere.
     /// </summary>
-    public static void Verify(RaftClusterMember member, TimeSpan configured)
+    public static void Verify(RaftClusterMember member, TimeSpan configuredRequest, TimeSpan configuredConnect)
     {
         TimeSpan request, connect;
         try
@@ -51,7 +51,7 @@ internal static class PeerRequestTimeouts
             throw Unsupported(e);
         }
 
-        if (request != configured || connect != configured)
+        if (request != configuredRequest || connect != configuredConnect)
         {
             throw Unsupported(null);
         }

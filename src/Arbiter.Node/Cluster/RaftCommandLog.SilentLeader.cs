@@ -19,11 +19,15 @@ internal sealed partial class RaftCommandLog
         var stickiness = new LeaderStickinessWindow(_raft, _cluster.ElectionTimeoutMs);
         stickiness.Verify();
         var configured = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs);
+        var appendTimeout = TimeSpan.FromMilliseconds(_cluster.LeaderAppendTimeoutMs);
         foreach (var member in _raft.Members)
         {
             if (member.IsRemote)
             {
-                PeerRequestTimeouts.Verify(member, configured);
+                // DotNext gives each member the transport's timeouts (OpenAsync); until this member
+                // leads, its requests get the configured one.
+                PeerRequestTimeouts.Verify(member, appendTimeout, configured);
+                PeerRequestTimeouts.Set(member, configured);
             }
         }
 
@@ -77,7 +81,7 @@ internal sealed partial class RaftCommandLog
                     shortened = suspect;
                 }
 
-                extended = ApplyLeaderAppendTimeouts(established, extended, shortened, configured, appendTimeout);
+                extended = ApplyRequestTimeouts(established, extended, shortened, configured, appendTimeout);
             }
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -95,25 +99,23 @@ internal sealed partial class RaftCommandLog
                 PeerRequestTimeouts.Set(shortened, configured);
             }
 
-            ApplyLeaderAppendTimeouts(established: false, extended, shortened: null, configured, appendTimeout);
+            ApplyRequestTimeouts(established: false, extended, shortened: null, configured, appendTimeout);
             stickiness.Restore();
         }
     }
 
     /// <summary>
     /// While this member's leadership is established, requests to every other member (its entries
-    /// and heartbeats) get <see cref="ClusterOptions.LeaderAppendTimeoutMs"/>, members added meanwhile
-    /// included; once it ends, the configured timeout again, before this member can stand as a
-    /// candidate (after stepping down its election timer runs for at least the election timeout,
-    /// and this runs every half heartbeat). Returns whether the longer timeout is in place.
+    /// and heartbeats) get <see cref="ClusterOptions.LeaderAppendTimeoutMs"/>; otherwise the
+    /// configured timeout (a silent leader, <paramref name="shortened"/>, keeps its shorter one),
+    /// in place before this member can stand as a candidate: after stepping down its election
+    /// timer runs for at least the election timeout, and this runs every half heartbeat. Returns
+    /// whether the longer timeout is in place.
     /// </summary>
-    private bool ApplyLeaderAppendTimeouts(bool established, bool extended, RaftClusterMember? shortened, TimeSpan configured, TimeSpan appendTimeout)
+    private bool ApplyRequestTimeouts(bool established, bool extended, RaftClusterMember? shortened, TimeSpan configured, TimeSpan appendTimeout)
     {
-        if (!established && !extended)
-        {
-            return false;
-        }
-
+        // Every tick, not only on a change: a member added meanwhile starts with the transport's
+        // timeout, the longer one.
         var timeout = established ? appendTimeout : configured;
         foreach (var member in _raft.Members)
         {

@@ -143,11 +143,17 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
             UpperElectionTimeout = electionUpperMs,
             // DotNext's heartbeat period is the lower election timeout times this: the member's slot, not the range.
             HeartbeatThreshold = Math.Clamp((double)_cluster.HeartbeatIntervalMs / electionLowerMs, 0.05, 0.9),
-            // Not the election timeout (DotNext's default): a candidate waits for every member's
-            // answer, so an unreachable member would hold each (pre-)vote for that long and the
-            // candidacy would often time out before it counted its votes (issue #12).
-            RequestTimeout = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs),
+            // The transport's timeout is also how long this member may take to process a request
+            // it receives (a follower's append, flush included): the leader's longer one, or a
+            // disk stall of a few hundred ms made followers drop appends and the leader step down.
+            // Requests this member sends get the configured one until it leads (the watch in
+            // RaftCommandLog.SilentLeader.cs): not the election timeout, DotNext's default, because
+            // a candidate waits for every member's answer, so an unreachable member would hold
+            // each (pre-)vote for that long and the candidacy would often time out before it
+            // counted its votes (issue #12).
+            RequestTimeout = TimeSpan.FromMilliseconds(_cluster.LeaderAppendTimeoutMs),
             ConnectTimeout = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs),
+            GracefulShutdownTimeout = TimeSpan.FromMilliseconds(_cluster.EffectivePeerRequestTimeoutMs),
             ColdStart = false,
             ConfigurationStorage = _membership,
             LoggerFactory = new RepeatedWarningLoggerFactory(loggerFactory, TimeProvider.System, RepeatedWarningLoggerFactory.StartGraceMsDefault),
@@ -180,9 +186,9 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         StartSnapshotCatchUpWatch();
         StartSilentLeaderWatch();
         _logger.LogInformation(
-            "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}; heartbeat {HeartbeatMs} ms, election timeout {ElectionMs} ms (this member's timer {ElectionLowerMs}–{ElectionUpperMs} ms), peer request timeout {PeerRequestTimeoutMs} ms",
+            "Raft member {Url} started: term {Term}, committed {Committed}, applied {Applied}; heartbeat {HeartbeatMs} ms, election timeout {ElectionMs} ms (this member's timer {ElectionLowerMs}–{ElectionUpperMs} ms), peer request timeout {PeerRequestTimeoutMs} ms ({LeaderAppendTimeoutMs} ms for a leader's appends and for requests received)",
             PeerAddress.ToUrl(AdvertisedPeer), _raft.Term, _wal.LastCommittedEntryIndex, AppliedIndex,
-            _cluster.HeartbeatIntervalMs, _cluster.ElectionTimeoutMs, electionLowerMs, electionUpperMs, _cluster.EffectivePeerRequestTimeoutMs);
+            _cluster.HeartbeatIntervalMs, _cluster.ElectionTimeoutMs, electionLowerMs, electionUpperMs, _cluster.EffectivePeerRequestTimeoutMs, _cluster.LeaderAppendTimeoutMs);
         CheckStillMember(memberDirectory);
     }
 

@@ -39,7 +39,7 @@ public sealed class PeerRequestTimeoutsTests : IAsyncLifetime
     [Fact]
     public void The_fields_hold_the_configured_timeouts()
     {
-        PeerRequestTimeouts.Verify(SilentMember, Configured);
+        PeerRequestTimeouts.Verify(SilentMember, Configured, Configured);
         Assert.Equal(Configured, PeerRequestTimeouts.RequestTimeoutOf(SilentMember));
         Assert.Equal(Configured, PeerRequestTimeouts.ConnectTimeoutOf(SilentMember));
     }
@@ -47,7 +47,7 @@ public sealed class PeerRequestTimeoutsTests : IAsyncLifetime
     [Fact]
     public void Verify_names_the_problem_when_the_timeouts_are_not_where_expected()
     {
-        var error = Assert.Throws<InvalidOperationException>(() => PeerRequestTimeouts.Verify(SilentMember, Short));
+        var error = Assert.Throws<InvalidOperationException>(() => PeerRequestTimeouts.Verify(SilentMember, Short, Short));
         Assert.Contains("DotNext", error.Message, StringComparison.Ordinal);
     }
 
@@ -64,7 +64,7 @@ public sealed class PeerRequestTimeoutsTests : IAsyncLifetime
         Assert.True(watch.Elapsed < Configured / 2, $"the pre-vote failed after {watch.ElapsedMilliseconds} ms: the configured {Configured.TotalSeconds} s applied, not the {Short.TotalMilliseconds} ms set");
 
         PeerRequestTimeouts.Set(SilentMember, Configured);
-        PeerRequestTimeouts.Verify(SilentMember, Configured);
+        PeerRequestTimeouts.Verify(SilentMember, Configured, Configured);
     }
 
     [Fact]
