@@ -27,6 +27,17 @@ internal static class PeerRequestTimeouts
         ConnectTimeout(member) = timeout;
     }
 
+    /// <summary>
+    /// Sets only the request timeout of <paramref name="member"/>: an established leader waits
+    /// longer for answers but keeps connection attempts short, so that a member coming back (a
+    /// partition healed, a process restarted) is reached again soon.
+    /// </summary>
+    public static void SetRequestTimeout(RaftClusterMember member, TimeSpan timeout)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
+        RequestTimeout(member) = timeout;
+    }
+
     /// <summary>The member's request timeout, as DotNext reads it at the start of each request.</summary>
     public static TimeSpan RequestTimeoutOf(RaftClusterMember member) => RequestTimeout(member);
 

@@ -119,9 +119,12 @@ internal sealed partial class RaftCommandLog
         var timeout = established ? appendTimeout : configured;
         foreach (var member in _raft.Members)
         {
-            if (member.IsRemote && !ReferenceEquals(member, shortened) && PeerRequestTimeouts.RequestTimeoutOf(member) != timeout)
+            if (member.IsRemote && !ReferenceEquals(member, shortened)
+                && (PeerRequestTimeouts.RequestTimeoutOf(member) != timeout || PeerRequestTimeouts.ConnectTimeoutOf(member) != configured))
             {
-                PeerRequestTimeouts.Set(member, timeout);
+                // Connection attempts keep the configured timeout either way.
+                PeerRequestTimeouts.Set(member, configured);
+                PeerRequestTimeouts.SetRequestTimeout(member, timeout);
             }
         }
 
