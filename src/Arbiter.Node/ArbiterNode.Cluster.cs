@@ -264,6 +264,13 @@ public sealed partial class ArbiterNode
         return new StandbyResponse();
     }
 
+    /// <summary>The receiving side of <c>Peer.LogPosition</c>: the end of this member's Raft log (MoveLeader asks its target).</summary>
+    public Task<LogPositionResponse> LogPositionAsync(CancellationToken cancellationToken = default)
+    {
+        var raft = _raft ?? throw new EtcdException(SingleNode);
+        return raft.LogPositionAsync(cancellationToken);
+    }
+
     /// <summary>Runs <paramref name="here"/> on the leader, or sends the request to the leader's client URL.</summary>
     private async Task<T> OnLeaderAsync<T>(Func<Task<T>> here, Func<GrpcChannel, Task<T>> remote, CancellationToken cancellationToken)
     {

@@ -103,6 +103,104 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// The target misses entries when the move starts (stopped with SIGSTOP while writes commit
+    /// without it) and comes back 500 ms later. The leader must wait for it to catch up before it
+    /// steps down: a target with a shorter log is refused every vote, and with the other members
+    /// kept out of elections nobody could win (the CI failure of 2026-12-05: no leader for 20 s).
+    /// </summary>
+    [Fact]
+    public async Task Move_leader_to_a_target_that_missed_entries_waits_for_it_to_catch_up()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var target = cluster.Running.First(m => m != leader);
+        using var channel = leader.OpenChannel();
+        var kv = new KV.KVClient(channel);
+        await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("lag/0"), Value = ClusterKit.Bytes("0") }, deadline: DateTime.UtcNow.AddSeconds(30));
+
+        Task<MoveLeaderResponse> move;
+        var clock = Stopwatch.StartNew();
+        target.Signal("STOP");
+        try
+        {
+            for (var i = 1; i <= 5; i++)
+            {
+                await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes($"lag/{i}"), Value = ClusterKit.Bytes($"{i}") }, deadline: DateTime.UtcNow.AddSeconds(30));
+            }
+
+            move = new Maintenance.MaintenanceClient(channel).MoveLeaderAsync(new MoveLeaderRequest { TargetID = target.MemberId }, deadline: DateTime.UtcNow.AddSeconds(60)).ResponseAsync;
+
+            // The fault's length, not a wait for a condition.
+            await Task.Delay(500);
+        }
+        finally
+        {
+            target.Signal("CONT");
+        }
+
+        try
+        {
+            await move;
+        }
+        catch (RpcException)
+        {
+            output.WriteLine(cluster.Logs);
+            throw;
+        }
+
+        output.WriteLine($"{target.Name} stopped while 5 writes committed; the move to it answered after {clock.ElapsedMilliseconds} ms");
+        Assert.Same(target, await ClusterKit.WaitForAgreedLeaderAsync([.. cluster.Running], ClusterKit.ConvergeTimeout));
+        using var targetChannel = target.OpenChannel();
+        var range = await new KV.KVClient(targetChannel).RangeAsync(new RangeRequest { Key = ClusterKit.Bytes("lag/"), RangeEnd = ClusterKit.Bytes("lag0") }, deadline: DateTime.UtcNow.AddSeconds(30));
+        Assert.Equal(6, range.Count);
+    }
+
+    /// <summary>
+    /// A target that stays stopped cannot catch up: the move fails with etcd's "leader transfer
+    /// took too long" once the catch-up time is over, and since nobody was asked to step aside the
+    /// leader keeps leading in the same term and takes writes at once.
+    /// </summary>
+    [Fact]
+    public async Task Move_leader_to_a_target_that_cannot_catch_up_fails_and_the_leader_keeps_leading()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var target = cluster.Running.First(m => m != leader);
+        using var channel = leader.OpenChannel();
+        var kv = new KV.KVClient(channel);
+        await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("stuck/0"), Value = ClusterKit.Bytes("0") }, deadline: DateTime.UtcNow.AddSeconds(30));
+        var termBefore = (await ClusterKit.StatusAsync(leader)).RaftTerm;
+
+        RpcException refused;
+        long termAfter;
+        target.Signal("STOP");
+        try
+        {
+            await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("stuck/1"), Value = ClusterKit.Bytes("1") }, deadline: DateTime.UtcNow.AddSeconds(30));
+            var clock = Stopwatch.StartNew();
+            refused = await Assert.ThrowsAsync<RpcException>(() => new Maintenance.MaintenanceClient(channel)
+                .MoveLeaderAsync(new MoveLeaderRequest { TargetID = target.MemberId }, deadline: DateTime.UtcNow.AddSeconds(60)).ResponseAsync);
+            output.WriteLine($"move to stopped {target.Name}: {refused.Status.StatusCode} \"{refused.Status.Detail}\" after {clock.ElapsedMilliseconds} ms");
+            await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("stuck/2"), Value = ClusterKit.Bytes("2") }, deadline: DateTime.UtcNow.AddSeconds(30));
+            termAfter = (long)(await ClusterKit.StatusAsync(leader)).RaftTerm;
+        }
+        finally
+        {
+            target.Signal("CONT");
+        }
+
+        if (refused.StatusCode != StatusCode.Unavailable || termAfter != (long)termBefore)
+        {
+            output.WriteLine(cluster.Logs);
+        }
+
+        Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+        Assert.Equal("etcdserver: request timed out, leader transfer took too long", refused.Status.Detail);
+        Assert.Equal((long)termBefore, termAfter);
+        Assert.Same(leader, await ClusterKit.WaitForAgreedLeaderAsync([.. cluster.Running], ClusterKit.ConvergeTimeout));
+    }
+
+    /// <summary>
     /// Runs <c>etcdctl move-leader</c> from the current leader to a follower. A leader that steps
     /// down by itself between etcdctl's Status call and its MoveLeader call (an election on a
     /// loaded machine) answers "etcdserver: not leader", as etcd does; that attempt is repeated

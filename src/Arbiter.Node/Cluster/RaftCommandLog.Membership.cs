@@ -16,9 +16,6 @@ internal sealed partial class RaftCommandLog
     /// <summary>Pause between attempts to add a member that is not answering yet.</summary>
     private const int MemberAddRetryDelayMs = 500;
 
-    /// <summary>MoveLeader gives up after this many request timeouts.</summary>
-    private const int MoveLeaderTimeoutRequestTimeouts = 3;
-
     /// <summary>Pause before asking DotNext again for a membership change it refused for now.</summary>
     private const int MemberChangeRetryDelayMs = 100;
 
@@ -316,105 +313,6 @@ internal sealed partial class RaftCommandLog
         {
             _membershipChange.Release();
         }
-    }
-
-    /// <summary>
-    /// Moves leadership (on the leader). DotNext has no targeted transfer, so every other member is
-    /// asked to stay out of elections (standby: it still votes), then this leader steps down into
-    /// standby itself; the target is then the only candidate and wins the next election.
-    /// </summary>
-    public async Task MoveLeaderAsync(ulong targetId, CancellationToken cancellationToken)
-    {
-        var target = _raft.Members.FirstOrDefault(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) == targetId)
-            ?? throw new EtcdException(EtcdError.BadLeaderTransferee);
-        if (!target.IsRemote)
-        {
-            return; // already the leader (only the leader runs this)
-        }
-
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        deadline.CancelAfter(_cluster.RequestTimeoutMs * MoveLeaderTimeoutRequestTimeouts);
-        var standbyMs = (long)_cluster.RequestTimeoutMs * MoveLeaderTimeoutRequestTimeouts;
-        var others = _raft.Members.Where(m => m.IsRemote && !ReferenceEquals(m, target)).ToList();
-        try
-        {
-            // Every member but the target stops campaigning (they still vote), then this leader
-            // steps down: the target is the only candidate, so it wins the next election.
-            foreach (var other in others)
-            {
-                await TrySetStandbyAsync(other, standbyMs, deadline.Token).ConfigureAwait(false);
-            }
-
-            await _raft.EnableStandbyModeAsync(deadline.Token).ConfigureAwait(false);
-            while (_raft.Leader is not { } leader || PeerAddress.MemberId(leader.EndPoint, _options.ClusterToken) != targetId)
-            {
-                await Task.Delay(RetryDelayMs, deadline.Token).ConfigureAwait(false);
-            }
-
-            _logger.LogInformation("Leadership moved to {Leader} (term {Term})", PeerAddress.ToUrl(target.EndPoint), _raft.Term);
-        }
-        catch (Exception e) when (e is OperationCanceledException or TimeoutException && !cancellationToken.IsCancellationRequested)
-        {
-            _logger.LogWarning("Leadership did not reach {TargetId:x16} in time", targetId);
-            throw new EtcdException(EtcdError.LeaderTransferTimeout);
-        }
-        finally
-        {
-            await _raft.RevertToNormalModeAsync(CancellationToken.None).ConfigureAwait(false);
-            foreach (var other in others)
-            {
-                await TrySetStandbyAsync(other, 0, CancellationToken.None).ConfigureAwait(false);
-            }
-        }
-    }
-
-    /// <summary>Asks another member (over its client URL) to stay out of elections for a while, or to end that (0).</summary>
-    private async Task TrySetStandbyAsync(DotNext.Net.Cluster.Consensus.Raft.RaftClusterMember member, long durationMs, CancellationToken cancellationToken)
-    {
-        try
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(_cluster.ElectionTimeoutMs);
-            if (await TryClientUrlOfAsync(member, timeout.Token).ConfigureAwait(false) is { } url)
-            {
-                await new Protocol.Internal.Peer.PeerClient(ChannelTo(url))
-                    .StandbyAsync(new Protocol.Internal.StandbyRequest { DurationMs = durationMs }, cancellationToken: timeout.Token)
-                    .ConfigureAwait(false);
-            }
-        }
-        catch (Exception e) when (e is Grpc.Core.RpcException or OperationCanceledException)
-        {
-            // A member that cannot be reached cannot campaign against the target either.
-            _logger.LogDebug("Standby request to {Member} failed: {Message}", PeerAddress.ToUrl(member.EndPoint), e.Message);
-        }
-    }
-
-    /// <summary>
-    /// The receiving side of <see cref="TrySetStandbyAsync"/>: out of elections for
-    /// <paramref name="durationMs"/> (undone by itself afterwards, in case the mover dies), or back now (0).
-    /// </summary>
-    public async Task StandbyAsync(long durationMs, CancellationToken cancellationToken)
-    {
-        if (durationMs <= 0)
-        {
-            await _raft.RevertToNormalModeAsync(cancellationToken).ConfigureAwait(false);
-            return;
-        }
-
-        await _raft.EnableStandbyModeAsync(cancellationToken).ConfigureAwait(false);
-        _ = Task.Run(
-            async () =>
-            {
-                try
-                {
-                    await Task.Delay(TimeSpan.FromMilliseconds(durationMs), _stopping.Token).ConfigureAwait(false);
-                    await _raft.RevertToNormalModeAsync(_stopping.Token).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                }
-            },
-            CancellationToken.None);
     }
 
     private sealed record PendingAdd(ulong MemberId, CancellationTokenSource Cancel, Task Done);

@@ -195,6 +195,16 @@ internal sealed partial class RaftCommandLog
         while (await reader.WaitToReadAsync(token).ConfigureAwait(false))
         {
             await _replicationSlots.WaitAsync(token).ConfigureAwait(false);
+            if (Volatile.Read(ref _appendsHeld) is { } held)
+            {
+                // A leadership move waits for its target to catch up (RaftCommandLog.LeaderMove.cs):
+                // nothing more is appended here until it ends; the queue is proposed afterwards,
+                // by whoever leads then.
+                _replicationSlots.Release();
+                await held.Task.WaitAsync(token).ConfigureAwait(false);
+                continue;
+            }
+
             var batch = new List<Proposal>();
             var sizeBytes = 0;
             while (batch.Count < _options.BatchCommandsMax && sizeBytes < BatchSizeBytesMax && reader.TryRead(out var proposal))

@@ -39,6 +39,7 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
     private readonly Channel<Proposal> _leaderQueue = Channel.CreateUnbounded<Proposal>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentDictionary<ulong, Proposal> _waiting = new();
     private readonly SemaphoreSlim _replicationSlots;
+    private readonly int _replicationSlotsMax;
     private RaftStateMachine _stateMachine = null!;
     private DurableAckWriteAheadLog _wal = null!;
     private SnapshotImages _images = null!;
@@ -53,7 +54,8 @@ internal sealed partial class RaftCommandLog : Log.ICommandLog
         _options = options;
         _cluster = options.Cluster ?? throw new ArgumentException("Cluster options are required.", nameof(options));
         _logger = logger;
-        _replicationSlots = new SemaphoreSlim(Math.Max(1, _cluster.ReplicationsInFlightMax));
+        _replicationSlotsMax = Math.Max(1, _cluster.ReplicationsInFlightMax);
+        _replicationSlots = new SemaphoreSlim(_replicationSlotsMax);
         AdvertisedPeer = PeerAddress.Parse(options.AdvertisePeerUrls[0]);
         _halted = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, _removed.Token);
     }

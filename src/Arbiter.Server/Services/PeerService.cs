@@ -28,6 +28,10 @@ public sealed class PeerService(ArbiterNode node) : Peer.PeerBase
         node.StandbyAsync(request, context.CancellationToken);
 
     /// <inheritdoc />
+    public override Task<LogPositionResponse> LogPosition(LogPositionRequest request, ServerCallContext context) =>
+        node.LogPositionAsync(context.CancellationToken);
+
+    /// <inheritdoc />
     public override Task<LeaseTimeToLiveResponse> LeaseTimeToLive(LeaseTimeToLiveRequest request, ServerCallContext context) =>
         Task.FromResult(node.LeaseTimeToLiveHere(request));
 

@@ -100,6 +100,7 @@ public sealed class InternalServicesGuardTests(ITestOutputHelper output)
             ("Peer.Propose (a put as root)", headers => new Peer.PeerClient(channel).ProposeAsync(ForgedPut(), headers, DateTime.UtcNow.Add(CallTimeout)).ResponseAsync),
             ("Peer.ReadIndex", headers => new Peer.PeerClient(channel).ReadIndexAsync(new ReadIndexRequest(), headers, DateTime.UtcNow.Add(CallTimeout)).ResponseAsync),
             ("Peer.Standby", headers => new Peer.PeerClient(channel).StandbyAsync(new StandbyRequest { DurationMs = 60_000 }, headers, DateTime.UtcNow.Add(CallTimeout)).ResponseAsync),
+            ("Peer.LogPosition", headers => new Peer.PeerClient(channel).LogPositionAsync(new LogPositionRequest(), headers, DateTime.UtcNow.Add(CallTimeout)).ResponseAsync),
             ("CrdtPeer.Repair (every CRDT's state)", headers => new CrdtPeer.CrdtPeerClient(channel).RepairAsync(new CrdtDigest(), headers, DateTime.UtcNow.Add(CallTimeout)).ResponseAsync),
             ("CrdtPeer.ReadState", headers => new CrdtPeer.CrdtPeerClient(channel).ReadStateAsync(new CrdtReadStateRequest { Key = "c/likes" }, headers, DateTime.UtcNow.Add(CallTimeout)).ResponseAsync),
             ("CrdtPeer.PushDeltas", headers => new CrdtPeer.CrdtPeerClient(channel).PushDeltasAsync(new CrdtDeltaBatch { SenderReplica = 42 }, headers, DateTime.UtcNow.Add(CallTimeout)).ResponseAsync),
