@@ -111,12 +111,11 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
     [Fact]
     public async Task Move_leader_to_a_target_that_missed_entries_waits_for_it_to_catch_up()
     {
-        await using var cluster = await ArbiterCluster.StartAsync(3);
-        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
-        var target = cluster.Running.First(m => m != leader);
+        var (cluster, leader, target) = await StartWithTargetAsync();
+        await using var owned = cluster;
         using var channel = leader.OpenChannel();
         var kv = new KV.KVClient(channel);
-        await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("lag/0"), Value = ClusterKit.Bytes("0") }, deadline: DateTime.UtcNow.AddSeconds(30));
+        await PutAsync(kv, "lag/0");
 
         Task<MoveLeaderResponse> move;
         var clock = Stopwatch.StartNew();
@@ -125,7 +124,7 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
         {
             for (var i = 1; i <= 5; i++)
             {
-                await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes($"lag/{i}"), Value = ClusterKit.Bytes($"{i}") }, deadline: DateTime.UtcNow.AddSeconds(30));
+                await PutAsync(kv, $"lag/{i}");
             }
 
             move = new Maintenance.MaintenanceClient(channel).MoveLeaderAsync(new MoveLeaderRequest { TargetID = target.MemberId }, deadline: DateTime.UtcNow.AddSeconds(60)).ResponseAsync;
@@ -163,12 +162,11 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
     [Fact]
     public async Task Move_leader_to_a_target_that_cannot_catch_up_fails_and_the_leader_keeps_leading()
     {
-        await using var cluster = await ArbiterCluster.StartAsync(3);
-        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
-        var target = cluster.Running.First(m => m != leader);
+        var (cluster, leader, target) = await StartWithTargetAsync();
+        await using var owned = cluster;
         using var channel = leader.OpenChannel();
         var kv = new KV.KVClient(channel);
-        await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("stuck/0"), Value = ClusterKit.Bytes("0") }, deadline: DateTime.UtcNow.AddSeconds(30));
+        await PutAsync(kv, "stuck/0");
         var termBefore = (await ClusterKit.StatusAsync(leader)).RaftTerm;
 
         RpcException refused;
@@ -176,12 +174,12 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
         target.Signal("STOP");
         try
         {
-            await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("stuck/1"), Value = ClusterKit.Bytes("1") }, deadline: DateTime.UtcNow.AddSeconds(30));
+            await PutAsync(kv, "stuck/1");
             var clock = Stopwatch.StartNew();
             refused = await Assert.ThrowsAsync<RpcException>(() => new Maintenance.MaintenanceClient(channel)
                 .MoveLeaderAsync(new MoveLeaderRequest { TargetID = target.MemberId }, deadline: DateTime.UtcNow.AddSeconds(60)).ResponseAsync);
             output.WriteLine($"move to stopped {target.Name}: {refused.Status.StatusCode} \"{refused.Status.Detail}\" after {clock.ElapsedMilliseconds} ms");
-            await kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes("stuck/2"), Value = ClusterKit.Bytes("2") }, deadline: DateTime.UtcNow.AddSeconds(30));
+            await PutAsync(kv, "stuck/2");
             termAfter = (long)(await ClusterKit.StatusAsync(leader)).RaftTerm;
         }
         finally
@@ -199,6 +197,25 @@ public sealed class MoveLeaderTests(ITestOutputHelper output)
         Assert.Equal((long)termBefore, termAfter);
         Assert.Same(leader, await ClusterKit.WaitForAgreedLeaderAsync([.. cluster.Running], ClusterKit.ConvergeTimeout));
     }
+
+    /// <summary>A 3-member cluster, its leader, and a follower to move leadership to.</summary>
+    private static async Task<(ArbiterCluster Cluster, ArbiterClusterMember Leader, ArbiterClusterMember Target)> StartWithTargetAsync()
+    {
+        var cluster = await ArbiterCluster.StartAsync(3);
+        try
+        {
+            var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+            return (cluster, leader, cluster.Running.First(m => m != leader));
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static Task<PutResponse> PutAsync(KV.KVClient kv, string key) =>
+        kv.PutAsync(new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes("v") }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync;
 
     /// <summary>
     /// Runs <c>etcdctl move-leader</c> from the current leader to a follower. A leader that steps
