@@ -19,23 +19,20 @@ internal static class PeerRequestTimeouts
 {
     private const string ClientTypeName = "DotNext.Net.Cluster.Consensus.Raft.NetworkTransport.ConnectionOriented.Client, DotNext.Net.Cluster";
 
-    /// <summary>Sets both timeouts of <paramref name="member"/>.</summary>
-    public static void Set(RaftClusterMember member, TimeSpan timeout)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
-        RequestTimeout(member) = timeout;
-        ConnectTimeout(member) = timeout;
-    }
+    /// <summary>Sets both timeouts of <paramref name="member"/> to <paramref name="timeout"/>.</summary>
+    public static void Set(RaftClusterMember member, TimeSpan timeout) => Set(member, timeout, timeout);
 
     /// <summary>
-    /// Sets only the request timeout of <paramref name="member"/>: an established leader waits
-    /// longer for answers but keeps connection attempts short, so that a member coming back (a
-    /// partition healed, a process restarted) is reached again soon.
+    /// Sets the request and connect timeouts of <paramref name="member"/>: an established leader
+    /// waits longer for answers but keeps connection attempts short, so that a member coming back
+    /// (a partition healed, a process restarted) is reached again soon.
     /// </summary>
-    public static void SetRequestTimeout(RaftClusterMember member, TimeSpan timeout)
+    public static void Set(RaftClusterMember member, TimeSpan request, TimeSpan connect)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(timeout, TimeSpan.Zero);
-        RequestTimeout(member) = timeout;
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(request, TimeSpan.Zero);
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(connect, TimeSpan.Zero);
+        RequestTimeout(member) = request;
+        ConnectTimeout(member) = connect;
     }
 
     /// <summary>The member's request timeout, as DotNext reads it at the start of each request.</summary>

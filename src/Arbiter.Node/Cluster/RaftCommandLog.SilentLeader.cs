@@ -123,8 +123,7 @@ internal sealed partial class RaftCommandLog
                 && (PeerRequestTimeouts.RequestTimeoutOf(member) != timeout || PeerRequestTimeouts.ConnectTimeoutOf(member) != configured))
             {
                 // Connection attempts keep the configured timeout either way.
-                PeerRequestTimeouts.Set(member, configured);
-                PeerRequestTimeouts.SetRequestTimeout(member, timeout);
+                PeerRequestTimeouts.Set(member, timeout, configured);
             }
         }
 

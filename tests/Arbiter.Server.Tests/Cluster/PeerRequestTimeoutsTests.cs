@@ -68,8 +68,20 @@ public sealed class PeerRequestTimeoutsTests : IAsyncLifetime
     }
 
     [Fact]
-    public void A_timeout_must_be_positive() =>
+    public void The_request_and_connect_timeouts_can_differ()
+    {
+        PeerRequestTimeouts.Set(SilentMember, Configured, Short);
+        Assert.Equal(Configured, PeerRequestTimeouts.RequestTimeoutOf(SilentMember));
+        Assert.Equal(Short, PeerRequestTimeouts.ConnectTimeoutOf(SilentMember));
+    }
+
+    [Fact]
+    public void A_timeout_must_be_positive()
+    {
         Assert.Throws<ArgumentOutOfRangeException>(() => PeerRequestTimeouts.Set(SilentMember, TimeSpan.Zero));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PeerRequestTimeouts.Set(SilentMember, Configured, TimeSpan.Zero));
+        Assert.Throws<ArgumentOutOfRangeException>(() => PeerRequestTimeouts.Set(SilentMember, TimeSpan.Zero, Configured));
+    }
 
     /// <summary>Accepts connections and holds them open, never reading or answering: what a stopped process's kernel does.</summary>
     private sealed class SilentPeer : IAsyncDisposable
