@@ -13,6 +13,8 @@
 # Writes bench/results/failover-<timestamp>/{results.md,results.json,machine.md,raw/*}.
 # Usage: bench/failover.sh            (SEED=12 ROUNDS=4 KINDS="kill stop isolate" FAULT_MS=3000)
 #        ARBITER_BIN=artifacts/arbiter-linux-x64/arbiter.dll bench/failover.sh
+#        ARBITER_ARGS="--raft-log-pages mapped" KINDS=kill bench/failover.sh   (extra serve flags for
+#                                     every Arbiter member, recorded in machine.md)
 #                                     runs that Arbiter build (the ReadyToRun publish of scripts/publish.sh,
 #                                     as production members run) instead of the Release build
 set -euo pipefail
@@ -100,7 +102,7 @@ start_member() { # system index
     setpriv --reuid="$uid" --regid="$uid" --clear-groups env HOME="$dir" DOTNET_CLI_HOME="$dir" \
       dotnet "$ARBITER_DLL" serve --name "m$i" --data-dir "$dir/data" --listen-client-urls "$client" \
       --initial-advertise-peer-urls "$peer" --initial-cluster "$cluster" --initial-cluster-token bench-failover \
-      --heartbeat-interval "$HEARTBEAT_MS" --election-timeout "$ELECTION_MS" >>"$OUT/raw/$system-m$i.log" 2>&1 &
+      --heartbeat-interval "$HEARTBEAT_MS" --election-timeout "$ELECTION_MS" ${ARBITER_ARGS:-} >>"$OUT/raw/$system-m$i.log" 2>&1 &
   fi
   PIDS[$i]=$!
   : "$state"
@@ -224,7 +226,7 @@ run_system() { # system
   echo "| commit | $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (uncommitted changes)') |"
   echo "| cpus | $(nproc) |"
   echo "| etcd | $(etcd --version | head -1) |"
-  echo "| arbiter | ${ARBITER_DLL#"$ROOT"/} |"
+  echo "| arbiter | ${ARBITER_DLL#"$ROOT"/}${ARBITER_ARGS:+ (extra serve flags: $ARBITER_ARGS)} |"
   echo "| timing | heartbeat $HEARTBEAT_MS ms, election $ELECTION_MS ms (both systems) |"
   echo "| schedule | seed $SEED, $ROUNDS rounds of: $KINDS; each fault lasts $FAULT_MS ms; 2-4 s pause before each |"
   echo "| load | 6 writers (2 pinned to each member), puts, client deadline $DEADLINE_MS ms |"
