@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # 3-member Arbiter, put at $CLIENTS clients for 25 s, perf record every member for 12 s in the middle.
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/../../.."
 source bench/lib.sh
 log() { echo "[prof] $*" >&2; }
 ARBITER_DLL=${ARBITER_DLL:-$PWD/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll}
 CLIENTS=${CLIENTS:-64}
 OUT=${OUT:-/tmp/prof/out}; rm -rf $OUT; mkdir -p $OUT
-WORK=$(mktemp -d /work/main/bench/.work-prof-XXXX)
+WORK=$(mktemp -d "$PWD/bench/.work-prof-XXXX")
 trap 'stop_pids "${CLUSTER_PIDS[@]}"; rm -rf $WORK' EXIT
 ARBITER_ENV="DOTNET_PerfMapEnabled=1 ${ARBITER_ENV:-}" start_cluster arbiter $WORK $OUT/arb
 wait_cluster_ready "$CLUSTER_URLS" "${CLUSTER_PIDS[@]}"

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Warm-up curve: a fresh 3-member cluster, consecutive 8 s runs of one workload, ops/s of each.
 set -euo pipefail
-cd /work/main
+cd "$(dirname "$0")/../../.."
 source bench/lib.sh
 log() { echo "[curve] $*" >&2; }
 SYSTEM=${SYSTEM:-arbiter}
 ARBITER_DLL=${ARBITER_DLL:-$PWD/src/Arbiter.Cli/bin/Release/net10.0/arbiter.dll}
 CLIENTS=${CLIENTS:-64}; RUNS=${RUNS:-10}
 OUT=${OUT:-/tmp/prof/curve}; rm -rf $OUT; mkdir -p $OUT
-WORK=$(mktemp -d /work/main/bench/.work-prof-XXXX)
+WORK=$(mktemp -d "$PWD/bench/.work-prof-XXXX")
 trap 'stop_pids "${CLUSTER_PIDS[@]}"; rm -rf $WORK' EXIT
 start_cluster $SYSTEM $WORK $OUT/m
 wait_cluster_ready "$CLUSTER_URLS" "${CLUSTER_PIDS[@]}"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Alternating kill-failover runs: default, mapped pages, history in memory; twice.
-cd /work/main
+cd "$(dirname "$0")/../../.."
 for r in 1 2; do
   for v in default mapped inmem; do
     case $v in default) a="";; mapped) a="--raft-log-pages mapped";; inmem) a="--keep-history-in-memory";; esac
