@@ -1,4 +1,5 @@
 using Arbiter.Compatibility.Tests.Fixtures;
+using Arbiter.Core.Auth;
 using Arbiter.Protocol.Auth;
 using Arbiter.Protocol.Etcd;
 using Grpc.Core;
@@ -146,25 +147,29 @@ public sealed class AuthClusterTests(ITestOutputHelper output)
         return new Auth.AuthClient(c);
     }
 
+    /// <summary>
+    /// Users root, reader and writer, their roles and permissions, then auth on. Each step is asked
+    /// again on a leader-loss answer (a fresh cluster may change leader on a busy machine): this
+    /// test is about auth, not failover.
+    /// </summary>
     private static async Task SetUpAsync(ArbiterClusterMember member)
     {
         var auth = AuthOf(member, out var channel);
         using (channel)
         {
-            var deadline = DateTime.UtcNow.Add(CallTimeout);
-            await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" }, deadline: deadline);
-            await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" }, deadline: deadline);
+            await LeaderLossRetry.AddOnceAsync("add user root", AuthErrors.UserAlreadyExist, () => auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" }, deadline: Deadline()).ResponseAsync);
+            await LeaderLossRetry.RetryAsync("grant root the root role", () => auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" }, deadline: Deadline()).ResponseAsync);
             foreach (var (user, type) in new[] { ("reader", Permission.Types.Type.Read), ("writer", Permission.Types.Type.Readwrite) })
             {
-                await auth.RoleAddAsync(new AuthRoleAddRequest { Name = user + "-role" }, deadline: deadline);
-                await auth.RoleGrantPermissionAsync(
-                    new AuthRoleGrantPermissionRequest { Name = user + "-role", Perm = new Permission { PermType = type, Key = ClusterKit.Bytes("m/"), RangeEnd = ClusterKit.Bytes("m0") } },
-                    deadline: deadline);
-                await auth.UserAddAsync(new AuthUserAddRequest { Name = user, Password = "pw" }, deadline: deadline);
-                await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = user, Role = user + "-role" }, deadline: deadline);
+                var role = user + "-role";
+                await LeaderLossRetry.AddOnceAsync($"add role {role}", AuthErrors.RoleAlreadyExist, () => auth.RoleAddAsync(new AuthRoleAddRequest { Name = role }, deadline: Deadline()).ResponseAsync);
+                await LeaderLossRetry.RetryAsync($"grant {role} its permission", () => auth.RoleGrantPermissionAsync(
+                    new AuthRoleGrantPermissionRequest { Name = role, Perm = new Permission { PermType = type, Key = ClusterKit.Bytes("m/"), RangeEnd = ClusterKit.Bytes("m0") } },
+                    deadline: Deadline()).ResponseAsync);
+                await AddUserAsync(auth, headers: null, user, role);
             }
 
-            await auth.AuthEnableAsync(new AuthEnableRequest(), deadline: deadline);
+            await LeaderLossRetry.RetryAsync("enable auth", () => auth.AuthEnableAsync(new AuthEnableRequest(), deadline: Deadline()).ResponseAsync);
         }
     }
 
@@ -173,11 +178,18 @@ public sealed class AuthClusterTests(ITestOutputHelper output)
         var auth = AuthOf(member, out var channel);
         using (channel)
         {
-            var headers = new Metadata { { "token", rootToken } };
-            await auth.UserAddAsync(new AuthUserAddRequest { Name = user, Password = "pw" }, headers, DateTime.UtcNow.Add(CallTimeout));
-            await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = user, Role = role }, headers, DateTime.UtcNow.Add(CallTimeout));
+            await AddUserAsync(auth, new Metadata { { "token", rootToken } }, user, role);
         }
     }
+
+    /// <summary>A user with one role; both steps asked again on a leader-loss answer.</summary>
+    private static async Task AddUserAsync(Auth.AuthClient auth, Metadata? headers, string user, string role)
+    {
+        await LeaderLossRetry.AddOnceAsync($"add user {user}", AuthErrors.UserAlreadyExist, () => auth.UserAddAsync(new AuthUserAddRequest { Name = user, Password = "pw" }, headers, Deadline()).ResponseAsync);
+        await LeaderLossRetry.RetryAsync($"grant {user} {role}", () => auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = user, Role = role }, headers, Deadline()).ResponseAsync);
+    }
+
+    private static DateTime Deadline() => DateTime.UtcNow.Add(CallTimeout);
 
     private static async Task<string> AuthenticateAsync(ArbiterClusterMember member, string user)
     {

@@ -1,5 +1,6 @@
 using Arbiter.Compatibility.Tests.Fixtures;
 using Arbiter.Core;
+using Arbiter.Core.Auth;
 using Grpc.Core;
 
 namespace Arbiter.Cluster.Tests;
@@ -40,6 +41,44 @@ public sealed class LeaderLossRetryTests
 
         Assert.Equal(detail, failed.Status.Detail);
         Assert.Equal(1, calls);
+    }
+
+    /// <summary>An add whose first try was lost with the leader and took effect: the next try's "already exists" means done.</summary>
+    [Fact]
+    public async Task An_add_answered_already_exists_after_a_leader_loss_answer_is_done()
+    {
+        var answers = new Queue<EtcdError?>([EtcdError.LeaderChanged, AuthErrors.UserAlreadyExist]);
+        var calls = 0;
+
+        await LeaderLossRetry.AddOnceAsync("add user", AuthErrors.UserAlreadyExist, () => Answer(answers, ref calls));
+
+        Assert.Equal(2, calls);
+    }
+
+    /// <summary>On the first try "already exists" is a real failure (the test set something up twice), not hidden.</summary>
+    [Fact]
+    public async Task An_add_answered_already_exists_on_its_first_try_fails()
+    {
+        var answers = new Queue<EtcdError?>([AuthErrors.UserAlreadyExist]);
+        var calls = 0;
+
+        var failed = await Assert.ThrowsAsync<RpcException>(() => LeaderLossRetry.AddOnceAsync("add user", AuthErrors.UserAlreadyExist, () => Answer(answers, ref calls)));
+
+        Assert.Equal(AuthErrors.UserAlreadyExist.Message, failed.Status.Detail);
+        Assert.Equal(1, calls);
+    }
+
+    /// <summary>Another error after a retry is not taken for "already exists".</summary>
+    [Fact]
+    public async Task An_add_answered_another_error_after_a_retry_fails()
+    {
+        var answers = new Queue<EtcdError?>([EtcdError.NoLeader, AuthErrors.RoleAlreadyExist]);
+        var calls = 0;
+
+        var failed = await Assert.ThrowsAsync<RpcException>(() => LeaderLossRetry.AddOnceAsync("add user", AuthErrors.UserAlreadyExist, () => Answer(answers, ref calls)));
+
+        Assert.Equal(AuthErrors.RoleAlreadyExist.Message, failed.Status.Detail);
+        Assert.Equal(2, calls);
     }
 
     private static Task<int> Answer(Queue<EtcdError?> answers, ref int calls)

@@ -47,4 +47,26 @@ public static class LeaderLossRetry
             }
         }
     }
+
+    /// <summary>
+    /// An add (a user, a role: not safe to repeat), asked again like <see cref="RetryAsync"/>. A
+    /// leader-loss answer leaves the outcome unknown, so on a later try <paramref name="alreadyExists"/>
+    /// means an earlier try took effect and the add is done; on the first try it is a real failure.
+    /// </summary>
+    public static async Task AddOnceAsync<T>(string what, EtcdError alreadyExists, Func<Task<T>> call, Action<string>? log = null)
+    {
+        var tries = 0;
+        try
+        {
+            await RetryAsync(what, () =>
+            {
+                tries++;
+                return call();
+            }, log);
+        }
+        catch (RpcException e) when (tries > 1 && e.Status.Detail == alreadyExists.Message)
+        {
+            log?.Invoke($"{what}: \"{e.Status.Detail}\" on try {tries}: an earlier try took effect");
+        }
+    }
 }
