@@ -2,10 +2,11 @@
 # Two single nodes side by side, pessimistic transfers on 8 accounts at one client, cells alternating:
 # A never compacted, B compacted to its current revision before each cell. Does B keep its first cells' speed?
 set -uo pipefail
-cd "$(dirname "$0")/../../.."
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd "$HERE/../../.."
 B=${B:-src/Arbiter.Cli/bin/Release/net10.0}; REPEATS=${REPEATS:-8}; DURATION_S=${DURATION_S:-5}
 BENCH=$PWD/bench/Arbiter.Bench/bin/Release/net10.0/arbiter-bench.dll
-W=$(mktemp -d "$PWD/bench/.work-ab-XXXX"); OUT=${OUT:-$(dirname "$0")/cells}; mkdir -p $OUT
+W=$(mktemp -d "$PWD/bench/.work-ab-XXXX"); OUT=${OUT:-$HERE/cells}; mkdir -p $OUT
 PA=$((21000 + RANDOM % 5000)); PB=$((27000 + RANDOM % 5000))
 dotnet $B/arbiter.dll serve --data-dir $W/a --listen-client-urls http://127.0.0.1:$PA --log-level warn > $OUT/a.log 2>&1 & PIDA=$!
 dotnet $B/arbiter.dll serve --data-dir $W/b --listen-client-urls http://127.0.0.1:$PB --log-level warn > $OUT/b.log 2>&1 & PIDB=$!
