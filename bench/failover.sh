@@ -13,10 +13,10 @@
 # Writes bench/results/failover-<timestamp>/{results.md,results.json,machine.md,raw/*}.
 # Usage: bench/failover.sh            (SEED=12 ROUNDS=4 KINDS="kill stop isolate" FAULT_MS=3000)
 #        ARBITER_BIN=artifacts/arbiter-linux-x64/arbiter.dll bench/failover.sh
-#        ARBITER_ARGS="--raft-log-pages mapped" KINDS=kill bench/failover.sh   (extra serve flags for
-#                                     every Arbiter member, recorded in machine.md)
 #                                     runs that Arbiter build (the ReadyToRun publish of scripts/publish.sh,
 #                                     as production members run) instead of the Release build
+#        ARBITER_ARGS="--raft-log-pages mapped" KINDS=kill bench/failover.sh   (extra serve flags for
+#                                     every Arbiter member, recorded in machine.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

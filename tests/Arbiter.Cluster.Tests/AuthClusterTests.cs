@@ -196,7 +196,7 @@ public sealed class AuthClusterTests(ITestOutputHelper output)
         var auth = AuthOf(member, out var channel);
         using (channel)
         {
-            var answer = await LeaderLossRetry.RetryAsync($"authenticate {user}", () => auth.AuthenticateAsync(new AuthenticateRequest { Name = user, Password = "pw" }, deadline: DateTime.UtcNow.Add(CallTimeout)).ResponseAsync);
+            var answer = await LeaderLossRetry.RetryAsync($"authenticate {user}", () => auth.AuthenticateAsync(new AuthenticateRequest { Name = user, Password = "pw" }, deadline: Deadline()).ResponseAsync);
             return answer.Token;
         }
     }
@@ -208,7 +208,7 @@ public sealed class AuthClusterTests(ITestOutputHelper output)
         await LeaderLossRetry.RetryAsync($"put {key} via {member.Name}", () => new KV.KVClient(channel).PutAsync(
             new PutRequest { Key = ClusterKit.Bytes(key), Value = ClusterKit.Bytes("v") },
             new Metadata { { "token", token } },
-            DateTime.UtcNow.Add(CallTimeout)).ResponseAsync);
+            Deadline()).ResponseAsync);
     }
 
     private async Task AssertAuthStateAsync(ArbiterClusterMember member, string when)
@@ -218,12 +218,12 @@ public sealed class AuthClusterTests(ITestOutputHelper output)
         using (channel)
         {
             var headers = new Metadata { { "token", rootToken } };
-            var users = await auth.UserListAsync(new AuthUserListRequest(), headers, DateTime.UtcNow.Add(CallTimeout));
+            var users = await auth.UserListAsync(new AuthUserListRequest(), headers, Deadline());
             Assert.Equal(["late", "reader", "root", "writer"], users.Users);
-            var role = await auth.RoleGetAsync(new AuthRoleGetRequest { Role = "reader-role" }, headers, DateTime.UtcNow.Add(CallTimeout));
+            var role = await auth.RoleGetAsync(new AuthRoleGetRequest { Role = "reader-role" }, headers, Deadline());
             Assert.Equal("m/", Assert.Single(role.Perm).Key.ToStringUtf8());
-            Assert.Equal(["writer-role"], (await auth.UserGetAsync(new AuthUserGetRequest { Name = "late" }, headers, DateTime.UtcNow.Add(CallTimeout))).Roles);
-            var status = await auth.AuthStatusAsync(new AuthStatusRequest(), headers, DateTime.UtcNow.Add(CallTimeout));
+            Assert.Equal(["writer-role"], (await auth.UserGetAsync(new AuthUserGetRequest { Name = "late" }, headers, Deadline())).Roles);
+            var status = await auth.AuthStatusAsync(new AuthStatusRequest(), headers, Deadline());
             Assert.True(status.Enabled);
             output.WriteLine($"{member.Name} {when}: users {string.Join(",", users.Users)}, auth revision {status.AuthRevision}");
         }
