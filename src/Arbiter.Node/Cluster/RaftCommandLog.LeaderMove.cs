@@ -57,9 +57,11 @@ internal sealed partial class RaftCommandLog
             return; // already the leader (only the leader runs this)
         }
 
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
-        deadline.CancelAfter(_cluster.RequestTimeoutMs * MoveLeaderTimeoutRequestTimeouts);
+        // The move's whole time limit; the other members' standby lasts as long, so that a leader
+        // that dies mid-move leaves nobody out of elections for longer than the move could take.
         var standbyMs = (long)_cluster.RequestTimeoutMs * MoveLeaderTimeoutRequestTimeouts;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        deadline.CancelAfter(TimeSpan.FromMilliseconds(standbyMs));
         var others = _raft.Members.Where(m => m.IsRemote && !ReferenceEquals(m, target)).ToList();
         var othersAsked = false;
         var steppedDown = false;
