@@ -169,7 +169,11 @@ public sealed class AuthClusterTests(ITestOutputHelper output)
                 await AddUserAsync(auth, headers: null, user, role);
             }
 
-            await LeaderLossRetry.RetryAsync("enable auth", () => auth.AuthEnableAsync(new AuthEnableRequest(), deadline: Deadline()).ResponseAsync);
+            // Once auth is on, a repeat without root's token is refused: a retry first asks whether it is on.
+            await LeaderLossRetry.ChangeOnceAsync(
+                "enable auth",
+                () => auth.AuthEnableAsync(new AuthEnableRequest(), deadline: Deadline()).ResponseAsync,
+                async () => (await auth.AuthStatusAsync(new AuthStatusRequest(), deadline: Deadline())).Enabled);
         }
     }
 

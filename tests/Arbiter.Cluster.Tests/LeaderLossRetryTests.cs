@@ -81,6 +81,49 @@ public sealed class LeaderLossRetryTests
         Assert.Equal(2, calls);
     }
 
+    /// <summary>An auth enable whose first try was lost with the leader and took effect: the retry asks first, and does not repeat it.</summary>
+    [Fact]
+    public async Task A_change_whose_first_try_took_effect_is_not_repeated()
+    {
+        var answers = new Queue<EtcdError?>([EtcdError.LeaderChanged, AuthErrors.UserEmpty]);
+        var calls = 0;
+        var asked = 0;
+
+        await LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => Task.FromResult(++asked > 0));
+
+        Assert.Equal(1, calls);
+        Assert.Equal(1, asked);
+    }
+
+    /// <summary>The first try is always made, and a retry whose check says "not yet" makes the change again.</summary>
+    [Fact]
+    public async Task A_change_not_yet_in_effect_is_made_again_after_a_leader_loss_answer()
+    {
+        var answers = new Queue<EtcdError?>([EtcdError.NoLeader, null]);
+        var calls = 0;
+        var asked = 0;
+
+        await LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => Task.FromResult(++asked < 0));
+
+        Assert.Equal(2, calls);
+        Assert.Equal(1, asked);
+    }
+
+    /// <summary>A refusal on the first try is a real failure: nothing is asked, nothing hidden.</summary>
+    [Fact]
+    public async Task A_change_refused_on_its_first_try_fails()
+    {
+        var answers = new Queue<EtcdError?>([AuthErrors.UserEmpty]);
+        var calls = 0;
+        var asked = 0;
+
+        var failed = await Assert.ThrowsAsync<RpcException>(() => LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => Task.FromResult(++asked > 0)));
+
+        Assert.Equal(AuthErrors.UserEmpty.Message, failed.Status.Detail);
+        Assert.Equal(1, calls);
+        Assert.Equal(0, asked);
+    }
+
     private static Task<int> Answer(Queue<EtcdError?> answers, ref int calls)
     {
         calls++;

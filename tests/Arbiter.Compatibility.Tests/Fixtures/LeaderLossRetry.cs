@@ -69,4 +69,26 @@ public static class LeaderLossRetry
             log?.Invoke($"{what}: \"{e.Status.Detail}\" on try {tries}: an earlier try took effect");
         }
     }
+
+    /// <summary>
+    /// A change that a repeat may refuse once it took effect (auth enable: once auth is on, a repeat
+    /// without a token is refused), asked again like <see cref="RetryAsync"/>. A leader-loss answer
+    /// leaves the outcome unknown, so before every later try <paramref name="done"/> says whether
+    /// an earlier try took effect; the first try is always made.
+    /// </summary>
+    public static async Task ChangeOnceAsync<T>(string what, Func<Task<T>> call, Func<Task<bool>> done, Action<string>? log = null)
+    {
+        var tries = 0;
+        await RetryAsync(what, async () =>
+        {
+            if (tries++ > 0 && await done())
+            {
+                log?.Invoke($"{what}: an earlier try took effect (checked before try {tries})");
+                return true;
+            }
+
+            await call();
+            return true;
+        }, log);
+    }
 }
