@@ -92,6 +92,9 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     /// <summary>The last index of the single node's write-ahead log known fsynced (0 without one).</summary>
     internal long DurableLogIndex => _wal?.DurableIndex ?? 0;
 
+    /// <summary>How many times the single node's write-ahead log synced its data (0 without one).</summary>
+    internal long LogDataSyncCount => _wal?.DataSyncCount ?? 0;
+
     /// <summary>This member's id (derived from its peer URL and the cluster token, as stable as etcd's).</summary>
     public ulong MemberId { get; private set; }
 

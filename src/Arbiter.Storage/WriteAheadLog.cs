@@ -50,6 +50,9 @@ public sealed partial class WriteAheadLog : IDisposable
     /// <summary>Index of the last record known to be fsynced.</summary>
     public long DurableIndex { get; private set; }
 
+    /// <summary>How many times <see cref="Flush"/> synced the log's data to disk (for tests and diagnostics).</summary>
+    public long DataSyncCount { get; private set; }
+
     /// <summary>First index still in the log; records before it live only in snapshots.</summary>
     public long FirstIndex
     {
@@ -225,6 +228,7 @@ public sealed partial class WriteAheadLog : IDisposable
                     var started = System.Diagnostics.Stopwatch.GetTimestamp();
                     NativeFile.DataSync(_writeHandle);
                     StorageMetrics.WalFsyncDurationSeconds.Record(System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
+                    DataSyncCount++;
                 }
 
                 _writeHandleDirty = false;

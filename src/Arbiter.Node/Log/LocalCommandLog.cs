@@ -45,6 +45,9 @@ internal sealed class LocalCommandLog : ICommandLog
     /// </summary>
     private const int GrantFsyncDelayMs = 1;
 
+    /// <summary>The name of the log's writer thread (tests tell it apart by it).</summary>
+    internal const string WriterThreadName = "arbiter-log-writer";
+
     private static readonly long GrantFsyncDelayTicks = System.Diagnostics.Stopwatch.Frequency * GrantFsyncDelayMs / 1000;
 
     private readonly Lock _gate = new();
@@ -90,7 +93,7 @@ internal sealed class LocalCommandLog : ICommandLog
 
         // Batches under load are written by a thread of their own: a request thread blocked in
         // fsync is one less thread-pool worker for the other clients' requests and answers.
-        new Thread(RunWriterThread) { IsBackground = true, Name = "arbiter-log-writer" }.Start();
+        new Thread(RunWriterThread) { IsBackground = true, Name = WriterThreadName }.Start();
     }
 
     public long AppliedIndex => Volatile.Read(ref _appliedIndex);
@@ -370,13 +373,6 @@ internal sealed class LocalCommandLog : ICommandLog
 
     private void ProcessBatch(List<Pending> batch)
     {
-        // An fsync owed for longer than the grant delay is paid before anything else is written:
-        // grants coming back to back would otherwise push it off.
-        if (_flushOwed && Timestamp() >= _flushDueTicks)
-        {
-            PayOwedFlush();
-        }
-
         if (_failure is not null)
         {
             FailAll(batch);
@@ -385,6 +381,19 @@ internal sealed class LocalCommandLog : ICommandLog
 
         if (AnswersBeforeFsync(batch, out var countersBefore))
         {
+            // An fsync owed for longer than the grant delay is paid before more grants are
+            // answered: grants coming back to back would otherwise push it off. Any other batch's
+            // own fsync (below) covers it: paying it first would be a second fsync in a row.
+            if (_flushOwed && Timestamp() >= _flushDueTicks)
+            {
+                PayOwedFlush();
+                if (_failure is not null)
+                {
+                    FailAll(batch);
+                    return;
+                }
+            }
+
             ProcessGrantBatch(batch, countersBefore);
             return;
         }

@@ -89,6 +89,35 @@ public sealed class GrantAcknowledgementTests : IDisposable
         Assert.Equal(51, node.CommandsAnsweredBeforeFsync);
     }
 
+    /// <summary>
+    /// A commit that comes after its grant's fsync became overdue pays one fsync, which covers the
+    /// grant too: the owed fsync is not paid first as one of its own.
+    /// </summary>
+    [Fact]
+    public async Task A_commit_after_its_grants_fsync_became_overdue_pays_one_fsync_for_both()
+    {
+        await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
+        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+        var first = await node.TxnBeginAsync(BeginLocking(lease, "k0"));
+        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+
+        // The clock moves only for this test's calls. The log's writer thread keeps seeing the
+        // grant's fsync as not yet due, so it cannot pay it before the commit comes (a race).
+        var start = System.Diagnostics.Stopwatch.GetTimestamp();
+        var ticks = start;
+        node.LocalLog!.Timestamp = () => Thread.CurrentThread.Name == LocalCommandLog.WriterThreadName ? start : Interlocked.Read(ref ticks);
+        var txn = await node.TxnBeginAsync(BeginLocking(lease, "k1"));
+        Assert.Equal(1, node.CommandsAnsweredBeforeFsync);
+        Assert.True(node.DurableLogIndex < node.AppliedIndex, "the grant was fsynced before it was answered");
+
+        Interlocked.Add(ref ticks, System.Diagnostics.Stopwatch.Frequency / 100); // 10 ms on: the grant's fsync is overdue
+        var syncsBefore = node.LogDataSyncCount;
+        await node.TxnCommitAsync(new CommitRequest { TxnId = txn.TxnId });
+
+        Assert.Equal(syncsBefore + 1, node.LogDataSyncCount);
+        Assert.True(node.DurableLogIndex >= node.AppliedIndex, $"the commit (index {node.AppliedIndex}) answered before its fsync (durable {node.DurableLogIndex})");
+    }
+
     [Fact]
     public async Task A_lock_command_that_aborts_a_deadlock_victim_is_fsynced_before_it_is_answered()
     {
