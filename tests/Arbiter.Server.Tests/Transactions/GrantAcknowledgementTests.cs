@@ -25,6 +25,18 @@ public sealed class GrantAcknowledgementTests : IDisposable
         Locks = { new LockTarget { Key = B(key), Mode = LockMode.Exclusive } },
     };
 
+    /// <summary>
+    /// Grants a lease and runs a first transaction to its commit. The first Begin a node ever applies
+    /// is fsynced before it is answered; from then on grants are answered before their fsync.
+    /// </summary>
+    private static async Task<long> PutLockTableInUseAsync(ArbiterNode node)
+    {
+        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+        var first = await node.TxnBeginAsync(new BeginRequest { Lease = lease });
+        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+        return lease;
+    }
+
     [Fact]
     public async Task Grants_are_answered_before_their_fsync_once_the_lock_table_is_in_use()
     {
@@ -51,9 +63,7 @@ public sealed class GrantAcknowledgementTests : IDisposable
     public async Task An_answered_grant_is_fsynced_soon_even_when_no_command_follows()
     {
         await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
-        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
-        var first = await node.TxnBeginAsync(BeginLocking(lease, "a"));
-        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+        var lease = await PutLockTableInUseAsync(node);
 
         // Answered before its fsync, and nothing comes after it to take the fsync along: the log's
         // writer thread fsyncs it once the grant delay (1 ms) has passed.
@@ -67,9 +77,7 @@ public sealed class GrantAcknowledgementTests : IDisposable
     public async Task Grants_coming_back_to_back_cannot_push_an_owed_fsync_off()
     {
         await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
-        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
-        var first = await node.TxnBeginAsync(BeginLocking(lease, "k0"));
-        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+        var lease = await PutLockTableInUseAsync(node);
 
         // The grant delay's clock moves only when this test says so: the log's writer thread then
         // pays an owed fsync at most right after a move, and whether it does before the next grant
@@ -97,9 +105,7 @@ public sealed class GrantAcknowledgementTests : IDisposable
     public async Task A_commit_after_its_grants_fsync_became_overdue_pays_one_fsync_for_both()
     {
         await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
-        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
-        var first = await node.TxnBeginAsync(BeginLocking(lease, "k0"));
-        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+        var lease = await PutLockTableInUseAsync(node);
 
         // The clock moves only for this test's calls. The log's writer thread keeps seeing the
         // grant's fsync as not yet due, so it cannot pay it before the commit comes (a race).
@@ -122,9 +128,7 @@ public sealed class GrantAcknowledgementTests : IDisposable
     public async Task A_lock_command_that_aborts_a_deadlock_victim_is_fsynced_before_it_is_answered()
     {
         await using var node = await ArbiterNode.StartAsync(new NodeOptions { DataDirectory = _directory });
-        var lease = (await node.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
-        var first = await node.TxnBeginAsync(new BeginRequest { Lease = lease });
-        await node.TxnCommitAsync(new CommitRequest { TxnId = first.TxnId });
+        var lease = await PutLockTableInUseAsync(node);
 
         var older = await node.TxnBeginAsync(BeginLocking(lease, "a"));
         var younger = await node.TxnBeginAsync(BeginLocking(lease, "b"));
