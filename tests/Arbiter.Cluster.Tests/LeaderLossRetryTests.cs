@@ -11,6 +11,7 @@ namespace Arbiter.Cluster.Tests;
 /// </summary>
 public sealed class LeaderLossRetryTests
 {
+    private int _checks; // xunit makes one instance per test
     [Fact]
     public async Task Leader_loss_answers_are_asked_again_until_the_call_succeeds()
     {
@@ -87,12 +88,11 @@ public sealed class LeaderLossRetryTests
     {
         var answers = new Queue<EtcdError?>([EtcdError.LeaderChanged, AuthErrors.UserEmpty]);
         var calls = 0;
-        var asked = 0;
 
-        await LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => Task.FromResult(++asked > 0));
+        await LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => InEffect(true));
 
         Assert.Equal(1, calls);
-        Assert.Equal(1, asked);
+        Assert.Equal(1, _checks);
     }
 
     /// <summary>The first try is always made, and a retry whose check says "not yet" makes the change again.</summary>
@@ -101,12 +101,11 @@ public sealed class LeaderLossRetryTests
     {
         var answers = new Queue<EtcdError?>([EtcdError.NoLeader, null]);
         var calls = 0;
-        var asked = 0;
 
-        await LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => Task.FromResult(++asked < 0));
+        await LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => InEffect(false));
 
         Assert.Equal(2, calls);
-        Assert.Equal(1, asked);
+        Assert.Equal(1, _checks);
     }
 
     /// <summary>A refusal on the first try is a real failure: nothing is asked, nothing hidden.</summary>
@@ -115,13 +114,19 @@ public sealed class LeaderLossRetryTests
     {
         var answers = new Queue<EtcdError?>([AuthErrors.UserEmpty]);
         var calls = 0;
-        var asked = 0;
 
-        var failed = await Assert.ThrowsAsync<RpcException>(() => LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => Task.FromResult(++asked > 0)));
+        var failed = await Assert.ThrowsAsync<RpcException>(() => LeaderLossRetry.ChangeOnceAsync("enable auth", () => Answer(answers, ref calls), () => InEffect(true)));
 
         Assert.Equal(AuthErrors.UserEmpty.Message, failed.Status.Detail);
         Assert.Equal(1, calls);
-        Assert.Equal(0, asked);
+        Assert.Equal(0, _checks);
+    }
+
+    /// <summary>The check <see cref="LeaderLossRetry.ChangeOnceAsync"/> asks before a later try: answers <paramref name="answer"/>, counted in <see cref="_checks"/>.</summary>
+    private Task<bool> InEffect(bool answer)
+    {
+        _checks++;
+        return Task.FromResult(answer);
     }
 
     private static Task<int> Answer(Queue<EtcdError?> answers, ref int calls)
