@@ -1,3 +1,4 @@
+using System.Globalization;
 using Arbiter.Verification.Cluster;
 using Arbiter.Verification.History;
 using Arbiter.Verification.Workloads;
@@ -222,7 +223,7 @@ public sealed class Nemesis
             // Log-uniform magnitude from 0.1 s to 1,000 s, either direction.
             var offsetSeconds = Math.Round(Math.Pow(10, (_random.NextDouble() * 4) - 1) * (_random.Next(2) == 0 ? -1 : 1), 3);
             member.SetClockOffset(offsetSeconds);
-            _recorder.Note("nemesis", $"clock of {member.CurrentName} set {offsetSeconds:+0.000;-0.000} s off");
+            _recorder.Note("nemesis", ClockSetNote(member.CurrentName, offsetSeconds));
         }
 
         // Read the clocks back, so that the history shows the skew was real. libfaketime re-reads its
@@ -246,11 +247,21 @@ public sealed class Nemesis
             }
 
             _clockSkews.Add((member.CurrentName, member.ClockOffsetSeconds, observed));
-            _recorder.Note("nemesis", observed is { } seen
-                ? $"{member.CurrentName} reports a wall clock {seen:+0.0;-0.0} s off the harness's (date header, 1 s resolution)"
-                : $"{member.CurrentName} did not report its wall clock");
+            _recorder.Note("nemesis", ClockReportNote(member.CurrentName, observed));
         }
     }
+
+    /// <summary>The history note for a clock offset the nemesis set.</summary>
+    internal static string ClockSetNote(string member, double offsetSeconds) =>
+        string.Create(CultureInfo.InvariantCulture, $"clock of {member} set {offsetSeconds:+0.000;-0.000;+0.000} s off");
+
+    /// <summary>The history note for the offset a member's wall clock was read back at, if it answered.</summary>
+    internal static string ClockReportNote(string member, double? observedSeconds) =>
+        observedSeconds is { } seen
+            // The third section matters: a negative offset that rounds to zero (or -0.0) would print "-+0.0"
+            // with two sections, and a reader of the history could not parse it.
+            ? string.Create(CultureInfo.InvariantCulture, $"{member} reports a wall clock {seen:+0.0;-0.0;+0.0} s off the harness's (date header, 1 s resolution)")
+            : $"{member} did not report its wall clock";
 
     private async Task<MemberProcess> TargetAsync(bool leader)
     {

@@ -102,7 +102,7 @@ public sealed partial class ClockSkewTests(ITestOutputHelper output)
             observed = reported is { } at ? (at - (before + ((after - before) / 2))).TotalSeconds : null;
             if (observed is { } o && Math.Abs(o - expectedSeconds) <= ToleranceSeconds)
             {
-                output.WriteLine($"{member.CurrentName}: wall clock {o:+0.0;-0.0} s off (set {expectedSeconds:+0.0;-0.0})");
+                output.WriteLine($"{member.CurrentName}: wall clock {o:+0.0;-0.0;+0.0} s off (set {expectedSeconds:+0.0;-0.0;+0.0})");
                 return;
             }
 
@@ -113,8 +113,8 @@ public sealed partial class ClockSkewTests(ITestOutputHelper output)
     }
 
     [GeneratedRegex(@"^clock of (\S+) set ([+-][0-9.]+) s off$")]
-    private static partial Regex SetNote();
+    internal static partial Regex SetNote();
 
     [GeneratedRegex(@"^(\S+) reports a wall clock ([+-][0-9.]+) s off")]
-    private static partial Regex ReportNote();
+    internal static partial Regex ReportNote();
 }
