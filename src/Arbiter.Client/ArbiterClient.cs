@@ -46,7 +46,8 @@ public sealed class ArbiterClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var tls = ClientTls.Load(options);
-        return new ArbiterClient(new GrpcArbiterClient([.. options.Endpoints], tls is null ? null : tls.CreateHandler, options.UserName, options.Password), options);
+        var raw = new GrpcArbiterClient([.. options.Endpoints], tls is null ? null : tls.CreateHandler, options.UserName, options.Password) { TransactionSessions = options.TransactionSessions };
+        return new ArbiterClient(raw, options);
     }
 
     /// <summary>Connects over gRPC to <paramref name="endpoints"/> with default options.</summary>

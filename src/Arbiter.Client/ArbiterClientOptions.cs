@@ -6,6 +6,13 @@ public sealed class ArbiterClientOptions
     /// <summary>gRPC endpoints, e.g. <c>http://127.0.0.1:2379</c>; tried in order on failure.</summary>
     public IList<string> Endpoints { get; } = [];
 
+    /// <summary>
+    /// Whether the transaction SDK's calls go as messages on one long-lived stream per endpoint
+    /// (<see cref="GrpcArbiterClient.TransactionSessions"/>); on by default. Turn it off behind a
+    /// proxy that cuts long-lived streams.
+    /// </summary>
+    public bool TransactionSessions { get; set; } = true;
+
     /// <summary>Deadline of each call in ms unless the caller's token ends it first; 0 = none.</summary>
     public int CallTimeoutMs { get; set; } = 10_000;
 

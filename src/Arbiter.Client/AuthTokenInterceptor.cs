@@ -67,6 +67,9 @@ public sealed class AuthTokenInterceptor : Interceptor
         return continuation(request, WithToken(context, CurrentTokenBlocking()));
     }
 
+    /// <summary>The token calls get now, or null before the first authentication.</summary>
+    internal string? CurrentToken => Volatile.Read(ref _token);
+
     /// <summary>Drops the token so that the next call authenticates afresh.</summary>
     public void Invalidate(string? token)
     {

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Arbiter.Protocol.Consistency;
 using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Transactions;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Grpc.Net.Client;
@@ -16,7 +17,17 @@ namespace Arbiter.Client;
 public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICrdtClient
 {
     private readonly Endpoint[] _endpoints;
-    private int _current;
+
+    /// <summary>The index of the endpoint calls go to (shared with the <see cref="ForTransactions"/> view).</summary>
+    private readonly StrongBox<int> _current;
+
+    /// <summary>False for the <see cref="ForTransactions"/> view: the channels belong to the client it was made from.</summary>
+    private readonly bool _ownsChannels = true;
+
+    /// <summary>True for the <see cref="ForTransactions"/> view: Range and Txn go on the session stream too.</summary>
+    private readonly bool _kvOnSession;
+
+    private GrpcArbiterClient? _forTransactions;
 
     /// <summary>Connects to <paramref name="endpoint"/>, e.g. <c>http://127.0.0.1:2379</c>.</summary>
     public GrpcArbiterClient(string endpoint)
@@ -44,6 +55,7 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
             throw new ArgumentException("at least one endpoint is needed", nameof(endpoints));
         }
 
+        _current = new StrongBox<int>();
         _endpoints = [.. endpoints.Select(e => new Endpoint(GrpcChannel.ForAddress(e, new GrpcChannelOptions
         {
             MaxReceiveMessageSize = null,
@@ -57,17 +69,50 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
     public GrpcArbiterClient(GrpcChannel channel)
     {
         ArgumentNullException.ThrowIfNull(channel);
+        _current = new StrongBox<int>();
         _endpoints = [new Endpoint(channel)];
     }
+
+    private GrpcArbiterClient(GrpcArbiterClient shared)
+    {
+        _endpoints = shared._endpoints;
+        _current = shared._current;
+        _ownsChannels = false;
+        _kvOnSession = true;
+        TransactionSessions = shared.TransactionSessions;
+    }
+
+    /// <summary>
+    /// Whether transaction calls (arbiter.v1 Transactions: Begin, Lock, Commit, Abort,
+    /// OptimisticCommit) go as messages on one long-lived Transactions.Session stream per endpoint
+    /// instead of one HTTP/2 stream each (about a fifth less work per call on both sides). On by
+    /// default; a server that does not serve the session (a real etcd) gets unary calls. Turn it off
+    /// for a proxy that cuts long-lived streams.
+    /// </summary>
+    public bool TransactionSessions { get; init; } = true;
+
+    /// <summary>
+    /// A view of this client whose Range and Txn calls go on the transaction session stream as well:
+    /// for the reads and commits a transaction makes (small, and awaited one at a time), not for bulk
+    /// reads, which would hold up the stream's other calls. It shares this client's channels,
+    /// sessions and failover; disposing it does nothing.
+    /// </summary>
+    public GrpcArbiterClient ForTransactions() =>
+        _kvOnSession ? this : LazyInitializer.EnsureInitialized(ref _forTransactions, () => new GrpcArbiterClient(this));
+
+    /// <inheritdoc />
+    IArbiterClient ITransactionsClient.KvForTransactions => ForTransactions();
 
     /// <summary>The address calls currently go to.</summary>
     public string CurrentEndpoint => Current.Channel.Target;
 
-    private Endpoint Current => _endpoints[Volatile.Read(ref _current) % _endpoints.Length];
+    private Endpoint Current => _endpoints[Volatile.Read(ref _current.Value) % _endpoints.Length];
 
     /// <inheritdoc />
     public Task<RangeResponse> RangeAsync(RangeRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        _kvOnSession
+            ? SessionCall(new SessionRequest { Range = request }, r => r.Range, e => e.Kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken)
+            : Call(e => e.Kv.RangeAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<RangeResponse> RangeAsync(RangeRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default)
@@ -87,7 +132,9 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
         }
 
         var headers = Headers(consistency);
-        return Call(e => e.Kv.RangeAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        return _kvOnSession
+            ? SessionCall(WithConsistency(new SessionRequest { Range = request }, consistency), r => r.Range, e => e.Kv.RangeAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken)
+            : Call(e => e.Kv.RangeAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -100,13 +147,15 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
 
     /// <inheritdoc />
     public Task<TxnResponse> TxnAsync(TxnRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Kv.TxnAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        TxnAsync(request, consistency: null, cancellationToken);
 
     /// <inheritdoc />
     public Task<TxnResponse> TxnAsync(TxnRequest request, ReadConsistency? consistency, CancellationToken cancellationToken = default)
     {
         var headers = consistency is null ? null : Headers(consistency);
-        return Call(e => e.Kv.TxnAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        return _kvOnSession
+            ? SessionCall(WithConsistency(new SessionRequest { Txn = request }, consistency), r => r.Txn, e => e.Kv.TxnAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken)
+            : Call(e => e.Kv.TxnAsync(request, headers, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -151,23 +200,23 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
 
     /// <inheritdoc />
     public Task<Protocol.Transactions.BeginResponse> TxnBeginAsync(Protocol.Transactions.BeginRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Transactions.BeginAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        SessionCall(new SessionRequest { Begin = request }, r => r.Begin, e => e.Transactions.BeginAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<Protocol.Transactions.LockResponse> TxnLockAsync(Protocol.Transactions.LockRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Transactions.LockAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        SessionCall(new SessionRequest { Lock = request }, r => r.Lock, e => e.Transactions.LockAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<Protocol.Transactions.CommitResponse> TxnCommitAsync(Protocol.Transactions.CommitRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Transactions.CommitAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        SessionCall(new SessionRequest { Commit = request }, r => r.Commit, e => e.Transactions.CommitAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<Protocol.Transactions.AbortResponse> TxnAbortAsync(Protocol.Transactions.AbortRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Transactions.AbortAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        SessionCall(new SessionRequest { Abort = request }, r => r.Abort, e => e.Transactions.AbortAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<Protocol.Transactions.OptimisticCommitResponse> TxnOptimisticCommitAsync(Protocol.Transactions.OptimisticCommitRequest request, CancellationToken cancellationToken = default) =>
-        Call(e => e.Transactions.OptimisticCommitAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
+        SessionCall(new SessionRequest { OptimisticCommit = request }, r => r.OptimisticCommit, e => e.Transactions.OptimisticCommitAsync(request, cancellationToken: cancellationToken).ResponseAsync, cancellationToken);
 
     /// <inheritdoc />
     public Task<Protocol.Transactions.TransactionStatusResponse> TxnStatusAsync(CancellationToken cancellationToken = default) =>
@@ -235,14 +284,17 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
     }
 
     /// <inheritdoc />
-    public ValueTask DisposeAsync()
+    public async ValueTask DisposeAsync()
     {
-        foreach (var endpoint in _endpoints)
+        if (!_ownsChannels)
         {
-            endpoint.Channel.Dispose();
+            return;
         }
 
-        return ValueTask.CompletedTask;
+        foreach (var endpoint in _endpoints)
+        {
+            await endpoint.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -290,27 +342,84 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
         }
     }
 
+    /// <summary>
+    /// A call on the current endpoint's transaction session stream, or unary (<paramref name="unary"/>)
+    /// where there is none: sessions turned off, not served (etcd), or at the server's limit of calls
+    /// in flight. Errors are the unary form's, failover included. A session call refused for its
+    /// token (expired, or an auth change since the stream opened) drops the stream and the token and
+    /// is made once more unary, which authenticates afresh as every unary call does.
+    /// </summary>
+    private Task<T> SessionCall<T>(SessionRequest request, Func<SessionResponse, T> result, Func<Endpoint, Task<T>> unary, CancellationToken cancellationToken) =>
+        !TransactionSessions ? Call(unary, cancellationToken) : Call(
+            async endpoint =>
+            {
+                TransactionSessionStream? session;
+                try
+                {
+                    session = await endpoint.SessionAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (RpcException e) when (AuthTokenInterceptor.IsTokenError(e))
+                {
+                    // Refused as it opened (the token was dropped): this call goes unary, the next reopens.
+                    return await unary(endpoint).ConfigureAwait(false);
+                }
+
+                if (session?.TryCallAsync(request, cancellationToken) is not { } call)
+                {
+                    return await unary(endpoint).ConfigureAwait(false);
+                }
+
+                try
+                {
+                    return result(await call.ConfigureAwait(false));
+                }
+                catch (RpcException e) when (AuthTokenInterceptor.IsTokenError(e))
+                {
+                    await endpoint.DropSessionAsync(session).ConfigureAwait(false);
+                    return await unary(endpoint).ConfigureAwait(false);
+                }
+            },
+            cancellationToken);
+
+    private static SessionRequest WithConsistency(SessionRequest request, ReadConsistency? consistency)
+    {
+        if (consistency is not null)
+        {
+            foreach (var (key, value) in ConsistencyMetadata.Encode(consistency))
+            {
+                request.Consistency[key] = value;
+            }
+        }
+
+        return request;
+    }
+
     /// <summary>Moves on from <paramref name="failed"/> unless another caller already did.</summary>
     private void Advance(Endpoint failed)
     {
-        var index = Volatile.Read(ref _current);
+        var index = Volatile.Read(ref _current.Value);
         if (ReferenceEquals(_endpoints[index % _endpoints.Length], failed))
         {
-            Interlocked.CompareExchange(ref _current, (index + 1) % _endpoints.Length, index);
+            Interlocked.CompareExchange(ref _current.Value, (index + 1) % _endpoints.Length, index);
         }
     }
 
-    private sealed class Endpoint
+    private sealed class Endpoint : IAsyncDisposable
     {
+        private readonly Lock _sessionGate = new();
+        private readonly AuthTokenInterceptor? _auth;
+
+        /// <summary>The session stream, opening or open; its result is null when the server does not serve it.</summary>
+        private Task<TransactionSessionStream?>? _session;
+
         public Endpoint(GrpcChannel channel, string? userName = null, string? password = null)
         {
             Channel = channel;
 
             // With a user, every call carries etcd's token metadata (renewed on "invalid auth token").
             // Outermost (runs first): the caller's span as the W3C trace context of the call.
-            var invoker = (userName is null
-                ? channel.CreateCallInvoker()
-                : channel.Intercept(new AuthTokenInterceptor(channel.CreateCallInvoker(), userName, password ?? string.Empty)))
+            _auth = userName is null ? null : new AuthTokenInterceptor(channel.CreateCallInvoker(), userName, password ?? string.Empty);
+            var invoker = (_auth is null ? channel.CreateCallInvoker() : channel.Intercept(_auth))
                 .Intercept(new Diagnostics.TraceContextInterceptor());
             Kv = new(invoker);
             Lease = new(invoker);
@@ -333,6 +442,59 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
         public Protocol.Transactions.Transactions.TransactionsClient Transactions { get; }
 
         public Protocol.Crdt.Crdt.CrdtClient Crdt { get; }
+
+        /// <summary>
+        /// The endpoint's session stream: the open one, or a new one when there is none yet or the
+        /// last one ended or failed to open. Null when the server does not serve sessions (etcd);
+        /// that answer is kept for the endpoint's life.
+        /// </summary>
+        public Task<TransactionSessionStream?> SessionAsync()
+        {
+            lock (_sessionGate)
+            {
+                if (_session is { } current && (!current.IsCompleted || (current.IsCompletedSuccessfully && current.Result is not { IsEnded: true })))
+                {
+                    return current;
+                }
+
+                // On the thread pool: opening may authenticate first, and the interceptor does that
+                // synchronously for streams.
+                _session = Task.Run(() => TransactionSessionStream.OpenAsync(Transactions, () => _auth?.CurrentToken, token => _auth?.Invalidate(token)));
+                return _session;
+            }
+        }
+
+        /// <summary>Closes <paramref name="session"/> after a token error and drops its token.</summary>
+        public async Task DropSessionAsync(TransactionSessionStream session)
+        {
+            _auth?.Invalidate(session.Token);
+            lock (_sessionGate)
+            {
+                if (_session is { IsCompletedSuccessfully: true } current && ReferenceEquals(current.Result, session))
+                {
+                    _session = null;
+                }
+            }
+
+            await session.DisposeAsync().ConfigureAwait(false);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Task<TransactionSessionStream?>? session;
+            lock (_sessionGate)
+            {
+                session = _session;
+                _session = null;
+            }
+
+            if (session is { IsCompletedSuccessfully: true, Result: { } open })
+            {
+                await open.DisposeAsync().ConfigureAwait(false);
+            }
+
+            Channel.Dispose();
+        }
     }
 
     private sealed class GrpcWatchSession(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> call, Action onUnavailable) : IWatchSession

@@ -28,6 +28,13 @@ public interface ITransactionsClient
 
     /// <summary>Transactions.Status.</summary>
     Task<TransactionStatusResponse> TxnStatusAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// This client as a transaction's key-value reads and Txns should go through it: the gRPC client
+    /// carries them on its transaction session stream with the transaction calls
+    /// (<see cref="GrpcArbiterClient.ForTransactions"/>); the embedded client is itself.
+    /// </summary>
+    IArbiterClient KvForTransactions { get; }
 }
 
 /// <summary>Names shared by the server and the clients for transaction errors.</summary>

@@ -88,6 +88,9 @@ public sealed class EmbeddedArbiterClient : IArbiterClient, ITransactionsClient,
         Call(() => _node.StatusAsync(new StatusRequest(), cancellationToken));
 
     /// <inheritdoc />
+    IArbiterClient ITransactionsClient.KvForTransactions => this;
+
+    /// <inheritdoc />
     public Task<Protocol.Transactions.BeginResponse> TxnBeginAsync(Protocol.Transactions.BeginRequest request, CancellationToken cancellationToken = default) =>
         Call(() => _node.TxnBeginAsync(request, cancellationToken));
 

@@ -89,6 +89,14 @@ public sealed record NodeOptions
     /// </summary>
     public long WatchStreamPendingBytesMax { get; init; } = 8 * 1024 * 1024;
 
+    /// <summary>
+    /// Calls in flight at once on one transaction session stream (arbiter.v1 Transactions.Session);
+    /// a call past it is answered ResourceExhausted at once and the stream carries on. Also the
+    /// responses the server queues for a client that does not read them, after which it stops
+    /// reading that stream's requests.
+    /// </summary>
+    public int TransactionSessionCallsInFlightMax { get; init; } = 1024;
+
     /// <summary>Most watches open on one watch stream (<c>--max-watches-per-stream</c>); a create past it is canceled with a reason.</summary>
     public int WatchesPerStreamMax { get; init; } = 10_000;
 

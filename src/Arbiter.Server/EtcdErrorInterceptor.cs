@@ -140,16 +140,19 @@ public sealed class EtcdErrorInterceptor(ArbiterNode node, ServerOptions options
     /// </summary>
     private void CheckReceiveSize<TRequest>(TRequest request)
     {
-        if (request is Google.Protobuf.IMessage message)
+        if (request is Google.Protobuf.IMessage message && TooLarge(message, ReceiveSizeBytesMax) is { } error)
         {
-            var sizeBytes = message.CalculateSize();
-            if (sizeBytes > ReceiveSizeBytesMax)
-            {
-                throw new RpcException(new Status(
-                    StatusCode.ResourceExhausted,
-                    $"grpc: received message larger than max ({sizeBytes} vs. {ReceiveSizeBytesMax})"));
-            }
+            throw error;
         }
+    }
+
+    /// <summary>grpc-go's error for a message over <paramref name="sizeBytesMax"/>, or null if it fits.</summary>
+    internal static RpcException? TooLarge(Google.Protobuf.IMessage message, int sizeBytesMax)
+    {
+        var sizeBytes = message.CalculateSize();
+        return sizeBytes <= sizeBytesMax ? null : new RpcException(new Status(
+            StatusCode.ResourceExhausted,
+            $"grpc: received message larger than max ({sizeBytes} vs. {sizeBytesMax})"));
     }
 
     private void CheckLeader(ServerCallContext context)

@@ -408,7 +408,7 @@ public sealed class Transaction : IAsyncDisposable
                 }
             }
 
-            var response = await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd }, cancellationToken).ConfigureAwait(false);
+            var response = await _owner.Kv.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd }, cancellationToken).ConfigureAwait(false);
             return response.Kvs;
         }
 
@@ -416,8 +416,8 @@ public sealed class Transaction : IAsyncDisposable
         // which any member that applied it can serve without a read barrier (Arbiter's at-revision
         // level; etcd ignores the metadata and serves a linearizable read at the revision, as before).
         var at = ReadRevision == 0 || _owner.IsEtcdBackend
-            ? await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, cancellationToken).ConfigureAwait(false)
-            : await _owner.Client.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, Arbiter.Protocol.Consistency.ReadConsistency.AtRevision(ReadRevision), cancellationToken).ConfigureAwait(false);
+            ? await _owner.Kv.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, cancellationToken).ConfigureAwait(false)
+            : await _owner.Kv.RangeAsync(new RangeRequest { Key = key, RangeEnd = rangeEnd, Revision = ReadRevision }, Arbiter.Protocol.Consistency.ReadConsistency.AtRevision(ReadRevision), cancellationToken).ConfigureAwait(false);
         if (ReadRevision == 0)
         {
             ReadRevision = at.Header.Revision;
@@ -484,7 +484,7 @@ public sealed class Transaction : IAsyncDisposable
         }
 
         txn.Success.AddRange(ops);
-        var response = await _owner.Client.TxnAsync(txn, cancellationToken).ConfigureAwait(false);
+        var response = await _owner.Kv.TxnAsync(txn, cancellationToken).ConfigureAwait(false);
         if (!response.Succeeded)
         {
             throw new ConflictException($"optimistic commit failed: something read at revision {ReadRevision} changed (etcd does not say which key)", null);

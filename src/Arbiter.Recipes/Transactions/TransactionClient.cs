@@ -40,6 +40,7 @@ public sealed class TransactionClient : IAsyncDisposable
     private readonly SemaphoreSlim _sessionGate = new(1, 1);
     private readonly RetryBudget _budget = new();
     private Session? _ownSession;
+    private ArbiterClient? _kv;
 
     /// <summary>Creates the client over <paramref name="client"/> (not owned).</summary>
     public TransactionClient(ArbiterClient client, TransactionClientOptions? options = null)
@@ -53,6 +54,15 @@ public sealed class TransactionClient : IAsyncDisposable
 
     /// <summary>Commits, retries, deadlocks, conflicts, lock timeouts seen by this client.</summary>
     public TransactionMetrics Metrics { get; } = new();
+
+    /// <summary>
+    /// The client a transaction's reads and key-value Txns go through: over gRPC, the view that
+    /// carries them on the transaction session stream with the transaction calls.
+    /// </summary>
+    internal ArbiterClient Kv => LazyInitializer.EnsureInitialized(ref _kv, () =>
+        Client.Raw is ITransactionsClient raw && !ReferenceEquals(raw.KvForTransactions, Client.Raw)
+            ? new ArbiterClient(raw.KvForTransactions, Client.Options, ownsRaw: false)
+            : Client);
 
     internal ITransactionsClient Raw => Client.Raw as ITransactionsClient
         ?? throw new NotSupportedException($"Transactions need a client that speaks arbiter.v1 ({Client.Raw.GetType().Name} does not).");
@@ -262,7 +272,7 @@ public sealed class TransactionClient : IAsyncDisposable
         var k = Transaction.Bytes(key);
         for (var attempt = 1; ; attempt++)
         {
-            var current = await Client.RangeAsync(new RangeRequest { Key = k }, cancellationToken).ConfigureAwait(false);
+            var current = await Kv.RangeAsync(new RangeRequest { Key = k }, cancellationToken).ConfigureAwait(false);
             var kv = current.Kvs.Count == 0 ? null : current.Kvs[0];
             var next = update(kv?.Value.ToStringUtf8());
             var txn = new TxnRequest();
@@ -270,7 +280,7 @@ public sealed class TransactionClient : IAsyncDisposable
             txn.Success.Add(next is null
                 ? new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = k } }
                 : new RequestOp { RequestPut = new PutRequest { Key = k, Value = Transaction.Bytes(next) } });
-            var response = await Client.TxnAsync(txn, cancellationToken).ConfigureAwait(false);
+            var response = await Kv.TxnAsync(txn, cancellationToken).ConfigureAwait(false);
             if (response.Succeeded)
             {
                 Metrics.Committed();
@@ -301,7 +311,7 @@ public sealed class TransactionClient : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(body);
         policy ??= _options.RetryPolicy;
-        var stm = new Stm(Client, isolation);
+        var stm = new Stm(Kv, isolation);
         for (var attempt = 1; ; attempt++)
         {
             stm.Reset();
@@ -489,7 +499,7 @@ public sealed class ReadSnapshot : IAsyncDisposable
     /// <summary>A key's value at <see cref="Revision"/> (null if absent then).</summary>
     public async Task<string?> GetAsync(string key, CancellationToken cancellationToken = default)
     {
-        var response = await _owner.Client.RangeAsync(new RangeRequest { Key = Transaction.Bytes(key), Revision = Revision }, cancellationToken).ConfigureAwait(false);
+        var response = await _owner.Kv.RangeAsync(new RangeRequest { Key = Transaction.Bytes(key), Revision = Revision }, cancellationToken).ConfigureAwait(false);
         return response.Kvs.Count == 0 ? null : response.Kvs[0].Value.ToStringUtf8();
     }
 
@@ -497,7 +507,7 @@ public sealed class ReadSnapshot : IAsyncDisposable
     public async Task<IReadOnlyList<Protocol.Mvcc.KeyValue>> GetPrefixAsync(string prefix, CancellationToken cancellationToken = default)
     {
         var start = Transaction.Bytes(prefix);
-        var response = await _owner.Client.RangeAsync(new RangeRequest { Key = start, RangeEnd = Arbiter.Protocol.KeyRanges.PrefixEnd(start), Revision = Revision }, cancellationToken).ConfigureAwait(false);
+        var response = await _owner.Kv.RangeAsync(new RangeRequest { Key = start, RangeEnd = Arbiter.Protocol.KeyRanges.PrefixEnd(start), Revision = Revision }, cancellationToken).ConfigureAwait(false);
         return response.Kvs;
     }
 

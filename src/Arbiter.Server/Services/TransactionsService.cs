@@ -1,6 +1,7 @@
 using Arbiter.Node;
 using Arbiter.Protocol.Transactions;
 using Grpc.Core;
+using Microsoft.Extensions.Logging;
 
 namespace Arbiter.Server.Services;
 
@@ -10,7 +11,7 @@ namespace Arbiter.Server.Services;
 /// request is waited for on this member's applied state. Errors carry a
 /// <see cref="TransactionError"/> in the <c>arbiter-transaction-error-bin</c> trailer.
 /// </summary>
-public sealed class TransactionsService(ArbiterNode node, ServerShutdown shutdown) : Transactions.TransactionsBase
+public sealed class TransactionsService(ArbiterNode node, ServerShutdown shutdown, ServerOptions options, ILogger<TransactionsService> logger) : Transactions.TransactionsBase
 {
     /// <inheritdoc />
     public override Task<BeginResponse> Begin(BeginRequest request, ServerCallContext context) =>
@@ -47,4 +48,8 @@ public sealed class TransactionsService(ArbiterNode node, ServerShutdown shutdow
     /// <inheritdoc />
     public override Task<TransactionStatusResponse> Status(TransactionStatusRequest request, ServerCallContext context) =>
         node.TxnStatusAsync(context.CancellationToken);
+
+    /// <inheritdoc />
+    public override Task Session(IAsyncStreamReader<SessionRequest> requestStream, IServerStreamWriter<SessionResponse> responseStream, ServerCallContext context) =>
+        new TransactionSession(node, shutdown, options, logger).RunAsync(requestStream, responseStream, context);
 }

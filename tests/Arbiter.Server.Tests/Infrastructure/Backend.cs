@@ -11,6 +11,7 @@ namespace Arbiter.Server.Tests.Infrastructure;
 public sealed class Backend : IAsyncDisposable
 {
     private readonly WebApplication? _app;
+    private bool _stopped;
 
     private Backend(ArbiterNode node, IArbiterClient client, WebApplication? app, string? endpoint)
     {
@@ -47,12 +48,22 @@ public sealed class Backend : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
+    /// <summary>Stops the gRPC server (as on SIGTERM) and leaves the node running.</summary>
+    public async Task StopServerAsync()
+    {
+        if (_app is not null && !_stopped)
+        {
+            _stopped = true;
+            await _app.StopAsync();
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await Client.DisposeAsync();
+        await StopServerAsync();
         if (_app is not null)
         {
-            await _app.StopAsync();
             await _app.DisposeAsync();
         }
 
