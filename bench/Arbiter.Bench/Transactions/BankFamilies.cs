@@ -33,6 +33,13 @@ public static class BankFamilies
     /// </summary>
     public const string PessimisticLockCall = "pessimistic-lockcall";
 
+    /// <summary>
+    /// A family's name with this suffix runs it with the SDK's transaction session turned off (every
+    /// call unary): for an A/B against the session at the same load. Not in <see cref="All"/>; ask
+    /// for it with --families, e.g. <c>pessimistic-unary</c>.
+    /// </summary>
+    public const string UnarySuffix = "-unary";
+
     /// <summary>Arbiter optimistic transaction: reads at one revision, server-validated commit.</summary>
     public const string Optimistic = "optimistic";
 
@@ -61,10 +68,19 @@ public static class BankFamilies
     public static IBankClient Create(string family, int accounts, string arbiterEndpoint, string etcdEndpoint, NpgsqlDataSource? postgres) => family switch
     {
         Pessimistic or PessimisticLockCall or Optimistic or Stm => new SdkBankClient(ArbiterClient.Connect(arbiterEndpoint), family, accounts),
+        _ when family.EndsWith(UnarySuffix, StringComparison.Ordinal) && family[..^UnarySuffix.Length] is Pessimistic or PessimisticLockCall or Optimistic or Stm
+            => new SdkBankClient(ConnectUnary(arbiterEndpoint), family[..^UnarySuffix.Length], accounts),
         EtcdStm => new SdkBankClient(ArbiterClient.Connect(etcdEndpoint), Stm, accounts),
         Postgres => new PostgresBankClient(postgres ?? throw new ArgumentException("--postgres is required for the postgres family"), accounts),
         _ => throw new ArgumentException($"unknown family '{family}'"),
     };
+
+    private static ArbiterClient ConnectUnary(string endpoint)
+    {
+        var options = new ArbiterClientOptions { TransactionSessions = false };
+        options.Endpoints.Add(endpoint);
+        return ArbiterClient.Connect(options);
+    }
 
     /// <summary>Puts every account at <paramref name="initial"/> (128 puts per Txn, etcd's limit).</summary>
     public static async Task SeedKvAsync(string endpoint, int accounts, long initial, CancellationToken cancellationToken)

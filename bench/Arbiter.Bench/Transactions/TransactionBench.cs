@@ -19,7 +19,7 @@ public static class TransactionBench
     public const string Usage = """
         arbiter-bench transactions --arbiter URL --etcd URL --postgres CONNSTRING --out DIR
             [--duration-s 10] [--warmup-s 1] [--global-warmup-s 20] [--clients 1,16,64] [--accounts 10000,8]
-            [--families pessimistic,optimistic,stm,etcd-stm,postgres] [--deadlock-rounds 100]
+            [--families pessimistic,optimistic,stm,etcd-stm,postgres; any Arbiter family with -unary: session off] [--deadlock-rounds 100]
         """;
 
     /// <summary>Usage of the report-only command.</summary>

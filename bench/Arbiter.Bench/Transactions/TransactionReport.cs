@@ -15,6 +15,9 @@ public static class TransactionReport
         [BankFamilies.Stm] = Colors.SeaGreen,
         [BankFamilies.EtcdStm] = Colors.Gray,
         [BankFamilies.Postgres] = Colors.Purple,
+        [BankFamilies.Pessimistic + BankFamilies.UnarySuffix] = Colors.LightBlue,
+        [BankFamilies.Optimistic + BankFamilies.UnarySuffix] = Colors.Moccasin,
+        [BankFamilies.Stm + BankFamilies.UnarySuffix] = Colors.LightGreen,
     };
 
     /// <summary>The Markdown report.</summary>
