@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Globalization;
-using System.Threading.Channels;
 using Arbiter.Protocol.Transactions;
 using Grpc.Core;
 
@@ -8,8 +7,9 @@ namespace Arbiter.Client;
 
 /// <summary>
 /// The client end of one arbiter.v1 Transactions.Session stream: calls become messages tagged with
-/// a call id, written one at a time by a writer loop (a gRPC stream takes one write at a time) and
-/// matched to their responses by a reader loop. When the stream ends, every call still waiting
+/// a call id, each written by its caller under a gate (a gRPC stream takes one write at a time; a
+/// queue and a writer loop would cost every call a thread hop) and matched to their responses by a
+/// reader loop. When the stream ends, every call still waiting
 /// fails with <c>Unavailable</c>, as a unary call cut off with its connection does: its outcome is
 /// unknown, and callers handle it as they handle that.
 /// </summary>
@@ -17,10 +17,11 @@ internal sealed class TransactionSessionStream : IAsyncDisposable
 {
     private readonly AsyncDuplexStreamingCall<SessionRequest, SessionResponse> _call;
     private readonly ConcurrentDictionary<ulong, TaskCompletionSource<SessionResponse>> _pending = new();
-    private readonly Channel<SessionRequest> _outbox = Channel.CreateUnbounded<SessionRequest>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Lock _gate = new();
+
+    /// <summary>One write at a time; never disposed, as a cancel may still be on its way to it (it holds no kernel handle).</summary>
+    private readonly SemaphoreSlim _writeGate = new(1, 1);
     private readonly Task _reader;
-    private readonly Task _writer;
     private long _lastCallId;
     private RpcException? _ended;
 
@@ -29,7 +30,6 @@ internal sealed class TransactionSessionStream : IAsyncDisposable
         _call = call;
         CallsInFlightMax = callsInFlightMax;
         Token = token;
-        _writer = WriteAsync();
         _reader = ReadAsync();
     }
 
@@ -117,14 +117,15 @@ internal sealed class TransactionSessionStream : IAsyncDisposable
             }
 
             _pending[callId] = waiter;
-            _outbox.Writer.TryWrite(request);
         }
 
-        return WaitAsync(callId, waiter, cancellationToken);
+        return SendAndWaitAsync(callId, request, waiter, cancellationToken);
     }
 
-    private async Task<SessionResponse> WaitAsync(ulong callId, TaskCompletionSource<SessionResponse> waiter, CancellationToken cancellationToken)
+    private async Task<SessionResponse> SendAndWaitAsync(ulong callId, SessionRequest request, TaskCompletionSource<SessionResponse> waiter, CancellationToken cancellationToken)
     {
+        // A write that fails ends the stream, and that fails this call's wait too.
+        await SendAsync(request).ConfigureAwait(false);
         SessionResponse response;
         using (cancellationToken.Register(() => Cancel(callId, waiter, cancellationToken)))
         {
@@ -147,14 +148,14 @@ internal sealed class TransactionSessionStream : IAsyncDisposable
     {
         End(new RpcException(new Status(StatusCode.Cancelled, "arbiter: the transaction session was closed")));
         _call.Dispose();
-        await Task.WhenAll(_writer, _reader).ConfigureAwait(false);
+        await _reader.ConfigureAwait(false);
     }
 
     private void Cancel(ulong callId, TaskCompletionSource<SessionResponse> waiter, CancellationToken cancellationToken)
     {
         if (waiter.TrySetCanceled(cancellationToken))
         {
-            _outbox.Writer.TryWrite(new SessionRequest { CallId = callId, Cancel = new SessionCancel() });
+            _ = SendAsync(new SessionRequest { CallId = callId, Cancel = new SessionCancel() });
         }
     }
 
@@ -182,7 +183,6 @@ internal sealed class TransactionSessionStream : IAsyncDisposable
         lock (_gate)
         {
             _ended ??= why;
-            _outbox.Writer.TryComplete();
         }
 
         foreach (var callId in _pending.Keys)
@@ -197,20 +197,24 @@ internal sealed class TransactionSessionStream : IAsyncDisposable
     private static RpcException Lost(string detail, Exception? cause) =>
         new(new Status(StatusCode.Unavailable, "arbiter: the transaction session stream ended: " + detail, cause));
 
-    private async Task WriteAsync()
+    /// <summary>Writes one message; a failed write ends the stream (never throws).</summary>
+    private async Task SendAsync(SessionRequest request)
     {
+        await _writeGate.WaitAsync().ConfigureAwait(false);
         try
         {
-            await foreach (var request in _outbox.Reader.ReadAllAsync().ConfigureAwait(false))
+            if (!IsEnded)
             {
                 await _call.RequestStream.WriteAsync(request).ConfigureAwait(false);
             }
-
-            await _call.RequestStream.CompleteAsync().ConfigureAwait(false);
         }
         catch (Exception e)
         {
             End(Lost(e is RpcException rpc ? rpc.Status.Detail : e.Message, e));
+        }
+        finally
+        {
+            _writeGate.Release();
         }
     }
 

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Threading.Channels;
 using Arbiter.Core;
 using Arbiter.Node;
 using Arbiter.Protocol.Consistency;
@@ -13,12 +12,12 @@ namespace Arbiter.Server.Services;
 /// <summary>
 /// One Transactions.Session stream: each request is a call with its unary form's meaning, run at
 /// once and concurrently with the others (a lock wait must not hold up another transaction's
-/// commit); each response goes out when its call ends, through one writer, since a gRPC stream
-/// takes one write at a time. Errors become <see cref="SessionError"/>s with the status and
+/// commit); each response is written by its call as it ends, one at a time (a gRPC stream takes one
+/// write at a time; a queue and a writer loop would cost every response a thread hop). Errors become <see cref="SessionError"/>s with the status and
 /// trailers the unary call would have failed with, so a client maps both alike. The stream's
 /// credentials were read when it opened (<see cref="Auth.AuthInterceptor"/>) and flow to every call.
 /// </summary>
-internal sealed class TransactionSession
+internal sealed class TransactionSession : IDisposable
 {
     private readonly ArbiterNode _node;
     private readonly ServerShutdown _shutdown;
@@ -27,8 +26,12 @@ internal sealed class TransactionSession
     private readonly int _callsInFlightMax;
     private readonly ConcurrentDictionary<ulong, CancellationTokenSource> _calls = new();
 
-    /// <summary>Responses waiting for the writer: at most one per call in flight, plus refusals.</summary>
-    private readonly Channel<SessionResponse> _outbox;
+    /// <summary>
+    /// One write at a time. A client that does not read holds its writers here, at most one per
+    /// call in flight, and the reader too (refusals are written inline), so HTTP/2 flow control
+    /// pushes back on the client.
+    /// </summary>
+    private readonly SemaphoreSlim _writeGate = new(1, 1);
 
     public TransactionSession(ArbiterNode node, ServerShutdown shutdown, ServerOptions options, ILogger logger)
     {
@@ -37,9 +40,6 @@ internal sealed class TransactionSession
         _logger = logger;
         _requestSizeBytesMax = node.Options.Limits.RequestSizeBytesMax + options.GrpcOverheadBytes;
         _callsInFlightMax = node.Options.TransactionSessionCallsInFlightMax;
-        // Full when the client does not read its responses: the reader then waits too, and HTTP/2
-        // flow control pushes back on the client.
-        _outbox = Channel.CreateBounded<SessionResponse>(new BoundedChannelOptions(_callsInFlightMax) { SingleReader = true });
     }
 
     public async Task RunAsync(IAsyncStreamReader<SessionRequest> requests, IServerStreamWriter<SessionResponse> responses, ServerCallContext context)
@@ -47,7 +47,6 @@ internal sealed class TransactionSession
         // Headers at once: a client waits for them to learn that the session is served here.
         await context.WriteResponseHeadersAsync(new Metadata { { SessionMetadata.CallsInFlightMaxHeader, _callsInFlightMax.ToString(System.Globalization.CultureInfo.InvariantCulture) } }).ConfigureAwait(false);
         using var lifetime = _shutdown.Link(context);
-        var writer = WriteAsync(responses, lifetime.Token);
         var running = new List<Task>();
         try
         {
@@ -66,14 +65,14 @@ internal sealed class TransactionSession
 
                 if (Refusal(request) is { } refused)
                 {
-                    await _outbox.Writer.WriteAsync(Failed(request.CallId, refused), lifetime.Token).ConfigureAwait(false);
+                    await WriteAsync(responses, Failed(request.CallId, refused), lifetime.Token).ConfigureAwait(false);
                     continue;
                 }
 
                 var cancel = CancellationTokenSource.CreateLinkedTokenSource(lifetime.Token);
                 _calls[request.CallId] = cancel;
                 running.RemoveAll(t => t.IsCompleted);
-                running.Add(RunCallAsync(request, context, cancel));
+                running.Add(RunCallAsync(request, responses, cancel, lifetime.Token));
             }
 
             // The client finished sending: answer what it already asked, then end the stream.
@@ -86,14 +85,18 @@ internal sealed class TransactionSession
         }
         finally
         {
-            _outbox.Writer.TryComplete();
-            await writer.ConfigureAwait(false);
             foreach (var call in _calls.Values)
             {
                 await CancelAsync(call).ConfigureAwait(false);
             }
+
+            // A call still writing must finish before the stream ends (gRPC refuses a write after).
+            await Task.WhenAll(running).ConfigureAwait(false);
         }
     }
+
+    /// <inheritdoc />
+    public void Dispose() => _writeGate.Dispose();
 
     private static async Task CancelAsync(CancellationTokenSource call)
     {
@@ -128,7 +131,7 @@ internal sealed class TransactionSession
         return EtcdErrorInterceptor.TooLarge(request, _requestSizeBytesMax);
     }
 
-    private async Task RunCallAsync(SessionRequest request, ServerCallContext context, CancellationTokenSource cancel)
+    private async Task RunCallAsync(SessionRequest request, IServerStreamWriter<SessionResponse> responses, CancellationTokenSource cancel, CancellationToken stream)
     {
         // Off the reader's path: the reader goes on to the next request while this one runs.
         await Task.Yield();
@@ -149,9 +152,9 @@ internal sealed class TransactionSession
 
         try
         {
-            await _outbox.Writer.WriteAsync(response, context.CancellationToken).ConfigureAwait(false);
+            await WriteAsync(responses, response, stream).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is OperationCanceledException or ChannelClosedException)
+        catch (Exception e) when (e is OperationCanceledException or InvalidOperationException or IOException)
         {
             // The stream ended first: nobody is left to answer.
         }
@@ -228,19 +231,16 @@ internal sealed class TransactionSession
         return new SessionResponse { CallId = callId, Error = error };
     }
 
-    private async Task WriteAsync(IServerStreamWriter<SessionResponse> responses, CancellationToken cancellationToken)
+    private async Task WriteAsync(IServerStreamWriter<SessionResponse> responses, SessionResponse response, CancellationToken cancellationToken)
     {
+        await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await foreach (var response in _outbox.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
-            {
-                await responses.WriteAsync(response, cancellationToken).ConfigureAwait(false);
-            }
+            await responses.WriteAsync(response, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is OperationCanceledException or InvalidOperationException or IOException)
+        finally
         {
-            // The client went away or the server is stopping: the stream's end says so.
-            _outbox.Writer.TryComplete();
+            _writeGate.Release();
         }
     }
 }

@@ -50,6 +50,9 @@ public sealed class TransactionsService(ArbiterNode node, ServerShutdown shutdow
         node.TxnStatusAsync(context.CancellationToken);
 
     /// <inheritdoc />
-    public override Task Session(IAsyncStreamReader<SessionRequest> requestStream, IServerStreamWriter<SessionResponse> responseStream, ServerCallContext context) =>
-        new TransactionSession(node, shutdown, options, logger).RunAsync(requestStream, responseStream, context);
+    public override async Task Session(IAsyncStreamReader<SessionRequest> requestStream, IServerStreamWriter<SessionResponse> responseStream, ServerCallContext context)
+    {
+        using var session = new TransactionSession(node, shutdown, options, logger);
+        await session.RunAsync(requestStream, responseStream, context).ConfigureAwait(false);
+    }
 }
