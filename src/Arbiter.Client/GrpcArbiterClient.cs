@@ -457,6 +457,12 @@ public sealed class GrpcArbiterClient : IArbiterClient, ITransactionsClient, ICr
                     return current;
                 }
 
+                if (_session is { IsCompletedSuccessfully: true, Result: { } ended })
+                {
+                    // Its reader has stopped: this only releases the call.
+                    _ = ended.DisposeAsync().AsTask();
+                }
+
                 // On the thread pool: opening may authenticate first, and the interceptor does that
                 // synchronously for streams.
                 _session = Task.Run(() => TransactionSessionStream.OpenAsync(Transactions, () => _auth?.CurrentToken, token => _auth?.Invalidate(token)));

@@ -9,9 +9,9 @@ namespace Arbiter.Client;
 /// The client end of one arbiter.v1 Transactions.Session stream: calls become messages tagged with
 /// a call id, each written by its caller under a gate (a gRPC stream takes one write at a time; a
 /// queue and a writer loop would cost every call a thread hop) and matched to their responses by a
-/// reader loop. When the stream ends, every call still waiting
-/// fails with <c>Unavailable</c>, as a unary call cut off with its connection does: its outcome is
-/// unknown, and callers handle it as they handle that.
+/// reader loop. When the stream ends, every call still waiting fails with <c>Unavailable</c>, as a
+/// unary call cut off with its connection does: its outcome is unknown, and callers handle it as
+/// they handle that.
 /// </summary>
 internal sealed class TransactionSessionStream : IAsyncDisposable
 {

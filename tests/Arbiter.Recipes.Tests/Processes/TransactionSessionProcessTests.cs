@@ -27,28 +27,32 @@ public sealed class TransactionSessionProcessTests(ITestOutputHelper output)
         return ArbiterClient.Connect(options);
     }
 
+    /// <summary>Adds user root (password "pw", role root) and turns auth on.</summary>
+    private static async Task EnableAuthWithRootAsync(string endpoint)
+    {
+        using var channel = GrpcChannel.ForAddress(endpoint);
+        var auth = new Auth.AuthClient(channel);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" }, deadline: deadline);
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" }, deadline: deadline);
+        await auth.AuthEnableAsync(new AuthEnableRequest(), deadline: deadline);
+    }
+
     /// <summary>One transfer of each family the SDK has (pessimistic, optimistic, STM, UpdateAsync).</summary>
     private static async Task TransferEachWayAsync(TransactionClient txns, string prefix)
     {
         static long Parse(string? value) => value is null ? 0 : long.Parse(value, CultureInfo.InvariantCulture);
         static string Text(long value) => value.ToString(CultureInfo.InvariantCulture);
         var (a, b) = (prefix + "a", prefix + "b");
-        await txns.RunTransactionAsync(
-            async (t, ct) =>
-            {
-                var from = Parse(await t.GetAsync(a, ct));
-                t.Put(a, Text(from - 1));
-                t.Put(b, Text(Parse(await t.GetAsync(b, ct)) + 1));
-            },
-            options: new TransactionOptions { Mode = TransactionMode.Pessimistic });
-        await txns.RunTransactionAsync(
-            async (t, ct) =>
-            {
-                var from = Parse(await t.GetAsync(a, ct));
-                t.Put(a, Text(from - 1));
-                t.Put(b, Text(Parse(await t.GetAsync(b, ct)) + 1));
-            },
-            options: new TransactionOptions { Mode = TransactionMode.Optimistic });
+        async Task TransferAsync(Transaction t, CancellationToken ct)
+        {
+            var from = Parse(await t.GetAsync(a, ct));
+            t.Put(a, Text(from - 1));
+            t.Put(b, Text(Parse(await t.GetAsync(b, ct)) + 1));
+        }
+
+        await txns.RunTransactionAsync(TransferAsync, options: new TransactionOptions { Mode = TransactionMode.Pessimistic });
+        await txns.RunTransactionAsync(TransferAsync, options: new TransactionOptions { Mode = TransactionMode.Optimistic });
         await txns.AtomicallyAsync(async (stm, ct) =>
         {
             var from = Parse(await stm.GetAsync(a, ct));
@@ -153,12 +157,9 @@ public sealed class TransactionSessionProcessTests(ITestOutputHelper output)
         await using var server = new ArbiterProcess("txn-session-auth", ["--bcrypt-cost", "4"]);
         await server.StartAsync();
         using var http = new HttpClient();
+        await EnableAuthWithRootAsync(server.Endpoint);
         using var channel = GrpcChannel.ForAddress(server.Endpoint);
         var auth = new Auth.AuthClient(channel);
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" }, deadline: deadline);
-        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" }, deadline: deadline);
-        await auth.AuthEnableAsync(new AuthEnableRequest(), deadline: deadline);
 
         await using var client = Connect(server.Endpoint, sessions: true, user: "root");
         await using var txns = new TransactionClient(client);
@@ -185,14 +186,7 @@ public sealed class TransactionSessionProcessTests(ITestOutputHelper output)
         await using var server = new ArbiterProcess("txn-session-ttl", ["--bcrypt-cost", "4", "--auth-token-ttl", TokenTtlSeconds.ToString(CultureInfo.InvariantCulture)]);
         await server.StartAsync();
         using var http = new HttpClient();
-        using (var channel = GrpcChannel.ForAddress(server.Endpoint))
-        {
-            var auth = new Auth.AuthClient(channel);
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" }, deadline: deadline);
-            await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" }, deadline: deadline);
-            await auth.AuthEnableAsync(new AuthEnableRequest(), deadline: deadline);
-        }
+        await EnableAuthWithRootAsync(server.Endpoint);
 
         // The raw client alone: nothing of its own renews the token behind the test's back.
         await using var client = new GrpcArbiterClient([server.Endpoint], createHandler: null, "root", "pw");
