@@ -207,4 +207,69 @@ public sealed class TransactionSessionProcessTests(ITestOutputHelper output)
         Assert.Equal(2, Sessions("grpc_server_started_total"));
         Assert.Equal((1, 0), (Unary("Begin"), Unary("Commit")));
     }
+
+    [Fact]
+    public async Task Every_call_on_a_session_is_checked_against_its_users_permissions_as_unary()
+    {
+        await using var server = new ArbiterProcess("txn-session-permissions", ["--bcrypt-cost", "4"]);
+        await server.StartAsync();
+        using (var channel = GrpcChannel.ForAddress(server.Endpoint))
+        {
+            var auth = new Auth.AuthClient(channel);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "reader" }, deadline: deadline);
+            await auth.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest { Name = "reader", Perm = new Permission { PermType = Permission.Types.Type.Read, Key = ByteString.CopyFromUtf8("a/"), RangeEnd = ByteString.CopyFromUtf8("a0") } }, deadline: deadline);
+            await auth.UserAddAsync(new AuthUserAddRequest { Name = "bob", Password = "pw" }, deadline: deadline);
+            await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "bob", Role = "reader" }, deadline: deadline);
+        }
+
+        await EnableAuthWithRootAsync(server.Endpoint);
+        await using var onClient = Connect(server.Endpoint, sessions: true, user: "bob");
+        await using var offClient = Connect(server.Endpoint, sessions: false, user: "bob");
+        await using var anonymous = Connect(server.Endpoint, sessions: true);
+        var lease = (await onClient.Raw.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+
+        // bob may read a/ (a shared lock is a read), nothing else; no user may not even begin.
+        async Task<string> OutcomeAsync(ArbiterClient client, Func<ITransactionsClient, IArbiterClient, long, Task> call)
+        {
+            var raw = (ITransactionsClient)client.Raw;
+            var txn = (await raw.TxnBeginAsync(new Protocol.Transactions.BeginRequest { Lease = lease })).TxnId;
+            try
+            {
+                await call(raw, raw.KvForTransactions, txn);
+                return "OK";
+            }
+            catch (RpcException e)
+            {
+                return $"{e.StatusCode} {e.Status.Detail}";
+            }
+            finally
+            {
+                await raw.TxnAbortAsync(new Protocol.Transactions.AbortRequest { TxnId = txn });
+            }
+        }
+
+        var calls = new (string What, string Expected, Func<ITransactionsClient, IArbiterClient, long, Task> Call)[]
+        {
+            ("shared lock on a/k", "OK", (t, _, txn) => t.TxnLockAsync(new Protocol.Transactions.LockRequest { TxnId = txn, Key = ByteString.CopyFromUtf8("a/k"), Mode = Protocol.Transactions.LockMode.Shared })),
+            ("exclusive lock on a/k", "PermissionDenied", (t, _, txn) => t.TxnLockAsync(new Protocol.Transactions.LockRequest { TxnId = txn, Key = ByteString.CopyFromUtf8("a/k"), Mode = Protocol.Transactions.LockMode.Exclusive })),
+            ("shared lock on b/k", "PermissionDenied", (t, _, txn) => t.TxnLockAsync(new Protocol.Transactions.LockRequest { TxnId = txn, Key = ByteString.CopyFromUtf8("b/k"), Mode = Protocol.Transactions.LockMode.Shared })),
+            ("read of a/k", "OK", (_, kv, _) => kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("a/k") })),
+            ("read of b/k", "PermissionDenied", (_, kv, _) => kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("b/k") })),
+            ("optimistic write to a/k", "PermissionDenied", (t, _, _) => t.TxnOptimisticCommitAsync(new Protocol.Transactions.OptimisticCommitRequest { Writes = { new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8("a/k"), Value = ByteString.CopyFromUtf8("v") } } } })),
+            ("txn writing a/k", "PermissionDenied", (_, kv, _) => kv.TxnAsync(new TxnRequest { Success = { new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8("a/k"), Value = ByteString.CopyFromUtf8("v") } } } })),
+        };
+
+        foreach (var (what, expected, call) in calls)
+        {
+            var viaSession = await OutcomeAsync(onClient, call);
+            var viaUnary = await OutcomeAsync(offClient, call);
+            output.WriteLine($"bob, {what}: session {viaSession}; unary {viaUnary}");
+            Assert.StartsWith(expected, viaSession, StringComparison.Ordinal);
+            Assert.Equal(viaUnary, viaSession);
+        }
+
+        var refused = await Assert.ThrowsAsync<RpcException>(() => ((ITransactionsClient)anonymous.Raw).TxnBeginAsync(new Protocol.Transactions.BeginRequest { Lease = lease }));
+        Assert.Equal((StatusCode.InvalidArgument, "etcdserver: user name is empty"), (refused.StatusCode, refused.Status.Detail));
+    }
 }
