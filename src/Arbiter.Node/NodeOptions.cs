@@ -91,9 +91,9 @@ public sealed record NodeOptions
 
     /// <summary>
     /// Calls in flight at once on one transaction session stream (arbiter.v1 Transactions.Session);
-    /// a call past it is answered ResourceExhausted at once and the stream carries on. Also the
-    /// responses the server queues for a client that does not read them, after which it stops
-    /// reading that stream's requests.
+    /// a call past it is answered ResourceExhausted at once and the stream carries on. So it also
+    /// bounds the responses waiting to be written to a client that does not read them (one per
+    /// call); past those, the server stops reading that stream's requests.
     /// </summary>
     public int TransactionSessionCallsInFlightMax { get; init; } = 1024;
 
