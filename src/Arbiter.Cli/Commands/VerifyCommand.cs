@@ -29,6 +29,7 @@ internal static class VerifyCommand
         var members = new Option<int>("--members") { Description = "Members of the started cluster (3 or 5; partition-ring always starts at least 5).", DefaultValueFactory = _ => 3 };
         var endpoints = new Option<string?>("--endpoints") { Description = "Comma-separated client URLs of an existing cluster (Arbiter or etcd): nothing is started, only none and client-faults apply." };
         var serializable = new Option<bool>("--serializable-reads") { Description = "Register reads served from each member's own state: the deliberately weak mode the checker must catch under a partition." };
+        var pinnedReaders = new Option<int>("--pinned-readers") { Description = "Register: readers per member that never move to another member (with --serializable-reads they keep reading a cut-off member).", DefaultValueFactory = _ => 0 };
         var clients = new Option<int>("--clients") { Description = "Concurrent clients.", DefaultValueFactory = _ => 5 };
         var keys = new Option<int>("--keys") { Description = "Register keys.", DefaultValueFactory = _ => 3 };
         var leaseTtl = new Option<int>("--lease-ttl") { Description = "Lock workload lease TTL, seconds (pause-leader holds past it).", DefaultValueFactory = _ => 5 };
@@ -36,7 +37,7 @@ internal static class VerifyCommand
         var output = new Option<string>("--out") { Description = "Directory for histories, results and timelines.", DefaultValueFactory = _ => "verify-results" };
         var command = new Command("verify", "Jepsen-style verification: run a workload under a nemesis against real processes, record the history, check it.")
         {
-            workload, nemesis, duration, seed, histories, skip, target, members, endpoints, serializable, clients, keys, leaseTtl, block, output,
+            workload, nemesis, duration, seed, histories, skip, target, members, endpoints, serializable, pinnedReaders, clients, keys, leaseTtl, block, output,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -84,6 +85,7 @@ internal static class VerifyCommand
                         Clients = result.GetValue(clients),
                         Keys = result.GetValue(keys),
                         SerializableReads = result.GetValue(serializable),
+                        PinnedReadersPerMember = result.GetValue(pinnedReaders),
                         LeaseTtlSeconds = result.GetValue(leaseTtl),
                     },
                     OutputDirectory = outDirectory,

@@ -44,6 +44,7 @@ public static class VerificationRunner
     {
         var target = options.Endpoints is { Count: > 0 } ? "endpoints" : options.Cluster.Kind.ToString().ToLowerInvariant();
         var workload = WorkloadRegistry.Create(options.Workload);
+        options.WorkloadOptions.Validate();
         var nemesisName = Nemesis.Names.Of(options.Nemesis);
         if (options.Endpoints is not { Count: > 0 } && !Nemesis.AppliesTo(options.Nemesis, options.Cluster.Kind))
         {

@@ -43,11 +43,37 @@ public sealed record WorkloadOptions
     /// <summary>Register reads with <c>serializable</c> (served from the member's own state): the deliberately weak mode.</summary>
     public bool SerializableReads { get; init; }
 
+    /// <summary>
+    /// Register: readers per member on top of <see cref="Clients"/>. A pinned reader only reads, a few
+    /// ms apart, and never moves to another member, as a client bound to one member does. With
+    /// <see cref="SerializableReads"/> it keeps reading a member while that member is cut off, which is
+    /// where the weak mode's stale reads come from; the other clients move away on their first failed write.
+    /// </summary>
+    public int PinnedReadersPerMember { get; init; }
+
     /// <summary>Lock workload: the lease TTL of each hold, seconds.</summary>
     public int LeaseTtlSeconds { get; init; } = 5;
 
     /// <summary>A prefix for every key, so that runs against a shared cluster do not see each other.</summary>
     public string KeyPrefix { get; init; } = $"verify/{Guid.NewGuid():N}"[..15] + "/";
+
+    /// <summary>Throws an <see cref="ArgumentException"/> naming the first knob out of range.</summary>
+    public void Validate()
+    {
+        static void AtLeast(int value, int least, string name)
+        {
+            if (value < least)
+            {
+                throw new ArgumentException($"{name} must be at least {least}, not {value}");
+            }
+        }
+
+        AtLeast(Clients, 1, "clients");
+        AtLeast(Keys, 1, "keys");
+        AtLeast(CallTimeoutMs, 1, "the call timeout (ms)");
+        AtLeast(PinnedReadersPerMember, 0, "pinned readers per member");
+        AtLeast(LeaseTtlSeconds, 1, "the lease TTL (s)");
+    }
 }
 
 /// <summary>What a workload run has to work with, and where it records.</summary>

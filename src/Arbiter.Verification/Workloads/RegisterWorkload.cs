@@ -9,7 +9,7 @@ namespace Arbiter.Verification.Workloads;
 /// <summary>
 /// Linearizable registers: clients read, write unique values and compare-and-set a few keys through
 /// the etcd KV API (a CAS is a Txn comparing the value), each client on one member and moving to the
-/// next when a call fails. A failed read is <c>fail</c> (no effect); a failed write or CAS is
+/// next when a call fails; optional pinned readers stay on one member and only read. A failed read is <c>fail</c> (no effect); a failed write or CAS is
 /// <c>info</c> and its client continues as a new process. Checked with <see cref="LinearizabilityChecker"/>.
 /// </summary>
 public sealed class RegisterWorkload : IWorkload
@@ -18,8 +18,51 @@ public sealed class RegisterWorkload : IWorkload
     public string Name => "register";
 
     /// <inheritdoc/>
-    public Task RunAsync(WorkloadContext context, CancellationToken stop) =>
-        Task.WhenAll(Enumerable.Range(0, context.Options.Clients).Select(c => Task.Run(() => ClientAsync(context, c, stop), CancellationToken.None)));
+    public Task RunAsync(WorkloadContext context, CancellationToken stop)
+    {
+        var clients = Enumerable.Range(0, context.Options.Clients).Select(c => Task.Run(() => ClientAsync(context, c, stop), CancellationToken.None));
+        var readers = Enumerable.Range(0, context.Options.PinnedReadersPerMember * context.Endpoints.Count)
+            .Select(r => Task.Run(() => PinnedReaderAsync(context, r, stop), CancellationToken.None));
+        return Task.WhenAll(clients.Concat(readers));
+    }
+
+    /// <summary>Pause between a pinned reader's reads: enough reads to see a cut-off member, few enough to keep the history checkable.</summary>
+    private const int PinnedReadPauseMs = 10;
+
+    private static async Task PinnedReaderAsync(WorkloadContext context, int reader, CancellationToken stop)
+    {
+        var random = new Random(unchecked((context.Seed * 37) + reader));
+        var recorder = context.Recorder;
+        var process = recorder.NewProcess();
+        var endpoint = context.Endpoints[reader % context.Endpoints.Count];
+        var kv = new KV.KVClient(context.Channel(endpoint));
+        var keys = Keys(context);
+        while (!stop.IsCancellationRequested)
+        {
+            var key = keys[random.Next(keys.Length)];
+            var id = recorder.Invoke(process, OperationKind.Read, key);
+            try
+            {
+                var response = await kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(key), Serializable = context.Options.SerializableReads }, deadline: context.Deadline(), cancellationToken: context.ClientFaults.Token).ConfigureAwait(false);
+                recorder.Complete(id, OperationStatus.Ok, value: response.Kvs.Count == 0 ? null : response.Kvs[0].Value.ToStringUtf8(), revision: response.Header.Revision, note: $"via {endpoint} (pinned)");
+            }
+            catch (Exception e) when (e is RpcException or OperationCanceledException)
+            {
+                recorder.Complete(id, OperationStatus.Fail, note: $"via {endpoint} (pinned): {Describe(e)}");
+            }
+
+            try
+            {
+                await Task.Delay(PinnedReadPauseMs, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    private static string[] Keys(WorkloadContext context) => [.. Enumerable.Range(0, context.Options.Keys).Select(k => $"{context.Options.KeyPrefix}r{k}")];
 
     private static async Task ClientAsync(WorkloadContext context, int client, CancellationToken stop)
     {
@@ -28,7 +71,7 @@ public sealed class RegisterWorkload : IWorkload
         var process = recorder.NewProcess();
         var endpoint = client % context.Endpoints.Count;
         var known = new Dictionary<string, string?>(StringComparer.Ordinal);
-        var keys = Enumerable.Range(0, context.Options.Keys).Select(k => $"{context.Options.KeyPrefix}r{k}").ToArray();
+        var keys = Keys(context);
         for (var sequence = 0; !stop.IsCancellationRequested; sequence++)
         {
             var key = keys[random.Next(keys.Length)];

@@ -24,7 +24,7 @@ public sealed class LiveHistoryTests(ITestOutputHelper output)
     [LiveFact]
     public async Task Serializable_reads_under_an_isolated_member_are_reported_as_stale_reads()
     {
-        var (result, _) = await RunAsync("register", NemesisKind.PartitionOne, 10, new WorkloadOptions { SerializableReads = true, Clients = 6 });
+        var (result, _) = await RunAsync("register", NemesisKind.PartitionOne, 10, new WorkloadOptions { SerializableReads = true, Clients = 6, PinnedReadersPerMember = 1 });
         Assert.Equal(Verdict.Violation, result.Verdict);
         Assert.Contains(result.Violations, v => v.Kind is "stale-read" or "lost-write" or "nonlinearizable");
         Assert.All(result.Violations, v => Assert.NotEmpty(v.Window));
