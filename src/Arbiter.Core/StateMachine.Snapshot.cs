@@ -46,7 +46,8 @@ public sealed partial class StateMachine
             _lockTable is { IsEmpty: false } table ? table.Capture() : new TransactionTableImage(),
             Auth.IsEmpty ? new AuthStoreImage() : Auth.Capture(),
             _peerSecret,
-            CaptureCrdtReplicas());
+            CaptureCrdtReplicas(),
+            CapturePendingMemberAdds());
     }
 
     /// <summary>Writes the whole state to <paramref name="stream"/>; see <see cref="StateSnapshot.WriteTo"/> for the format.</summary>
@@ -95,7 +96,7 @@ public sealed partial class StateMachine
         }
 
         var version = r.ReadInt32();
-        if (version is not (StateSnapshot.FormatVersion or StateSnapshot.FormatVersionWithoutCrdtReplicas or StateSnapshot.FormatVersionWithoutPeerSecret or StateSnapshot.FormatVersionWithoutAuth or StateSnapshot.FormatVersionWithoutTransactions))
+        if (version is not (StateSnapshot.FormatVersion or StateSnapshot.FormatVersionWithoutPendingMemberAdds or StateSnapshot.FormatVersionWithoutCrdtReplicas or StateSnapshot.FormatVersionWithoutPeerSecret or StateSnapshot.FormatVersionWithoutAuth or StateSnapshot.FormatVersionWithoutTransactions))
         {
             throw new InvalidDataException($"Unsupported snapshot format version {version}.");
         }
@@ -194,9 +195,14 @@ public sealed partial class StateMachine
                 : throw new InvalidDataException($"The snapshot's peer secret is {secret.Length} bytes, not {PeerSecretSizeBytes}.");
         }
 
-        if (version >= StateSnapshot.FormatVersion)
+        if (version >= StateSnapshot.FormatVersionWithoutPendingMemberAdds)
         {
             sm.RestoreCrdtReplicas(ReadMessage(r, CrdtReplicaTableImage.Parser));
+        }
+
+        if (version >= StateSnapshot.FormatVersion)
+        {
+            sm.RestorePendingMemberAdds(ReadMessage(r, PendingMemberAddsImage.Parser));
         }
 
         sm.RebuildHistory(records, compactEvents);

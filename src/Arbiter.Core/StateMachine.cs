@@ -185,6 +185,8 @@ public sealed partial class StateMachine
                 return new CommandResult { PeerSecretSet = ApplyPeerSecretSet(command.PeerSecretSet) };
             case Command.OpOneofCase.CrdtReplica:
                 return new CommandResult { CrdtReplica = ApplyCrdtReplica(command.CrdtReplica) };
+            case Command.OpOneofCase.MemberAdd:
+                return new CommandResult { MemberAdd = ApplyMemberAdd(command.MemberAdd) };
             default:
                 throw new EtcdException(CoreErrors.EmptyCommand);
         }

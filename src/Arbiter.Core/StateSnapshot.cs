@@ -18,7 +18,10 @@ namespace Arbiter.Core;
 public sealed class StateSnapshot
 {
     internal const string Magic = "ARBSNAP1";
-    internal const int FormatVersion = 5;
+    internal const int FormatVersion = 6;
+
+    /// <summary>Snapshots written before MemberAdds were replicated: read as having none pending.</summary>
+    internal const int FormatVersionWithoutPendingMemberAdds = 5;
 
     /// <summary>Snapshots written before the CRDT replica table existed: read as having an empty one.</summary>
     internal const int FormatVersionWithoutCrdtReplicas = 4;
@@ -41,6 +44,7 @@ public sealed class StateSnapshot
     private readonly AuthStoreImage _auth;
     private readonly ByteString _peerSecret;
     private readonly CrdtReplicaTableImage _crdtReplicas;
+    private readonly PendingMemberAddsImage _pendingMemberAdds;
 
     internal StateSnapshot(
         long revision,
@@ -55,7 +59,8 @@ public sealed class StateSnapshot
         TransactionTableImage transactions,
         AuthStoreImage auth,
         ByteString peerSecret,
-        CrdtReplicaTableImage crdtReplicas)
+        CrdtReplicaTableImage crdtReplicas,
+        PendingMemberAddsImage pendingMemberAdds)
     {
         Revision = revision;
         CompactRevision = compactRevision;
@@ -70,6 +75,7 @@ public sealed class StateSnapshot
         _auth = auth;
         _peerSecret = peerSecret;
         _crdtReplicas = crdtReplicas;
+        _pendingMemberAdds = pendingMemberAdds;
     }
 
     /// <summary>The store revision at capture.</summary>
@@ -89,7 +95,7 @@ public sealed class StateSnapshot
     /// version, revision, compact revision, applied index, size; keys in order with their retained
     /// history (protobuf KeyValue per put); the events of the compact revision (the only history
     /// not rebuilt from the keys); leases; alarms; remembered request ids with their results (FIFO
-    /// order); the lock table (format 2 on); the auth store (format 3 on); the peer secret, length-prefixed, empty when none (format 4 on); the CRDT replica table (format 5 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
+    /// order); the lock table (format 2 on); the auth store (format 3 on); the peer secret, length-prefixed, empty when none (format 4 on); the CRDT replica table (format 5 on); the pending member adds (format 6 on); and <see cref="Hash"/> as a trailer checked on read. Little-endian throughout.
     /// </summary>
     /// <param name="stream">Where to write; left open.</param>
     public void WriteTo(Stream stream)
@@ -170,6 +176,7 @@ public sealed class StateSnapshot
             w.Write(_peerSecret.Length);
             w.Write(_peerSecret.Span);
             WriteMessage(w, _crdtReplicas, ref buffer);
+            WriteMessage(w, _pendingMemberAdds, ref buffer);
             w.Write(HashAfterKeys(h));
         }
         finally
@@ -273,6 +280,13 @@ public sealed class StateSnapshot
         {
             h.Add(0x43524454); // "CRDT"
             h.AddBytes(_crdtReplicas.ToByteArray());
+        }
+
+        // The pending member adds when any, for the same reason.
+        if (_pendingMemberAdds.CalculateSize() > 0)
+        {
+            h.Add(0x4D656D62); // "Memb"
+            h.AddBytes(_pendingMemberAdds.ToByteArray());
         }
 
         return h.Value;

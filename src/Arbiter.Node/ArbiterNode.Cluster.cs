@@ -86,7 +86,7 @@ public sealed partial class ArbiterNode
         return await OnLeaderAsync(
             async () =>
             {
-                var added = raft.AddMember(request.PeerURLs[0]);
+                var added = await raft.AddMemberAsync(request.PeerURLs[0], cancellationToken).ConfigureAwait(false);
                 var response = new MemberAddResponse { Header = NewHeader(Revision), Member = added };
                 response.Members.AddRange(await raft.ListMembersAsync(cancellationToken).ConfigureAwait(false));
                 return response;
@@ -240,19 +240,32 @@ public sealed partial class ArbiterNode
         return new ReadIndexResponse { RaftIndex = await raft.ReadIndexForwardedAsync(cancellationToken).ConfigureAwait(false) };
     }
 
-    /// <summary>
-    /// The receiving side of <c>Peer.HandOffMemberAdd</c>: a former leader's unfinished, already
-    /// acknowledged MemberAdd, continued here. Only on the leader ("leader changed" elsewhere).
-    /// </summary>
-    public void TakeOverMemberAdd(string peerUrl)
-    {
-        var raft = _raft ?? throw new EtcdException(SingleNode);
-        if (!raft.IsLeader)
-        {
-            throw new EtcdException(EtcdError.LeaderChanged);
-        }
+    /// <summary>How often the leader looks for MemberAdds in the log that nobody is bringing in.</summary>
+    private const int MemberAddReconcileIntervalMs = 1000;
 
-        raft.AddMember(peerUrl);
+    /// <summary>
+    /// The leader resumes the adds a former leader acknowledged and did not finish (they are in the
+    /// log: <c>MemberAddCommand</c>). Only once it renewed the leases in its term, so that its
+    /// state includes every entry of earlier terms: a settled add must not look pending.
+    /// </summary>
+    private async Task MemberAddReconcileLoopAsync()
+    {
+        var token = _stopping.Token;
+        while (!token.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(MemberAddReconcileIntervalMs, token).ConfigureAwait(false);
+                if (_raft is { IsLeader: true } raft && Volatile.Read(ref _leasesPromotedTerm) == _log.Term)
+                {
+                    await raft.ResumePendingAddsAsync(token).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (token.IsCancellationRequested)
+            {
+                return;
+            }
+        }
     }
 
     /// <summary>The receiving side of <c>Peer.Standby</c> (MoveLeader on the leader asks every other member but the target).</summary>

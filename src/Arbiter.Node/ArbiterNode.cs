@@ -34,6 +34,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ulong _requestIdPrefix;
     private Task _leaseLoop = Task.CompletedTask;
+    private Task _memberAddLoop = Task.CompletedTask;
     private Task _compactionLoop = Task.CompletedTask;
     private ulong _leasesPromotedTerm;
 
@@ -213,10 +214,12 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         var log = await RaftCommandLog.StartAsync(host, options, loggerFactory, cancellationToken).ConfigureAwait(false);
         node = new ArbiterNode(options, host, log, wal: null, logger);
         log.LeaseRenewalGate = node.WaitLeasesPromotedAsync;
+        log.ProposeMembershipFact = (command, token) => node.ProposeAsync(command, token, leaderOnly: true);
         node.StartCrdt(loggerFactory);
 
         // Leases are promoted by whichever member leads, once per term, before it expires any.
         node._leaseLoop = Task.Run(node.LeaseExpiryLoopAsync, CancellationToken.None);
+        node._memberAddLoop = Task.Run(node.MemberAddReconcileLoopAsync, CancellationToken.None);
         node.StartAutoCompaction();
         logger.LogInformation(
             "Arbiter member {Name} ({MemberId:x16}) of cluster {ClusterId:x16} ready at revision {Revision}, applied index {Index}, data {DataDirectory}",
@@ -282,7 +285,7 @@ public sealed partial class ArbiterNode : IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        foreach (var loop in new[] { _leaseLoop, _compactionLoop })
+        foreach (var loop in new[] { _leaseLoop, _memberAddLoop, _compactionLoop })
         {
             try
             {

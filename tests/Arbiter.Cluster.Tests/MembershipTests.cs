@@ -146,8 +146,9 @@ public sealed class MembershipTests(ITestOutputHelper output)
 
     /// <summary>
     /// An acknowledged MemberAdd that the leader had not finished when it lost leadership is not
-    /// dropped: the former leader hands it to the new one (seen in CI: a one-member cluster growing
-    /// under load lost its leader for a moment, and the third member's add was forgotten).
+    /// dropped: the add is in the log, and the new leader brings the member in (seen in CI: a
+    /// one-member cluster growing under load lost its leader for a moment, and the third member's
+    /// add was forgotten).
     /// </summary>
     [Fact]
     public async Task A_pending_add_survives_a_leader_change()
@@ -155,25 +156,53 @@ public sealed class MembershipTests(ITestOutputHelper output)
         await using var cluster = await ArbiterCluster.StartAsync(3);
         var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
         var target = cluster.Running.First(m => m != leader);
-        var viaLeader = new EtcdctlRunner(leader.Endpoint);
-        var joiner = cluster.NewJoiner();
-        var added = (await viaLeader.RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}")).EnsureSuccess();
-        var joinerId = EtcdctlOutput.MemberId(added.Lines[0]);
+        var (joiner, joinerId) = await AddUnstartedAsync(cluster, leader);
 
         // Leadership moves while the member is still unstarted (so the add cannot have finished).
-        (await viaLeader.RunAsync("move-leader", $"{target.MemberId:x}")).EnsureSuccess();
+        (await new EtcdctlRunner(leader.Endpoint).RunAsync("move-leader", $"{target.MemberId:x}")).EnsureSuccess();
         Assert.Same(target, await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout));
-        var viaNewLeader = new EtcdctlRunner(target.Endpoint);
+        await StartAndWaitJoinedThroughAsync(cluster, target, joiner, joinerId);
+    }
+
+    /// <summary>
+    /// An acknowledged MemberAdd outlives the leader that took it even when that leader dies (SIGKILL)
+    /// before the member starts: the next leader finds the add in the log and brings the member in.
+    /// Before the add was replicated it lived only in the leader's memory, and was lost with it.
+    /// </summary>
+    [Fact]
+    public async Task A_pending_add_survives_the_leaders_death()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var (joiner, joinerId) = await AddUnstartedAsync(cluster, leader);
+
+        await leader.KillAsync();
+        var newLeader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        await StartAndWaitJoinedThroughAsync(cluster, newLeader, joiner, joinerId);
+    }
+
+    /// <summary>Announces a new member with etcdctl member add through <paramref name="leader"/>, without starting it.</summary>
+    private static async Task<(ArbiterClusterMember Joiner, string JoinerId)> AddUnstartedAsync(ArbiterCluster cluster, ArbiterClusterMember leader)
+    {
+        var joiner = cluster.NewJoiner();
+        var added = (await new EtcdctlRunner(leader.Endpoint).RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}")).EnsureSuccess();
+        return (joiner, EtcdctlOutput.MemberId(added.Lines[0]));
+    }
+
+    /// <summary>Checks that <paramref name="leader"/> lists the pending member, then starts it and waits until it joined: 4 members.</summary>
+    private static async Task StartAndWaitJoinedThroughAsync(ArbiterCluster cluster, ArbiterClusterMember leader, ArbiterClusterMember joiner, string joinerId)
+    {
+        var viaLeader = new EtcdctlRunner(leader.Endpoint);
         await ClusterKit.WaitUntilAsync(
             "the new leader lists the pending member",
             ClusterKit.ConvergeTimeout,
-            async () => (await viaNewLeader.RunAsync("member", "list")).Lines.Contains($"{joinerId}, unstarted, , {joiner.PeerUrl}, , false"),
+            async () => (await viaLeader.RunAsync("member", "list")).Lines.Contains($"{joinerId}, unstarted, , {joiner.PeerUrl}, , false"),
             cluster: cluster);
 
         // Started now, it joins through the new leader.
         await joiner.StartAsync();
         await ClusterKit.WaitJoinedAsync(cluster, joiner, ClusterKit.ConvergeTimeout);
-        Assert.Equal(4, (await ClusterKit.MemberListAsync(target)).Members.Count);
+        Assert.Equal(4, (await ClusterKit.MemberListAsync(leader)).Members.Count);
     }
 
     [Fact]

@@ -356,16 +356,20 @@ public sealed class AuthTests
         h.Sm.WriteSnapshot(stream);
         var bytes = stream.ToArray();
 
-        // Format 5 = format 2 + a length-prefixed auth image (format 3) + a length-prefixed peer
-        // secret (format 4) + the CRDT replica table (format 5), each empty here (4 zero bytes),
-        // before the hash. Each older format is the newer one without its last part.
-        var v4 = bytes[..^8].Concat(bytes[^4..]).ToArray();
+        // Format 6 = format 2 + a length-prefixed auth image (format 3) + a length-prefixed peer
+        // secret (format 4) + the CRDT replica table (format 5) + the pending member adds (format
+        // 6), each empty here (4 zero bytes), before the hash. Each older format is the newer one
+        // without its last part.
+        var v5 = bytes[..^8].Concat(bytes[^4..]).ToArray();
+        BitConverter.GetBytes(5).CopyTo(v5, StateSnapshot.Magic.Length);
+        Assert.Equal(h.Sm.Hash(), StateMachine.ReadSnapshot(new MemoryStream(v5)).Hash());
+        var v4 = bytes[..^12].Concat(bytes[^4..]).ToArray();
         BitConverter.GetBytes(4).CopyTo(v4, StateSnapshot.Magic.Length);
         Assert.Equal(h.Sm.Hash(), StateMachine.ReadSnapshot(new MemoryStream(v4)).Hash());
-        var v3 = bytes[..^12].Concat(bytes[^4..]).ToArray();
+        var v3 = bytes[..^16].Concat(bytes[^4..]).ToArray();
         BitConverter.GetBytes(3).CopyTo(v3, StateSnapshot.Magic.Length);
         Assert.Equal(h.Sm.Hash(), StateMachine.ReadSnapshot(new MemoryStream(v3)).Hash());
-        var v2 = bytes[..^16].Concat(bytes[^4..]).ToArray();
+        var v2 = bytes[..^20].Concat(bytes[^4..]).ToArray();
         BitConverter.GetBytes(2).CopyTo(v2, StateSnapshot.Magic.Length);
         var restored = StateMachine.ReadSnapshot(new MemoryStream(v2));
         Assert.Equal(h.Sm.Hash(), restored.Hash());

@@ -77,9 +77,9 @@ public sealed class PeerSecretTests
         h.Sm.WriteSnapshot(stream);
         var bytes = stream.ToArray();
 
-        // Format 4 = format 3 + a length-prefixed peer secret (empty here: 4 zero bytes); format 5
-        // adds the CRDT replica table after it (empty too), before the hash.
-        var v3 = bytes[..^12].Concat(bytes[^4..]).ToArray();
+        // Format 4 = format 3 + a length-prefixed peer secret (empty here: 4 zero bytes); formats 5
+        // and 6 add the CRDT replica table and the pending member adds after it (empty too), before the hash.
+        var v3 = bytes[..^16].Concat(bytes[^4..]).ToArray();
         BitConverter.GetBytes(3).CopyTo(v3, StateSnapshot.Magic.Length);
         var restored = StateMachine.ReadSnapshot(new MemoryStream(v3));
         Assert.True(restored.PeerSecret.IsEmpty);
@@ -87,7 +87,7 @@ public sealed class PeerSecretTests
 
         // A secret length that is neither 0 nor 32 is refused.
         var damaged = (byte[])bytes.Clone();
-        BitConverter.GetBytes(5).CopyTo(damaged, bytes.Length - 12);
+        BitConverter.GetBytes(5).CopyTo(damaged, bytes.Length - 16);
         Assert.Throws<InvalidDataException>(() => StateMachine.ReadSnapshot(new MemoryStream(damaged)));
     }
 }

@@ -44,8 +44,10 @@ public static class SnapshotRestore
             var member = Path.Combine(building, "member");
 
             // A new cluster gets a peer secret of its own (its first leader proposes one): members of
-            // the cluster the backup came from must not be able to act as members of this one.
+            // the cluster the backup came from must not be able to act as members of this one. Adds
+            // pending there name members of that cluster, not of this one.
             snapshot.State.ForgetPeerSecret();
+            snapshot.State.ForgetPendingMemberAdds();
             if (clusterMember)
             {
                 WriteRaftSeed(snapshot, Path.Combine(member, "snap"), fsyncEnabled);

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using Arbiter.Core;
 using Arbiter.Protocol.Etcd;
+using Arbiter.Protocol.Internal;
 using DotNext.Net.Cluster;
 using DotNext.Net.Cluster.Consensus.Raft;
 using Microsoft.Extensions.Logging;
@@ -20,10 +21,16 @@ internal sealed partial class RaftCommandLog
     private const int MemberChangeRetryDelayMs = 100;
 
     private readonly SemaphoreSlim _membershipChange = new(1, 1);
-    private readonly ConcurrentDictionary<string, ulong> _pendingAdds = new(StringComparer.Ordinal);
 
-    /// <summary>The add in progress (at most one): removing its member cancels it, as etcd removes an unstarted member.</summary>
+    /// <summary>The add this member is bringing in as leader (at most one): removing its member cancels it, as etcd removes an unstarted member.</summary>
     private PendingAdd? _pendingAdd;
+
+    /// <summary>
+    /// Proposes a membership fact (<see cref="MemberAddCommand"/>) on the leader and waits for it to
+    /// apply; set by the node, which stamps commands with request ids. Throws
+    /// <see cref="EtcdException"/> when the command is refused or its outcome is unknown.
+    /// </summary>
+    internal Func<Command, CancellationToken, Task<CommandResult>>? ProposeMembershipFact { get; set; }
 
     /// <summary>A member is being added or removed (the change's semaphore is taken).</summary>
     private bool MembershipChangeUnderWay => _membershipChange.CurrentCount == 0 || Volatile.Read(ref _pendingAdd) is not null;
@@ -57,7 +64,7 @@ internal sealed partial class RaftCommandLog
             members.Add(member);
         }
 
-        foreach (var (peerUrl, id) in _pendingAdds)
+        foreach (var (peerUrl, id) in _host.Read(state => state.PendingMemberAdds))
         {
             if (members.TrueForAll(m => m.ID != id))
             {
@@ -104,11 +111,12 @@ internal sealed partial class RaftCommandLog
     }
 
     /// <summary>
-    /// Adds a member (leader only). As in etcd, the member may start afterwards: the leader keeps
-    /// trying to bring it in (catch-up, then the configuration change) until it answers or
-    /// <see cref="ClusterOptions.MemberAddTimeoutMs"/> passes. One change at a time.
+    /// Adds a member (leader only). As in etcd, the member may start afterwards: the add is
+    /// committed to the log first (<see cref="MemberAddPending"/>), so it outlives this leader, and
+    /// whoever leads keeps trying to bring the member in (catch-up, then the configuration change)
+    /// until it answers or <see cref="ClusterOptions.MemberAddTimeoutMs"/> passes. One change at a time.
     /// </summary>
-    public Member AddMember(string peerUrl)
+    public async Task<Member> AddMemberAsync(string peerUrl, CancellationToken cancellationToken)
     {
         IPEndPoint endPoint;
         try
@@ -126,37 +134,105 @@ internal sealed partial class RaftCommandLog
             throw new EtcdException(EtcdError.PeerUrlExists);
         }
 
-        if (!_membershipChange.Wait(0))
+        if (!_membershipChange.Wait(0, CancellationToken.None))
         {
             throw new EtcdException(EtcdError.Unhealthy);
         }
 
         var id = PeerAddress.MemberId(endPoint, _options.ClusterToken);
-        _pendingAdds[canonical] = id;
-        var cancel = new CancellationTokenSource();
-        _pendingAdd = new PendingAdd(id, cancel, Task.Run(() => BringInAsync(endPoint, canonical, cancel), CancellationToken.None));
+        try
+        {
+            await ProposeMemberAddAsync(new MemberAddCommand { Pending = new MemberAddPending { PeerUrl = canonical, MemberId = id } }, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Not acknowledged. Should it commit all the same, the leader's reconciliation picks it up.
+            _membershipChange.Release();
+            throw;
+        }
+
+        StartBringingIn(endPoint, canonical, id);
         var member = new Member { ID = id };
         member.PeerURLs.Add(canonical);
         return member;
+    }
+
+    /// <summary>
+    /// The leader's reconciliation of the replicated pending adds, called from its housekeeping
+    /// loop: an add left by a former leader (or whose acknowledgement failed after it committed)
+    /// is settled if its member is already in the configuration, and otherwise brought in here.
+    /// Does nothing while another change is under way here.
+    /// </summary>
+    public async Task ResumePendingAddsAsync(CancellationToken cancellationToken)
+    {
+        if (!IsLeader || Volatile.Read(ref _pendingAdd) is not null)
+        {
+            return;
+        }
+
+        var pending = _host.Read(state => state.PendingMemberAdds);
+        if (pending.Count == 0 || !_membershipChange.Wait(0, CancellationToken.None))
+        {
+            return;
+        }
+
+        var resumed = false;
+        try
+        {
+            foreach (var add in pending)
+            {
+                if (_raft.Members.Any(m => PeerAddress.ToUrl(m.EndPoint) == add.PeerUrl))
+                {
+                    await ProposeMemberAddAsync(new MemberAddCommand { Settled = new MemberAddSettled { PeerUrl = add.PeerUrl } }, cancellationToken).ConfigureAwait(false);
+                    _logger.LogInformation("Pending add of member {PeerUrl} settled: it is in the configuration", add.PeerUrl);
+                    continue;
+                }
+
+                _logger.LogInformation("Resuming the add of member {PeerUrl} (acknowledged under an earlier leader or term)", add.PeerUrl);
+                StartBringingIn(PeerAddress.Parse(add.PeerUrl), add.PeerUrl, add.MemberId);
+                resumed = true;
+                return;
+            }
+        }
+        catch (EtcdException e)
+        {
+            _logger.LogDebug("Reconciling pending member adds failed ({Message}); the next round retries", e.Message);
+        }
+        finally
+        {
+            if (!resumed)
+            {
+                _membershipChange.Release();
+            }
+        }
+    }
+
+    private Task<CommandResult> ProposeMemberAddAsync(MemberAddCommand command, CancellationToken cancellationToken) =>
+        (ProposeMembershipFact ?? throw new InvalidOperationException("The node did not connect membership proposals."))(new Command { MemberAdd = command }, cancellationToken);
+
+    /// <summary>Starts bringing in an add already in the log; the caller holds the change's semaphore, which the add releases when it ends.</summary>
+    private void StartBringingIn(IPEndPoint endPoint, string canonical, ulong id)
+    {
+        var cancel = new CancellationTokenSource();
+        Volatile.Write(ref _pendingAdd, new PendingAdd(id, cancel, Task.Run(() => BringInAsync(endPoint, canonical, cancel), CancellationToken.None)));
     }
 
     private async Task BringInAsync(IPEndPoint endPoint, string canonical, CancellationTokenSource cancel)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, cancel.Token);
         timeout.CancelAfter(_cluster.MemberAddTimeoutMs);
+
+        // Settled (dropped from the log's pending adds) when the member joined, was removed first, or
+        // timed out; left pending when this member stops or loses leadership, for the next leader.
+        var settle = false;
         try
         {
             while (!timeout.IsCancellationRequested)
             {
                 if (!IsLeader)
                 {
-                    // The add was acknowledged: leadership lost on the way must not drop it.
-                    if (await HandOffAddAsync(canonical, timeout.Token).ConfigureAwait(false))
-                    {
-                        return;
-                    }
-
-                    continue;
+                    _logger.LogInformation("Leadership lost while adding member {PeerUrl}: the add stays in the log for the next leader", canonical);
+                    return;
                 }
 
                 try
@@ -167,6 +243,7 @@ internal sealed partial class RaftCommandLog
                         && await _raft.AddMemberAsync(endPoint, timeout.Token).ConfigureAwait(false))
                     {
                         _logger.LogInformation("Member {PeerUrl} added", canonical);
+                        settle = true;
                         return;
                     }
                 }
@@ -177,64 +254,45 @@ internal sealed partial class RaftCommandLog
 
                 await Task.Delay(MemberAddRetryDelayMs, timeout.Token).ConfigureAwait(false);
             }
-
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
             _logger.LogInformation("Adding member {PeerUrl} cancelled (removed before it joined)", canonical);
+            settle = true;
+        }
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
+        {
+            _logger.LogWarning("Member {PeerUrl} was not added within {TimeoutMs} ms", canonical, _cluster.MemberAddTimeoutMs);
+            settle = true;
         }
         catch (OperationCanceledException)
         {
-            _logger.LogWarning("Member {PeerUrl} was not added within {TimeoutMs} ms", canonical, _cluster.MemberAddTimeoutMs);
+            // Stopping: the add stays pending in the log.
         }
         finally
         {
-            _pendingAdds.TryRemove(canonical, out _);
-            _pendingAdd = null;
+            if (settle)
+            {
+                await SettleAsync(canonical).ConfigureAwait(false);
+            }
+
+            Volatile.Write(ref _pendingAdd, null);
             _membershipChange.Release();
         }
     }
 
-    /// <summary>
-    /// After this member lost leadership in the middle of an add: waits for a leader; if it is this
-    /// member again, returns false (carry on here); otherwise hands the add to it
-    /// (<c>Peer.HandOffMemberAdd</c>) and returns true once it took it or the member is already in.
-    /// Returns false after a failed try (the caller asks again until its timeout).
-    /// </summary>
-    private async Task<bool> HandOffAddAsync(string canonical, CancellationToken cancellationToken)
+    /// <summary>Drops a finished add from the log's pending adds; on failure the leader's reconciliation tries again.</summary>
+    private async Task SettleAsync(string canonical)
     {
         try
         {
-            var url = await LeaderClientUrlAsync(cancellationToken).ConfigureAwait(false);
-            if (url is null)
-            {
-                // This member leads again (or is about to: wait a moment rather than spin).
-                if (!IsLeader)
-                {
-                    await Task.Delay(MemberAddRetryDelayMs, cancellationToken).ConfigureAwait(false);
-                }
-
-                return false;
-            }
-
-            using var call = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            call.CancelAfter(_cluster.RequestTimeoutMs);
-            await new Protocol.Internal.Peer.PeerClient(ChannelTo(url))
-                .HandOffMemberAddAsync(new Protocol.Internal.HandOffMemberAddRequest { PeerUrl = canonical }, cancellationToken: call.Token)
-                .ConfigureAwait(false);
-            _logger.LogInformation("Leadership lost while adding member {PeerUrl}: handed to the leader at {Leader}", canonical, url);
-            return true;
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            deadline.CancelAfter(_cluster.RequestTimeoutMs);
+            await ProposeMemberAddAsync(new MemberAddCommand { Settled = new MemberAddSettled { PeerUrl = canonical } }, deadline.Token).ConfigureAwait(false);
         }
-        catch (Grpc.Core.RpcException e) when (e.Status.Detail == EtcdError.PeerUrlExists.Message)
+        catch (Exception e) when (e is EtcdException or OperationCanceledException)
         {
-            _logger.LogInformation("Leadership lost while adding member {PeerUrl}: the leader already has it", canonical);
-            return true;
-        }
-        catch (Exception e) when (e is Grpc.Core.RpcException or EtcdException or IOException or System.Net.Http.HttpRequestException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-        {
-            _logger.LogDebug("Handing the add of {PeerUrl} to the leader failed ({Message}); retrying", canonical, e.Message);
-            await Task.Delay(MemberAddRetryDelayMs, cancellationToken).ConfigureAwait(false);
-            return false;
+            _logger.LogWarning("Settling the add of member {PeerUrl} failed ({Message}); the leader retries", canonical, e.Message);
         }
     }
 
@@ -258,9 +316,9 @@ internal sealed partial class RaftCommandLog
     public async Task RemoveMemberAsync(ulong memberId, CancellationToken cancellationToken)
     {
         var target = _raft.Members.FirstOrDefault(m => PeerAddress.MemberId(m.EndPoint, _options.ClusterToken) == memberId);
-        if (target is null && _pendingAdd is { } pending && pending.MemberId == memberId)
+        if (target is null && Volatile.Read(ref _pendingAdd) is { } pending && pending.MemberId == memberId)
         {
-            // Added but not (yet) in the configuration: stop bringing it in.
+            // Added but not (yet) in the configuration: stop bringing it in (which settles the add).
             await pending.Cancel.CancelAsync().ConfigureAwait(false);
             await pending.Done.ConfigureAwait(false);
             _logger.LogInformation("Pending member {MemberId:x16} removed before it joined", memberId);
@@ -271,6 +329,14 @@ internal sealed partial class RaftCommandLog
             {
                 return;
             }
+        }
+
+        if (target is null && _host.Read(state => state.PendingMemberAdds).FirstOrDefault(p => p.MemberId == memberId) is { PeerUrl: not null } waiting)
+        {
+            // Pending in the log but not being brought in here (yet): settle it directly.
+            await ProposeMemberAddAsync(new MemberAddCommand { Settled = new MemberAddSettled { PeerUrl = waiting.PeerUrl } }, cancellationToken).ConfigureAwait(false);
+            _logger.LogInformation("Pending member {MemberId:x16} removed before it joined", memberId);
+            return;
         }
 
         if (target is null)

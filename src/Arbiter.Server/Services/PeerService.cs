@@ -58,11 +58,4 @@ public sealed class PeerService(ArbiterNode node) : Peer.PeerBase
     /// <inheritdoc />
     public override Task<LeaderRevisionResponse> LeaderRevision(LeaderRevisionRequest request, ServerCallContext context) =>
         Task.FromResult(node.LeaderRevisionHere());
-
-    /// <inheritdoc />
-    public override Task<HandOffMemberAddResponse> HandOffMemberAdd(HandOffMemberAddRequest request, ServerCallContext context)
-    {
-        node.TakeOverMemberAdd(request.PeerUrl);
-        return Task.FromResult(new HandOffMemberAddResponse());
-    }
 }
