@@ -265,6 +265,11 @@ public sealed partial class ArbiterNode
             {
                 return;
             }
+            catch (Exception e)
+            {
+                // The next round tries again; the loop must outlive any one failure.
+                _logger.LogWarning(e, "Resuming pending member adds failed");
+            }
         }
     }
 
