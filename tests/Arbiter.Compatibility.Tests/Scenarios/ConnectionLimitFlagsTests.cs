@@ -129,12 +129,15 @@ public sealed class ConnectionLimitFlagsTests(ConnectionLimitServersFixture serv
         await idle.ConnectAsync(new IPEndPoint(IPAddress.Loopback, server.ClientPort), timeout.Token);
         var frames = new RawHttp2.FrameReader(idle) { AnswerPings = true };
         byte[] call = [.. RawHttp2.Preface, .. RawHttp2.Request(1, "/etcdserverpb.KV/Range", RangeRequest, endStream: true)];
+
+        // Timed from before the call is sent: the server's idle clock cannot start earlier (it starts
+        // when the call ends there), while one started after reading the answer may start late.
+        var sinceLastCall = Stopwatch.StartNew();
         await idle.SendAsync(call, timeout.Token);
         while (await frames.ReadFrameAsync(timeout.Token) is var frame && !(frame.Stream == 1 && (frame.Flags & RawHttp2.FlagEndStream) != 0))
         {
         }
 
-        var sinceLastCall = Stopwatch.StartNew();
         var closedAfter = await WaitClosedAsync(frames, CloseDeadline, timeout.Token);
         output.WriteLine($"idle connection closed {closedAfter?.TotalSeconds:F1}s after its call ended (--idle-connection-timeout {ConnectionLimitServersFixture.IdleConnectionTimeoutMs}ms)");
         Assert.NotNull(closedAfter);
@@ -327,8 +330,11 @@ public sealed class ConnectionLimitFlagsTests(ConnectionLimitServersFixture serv
     {
         using var timeout = new CancellationTokenSource(CloseDeadline);
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), timeout.Token);
+
+        // Timed from before the connect: the server's timeout cannot start earlier, while a clock
+        // started after ConnectAsync returned starts late on a busy thread pool.
         var sent = Stopwatch.StartNew();
+        await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), timeout.Token);
         await socket.SendAsync(bytes, timeout.Token);
 
         // Raw reads, never a reply (not even a SETTINGS ack): the client stays stalled mid-request.

@@ -205,8 +205,12 @@ public sealed class EdgeLimitsTests(LimitedServerFixture fixture, ITestOutputHel
     private static async Task<TimeSpan?> DribbleUntilClosedAsync(int port, Slowloris kind, CancellationToken cancellationToken)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+
+        // Timed from before the connect: the server's timeout cannot start earlier. A clock started
+        // after ConnectAsync returned would start late when 30 sockets' continuations queue on a
+        // busy thread pool (seen in CI: five sockets "closed after 1.1 s" that were given 2 s).
+        var sinceConnect = Stopwatch.StartNew();
         await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port), cancellationToken);
-        var connected = Stopwatch.StartNew();
         var watchClose = WaitClosedAsync(socket, cancellationToken);
         byte[] slowBytes;
         switch (kind)
@@ -241,7 +245,7 @@ public sealed class EdgeLimitsTests(LimitedServerFixture fixture, ITestOutputHel
             }
         }
 
-        return await watchClose ? connected.Elapsed : null;
+        return await watchClose ? sinceConnect.Elapsed : null;
     }
 
     // True once the server closes (FIN or reset); false at the deadline.
