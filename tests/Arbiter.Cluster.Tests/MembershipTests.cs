@@ -102,6 +102,11 @@ public sealed class MembershipTests(ITestOutputHelper output)
                 Assert.Contains($"{joinerId}, unstarted, , {joiner.PeerUrl}, , false", pending.Lines);
             }
 
+            // The pending member again: a duplicate, as etcd answers for a member it lists.
+            var again = await viaLeader.RunAsync("member", "add", joiner.Name, $"--peer-urls={joiner.PeerUrl}");
+            Assert.NotEqual(0, again.ExitCode);
+            Assert.Contains("etcdserver: Peer URLs already exists", again.Stderr, StringComparison.Ordinal);
+
             // One change at a time.
             var other = cluster.NewJoiner();
             var second = await viaLeader.RunAsync("member", "add", other.Name, $"--peer-urls={other.PeerUrl}");

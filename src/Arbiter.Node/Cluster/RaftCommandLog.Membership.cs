@@ -129,7 +129,10 @@ internal sealed partial class RaftCommandLog
         }
 
         var canonical = PeerAddress.ToUrl(endPoint);
-        if (_raft.Members.Any(m => PeerAddress.ToUrl(m.EndPoint) == canonical))
+
+        // A member added and not started yet is listed, as in etcd, so adding it again is a duplicate too.
+        if (_raft.Members.Any(m => PeerAddress.ToUrl(m.EndPoint) == canonical)
+            || _host.Read(state => state.PendingMemberAdds).Any(p => p.PeerUrl == canonical))
         {
             throw new EtcdException(EtcdError.PeerUrlExists);
         }
