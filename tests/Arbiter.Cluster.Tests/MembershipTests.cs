@@ -186,6 +186,36 @@ public sealed class MembershipTests(ITestOutputHelper output)
         await StartAndWaitJoinedThroughAsync(cluster, newLeader, joiner, joinerId);
     }
 
+    /// <summary>
+    /// A pending add left by a dead leader can be removed through the next leader (whether that
+    /// leader has resumed it yet or not): it leaves the list on every member.
+    /// </summary>
+    [Fact]
+    public async Task A_pending_add_left_by_a_dead_leader_can_be_removed()
+    {
+        await using var cluster = await ArbiterCluster.StartAsync(3);
+        var leader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var (joiner, joinerId) = await AddUnstartedAsync(cluster, leader);
+        await leader.KillAsync();
+        var newLeader = await cluster.WaitForLeaderAsync(ClusterKit.ConvergeTimeout);
+        var viaNewLeader = new EtcdctlRunner(newLeader.Endpoint);
+
+        // "unhealthy cluster" while another change holds the way (e.g. the resume starting): try again.
+        await ClusterKit.WaitUntilAsync(
+            "the pending member removed",
+            ClusterKit.ConvergeTimeout,
+            async () => EtcdctlOutput.SaysRemoved((await viaNewLeader.RunAsync("member", "remove", joinerId)).Stdout, joinerId),
+            cluster: cluster);
+        foreach (var member in cluster.Running)
+        {
+            await ClusterKit.WaitUntilAsync(
+                $"{member.Name} no longer lists the pending member",
+                ClusterKit.ConvergeTimeout,
+                async () => !(await new EtcdctlRunner(member.Endpoint).RunAsync("member", "list")).EnsureSuccess().Stdout.Contains(joiner.PeerUrl, StringComparison.Ordinal),
+                cluster: cluster);
+        }
+    }
+
     /// <summary>Announces a new member with etcdctl member add through <paramref name="leader"/>, without starting it.</summary>
     private static async Task<(ArbiterClusterMember Joiner, string JoinerId)> AddUnstartedAsync(ArbiterCluster cluster, ArbiterClusterMember leader)
     {

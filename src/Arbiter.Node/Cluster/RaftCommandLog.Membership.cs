@@ -336,8 +336,22 @@ internal sealed partial class RaftCommandLog
 
         if (target is null && _host.Read(state => state.PendingMemberAdds).FirstOrDefault(p => p.MemberId == memberId) is { PeerUrl: not null } waiting)
         {
-            // Pending in the log but not being brought in here (yet): settle it directly.
-            await ProposeMemberAddAsync(new MemberAddCommand { Settled = new MemberAddSettled { PeerUrl = waiting.PeerUrl } }, cancellationToken).ConfigureAwait(false);
+            // Pending in the log but not being brought in here (yet): settle it directly, holding the
+            // change's semaphore so that the reconciliation cannot start bringing it in meanwhile.
+            if (!await _membershipChange.WaitAsync(0, cancellationToken).ConfigureAwait(false))
+            {
+                throw new EtcdException(EtcdError.Unhealthy);
+            }
+
+            try
+            {
+                await ProposeMemberAddAsync(new MemberAddCommand { Settled = new MemberAddSettled { PeerUrl = waiting.PeerUrl } }, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                _membershipChange.Release();
+            }
+
             _logger.LogInformation("Pending member {MemberId:x16} removed before it joined", memberId);
             return;
         }
