@@ -9,8 +9,9 @@ namespace Arbiter.Verification.Workloads;
 /// <summary>
 /// Linearizable registers: clients read, write unique values and compare-and-set a few keys through
 /// the etcd KV API (a CAS is a Txn comparing the value), each client on one member and moving to the
-/// next when a call fails; optional pinned readers stay on one member and only read. A failed read is <c>fail</c> (no effect); a failed write or CAS is
-/// <c>info</c> and its client continues as a new process. Checked with <see cref="LinearizabilityChecker"/>.
+/// next when a call fails; optional pinned readers stay on one member and only read. A failed read
+/// is <c>fail</c> (no effect); a failed write or CAS is <c>info</c> and its client continues as a
+/// new process. Checked with <see cref="LinearizabilityChecker"/>.
 /// </summary>
 public sealed class RegisterWorkload : IWorkload
 {
