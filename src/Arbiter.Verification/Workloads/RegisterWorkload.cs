@@ -33,25 +33,13 @@ public sealed class RegisterWorkload : IWorkload
     private static async Task PinnedReaderAsync(WorkloadContext context, int reader, CancellationToken stop)
     {
         var random = new Random(unchecked((context.Seed * 37) + reader));
-        var recorder = context.Recorder;
-        var process = recorder.NewProcess();
+        var process = context.Recorder.NewProcess();
         var endpoint = context.Endpoints[reader % context.Endpoints.Count];
         var kv = new KV.KVClient(context.Channel(endpoint));
         var keys = Keys(context);
         while (!stop.IsCancellationRequested)
         {
-            var key = keys[random.Next(keys.Length)];
-            var id = recorder.Invoke(process, OperationKind.Read, key);
-            try
-            {
-                var response = await kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(key), Serializable = context.Options.SerializableReads }, deadline: context.Deadline(), cancellationToken: context.ClientFaults.Token).ConfigureAwait(false);
-                recorder.Complete(id, OperationStatus.Ok, value: response.Kvs.Count == 0 ? null : response.Kvs[0].Value.ToStringUtf8(), revision: response.Header.Revision, note: $"via {endpoint} (pinned)");
-            }
-            catch (Exception e) when (e is RpcException or OperationCanceledException)
-            {
-                recorder.Complete(id, OperationStatus.Fail, note: $"via {endpoint} (pinned): {Describe(e)}");
-            }
-
+            await ReadAsync(context, kv, process, keys[random.Next(keys.Length)], $"via {endpoint} (pinned)", context.ClientFaults.Token).ConfigureAwait(false);
             try
             {
                 await Task.Delay(PinnedReadPauseMs, stop).ConfigureAwait(false);
@@ -60,6 +48,24 @@ public sealed class RegisterWorkload : IWorkload
             {
                 return;
             }
+        }
+    }
+
+    /// <summary>One recorded read of <paramref name="key"/>: Ok and its value (null when absent), or not Ok when the read failed (recorded <c>fail</c>).</summary>
+    private static async Task<(bool Ok, string? Value)> ReadAsync(WorkloadContext context, KV.KVClient kv, int process, string key, string at, CancellationToken fault)
+    {
+        var id = context.Recorder.Invoke(process, OperationKind.Read, key);
+        try
+        {
+            var response = await kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(key), Serializable = context.Options.SerializableReads }, deadline: context.Deadline(), cancellationToken: fault).ConfigureAwait(false);
+            var value = response.Kvs.Count == 0 ? null : response.Kvs[0].Value.ToStringUtf8();
+            context.Recorder.Complete(id, OperationStatus.Ok, value: value, revision: response.Header.Revision, note: at);
+            return (true, value);
+        }
+        catch (Exception e) when (e is RpcException or OperationCanceledException)
+        {
+            context.Recorder.Complete(id, OperationStatus.Fail, note: $"{at}: {Describe(e)}");
+            return (false, null);
         }
     }
 
@@ -82,17 +88,13 @@ public sealed class RegisterWorkload : IWorkload
             var at = $"via {context.Endpoints[endpoint]}";
             if (roll < 0.5)
             {
-                var id = recorder.Invoke(process, OperationKind.Read, key);
-                try
+                var read = await ReadAsync(context, kv, process, key, at, fault).ConfigureAwait(false);
+                if (read.Ok)
                 {
-                    var response = await kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(key), Serializable = context.Options.SerializableReads }, deadline: context.Deadline(), cancellationToken: fault).ConfigureAwait(false);
-                    var value = response.Kvs.Count == 0 ? null : response.Kvs[0].Value.ToStringUtf8();
-                    recorder.Complete(id, OperationStatus.Ok, value: value, revision: response.Header.Revision, note: at);
-                    known[key] = value;
+                    known[key] = read.Value;
                 }
-                catch (Exception e) when (e is RpcException or OperationCanceledException)
+                else
                 {
-                    recorder.Complete(id, OperationStatus.Fail, note: $"{at}: {Describe(e)}");
                     endpoint = (endpoint + 1) % context.Endpoints.Count;
                 }
 
